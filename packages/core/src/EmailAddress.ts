@@ -1,0 +1,45 @@
+/**
+ * A mailbox address `local@domain` with the domain parsed as a `Domain`. The normal form (used
+ * for suppression matching and outbox destinations) is lower case with the A-label domain
+ * (DECISIONS.md §2, fixing mox's Q6).
+ */
+import { Data, Either } from "effect"
+import * as Domain from "./Domain.js"
+
+export interface EmailAddress {
+  readonly localPart: string
+  readonly domain: Domain.Domain
+  /** `local@a-label-domain`, lower case. */
+  readonly normalized: string
+}
+
+export class EmailAddressError extends Data.TaggedError("EmailAddressError")<{
+  readonly input: string
+  readonly reason: string
+}> {
+  override get message(): string {
+    return `invalid address ${JSON.stringify(this.input.slice(0, 300))}: ${this.reason}`
+  }
+}
+
+// RFC 5321 §4.1.2 Dot-string atext; quoted local parts are refused (no report address needs one).
+const LOCAL = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\uffff-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u0080-\uffff-]+)*$/
+const MAX_LOCAL = 64
+
+export const parse = (input: string): Either.Either<EmailAddress, EmailAddressError> => {
+  const fail = (reason: string) => Either.left(new EmailAddressError({ input, reason }))
+  if (typeof input !== "string") return fail("not a string")
+  const at = input.lastIndexOf("@")
+  if (at <= 0) return fail("missing local part or @")
+  const localPart = input.slice(0, at)
+  if (localPart.length > MAX_LOCAL) return fail("local part longer than 64 characters")
+  if (!LOCAL.test(localPart)) return fail("invalid local part")
+  return Either.match(Domain.parse(input.slice(at + 1)), {
+    onLeft: (e) => fail(`domain: ${e.reason}`),
+    onRight: (domain) => Either.right({ localPart, domain, normalized: `${localPart.toLowerCase()}@${domain.ascii}` })
+  })
+}
+
+/** The normal form of an address, or the error. */
+export const normalize = (input: string): Either.Either<string, EmailAddressError> =>
+  Either.map(parse(input), (a) => a.normalized)

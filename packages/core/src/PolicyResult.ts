@@ -1,0 +1,174 @@
+/**
+ * One element of a report's `policies` (RFC 8460 §4.4): the policy applied, the session summary
+ * and the failure details. The wire schemas decode leniently and encode conservatively
+ * (DECISIONS.md §3); merge and add follow spec §3 exactly.
+ */
+import { Schema } from "effect"
+
+/** RFC 8460 §4.4 policy-type. */
+export const PolicyType = Schema.Literal("tlsa", "sts", "no-policy-found")
+export type PolicyType = typeof PolicyType.Type
+
+/** The IANA "STARTTLS Validation Result Types" (RFC 8460 §4.3); never invent one (DECISIONS.md §3.4). */
+export const ResultType = Schema.Literal(
+  "starttls-not-supported",
+  "certificate-host-mismatch",
+  "certificate-expired",
+  "tlsa-invalid",
+  "dnssec-invalid",
+  "dane-required",
+  "certificate-not-trusted",
+  "sts-policy-invalid",
+  "sts-webpki-invalid",
+  "validation-failure",
+  "sts-policy-fetch-error"
+)
+export type ResultType = typeof ResultType.Type
+
+const Count = Schema.NonNegativeInt
+
+/** A list that is always an array when encoded; `null` or a missing key decode to `[]`. */
+const list = <A, I>(item: Schema.Schema<A, I>, key: string) =>
+  Schema.optionalWith(Schema.Array(item), { nullable: true, default: () => [] }).pipe(Schema.fromKey(key))
+
+/** `mx-host` is an array (RFC errata 6241); the RFC's own example has a string, accepted on input. */
+const StringOrList = Schema.Union(
+  Schema.Array(Schema.String),
+  Schema.transform(Schema.String, Schema.Array(Schema.String), {
+    strict: true,
+    decode: (s) => [s],
+    encode: (a) => a.join(",")
+  })
+)
+
+const optionalString = (key: string) =>
+  Schema.optionalWith(Schema.String, { nullable: true, exact: true }).pipe(Schema.fromKey(key))
+
+const count = (key: string) =>
+  Schema.optionalWith(Count, { nullable: true, default: () => 0 }).pipe(Schema.fromKey(key))
+
+export const Policy = Schema.Struct({
+  policyType: Schema.propertySignature(PolicyType).pipe(Schema.fromKey("policy-type")),
+  policyString: list(Schema.String, "policy-string"),
+  policyDomain: Schema.propertySignature(Schema.String).pipe(Schema.fromKey("policy-domain")),
+  mxHost: Schema.optionalWith(StringOrList, { nullable: true, default: () => [] }).pipe(Schema.fromKey("mx-host"))
+})
+export type Policy = typeof Policy.Type
+
+export const Summary = Schema.Struct({
+  totalSuccessfulSessionCount: count("total-successful-session-count"),
+  totalFailureSessionCount: count("total-failure-session-count")
+})
+export type Summary = typeof Summary.Type
+
+export const FailureDetails = Schema.Struct({
+  resultType: Schema.propertySignature(ResultType).pipe(Schema.fromKey("result-type")),
+  sendingMtaIp: optionalString("sending-mta-ip"),
+  receivingMxHostname: optionalString("receiving-mx-hostname"),
+  receivingMxHelo: optionalString("receiving-mx-helo"),
+  receivingIp: optionalString("receiving-ip"),
+  failedSessionCount: count("failed-session-count"),
+  additionalInformation: optionalString("additional-information"),
+  failureReasonCode: optionalString("failure-reason-code")
+})
+export type FailureDetails = typeof FailureDetails.Type
+
+export const PolicyResult = Schema.Struct({
+  policy: Policy,
+  summary: Summary,
+  failureDetails: list(FailureDetails, "failure-details")
+})
+export type PolicyResult = typeof PolicyResult.Type
+
+const listEquals = (a: ReadonlyArray<string>, b: ReadonlyArray<string>): boolean => {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
+}
+
+/** Spec §3.1: same type, domain, strings and mx-hosts, element-wise and in order; empty = absent. */
+export const policyEquals = (a: Policy, b: Policy): boolean =>
+  a.policyType === b.policyType &&
+  a.policyDomain === b.policyDomain &&
+  listEquals(a.policyString, b.policyString) &&
+  listEquals(a.mxHost, b.mxHost)
+
+/** Spec §3.2: failure details are the same entry when all fields but the count are equal ("" = absent). */
+export const detailsKeyEquals = (a: FailureDetails, b: FailureDetails): boolean =>
+  a.resultType === b.resultType &&
+  (a.sendingMtaIp ?? "") === (b.sendingMtaIp ?? "") &&
+  (a.receivingMxHostname ?? "") === (b.receivingMxHostname ?? "") &&
+  (a.receivingMxHelo ?? "") === (b.receivingMxHelo ?? "") &&
+  (a.receivingIp ?? "") === (b.receivingIp ?? "") &&
+  (a.additionalInformation ?? "") === (b.additionalInformation ?? "") &&
+  (a.failureReasonCode ?? "") === (b.failureReasonCode ?? "")
+
+/**
+ * Spec §3.2 `Result.Add`: counters added and clamped at zero (negative inputs undo a success, §7.5);
+ * each detail added to its equal-by-key entry, else appended.
+ */
+export const add = (
+  result: PolicyResult,
+  success: number,
+  failure: number,
+  details: ReadonlyArray<FailureDetails> = []
+): PolicyResult => {
+  const merged = result.failureDetails.slice()
+  for (const d of details) {
+    const i = merged.findIndex((e) => detailsKeyEquals(e, d))
+    if (i === -1) merged.push(d)
+    else merged[i] = { ...merged[i]!, failedSessionCount: merged[i]!.failedSessionCount + d.failedSessionCount }
+  }
+  return {
+    policy: result.policy,
+    summary: {
+      totalSuccessfulSessionCount: Math.max(0, result.summary.totalSuccessfulSessionCount + success),
+      totalFailureSessionCount: Math.max(0, result.summary.totalFailureSessionCount + failure)
+    },
+    failureDetails: merged
+  }
+}
+
+/**
+ * Spec §3.1 `Report.Merge`: each incoming result is added to the first equal policy, else appended
+ * unchanged. Policies keep the order in which they were first seen.
+ */
+export const merge = (
+  policies: ReadonlyArray<PolicyResult>,
+  incoming: ReadonlyArray<PolicyResult>
+): Array<PolicyResult> => {
+  const out = policies.slice()
+  for (const nr of incoming) {
+    const i = out.findIndex((p) => policyEquals(p.policy, nr.policy))
+    if (i === -1) out.push(nr)
+    else
+      out[i] = add(
+        out[i]!,
+        nr.summary.totalSuccessfulSessionCount,
+        nr.summary.totalFailureSessionCount,
+        nr.failureDetails
+      )
+  }
+  return out
+}
+
+/** Spec §9.5: a failure is a failure count above zero or any failure detail (even with zero counters). */
+export const hasFailure = (policies: ReadonlyArray<PolicyResult>): boolean =>
+  policies.some((p) => p.summary.totalFailureSessionCount > 0 || p.failureDetails.length > 0)
+
+/** Spec §2.9 `MakeResult`: a result with empty lists and zero counters. */
+export const make = (
+  policyType: PolicyType,
+  policyDomain: string,
+  options?: {
+    readonly policyString?: ReadonlyArray<string> | undefined
+    readonly mxHost?: ReadonlyArray<string> | undefined
+    readonly success?: number | undefined
+    readonly failure?: number | undefined
+    readonly failureDetails?: ReadonlyArray<FailureDetails> | undefined
+  }
+): PolicyResult => ({
+  policy: { policyType, policyString: options?.policyString ?? [], policyDomain, mxHost: options?.mxHost ?? [] },
+  summary: { totalSuccessfulSessionCount: options?.success ?? 0, totalFailureSessionCount: options?.failure ?? 0 },
+  failureDetails: options?.failureDetails ?? []
+})

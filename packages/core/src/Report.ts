@@ -1,0 +1,95 @@
+/**
+ * The RFC 8460 §4 report. `Report` is the wire format as a Schema: decoding is lenient (mx-host
+ * string or array, date-times without a zone, nulls, unknown keys), encoding is conservative
+ * (DECISIONS.md §3: arrays always, optional fields omitted, RFC 3339 with `Z`, keys in RFC order).
+ */
+import { Data, Either, ParseResult, Schema } from "effect"
+import { PolicyResult } from "./PolicyResult.js"
+
+// RFC 3339 date-time; the zone may be missing (Microsoft's reports, spec §2.2) and then means UTC.
+const RFC3339 = /^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})?$/
+
+const parseDateTime = (s: string): Date | undefined => {
+  const m = RFC3339.exec(s.trim())
+  if (m === null) return undefined
+  const frac = m[3] === undefined ? "" : m[3].slice(0, 4).padEnd(4, "0")
+  const zone = m[4] === undefined || m[4] === "z" ? "Z" : m[4]
+  const d = new Date(`${m[1]}T${m[2]}${frac}${zone}`)
+  return Number.isNaN(d.getTime()) ? undefined : d
+}
+
+/** `2024-01-09T00:00:00Z`; milliseconds only when non-zero. */
+export const formatDateTime = (d: Date): string => d.toISOString().replace(".000Z", "Z")
+
+const MAX_DATE = Date.UTC(9999, 11, 31, 23, 59, 59, 999)
+
+const DateValue = Schema.ValidDateFromSelf.pipe(
+  Schema.filter((d) => d.getTime() >= 0 && d.getTime() <= MAX_DATE, { message: () => "date out of range" })
+).annotations({
+  arbitrary: () => (fc) => fc.date({ min: new Date(0), max: new Date(MAX_DATE), noInvalidDate: true })
+})
+
+export const DateTime = Schema.transformOrFail(Schema.String, DateValue, {
+  strict: true,
+  decode: (s, _, ast) => {
+    const d = parseDateTime(s)
+    return d === undefined
+      ? ParseResult.fail(new ParseResult.Type(ast, s, `not an RFC 3339 date-time: ${s}`))
+      : ParseResult.succeed(d)
+  },
+  encode: (d) => ParseResult.succeed(formatDateTime(d))
+})
+
+export const DateRange = Schema.Struct({
+  startDatetime: Schema.propertySignature(DateTime).pipe(Schema.fromKey("start-datetime")),
+  endDatetime: Schema.propertySignature(DateTime).pipe(Schema.fromKey("end-datetime"))
+})
+export type DateRange = typeof DateRange.Type
+
+const text = (key: string) =>
+  Schema.optionalWith(Schema.String, { nullable: true, default: () => "" }).pipe(Schema.fromKey(key))
+
+export const Report = Schema.Struct({
+  organizationName: text("organization-name"),
+  dateRange: Schema.propertySignature(DateRange).pipe(Schema.fromKey("date-range")),
+  contactInfo: text("contact-info"),
+  reportId: text("report-id"),
+  policies: Schema.optionalWith(Schema.Array(PolicyResult), { nullable: true, default: () => [] })
+})
+export type Report = typeof Report.Type
+/** The JSON shape on the wire. */
+export type ReportJson = typeof Report.Encoded
+
+export class ReportDecodeError extends Data.TaggedError("ReportDecodeError")<{
+  readonly reason: string
+}> {
+  override get message(): string {
+    return `invalid TLS report: ${this.reason}`
+  }
+}
+
+/** The conservative JSON object for a report. */
+export const toJson = (report: Report): ReportJson => Schema.encodeSync(Report)(report)
+
+/** Compact JSON text of a report, as put in the gzip attachment or the https body. */
+export const encodeJsonString = (report: Report): string => JSON.stringify(toJson(report))
+
+const decodeUnknown = Schema.decodeUnknownEither(Report, { errors: "first", onExcessProperty: "ignore" })
+
+/** Lenient decoding of an already-parsed JSON value. */
+export const fromJson = (value: unknown): Either.Either<Report, ReportDecodeError> =>
+  Either.mapLeft(
+    decodeUnknown(value),
+    (e) => new ReportDecodeError({ reason: ParseResult.TreeFormatter.formatErrorSync(e) })
+  )
+
+/** Lenient decoding of JSON text. */
+export const decodeJsonString = (json: string): Either.Either<Report, ReportDecodeError> => {
+  let value: unknown
+  try {
+    value = JSON.parse(json)
+  } catch (e) {
+    return Either.left(new ReportDecodeError({ reason: `not JSON: ${(e as Error).message}` }))
+  }
+  return fromJson(value)
+}

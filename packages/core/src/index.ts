@@ -1,0 +1,6 @@
+export * as Day from "./Day.js"
+export * as Domain from "./Domain.js"
+export * as PolicyResult from "./PolicyResult.js"
+export * as Report from "./Report.js"
+export * as ReportNaming from "./ReportNaming.js"
+export * as EmailAddress from "./EmailAddress.js"

@@ -1,0 +1,179 @@
+/**
+ * The store of outgoing TLS results, the suppression list and the report outbox (mox's tlsrptdb,
+ * spec §6, plus the outbox of DECISIONS.md §2). A port: `layer` / `layerMemory` are SQLite
+ * (`@effect/sql-sqlite-node`); a PostgreSQL layer comes later behind the same Tag, so keep callers
+ * independent of the dialect.
+ *
+ * Domains are stored in A-label form (DECISIONS.md §1: one normal form). Days are `YYYY-MM-DD`.
+ */
+import type { Day, Domain, PolicyResult } from "@tlsrpt/core"
+import { Context, Data, type Effect } from "effect"
+
+export class StoreError extends Data.TaggedError("StoreError")<{
+  readonly operation: string
+  readonly cause: unknown
+}> {
+  override get message(): string {
+    return `result store: ${this.operation} failed: ${String((this.cause as Error)?.message ?? this.cause)}`
+  }
+}
+
+/** One aggregate to add (spec §6.2); merged into the row with the same key. */
+export interface NewResultRow {
+  readonly policyDomain: Domain.Domain
+  readonly day: Day.Day
+  readonly recipientDomain: Domain.Domain
+  readonly isHost: boolean
+  readonly sendReport: boolean
+  readonly results: ReadonlyArray<PolicyResult.PolicyResult>
+}
+
+/** A stored row, keyed (policy domain, day, recipient domain). Domains in A-label form. */
+export interface ResultRow {
+  readonly id: number
+  readonly policyDomain: string
+  readonly day: Day.Day
+  readonly recipientDomain: string
+  readonly isHost: boolean
+  /** Sticky true (spec §6.2). */
+  readonly sendReport: boolean
+  readonly sentToRecipientDomain: boolean
+  readonly sentToPolicyDomain: boolean
+  /** The recipient domain's mailto rua strings as in DNS, stored when its report was made (spec §6.1). */
+  readonly recipientDomainReportingAddresses: ReadonlyArray<string>
+  readonly results: ReadonlyArray<PolicyResult.PolicyResult>
+  readonly created: Date
+  readonly updated: Date
+}
+
+/** What the reporter needs to gather keys (spec §9.2). */
+export interface ResultKey {
+  readonly policyDomain: string
+  readonly day: Day.Day
+  readonly recipientDomain: string
+  readonly sendReport: boolean
+}
+
+export interface ResultFilter {
+  readonly day?: Day.Day | undefined
+  /** Matches the policy domain or the recipient domain (A-label). */
+  readonly domain?: string | undefined
+}
+
+export interface Suppression {
+  readonly id: number
+  /** Normalised: lower case, A-label domain. */
+  readonly address: string
+  readonly until: Date
+  readonly comment: string
+  readonly inserted: Date
+}
+
+export type OutboxStatus = "queued" | "delivered" | "failed"
+
+/** A message to deliver: a signed report mail to one address, or a gzip body to one https URL. */
+export interface NewOutboxMessage {
+  readonly kind: "mailto" | "https"
+  /** Normalised mail address, or the https URL. */
+  readonly destination: string
+  /** SMTP MAIL FROM for mail; empty for https. */
+  readonly envelopeFrom: string
+  /** The raw message (mail) or the gzip JSON body (https). */
+  readonly payload: Uint8Array
+  readonly reportId: string
+  readonly policyDomain: string
+  readonly day: Day.Day
+}
+
+export interface OutboxMessage extends NewOutboxMessage {
+  readonly id: number
+  readonly status: OutboxStatus
+  readonly attempts: number
+  readonly nextAttemptAt: Date
+  readonly lastError: string | undefined
+  readonly created: Date
+  readonly updated: Date
+}
+
+/** What a report round commits in ONE transaction (DECISIONS.md §2: no loss, no duplicate). */
+export type MarkSent =
+  | {
+      /** Phase 1: rows with this recipient domain and day (spec §9.4 step 15). */
+      readonly phase: "recipient-domain"
+      readonly recipientDomain: string
+      readonly day: Day.Day
+      readonly reportingAddresses: ReadonlyArray<string>
+    }
+  | {
+      /** Phase 2: rows with this policy domain and day. */
+      readonly phase: "policy-domain"
+      readonly policyDomain: string
+      readonly day: Day.Day
+    }
+
+export class ResultStore extends Context.Tag("@tlsrpt/store/ResultStore")<
+  ResultStore,
+  {
+    /** Spec §6.2: merge each row into its key's row in one transaction (IsHost last writer, SendReport sticky). */
+    readonly addResults: (rows: ReadonlyArray<NewResultRow>) => Effect.Effect<void, StoreError>
+    /** Every row key with day ≤ `day`, for the reporter's key gathering (spec §9.2). */
+    readonly keysUpTo: (day: Day.Day) => Effect.Effect<ReadonlyArray<ResultKey>, StoreError>
+    /** Phase 1 fetch: rows with this recipient domain and day, in insertion order (spec §9.8). */
+    readonly rowsByRecipientDomain: (
+      recipientDomain: string,
+      day: Day.Day
+    ) => Effect.Effect<ReadonlyArray<ResultRow>, StoreError>
+    /** Phase 2 fetch: rows with this policy domain and day, by recipient domain then insertion (spec §9.8). */
+    readonly rowsByPolicyDomain: (
+      policyDomain: string,
+      day: Day.Day
+    ) => Effect.Effect<ReadonlyArray<ResultRow>, StoreError>
+    /** Listing for the CLI and admin page: by day, policy domain, recipient domain. */
+    readonly listResults: (filter?: ResultFilter) => Effect.Effect<ReadonlyArray<ResultRow>, StoreError>
+    /** Marks rows sent and enqueues the report's messages in one transaction; returns the outbox ids. */
+    readonly markSentAndEnqueue: (
+      mark: MarkSent,
+      messages: ReadonlyArray<NewOutboxMessage>
+    ) => Effect.Effect<ReadonlyArray<number>, StoreError>
+    /** Deletes every row of each (policy domain, day) key, in one transaction (spec §9.3 cleanup). */
+    readonly deleteKeys: (
+      keys: ReadonlyArray<{ readonly policyDomain: string; readonly day: Day.Day }>
+    ) => Effect.Effect<number, StoreError>
+    /** Stale cleanup: deletes rows with day < `day` (spec §9.1). Returns the number deleted. */
+    readonly deleteBefore: (day: Day.Day) => Effect.Effect<number, StoreError>
+
+    readonly suppressAdd: (entry: {
+      readonly address: string
+      readonly until: Date
+      readonly comment?: string | undefined
+    }) => Effect.Effect<Suppression, StoreError | InvalidAddress>
+    readonly suppressList: Effect.Effect<ReadonlyArray<Suppression>, StoreError>
+    readonly suppressRemove: (address: string) => Effect.Effect<boolean, StoreError | InvalidAddress>
+    readonly suppressExtend: (address: string, until: Date) => Effect.Effect<boolean, StoreError | InvalidAddress>
+    /** Active when `until > at`; the address is normalised before matching. */
+    readonly isSuppressed: (address: string, at: Date) => Effect.Effect<boolean, StoreError>
+
+    /** Enqueue outside a round (idempotent on (report-id, destination)). */
+    readonly enqueue: (messages: ReadonlyArray<NewOutboxMessage>) => Effect.Effect<ReadonlyArray<number>, StoreError>
+    /** Queued messages with nextAttemptAt ≤ now, oldest first. */
+    readonly dueMessages: (now: Date, limit: number) => Effect.Effect<ReadonlyArray<OutboxMessage>, StoreError>
+    readonly markDelivered: (id: number, at: Date) => Effect.Effect<void, StoreError>
+    /** Records a failed attempt: `nextAttemptAt` to retry, or undefined for permanent failure. */
+    readonly markAttemptFailed: (
+      id: number,
+      failure: { readonly error: string; readonly at: Date; readonly nextAttemptAt: Date | undefined }
+    ) => Effect.Effect<void, StoreError>
+    readonly listOutbox: (filter?: {
+      readonly status?: OutboxStatus | undefined
+    }) => Effect.Effect<ReadonlyArray<OutboxMessage>, StoreError>
+  }
+>() {}
+
+export class InvalidAddress extends Data.TaggedError("InvalidAddress")<{
+  readonly address: string
+  readonly reason: string
+}> {
+  override get message(): string {
+    return `invalid address ${JSON.stringify(this.address)}: ${this.reason}`
+  }
+}
