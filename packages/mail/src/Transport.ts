@@ -1,0 +1,398 @@
+/**
+ * The last hop of a report: one outbox message to one destination. `mailto` messages go to the
+ * configured mail transport (an SMTP relay, or a folder); `https` messages are POSTed as
+ * `application/tlsrpt+gzip` (RFC 8460 §3, DECISIONS.md §2). Failures say whether a retry can help:
+ * SMTP 5xx is permanent, 4xx / connection errors / timeouts are temporary; for https every non-2xx
+ * status and every timeout is temporary ("retried like mail").
+ */
+import { randomBytes } from "node:crypto"
+import { mkdir, rename, rm, writeFile } from "node:fs/promises"
+import { join } from "node:path"
+import { ReportNaming } from "@tlsrpt/core"
+import type { OutboxMessage } from "@tlsrpt/store"
+import { Context, Data, Effect, Layer, Metric, Ref } from "effect"
+import { createTransport } from "nodemailer"
+
+export class TransportError extends Data.TaggedError("TransportError")<{
+  /** The address or URL the attempt went to. */
+  readonly destination: string
+  /** True when retrying cannot help (SMTP 5xx, https disabled). */
+  readonly permanent: boolean
+  /** SMTP reply code or HTTP status, when the peer answered. */
+  readonly code?: number | undefined
+  readonly reason: string
+}> {
+  override get message(): string {
+    const kind = this.permanent ? "permanent" : "temporary"
+    return `${kind} delivery failure to ${this.destination}${this.code === undefined ? "" : ` (${this.code})`}: ${this.reason}`
+  }
+}
+
+export interface SmtpOptions {
+  /** `smtp://host[:port]` (STARTTLS when offered, default port 25) or `smtps://host[:port]` (implicit TLS, 465). */
+  readonly url: string
+  readonly auth?: { readonly user: string; readonly pass: string } | undefined
+  /** POST https reports (default true; `reports.https = false` turns it off). */
+  readonly https?: boolean | undefined
+  /** Per-POST timeout (default 30 s). */
+  readonly httpsTimeoutMs?: number | undefined
+  /** EHLO name (default: nodemailer's, the host name). */
+  readonly hostname?: string | undefined
+  /** Connect/greeting timeout and socket idle timeout (default 60 s). */
+  readonly timeoutMs?: number | undefined
+}
+
+export interface DirOptions {
+  readonly dir: string
+  /** Accept https reports at all (default true); false fails them permanently. */
+  readonly https?: boolean | undefined
+  /**
+   * Where https reports go in dir mode. "write" (default): the gzip body is written as
+   * `<id>-<url>.json.gz` beside its `.json` envelope, so a dry run touches no network. "post": they
+   * are POSTed for real, for an embedded setup that has no relay but should still report over https.
+   */
+  readonly httpsMode?: "write" | "post" | undefined
+  readonly httpsTimeoutMs?: number | undefined
+}
+
+/** One scripted outcome of the test transport. */
+export type TestStep =
+  | "ok"
+  | { readonly permanent: boolean; readonly code?: number | undefined; readonly reason?: string | undefined }
+
+/** The capturing side of `Transport.layerTest`. */
+export class TestTransport extends Context.Tag("@tlsrpt/mail/TestTransport")<
+  TestTransport,
+  {
+    /** Messages delivered (the attempts that succeeded), in order. */
+    readonly sent: Effect.Effect<ReadonlyArray<OutboxMessage>>
+    /** Every attempt, successful or not, in order. */
+    readonly attempts: Effect.Effect<ReadonlyArray<OutboxMessage>>
+    /**
+     * Outcomes of the next attempts, in order: for one destination, or (no destination) for any
+     * destination without its own script. An exhausted script means "ok".
+     */
+    readonly script: (steps: ReadonlyArray<TestStep>, destination?: string) => Effect.Effect<void>
+  }
+>() {}
+
+interface TestState {
+  readonly sent: ReadonlyArray<OutboxMessage>
+  readonly attempts: ReadonlyArray<OutboxMessage>
+  /** Keyed by destination; `undefined` is the script for every other destination. */
+  readonly scripts: ReadonlyMap<string | undefined, ReadonlyArray<TestStep>>
+}
+
+const DEFAULT_HTTPS_TIMEOUT_MS = 30_000
+
+const attemptsTotal = Metric.counter("tlsrpt_delivery_attempts_total", {
+  description: "Delivery attempts of outbox messages, by kind and outcome",
+  incremental: true
+})
+
+const attemptCounter = (kind: OutboxMessage["kind"], outcome: "delivered" | "temporary" | "permanent") =>
+  attemptsTotal.pipe(Metric.tagged("kind", kind), Metric.tagged("outcome", outcome))
+
+/** Counts each attempt by kind and outcome. */
+const counted = (
+  message: OutboxMessage,
+  attempt: Effect.Effect<void, TransportError>
+): Effect.Effect<void, TransportError> =>
+  attempt.pipe(
+    Effect.tapBoth({
+      onSuccess: () => Metric.increment(attemptCounter(message.kind, "delivered")),
+      onFailure: (e) => Metric.increment(attemptCounter(message.kind, e.permanent ? "permanent" : "temporary"))
+    })
+  )
+
+const errorText = (cause: unknown): string => (cause instanceof Error ? cause.message : String(cause))
+
+/** The facts nodemailer attaches to its errors (NodemailerError). */
+interface SmtpFailure {
+  readonly code?: string | undefined
+  readonly responseCode?: number | undefined
+  readonly permanent?: boolean | undefined
+  readonly response?: string | undefined
+  readonly message?: string | undefined
+}
+
+/**
+ * RFC 5321 §4.2.1: 5yz is a permanent negative reply, 4yz transient (503, a bad command sequence, is
+ * about the session, not the message: temporary, as nodemailer classifies it). Errors without a reply
+ * (refused connection, timeout, TLS trouble) are temporary: the relay may be back later. So is a
+ * refused relay login (535): it is the operator's configuration, not a verdict on the report.
+ */
+const smtpError = (destination: string, cause: unknown): TransportError => {
+  const failure: SmtpFailure = typeof cause === "object" && cause !== null ? (cause as SmtpFailure) : {}
+  const code = failure.responseCode
+  const relayLogin = failure.code === "EAUTH" || failure.code === "ENOAUTH"
+  const permanent =
+    code === undefined || relayLogin ? false : (failure.permanent ?? (code >= 500 && code < 600 && code !== 503))
+  const reason = failure.response ?? (failure.code ? `${failure.code}: ${errorText(cause)}` : errorText(cause))
+  return new TransportError({ destination, permanent, code, reason })
+}
+
+/**
+ * POSTs the gzip report (RFC 8460 §3). Interruption aborts the request; the timeout runs on a real
+ * timer (not the Effect Clock), so TestClock-driven tests still get real I/O.
+ */
+const postHttps = (message: OutboxMessage, timeoutMs: number): Effect.Effect<void, TransportError> =>
+  Effect.tryPromise({
+    try: async (signal) => {
+      const response = await fetch(message.destination, {
+        method: "POST",
+        headers: { "Content-Type": ReportNaming.MEDIA_TYPE_GZIP },
+        body: message.payload,
+        // a redirect of a POST could turn it into a GET; treat it like any other non-2xx answer
+        redirect: "manual",
+        signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)])
+      })
+      await response.arrayBuffer().catch(() => undefined)
+      return response.status
+    },
+    catch: (cause) =>
+      new TransportError({
+        destination: message.destination,
+        permanent: false,
+        reason:
+          cause instanceof Error && cause.name === "TimeoutError"
+            ? `timeout after ${timeoutMs} ms`
+            : errorText(cause instanceof Error && cause.cause instanceof Error ? cause.cause : cause)
+      })
+  }).pipe(
+    Effect.flatMap((status) =>
+      status >= 200 && status < 300
+        ? Effect.void
+        : Effect.fail(
+            new TransportError({
+              destination: message.destination,
+              permanent: false,
+              code: status,
+              reason: `HTTP status ${status}`
+            })
+          )
+    )
+  )
+
+const httpsDisabled = (message: OutboxMessage): TransportError =>
+  new TransportError({ destination: message.destination, permanent: true, reason: "https reporting disabled" })
+
+/** A file-name-safe form of an address or URL. */
+const sanitize = (destination: string): string => destination.replace(/[^A-Za-z0-9@._-]/g, "_").slice(0, 120)
+
+/** Write to a temporary name, then rename: a reader never sees half a file. */
+const writeAtomic = async (dir: string, name: string, data: Uint8Array | string): Promise<void> => {
+  const tmp = join(dir, `.${name}.${randomBytes(6).toString("hex")}.tmp`)
+  try {
+    await writeFile(tmp, data)
+    await rename(tmp, join(dir, name))
+  } catch (error) {
+    await rm(tmp, { force: true })
+    throw error
+  }
+}
+
+/** The names `layerDir` writes for a message: the payload file and its `.json` envelope beside it. */
+export const dirFileNames = (
+  message: Pick<OutboxMessage, "id" | "kind" | "destination">
+): { readonly payload: string; readonly envelope: string } => {
+  const base = `${message.id}-${sanitize(message.destination)}`
+  return { payload: message.kind === "mailto" ? `${base}.eml` : `${base}.json.gz`, envelope: `${base}.json` }
+}
+
+const writeToDir = (dir: string, message: OutboxMessage): Effect.Effect<void, TransportError> =>
+  Effect.tryPromise({
+    try: async () => {
+      const names = dirFileNames(message)
+      const envelope = {
+        id: message.id,
+        kind: message.kind,
+        from: message.envelopeFrom,
+        to: [message.destination],
+        reportId: message.reportId,
+        policyDomain: message.policyDomain,
+        day: message.day,
+        file: names.payload,
+        ...(message.kind === "https" ? { contentType: ReportNaming.MEDIA_TYPE_GZIP } : {})
+      }
+      await mkdir(dir, { recursive: true })
+      // payload first: the envelope's appearance means the pair is complete
+      await writeAtomic(dir, names.payload, message.payload)
+      await writeAtomic(dir, names.envelope, `${JSON.stringify(envelope, null, 2)}\n`)
+    },
+    // a full disk or a missing mount may heal: temporary
+    catch: (cause) =>
+      new TransportError({
+        destination: message.destination,
+        permanent: false,
+        reason: `writing to ${dir}: ${errorText(cause)}`
+      })
+  })
+
+interface SmtpTarget {
+  readonly host: string
+  readonly port: number
+  readonly secure: boolean
+  readonly auth: { readonly user: string; readonly pass: string } | undefined
+}
+
+export class InvalidRelayUrl extends Data.TaggedError("InvalidRelayUrl")<{
+  readonly url: string
+  readonly reason: string
+}> {
+  override get message(): string {
+    return `invalid relay URL ${JSON.stringify(this.url)}: ${this.reason}`
+  }
+}
+
+/** Parses `smtp://[user:pass@]host[:port]` / `smtps://…`. */
+export const parseSmtpUrl = (url: string): Effect.Effect<SmtpTarget, InvalidRelayUrl> =>
+  Effect.gen(function* () {
+    const parsed = yield* Effect.try({
+      try: () => new URL(url),
+      catch: () => new InvalidRelayUrl({ url, reason: "not a URL" })
+    })
+    const secure = parsed.protocol === "smtps:"
+    if (!secure && parsed.protocol !== "smtp:") {
+      return yield* new InvalidRelayUrl({ url, reason: `scheme must be smtp: or smtps:, not ${parsed.protocol}` })
+    }
+    if (parsed.hostname === "") return yield* new InvalidRelayUrl({ url, reason: "no host" })
+    const host = parsed.hostname.replace(/^\[(.*)\]$/, "$1")
+    const port = parsed.port === "" ? (secure ? 465 : 25) : Number(parsed.port)
+    const auth =
+      parsed.username === ""
+        ? undefined
+        : { user: decodeURIComponent(parsed.username), pass: decodeURIComponent(parsed.password) }
+    return { host, port, secure, auth }
+  })
+
+const make = (send: (message: OutboxMessage) => Effect.Effect<void, TransportError>) =>
+  Transport.of({ send: (message) => counted(message, send(message)) })
+
+export class Transport extends Context.Tag("@tlsrpt/mail/Transport")<
+  Transport,
+  {
+    /** One delivery attempt of one outbox message. */
+    readonly send: (message: OutboxMessage) => Effect.Effect<void, TransportError>
+  }
+>() {
+  /**
+   * Mail through a relay with nodemailer's SMTP transport. STARTTLS is used when offered, with
+   * certificate errors ignored and a plaintext fallback when the upgrade fails: a report must get
+   * through broken TLS (RFC 8460 §5, spec §9.10 RequireTLS = false). Envelope sender = the message's
+   * From address, one recipient per message.
+   */
+  static readonly layerSmtp = (options: SmtpOptions): Layer.Layer<Transport, InvalidRelayUrl> =>
+    Layer.scoped(
+      Transport,
+      Effect.gen(function* () {
+        const target = yield* parseSmtpUrl(options.url)
+        const auth = options.auth ?? target.auth
+        const timeoutMs = options.timeoutMs ?? 60_000
+        const mailer = yield* Effect.acquireRelease(
+          Effect.sync(() =>
+            createTransport({
+              host: target.host,
+              port: target.port,
+              secure: target.secure,
+              ...(auth ? { auth: { user: auth.user, pass: auth.pass } } : {}),
+              ...(options.hostname ? { name: options.hostname } : {}),
+              ignoreTLS: false,
+              requireTLS: false,
+              opportunisticTLS: true,
+              tls: { rejectUnauthorized: false },
+              connectionTimeout: timeoutMs,
+              greetingTimeout: timeoutMs,
+              socketTimeout: timeoutMs,
+              logger: false
+            })
+          ),
+          (m) => Effect.sync(() => m.close())
+        )
+        const https = options.https ?? true
+        const httpsTimeoutMs = options.httpsTimeoutMs ?? DEFAULT_HTTPS_TIMEOUT_MS
+        const sendMail = (message: OutboxMessage) =>
+          Effect.tryPromise({
+            try: (signal) =>
+              mailer.sendMail({
+                envelope: { from: message.envelopeFrom, to: [message.destination] },
+                raw: Buffer.from(message.payload),
+                signal
+              }),
+            catch: (cause) => smtpError(message.destination, cause)
+          }).pipe(Effect.asVoid)
+        return make((message) =>
+          message.kind === "mailto"
+            ? sendMail(message)
+            : https
+              ? postHttps(message, httpsTimeoutMs)
+              : Effect.fail(httpsDisabled(message))
+        )
+      })
+    )
+
+  /**
+   * Writes each message into a folder: `<id>-<destination>.eml` (the raw mail) or `.json.gz` (an
+   * https body) plus `<id>-<destination>.json` with the envelope (from, to, reportId, policyDomain,
+   * day, kind). The embedded default without a relay, and an operator's dry run.
+   */
+  static readonly layerDir = (options: DirOptions): Layer.Layer<Transport> => {
+    const https = options.https ?? true
+    const httpsTimeoutMs = options.httpsTimeoutMs ?? DEFAULT_HTTPS_TIMEOUT_MS
+    return Layer.succeed(
+      Transport,
+      make((message) =>
+        message.kind === "mailto"
+          ? writeToDir(options.dir, message)
+          : !https
+            ? Effect.fail(httpsDisabled(message))
+            : options.httpsMode === "post"
+              ? postHttps(message, httpsTimeoutMs)
+              : writeToDir(options.dir, message)
+      )
+    )
+  }
+
+  /** A capturing transport with a scripted outcome per attempt, for simulations; see `TestTransport`. */
+  static readonly layerTest = (initial: ReadonlyArray<TestStep> = []): Layer.Layer<Transport | TestTransport> =>
+    Layer.effectContext(
+      Effect.gen(function* () {
+        const state = yield* Ref.make<TestState>({
+          sent: [],
+          attempts: [],
+          scripts: new Map([[undefined, initial]])
+        })
+        const next = (destination: string) =>
+          Ref.modify(state, (s): [TestStep, TestState] => {
+            const key = s.scripts.has(destination) ? destination : undefined
+            const [step = "ok", ...rest] = s.scripts.get(key) ?? []
+            const scripts = new Map(s.scripts)
+            if (key !== undefined && rest.length === 0) scripts.delete(key)
+            else scripts.set(key, rest)
+            return [step, { ...s, scripts }]
+          })
+        const transport = make((message) =>
+          Effect.gen(function* () {
+            const step = yield* next(message.destination)
+            yield* Ref.update(state, (s) => ({ ...s, attempts: [...s.attempts, message] }))
+            if (step !== "ok") {
+              return yield* new TransportError({
+                destination: message.destination,
+                permanent: step.permanent,
+                code: step.code,
+                reason: step.reason ?? (step.permanent ? "scripted permanent failure" : "scripted temporary failure")
+              })
+            }
+            yield* Ref.update(state, (s) => ({ ...s, sent: [...s.sent, message] }))
+          })
+        )
+        const test = TestTransport.of({
+          sent: Effect.map(Ref.get(state), (s) => s.sent),
+          attempts: Effect.map(Ref.get(state), (s) => s.attempts),
+          script: (steps, destination) =>
+            Ref.update(state, (s) => ({ ...s, scripts: new Map(s.scripts).set(destination, steps) }))
+        })
+        return Context.make(Transport, transport).pipe(Context.add(TestTransport, test))
+      })
+    )
+}
