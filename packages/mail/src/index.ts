@@ -1,1 +1,5 @@
-export {}
+export * from "./Transport.js"
+export * from "./Delivery.js"
+export * from "./Submitter.js"
+export * from "./DkimKeys.js"
+export * from "./ReportMail.js"

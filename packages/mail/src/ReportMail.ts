@@ -1,0 +1,268 @@
+/**
+ * Composes one report mail and DKIM-signs it (RFC 8460 §5.3, spec §9.9, DECISIONS.md §1–§2):
+ * `multipart/report; report-type="tlsrpt"` with a human-readable text part and the
+ * `application/tlsrpt+gzip` attachment, the `TLS-Report-Domain`/`TLS-Report-Submitter` headers
+ * (both signed), `TLS-Required: No` (RFC 8689 §5: a report must get through broken TLS), signed
+ * with every key of the submitter domain.
+ */
+import { gzipSync } from "node:zlib"
+import { type Day, Domain, type EmailAddress, Report, ReportNaming } from "@tlsrpt/core"
+import { dkimSign } from "mailauth/lib/dkim/sign.js"
+import MimeNode from "nodemailer/lib/mime-node"
+import { Clock, Context, Data, Effect, Layer, Metric, Random } from "effect"
+import { type DkimKey, type DkimKeyError, dkimKeyFromPem } from "./DkimKeys.js"
+import { fromAddress, type Submitter } from "./Submitter.js"
+
+export interface ComposeInput {
+  readonly report: Report.Report
+  readonly policyDomain: Domain.Domain
+  readonly day: Day.Day
+  /** Only the addresses this message goes to (DECISIONS.md §2, fixing mox's Q5). */
+  readonly to: ReadonlyArray<EmailAddress.EmailAddress>
+}
+
+export interface ComposedMail {
+  /** The signed message: DKIM-Signature headers, then the MIME message, CRLF line ends. */
+  readonly raw: Uint8Array
+  /** With angle brackets, as in the header. */
+  readonly messageId: string
+  /** Unfolded. */
+  readonly subject: string
+  /** SMTP MAIL FROM. */
+  readonly envelopeFrom: string
+  /**
+   * A recipient's local part is non-ASCII, so To carries UTF-8 (RFC 6532) and every delivery of
+   * this message needs SMTPUTF8 (RFC 6531). False for the usual ASCII addresses.
+   */
+  readonly smtputf8: boolean
+}
+
+export class ComposeError extends Data.TaggedError("ComposeError")<{
+  readonly policyDomain: string
+  readonly reason: string
+  readonly cause?: unknown
+}> {
+  override get message(): string {
+    return `cannot compose the report mail for ${this.policyDomain}: ${this.reason}`
+  }
+}
+
+/** RFC 8460 §5.3: reports MUST be DKIM-signed; without a key for the submitter domain we do not report. */
+export class NoDkimKey extends Data.TaggedError("NoDkimKey")<{
+  readonly domain: string
+}> {
+  override get message(): string {
+    return `no DKIM signing key for the submitter domain ${this.domain}: reports cannot be sent unsigned`
+  }
+}
+
+export interface ReportMailConfig {
+  readonly submitter: Submitter
+  readonly dkim: ReadonlyArray<DkimKey>
+  /** Right-hand side of Message-IDs; default the submitter domain. */
+  readonly hostname?: string | undefined
+}
+
+/**
+ * Signed header fields. RFC 8460 §5.3: `TLS-Report-Domain` and `TLS-Report-Submitter` MUST be
+ * included; `TLS-Required` too, so nobody can add or alter it unnoticed.
+ */
+export const SIGNED_HEADERS: ReadonlyArray<string> = [
+  "From",
+  "To",
+  "Subject",
+  "Date",
+  "Message-ID",
+  "MIME-Version",
+  "Content-Type",
+  "TLS-Report-Domain",
+  "TLS-Report-Submitter",
+  "TLS-Required"
+]
+
+export const reportsComposed = Metric.counter("tlsrpt_reports_composed_total", {
+  description: "Report mails composed and DKIM-signed",
+  incremental: true
+})
+
+/** The report as gzip-compressed JSON: the mail attachment and the https POST body (RFC 8460 §3, §5.3). */
+export const gzipReport = (report: Report.Report): Uint8Array =>
+  gzipSync(Buffer.from(Report.encodeJsonString(report), "utf8"))
+
+// What mailauth's signer accepts at run time (lib/dkim/dkim-signer.js). Its index.d.ts types
+// `headerList` as string[], but lib/tools.js getSigningHeaderLines only honours a colon-separated
+// string and silently signs its own default list otherwise.
+interface SignatureData {
+  readonly signingDomain: string
+  readonly selector: string
+  readonly privateKey: string
+  readonly algorithm: string
+  readonly canonicalization: string
+}
+interface SignOptions {
+  readonly canonicalization: string
+  readonly headerList: string
+  readonly signTime: Date
+  readonly signatureData: ReadonlyArray<SignatureData>
+}
+interface SignResult {
+  readonly signatures: string
+  readonly errors: ReadonlyArray<{ readonly selector?: string; readonly err?: { readonly message?: string } }>
+}
+const sign = dkimSign as unknown as (input: Buffer, options: SignOptions) => Promise<SignResult>
+
+// Header names as RFC 8460 spells them; MimeNode would write `Tls-Report-Domain`.
+const HEADER_CASE: Readonly<Record<string, string>> = {
+  "tls-report-domain": "TLS-Report-Domain",
+  "tls-report-submitter": "TLS-Report-Submitter",
+  "tls-required": "TLS-Required"
+}
+
+const randomBytes = (n: number): Effect.Effect<Buffer> =>
+  Effect.map(
+    Effect.forEach(Array.from({ length: n }), () => Random.nextIntBetween(0, 256)),
+    (bytes) => Buffer.from(bytes)
+  )
+
+/**
+ * The human-readable part (RFC 8460 §5.3 allows one; spec §9.9 lists its labelled lines). Lines stay
+ * under 76 characters, so an ASCII text goes out 7bit rather than quoted-printable.
+ */
+const textPart = (submitter: Submitter, policyDomain: Domain.Domain, reportId: string, day: Day.Day): string => {
+  const period = ReportNaming.period(day)
+  return [
+    "This is an aggregate SMTP TLS report (RFC 8460, TLSRPT).",
+    "It counts the TLS sessions our mail servers established, and the",
+    "sessions that failed, while delivering mail to the policy domain",
+    "below during one UTC day. You receive it because your address is",
+    "listed in the rua of that domain's TLSRPT record (_smtp._tls).",
+    "The report is attached as gzip-compressed JSON.",
+    "",
+    `Policy Domain: ${Domain.toLogString(policyDomain)}`,
+    `Submitter: ${Domain.toLogString(submitter.domain)}`,
+    `Report-ID: ${reportId}`,
+    `Period: ${period.begin} - ${period.end} UTC`,
+    ""
+  ].join("\r\n")
+}
+
+export interface ReportMailService {
+  readonly submitter: Submitter
+  readonly compose: (input: ComposeInput) => Effect.Effect<ComposedMail, ComposeError>
+}
+
+/**
+ * Builds the service; fails when the submitter domain has no DKIM key (reporting refuses to start,
+ * DECISIONS.md §1) or one of its keys is unusable.
+ */
+export const makeReportMail = (
+  config: ReportMailConfig
+): Effect.Effect<ReportMailService, NoDkimKey | DkimKeyError | Domain.DomainError> =>
+  Effect.gen(function* () {
+    const { submitter } = config
+    const hostname = yield* Domain.parse(config.hostname ?? submitter.domain.ascii)
+    const keys = yield* Effect.forEach(
+      config.dkim.filter((k) => Domain.equals(k.domain, submitter.domain)),
+      (k) => dkimKeyFromPem({ ...k, domain: k.domain.ascii, file: `<selector ${k.selector}>` })
+    )
+    if (keys.length === 0) return yield* new NoDkimKey({ domain: submitter.domain.ascii })
+    const from = fromAddress(submitter)
+    const signatureData = (): ReadonlyArray<SignatureData> =>
+      keys.map((k) => ({
+        signingDomain: submitter.domain.ascii,
+        selector: k.selector,
+        privateKey: k.privateKeyPem,
+        algorithm: k.algorithm,
+        canonicalization: "relaxed/relaxed"
+      }))
+
+    const compose = Effect.fn("ReportMail.compose")(function* (input: ComposeInput) {
+      const policy = input.policyDomain
+      yield* Effect.annotateCurrentSpan({ policyDomain: policy.ascii, recipients: input.to.length })
+      const fail = (reason: string, cause?: unknown) =>
+        new ComposeError(
+          cause === undefined ? { policyDomain: policy.ascii, reason } : { policyDomain: policy.ascii, reason, cause }
+        )
+      // One To entry per mailbox, first spelling, in record order (a record may list one twice).
+      const to = input.to.filter((a, i) => input.to.findIndex((b) => b.normalized === a.normalized) === i)
+      if (to.length === 0) return yield* fail("no recipients")
+
+      const now = new Date(yield* Clock.currentTimeMillis)
+      const messageId = `<${(yield* randomBytes(16)).toString("base64url")}@${hostname.ascii}>`
+      const boundary = `tlsrpt-${(yield* randomBytes(12)).toString("hex")}`
+      const subject = ReportNaming.subject(policy, submitter.domain, input.report.reportId)
+      const gzip = yield* Effect.try({
+        try: () => gzipReport(input.report),
+        catch: (e) => fail("cannot encode or gzip the report", e)
+      })
+
+      // MimeNode writes `report-type=tlsrpt` unquoted when it builds Content-Type itself; RFC 8460
+      // §5.3 spells it quoted, so the header is prepared here and the multipart fields set by hand.
+      const root = new MimeNode(false, {
+        hostname: hostname.ascii,
+        normalizeHeaderKey: (key) => HEADER_CASE[key.toLowerCase()] ?? key
+      })
+      root.contentType = "multipart/report"
+      root.multipart = "report"
+      root.boundary = boundary
+      root.setHeader("From", { address: from })
+      root.setHeader(
+        "To",
+        to.map((a) => ({ address: `${a.localPart}@${a.domain.ascii}` }))
+      )
+      root.setHeader("Subject", subject)
+      for (const [key, value] of Object.entries(ReportNaming.headers(policy, submitter.domain))) {
+        root.setHeader(key, value)
+      }
+      root.setHeader("TLS-Required", "No")
+      root.setHeader("Message-ID", messageId)
+      root.setHeader("Date", now)
+      root.setHeader("MIME-Version", "1.0")
+      root.setHeader("Content-Type", {
+        prepared: true,
+        foldLines: true,
+        value: `multipart/report; report-type="tlsrpt"; boundary="${boundary}"`
+      })
+      root.createChild("text/plain").setContent(textPart(submitter, policy, input.report.reportId, input.day))
+      root
+        .createChild(ReportNaming.MEDIA_TYPE_GZIP, {
+          filename: ReportNaming.filename(input.day, policy, submitter.domain)
+        })
+        .setContent(Buffer.from(gzip))
+
+      const message = yield* Effect.tryPromise({
+        try: () => root.build(),
+        catch: (e) => fail("cannot build the MIME message", e)
+      })
+      const signed = yield* Effect.tryPromise({
+        try: () =>
+          sign(message, {
+            canonicalization: "relaxed/relaxed",
+            headerList: SIGNED_HEADERS.join(":"),
+            signTime: now,
+            signatureData: signatureData()
+          }),
+        catch: (e) => fail("DKIM signing failed", e)
+      })
+      if (signed.errors.length > 0) {
+        const first = signed.errors[0]!
+        return yield* fail(`DKIM signing with selector ${first.selector ?? "?"} failed: ${first.err?.message ?? "?"}`)
+      }
+      // mailauth skips a key silently in some cases; every key must have signed.
+      const count = signed.signatures.match(/^DKIM-Signature:/gm)?.length ?? 0
+      if (count !== keys.length) return yield* fail(`${count} DKIM signatures for ${keys.length} keys`)
+      const raw = Buffer.concat([Buffer.from(signed.signatures, "latin1"), message])
+      const smtputf8 = to.some((a) => /[^\x20-\x7e]/.test(a.localPart))
+      yield* Metric.increment(reportsComposed)
+      return { raw, messageId, subject, envelopeFrom: from, smtputf8 } satisfies ComposedMail
+    })
+
+    return { submitter, compose } satisfies ReportMailService
+  })
+
+export class ReportMail extends Context.Tag("@tlsrpt/mail/ReportMail")<ReportMail, ReportMailService>() {
+  static readonly layer = (
+    config: ReportMailConfig
+  ): Layer.Layer<ReportMail, NoDkimKey | DkimKeyError | Domain.DomainError> =>
+    Layer.effect(ReportMail, makeReportMail(config))
+}
