@@ -1,1 +1,2 @@
-export {}
+export * from "./Dns.js"
+export * from "./TlsrptLookup.js"

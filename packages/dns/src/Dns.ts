@@ -1,0 +1,152 @@
+/**
+ * The DNS port: TXT lookups. The live layer runs on `node:dns` (c-ares); the test layers answer
+ * from memory. Only the distinction the callers need is kept: "no records" (NXDOMAIN / NODATA,
+ * a fact) versus "temporary" (anything else: retry later, DECISIONS.md §2).
+ */
+import { Resolver } from "node:dns"
+import { Context, Data, Duration, Effect, Layer, Ref } from "effect"
+
+/** One TXT record, its character-strings concatenated without spaces (RFC 8460 §3). */
+export interface TxtAnswer {
+  readonly text: string
+  /** Seconds the answer may be cached. */
+  readonly ttl: number
+}
+
+/** NXDOMAIN (`ENOTFOUND`) or no TXT records at the name (`ENODATA`). */
+export class DnsNoRecords extends Data.TaggedError("DnsNoRecords")<{
+  readonly name: string
+  readonly code: string
+}> {
+  override get message(): string {
+    return `no TXT records at ${this.name} (${this.code})`
+  }
+}
+
+/** SERVFAIL, REFUSED, timeout, unreachable server or any other failure: try again later. */
+export class DnsTemporary extends Data.TaggedError("DnsTemporary")<{
+  readonly name: string
+  readonly code: string
+}> {
+  override get message(): string {
+    return `temporary DNS error looking up TXT ${this.name} (${this.code})`
+  }
+}
+
+export interface LiveOptions {
+  /** Servers as `host`, `host:port`, `[v6]` or `[v6]:port`; the system's resolvers when absent. */
+  readonly servers?: ReadonlyArray<string> | undefined
+  /** c-ares per-try timeout in milliseconds (default 2000). */
+  readonly timeoutMs?: number | undefined
+  /** c-ares tries per server (default 2). */
+  readonly tries?: number | undefined
+  /**
+   * TTL reported for live answers. `node:dns` `resolveTxt` does not expose record TTLs, so caches
+   * above use this bound instead (default 300 s).
+   */
+  readonly answerTtlSeconds?: number | undefined
+}
+
+/** An in-memory answer: TXT records (optionally with a TTL) or a scripted failure. */
+export type TestAnswer =
+  | ReadonlyArray<string>
+  | { readonly records: ReadonlyArray<string>; readonly ttl: number }
+  | { readonly error: "nxdomain" | "nodata" | "servfail" | "timeout" }
+
+export type TestAnswers = Readonly<Record<string, TestAnswer>> | ReadonlyMap<string, TestAnswer>
+
+const DEFAULT_TIMEOUT_MS = 2000
+const DEFAULT_TRIES = 2
+const DEFAULT_TTL = 300
+
+// c-ares codes meaning "the name has no TXT records"; every other code is temporary.
+const NO_RECORD_CODES: ReadonlySet<string> = new Set(["ENOTFOUND", "ENODATA"])
+
+const fromCode = (name: string, code: string): DnsNoRecords | DnsTemporary =>
+  NO_RECORD_CODES.has(code) ? new DnsNoRecords({ name, code }) : new DnsTemporary({ name, code })
+
+/** Case-insensitive, trailing dot optional. */
+const normalizeName = (name: string): string => {
+  const lower = name.toLowerCase()
+  return lower.endsWith(".") ? lower.slice(0, -1) : lower
+}
+
+const fromTestAnswer = (name: string, answer: TestAnswer | undefined) => {
+  if (answer === undefined) return Effect.fail(new DnsNoRecords({ name, code: "ENOTFOUND" }))
+  if ("error" in answer) {
+    const code = { nxdomain: "ENOTFOUND", nodata: "ENODATA", servfail: "ESERVFAIL", timeout: "ETIMEOUT" }[answer.error]
+    return Effect.fail(fromCode(name, code))
+  }
+  const [records, ttl] = "records" in answer ? [answer.records, answer.ttl] : [answer, DEFAULT_TTL]
+  if (records.length === 0) return Effect.fail(new DnsNoRecords({ name, code: "ENODATA" }))
+  return Effect.succeed(records.map((text): TxtAnswer => ({ text, ttl })))
+}
+
+const findAnswer = (answers: TestAnswers, name: string): TestAnswer | undefined => {
+  const wanted = normalizeName(name)
+  const entries = answers instanceof Map ? answers.entries() : Object.entries(answers)
+  for (const [key, answer] of entries) if (normalizeName(key) === wanted) return answer
+  return undefined
+}
+
+export class Dns extends Context.Tag("@tlsrpt/dns/Dns")<
+  Dns,
+  {
+    /** The TXT records at `name`, each record's character-strings joined, in answer order. */
+    readonly txt: (name: string) => Effect.Effect<ReadonlyArray<TxtAnswer>, DnsNoRecords | DnsTemporary>
+  }
+>() {
+  /**
+   * Live TXT lookups through a `node:dns` `Resolver` (c-ares: UDP, TCP after truncation). A fresh
+   * resolver per query, so interrupting one lookup cancels only its own query. The whole lookup is
+   * bounded by timeoutMs × tries on the Clock, whatever c-ares' internal back-off does.
+   */
+  static readonly layer = (options: LiveOptions = {}): Layer.Layer<Dns> =>
+    Layer.effect(
+      Dns,
+      Effect.gen(function* () {
+        const timeout = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
+        const tries = options.tries ?? DEFAULT_TRIES
+        const ttl = options.answerTtlSeconds ?? DEFAULT_TTL
+        const servers = options.servers
+        const makeResolver = (): Resolver => {
+          const resolver = new Resolver({ timeout, tries })
+          if (servers !== undefined) resolver.setServers([...servers])
+          return resolver
+        }
+        // Invalid server addresses are a configuration bug: fail the layer loudly, once.
+        yield* Effect.try(makeResolver).pipe(Effect.orDie)
+        const deadline = Duration.millis(timeout * tries)
+        const txt = Effect.fn("Dns.txt")(function* (name: string) {
+          return yield* Effect.async<ReadonlyArray<TxtAnswer>, DnsNoRecords | DnsTemporary>((resume) => {
+            const resolver = makeResolver()
+            resolver.resolveTxt(name, (err, records) => {
+              if (err) resume(Effect.fail(fromCode(name, err.code ?? "EUNKNOWN")))
+              else resume(Effect.succeed(records.map((chunks) => ({ text: chunks.join(""), ttl }))))
+            })
+            return Effect.sync(() => resolver.cancel())
+          }).pipe(
+            Effect.timeoutFail({ duration: deadline, onTimeout: () => new DnsTemporary({ name, code: "ETIMEOUT" }) })
+          )
+        })
+        return { txt }
+      })
+    )
+
+  /** Fixed in-memory answers; names not listed are NXDOMAIN. */
+  static readonly layerTest = (answers: TestAnswers): Layer.Layer<Dns> =>
+    Layer.succeed(Dns, {
+      txt: Effect.fn("Dns.txt")(function* (name: string) {
+        return yield* fromTestAnswer(name, findAnswer(answers, name))
+      })
+    })
+
+  /** In-memory answers read from a Ref at each query, so a test can change DNS between scenarios. */
+  static readonly layerTestRef = (ref: Ref.Ref<ReadonlyMap<string, TestAnswer>>): Layer.Layer<Dns> =>
+    Layer.succeed(Dns, {
+      txt: Effect.fn("Dns.txt")(function* (name: string) {
+        const answers = yield* Ref.get(ref)
+        return yield* fromTestAnswer(name, findAnswer(answers, name))
+      })
+    })
+}

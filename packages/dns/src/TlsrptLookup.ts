@@ -1,0 +1,239 @@
+/**
+ * Finds a policy domain's TLSRPT record at `_smtp._tls.<A-label>.` (RFC 8460 §3, spec §4.3), with
+ * an optional TTL cache that never keeps temporary failures (DECISIONS.md §2: a DNS hiccup must not
+ * stick).
+ */
+import { type Domain, TlsrptRecord } from "@tlsrpt/core"
+import { Clock, Context, Data, Effect, Either, Layer, Metric, Ref } from "effect"
+import { Dns, type TxtAnswer } from "./Dns.js"
+
+export interface TlsrptLookupResult {
+  readonly domain: Domain.Domain
+  readonly record: TlsrptRecord.TlsrptRecord
+  /** The TXT text the record was parsed from. */
+  readonly txt: string
+}
+
+/** NXDOMAIN, no TXT, or no TXT starting with `v=TLSRPTv1;`: the domain wants no reports. */
+export class NoTlsrptRecord extends Data.TaggedError("NoTlsrptRecord")<{
+  readonly domain: string
+}> {
+  override get message(): string {
+    return `no TLSRPT record for ${this.domain}`
+  }
+}
+
+/** RFC 8460 §3: more than one TLSRPT record means the domain does not implement TLSRPT. */
+export class MultipleTlsrptRecords extends Data.TaggedError("MultipleTlsrptRecords")<{
+  readonly domain: string
+  readonly records: ReadonlyArray<string>
+}> {
+  override get message(): string {
+    return `multiple TLSRPT records for ${this.domain} (${this.records.length})`
+  }
+}
+
+/** RFC 8460 §3: a syntactically invalid record means the domain does not implement TLSRPT. */
+export class TlsrptSyntaxError extends Data.TaggedError("TlsrptSyntaxError")<{
+  readonly domain: string
+  readonly txt: string
+  readonly reason: string
+  readonly position: number
+}> {
+  override get message(): string {
+    return `TLSRPT record syntax error for ${this.domain} at ${this.position}: ${this.reason}`
+  }
+}
+
+/** The DNS lookup failed for now (SERVFAIL, timeout, …): keep the results and retry later. */
+export class TlsrptTemporaryError extends Data.TaggedError("TlsrptTemporaryError")<{
+  readonly domain: string
+  readonly code: string
+}> {
+  override get message(): string {
+    return `temporary DNS error looking up the TLSRPT record of ${this.domain} (${this.code})`
+  }
+}
+
+export type TlsrptLookupError = NoTlsrptRecord | MultipleTlsrptRecords | TlsrptSyntaxError | TlsrptTemporaryError
+
+export type LookupOutcome = "ok" | "no_record" | "multiple" | "syntax" | "temporary"
+
+/** Lookups by outcome (DECISIONS.md §2 metrics); cached answers count too. */
+export const lookupsTotal = Metric.counter("tlsrpt_lookups_total", {
+  description: "TLSRPT record lookups by outcome",
+  incremental: true
+})
+
+/** Lookups answered from the cache of `layerCached`. */
+export const cacheHitsTotal = Metric.counter("tlsrpt_lookup_cache_hits_total", {
+  description: "TLSRPT record lookups answered from the cache",
+  incremental: true
+})
+
+const outcomeOf = (exit: Either.Either<unknown, TlsrptLookupError>): LookupOutcome => {
+  if (Either.isRight(exit)) return "ok"
+  switch (exit.left._tag) {
+    case "NoTlsrptRecord":
+      return "no_record"
+    case "MultipleTlsrptRecords":
+      return "multiple"
+    case "TlsrptSyntaxError":
+      return "syntax"
+    case "TlsrptTemporaryError":
+      return "temporary"
+  }
+}
+
+/** The TXT owner name for a policy domain, absolute (no search list). */
+export const recordName = (domain: Domain.Domain): string => `_smtp._tls.${domain.ascii}.`
+
+/**
+ * Picks the TLSRPT record among the TXT answers (spec §4.3): other TXTs are ignored; a TLSRPT
+ * record with a syntax error wins over everything (whatever the answer order, unlike mox which
+ * stops at the first of "second valid record" or "syntax error"); two or more valid records are
+ * Multiple.
+ */
+export const select = (
+  domain: Domain.Domain,
+  answers: ReadonlyArray<TxtAnswer>
+): Either.Either<{ readonly result: TlsrptLookupResult; readonly ttl: number }, TlsrptLookupError> => {
+  const valid: Array<{ readonly answer: TxtAnswer; readonly record: TlsrptRecord.TlsrptRecord }> = []
+  for (const answer of answers) {
+    const parsed = TlsrptRecord.parse(answer.text)
+    if (Either.isRight(parsed)) valid.push({ answer, record: parsed.right })
+    else if (parsed.left._tag === "RecordSyntaxError") {
+      const { txt, reason, position } = parsed.left
+      return Either.left(new TlsrptSyntaxError({ domain: domain.ascii, txt, reason, position }))
+    }
+  }
+  const [first] = valid
+  if (first === undefined) return Either.left(new NoTlsrptRecord({ domain: domain.ascii }))
+  if (valid.length > 1) {
+    return Either.left(new MultipleTlsrptRecords({ domain: domain.ascii, records: valid.map((v) => v.answer.text) }))
+  }
+  // One RRset shares one TTL; take the smallest anyway, in case a resolver reports them apart.
+  const ttl = Math.min(...answers.map((a) => a.ttl))
+  return Either.right({ result: { domain, record: first.record, txt: first.answer.text }, ttl })
+}
+
+const resolve = (dns: Dns["Type"], domain: Domain.Domain) =>
+  dns.txt(recordName(domain)).pipe(
+    Effect.catchTags({
+      DnsNoRecords: () => Effect.fail(new NoTlsrptRecord({ domain: domain.ascii })),
+      DnsTemporary: (e) => Effect.fail(new TlsrptTemporaryError({ domain: domain.ascii, code: e.code }))
+    }),
+    Effect.flatMap((answers) => select(domain, answers))
+  )
+
+// One metric increment and, for errors, one log line per lookup.
+const observe = (
+  domain: Domain.Domain,
+  result: Either.Either<TlsrptLookupResult, TlsrptLookupError>,
+  cached: boolean
+): Effect.Effect<void> => {
+  const outcome = outcomeOf(result)
+  const count = Metric.increment(Metric.tagged(lookupsTotal, "outcome", outcome))
+  if (Either.isRight(result)) return count
+  const e = result.left
+  const log =
+    e._tag === "NoTlsrptRecord"
+      ? Effect.logInfo("no TLSRPT record")
+      : e._tag === "TlsrptTemporaryError"
+        ? Effect.logWarning("temporary DNS error looking up the TLSRPT record").pipe(
+            Effect.annotateLogs({ code: e.code })
+          )
+        : // RFC 8460 §3: the domain is treated as not implementing TLSRPT.
+          Effect.logWarning(`ignoring invalid TLSRPT DNS record: ${e.message}`)
+  return Effect.zipRight(
+    count,
+    log.pipe(Effect.annotateLogs({ domain: domain.ascii, outcome, ...(cached ? { cached: true } : {}) }))
+  )
+}
+
+export interface CacheOptions {
+  /** Upper bound on how long any answer is kept, seconds (default 3600). */
+  readonly maxTtlSeconds?: number | undefined
+  /** How long "no record" is kept, seconds, before the max bound (default 300; DNS gives us no SOA minimum). */
+  readonly negativeTtlSeconds?: number | undefined
+  /** Domains kept at most; the oldest entry goes first (default 10000). */
+  readonly capacity?: number | undefined
+}
+
+interface CacheEntry {
+  readonly expiresAt: number
+  readonly value: Either.Either<TlsrptLookupResult, NoTlsrptRecord>
+}
+
+export class TlsrptLookup extends Context.Tag("@tlsrpt/dns/TlsrptLookup")<
+  TlsrptLookup,
+  {
+    /** The domain's single valid TLSRPT record, or why there is none. */
+    readonly lookup: (domain: Domain.Domain) => Effect.Effect<TlsrptLookupResult, TlsrptLookupError>
+  }
+>() {
+  static readonly layer: Layer.Layer<TlsrptLookup, never, Dns> = Layer.effect(
+    TlsrptLookup,
+    Effect.gen(function* () {
+      const dns = yield* Dns
+      const lookup = Effect.fn("TlsrptLookup.lookup")(function* (domain: Domain.Domain) {
+        const result = yield* Effect.either(Effect.map(resolve(dns, domain), (r) => r.result))
+        yield* observe(domain, result, false)
+        return yield* result
+      })
+      return { lookup }
+    })
+  )
+
+  /**
+   * Like `layer`, keeping answers up to their TTL (bounded by `maxTtlSeconds`) on the Clock.
+   * Only positive answers and "no record" are kept; temporary errors never are, and neither are
+   * syntax errors or multiple records, so a fixed record is seen at the next lookup.
+   */
+  static readonly layerCached = (options: CacheOptions = {}): Layer.Layer<TlsrptLookup, never, Dns> =>
+    Layer.effect(
+      TlsrptLookup,
+      Effect.gen(function* () {
+        const dns = yield* Dns
+        const maxTtl = options.maxTtlSeconds ?? 3600
+        const negativeTtl = Math.min(options.negativeTtlSeconds ?? 300, maxTtl)
+        const capacity = Math.max(0, options.capacity ?? 10_000)
+        const cache = yield* Ref.make(new Map<string, CacheEntry>())
+
+        const store = (key: string, value: CacheEntry["value"], ttlSeconds: number, now: number) =>
+          ttlSeconds <= 0 || capacity === 0
+            ? Effect.void
+            : Ref.update(cache, (old) => {
+                const next = new Map(old)
+                next.delete(key)
+                for (const [k, e] of next) if (e.expiresAt <= now) next.delete(k)
+                // Map keeps insertion order: the first key is the oldest entry.
+                while (next.size >= capacity) next.delete(next.keys().next().value!)
+                next.set(key, { expiresAt: now + ttlSeconds * 1000, value })
+                return next
+              })
+
+        const lookup = Effect.fn("TlsrptLookup.lookup")(function* (domain: Domain.Domain) {
+          const key = domain.ascii
+          const now = yield* Clock.currentTimeMillis
+          const hit = (yield* Ref.get(cache)).get(key)
+          if (hit !== undefined && now < hit.expiresAt) {
+            yield* Metric.increment(cacheHitsTotal)
+            const value = Either.map(hit.value, (r) => ({ ...r, domain }))
+            yield* observe(domain, value, true)
+            return yield* value
+          }
+          const resolved = yield* Effect.either(resolve(dns, domain))
+          if (Either.isRight(resolved)) {
+            yield* store(key, Either.right(resolved.right.result), Math.min(resolved.right.ttl, maxTtl), now)
+          } else if (resolved.left._tag === "NoTlsrptRecord") {
+            yield* store(key, Either.left(resolved.left), negativeTtl, now)
+          }
+          const result = Either.map(resolved, (r) => r.result)
+          yield* observe(domain, result, false)
+          return yield* result
+        })
+        return { lookup }
+      })
+    )
+}

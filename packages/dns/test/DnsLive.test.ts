@@ -1,0 +1,183 @@
+/**
+ * The live `Dns.layer` (node:dns / c-ares) against the loopback DNS server of testkit: real UDP,
+ * real TCP after truncation, real timeouts. Live clock: c-ares timers are real.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Domain } from "@tlsrpt/core"
+import { DnsServer } from "@tlsrpt/testkit"
+import { Clock, Effect, Exit, Fiber, Layer, Logger, Schedule, Scope } from "effect"
+import { Dns, type LiveOptions } from "../src/Dns.js"
+import { TlsrptLookup } from "../src/TlsrptLookup.js"
+
+const VALID = "v=TLSRPTv1; rua=mailto:tlsrpt@a.example"
+
+// Live tests keep the default logger; the lookup's log lines are checked in TlsrptLookup.test.ts.
+const live = (server: { readonly address: string }, options: LiveOptions = {}) =>
+  TlsrptLookup.layer.pipe(
+    Layer.provideMerge(Dns.layer({ servers: [server.address], timeoutMs: 1000, tries: 2, ...options })),
+    Layer.merge(Logger.remove(Logger.defaultLogger))
+  )
+
+const lookup = (domain: string) => Effect.flatMap(TlsrptLookup, (l) => l.lookup(Domain.unsafeMake(domain)))
+const txt = (name: string) => Effect.flatMap(Dns, (dns) => dns.txt(name))
+
+// Filler TXT records that push the answer past 512 octets.
+const FILLER = Array.from({ length: 5 }, (_, i) => `filler-${i}-${"f".repeat(120)}`)
+
+describe("Dns.layer (live, loopback server)", () => {
+  it.scopedLive("joins a record's character-strings", () =>
+    Effect.gen(function* () {
+      const server = yield* DnsServer.make({
+        "_smtp._tls.split.example": [["v=TLSRPTv1; ", "rua=mailto:tls", "rpt@split.example"]]
+      })
+      yield* Effect.gen(function* () {
+        assert.deepStrictEqual(yield* txt("_smtp._tls.split.example."), [
+          { text: "v=TLSRPTv1; rua=mailto:tlsrpt@split.example", ttl: 300 }
+        ])
+        const found = yield* lookup("split.example")
+        assert.deepStrictEqual(found.record.ruas, [["mailto:tlsrpt@split.example"]])
+      }).pipe(Effect.provide(live(server)))
+    })
+  )
+
+  it.scopedLive("fetches an answer over 512 octets over TCP after a truncated UDP reply", () =>
+    Effect.gen(function* () {
+      const long = `v=TLSRPTv1; rua=${Array.from({ length: 12 }, (_, i) => `mailto:r${i}-${"l".repeat(40)}@big.example`).join(",")}`
+      const server = yield* DnsServer.make({
+        "_smtp._tls.big.example": [...FILLER, VALID],
+        "_smtp._tls.long.example": [long]
+      })
+      yield* Effect.gen(function* () {
+        const found = yield* lookup("big.example")
+        assert.strictEqual(found.txt, VALID)
+        // One record longer than 512 octets, split in 255-octet strings by the server, joined again.
+        assert.isTrue(long.length > 512)
+        assert.strictEqual((yield* lookup("long.example")).txt, long)
+        assert.strictEqual((yield* lookup("long.example")).record.ruas[0]?.length, 12)
+      }).pipe(Effect.provide(live(server)))
+      const seen = (yield* server.queries).filter((q) => q.name.toLowerCase() === "_smtp._tls.big.example")
+      assert.deepStrictEqual(
+        seen.map((q) => q.transport),
+        ["udp", "tcp"]
+      )
+    })
+  )
+
+  it.scopedLive("NXDOMAIN and NODATA are NoRecords / NoTlsrptRecord", () =>
+    Effect.gen(function* () {
+      const server = yield* DnsServer.make({
+        "_smtp._tls.nx.example": { rcode: "NXDOMAIN" },
+        "_smtp._tls.nodata.example": [],
+        "other.nodata.example": ["x"]
+      })
+      yield* Effect.gen(function* () {
+        const nx = yield* Effect.flip(txt("_smtp._tls.nx.example."))
+        assert.deepStrictEqual([nx._tag, nx.code], ["DnsNoRecords", "ENOTFOUND"])
+        const unknown = yield* Effect.flip(txt("_smtp._tls.unknown.example."))
+        assert.deepStrictEqual([unknown._tag, unknown.code], ["DnsNoRecords", "ENOTFOUND"])
+        const nodata = yield* Effect.flip(txt("_smtp._tls.nodata.example."))
+        assert.deepStrictEqual([nodata._tag, nodata.code], ["DnsNoRecords", "ENODATA"])
+        for (const d of ["nx.example", "nodata.example", "unknown.example"]) {
+          assert.strictEqual((yield* Effect.flip(lookup(d)))._tag, "NoTlsrptRecord", d)
+        }
+      }).pipe(Effect.provide(live(server)))
+    })
+  )
+
+  it.scopedLive("SERVFAIL and REFUSED are Temporary", () =>
+    Effect.gen(function* () {
+      const server = yield* DnsServer.make({
+        "_smtp._tls.fail.example": { rcode: "SERVFAIL" },
+        "_smtp._tls.refused.example": { rcode: "REFUSED" }
+      })
+      yield* Effect.gen(function* () {
+        const fail = yield* Effect.flip(txt("_smtp._tls.fail.example."))
+        assert.deepStrictEqual([fail._tag, fail.code], ["DnsTemporary", "ESERVFAIL"])
+        const refused = yield* Effect.flip(txt("_smtp._tls.refused.example."))
+        assert.deepStrictEqual([refused._tag, refused.code], ["DnsTemporary", "EREFUSED"])
+        const e = yield* Effect.flip(lookup("fail.example"))
+        assert.deepStrictEqual([e._tag, e.domain], ["TlsrptTemporaryError", "fail.example"])
+      }).pipe(Effect.provide(live(server, { timeoutMs: 300, tries: 1 })))
+    })
+  )
+
+  it.scopedLive("two TLSRPT records are Multiple; a non-TLSRPT TXT beside a valid one is ignored; syntax errors", () =>
+    Effect.gen(function* () {
+      const server = yield* DnsServer.make({
+        "_smtp._tls.multi.example": [VALID, "v=TLSRPTv1; rua=https://a.example/r"],
+        "_smtp._tls.mixed.example": ["v=spf1 -all", VALID, "google-site-verification=abc"],
+        "_smtp._tls.bad.example": ["v=TLSRPTv1; rua=http://bad/%"]
+      })
+      yield* Effect.gen(function* () {
+        const multi = yield* Effect.flip(lookup("multi.example"))
+        assert.strictEqual(multi._tag, "MultipleTlsrptRecords")
+        if (multi._tag === "MultipleTlsrptRecords") assert.strictEqual(multi.records.length, 2)
+        assert.strictEqual((yield* lookup("mixed.example")).txt, VALID)
+        const bad = yield* Effect.flip(lookup("bad.example"))
+        assert.strictEqual(bad._tag, "TlsrptSyntaxError")
+        if (bad._tag === "TlsrptSyntaxError") assert.strictEqual(bad.txt, "v=TLSRPTv1; rua=http://bad/%")
+      }).pipe(Effect.provide(live(server)))
+    })
+  )
+
+  it.scopedLive("an IDN policy domain is queried by its A-label", () =>
+    Effect.gen(function* () {
+      const server = yield* DnsServer.make({ "_smtp._tls.xn--74h.example": [VALID] })
+      const found = yield* lookup("\u263a.example").pipe(Effect.provide(live(server)))
+      assert.strictEqual(found.txt, VALID)
+      assert.deepStrictEqual(
+        (yield* server.queries).map((q) => [q.name.toLowerCase(), q.type]),
+        [["_smtp._tls.xn--74h.example", "TXT"]]
+      )
+    })
+  )
+
+  it.scopedLive("a server that never answers fails as Temporary within timeout × tries", () =>
+    Effect.gen(function* () {
+      const server = yield* DnsServer.make({ "_smtp._tls.silent.example": { noAnswer: true } })
+      const timeoutMs = 200
+      const tries = 2
+      const start = yield* Clock.currentTimeMillis
+      const e = yield* Effect.flip(lookup("silent.example").pipe(Effect.provide(live(server, { timeoutMs, tries }))))
+      const elapsed = (yield* Clock.currentTimeMillis) - start
+      assert.deepStrictEqual(
+        [e._tag, e._tag === "TlsrptTemporaryError" && e.code],
+        ["TlsrptTemporaryError", "ETIMEOUT"]
+      )
+      // A bound, not a benchmark.
+      assert.isBelow(elapsed, timeoutMs * tries + 1500)
+      assert.isAtLeast((yield* server.queries).length, 1)
+    })
+  )
+
+  it.live("a closed port (connection refused) is Temporary", () =>
+    Effect.gen(function* () {
+      const scope = yield* Scope.make()
+      const server = yield* DnsServer.make().pipe(Scope.extend(scope))
+      yield* Scope.close(scope, Exit.void)
+      const e = yield* Effect.flip(lookup("a.example").pipe(Effect.provide(live(server, { timeoutMs: 300, tries: 1 }))))
+      assert.strictEqual(e._tag, "TlsrptTemporaryError")
+    })
+  )
+
+  it.scopedLive("interrupting a lookup cancels the query", () =>
+    Effect.gen(function* () {
+      const server = yield* DnsServer.make({ "_smtp._tls.silent.example": { noAnswer: true } })
+      const fiber = yield* lookup("silent.example").pipe(
+        Effect.provide(live(server, { timeoutMs: 10_000, tries: 3 })),
+        Effect.fork
+      )
+      // Wait until the query reached the server, then interrupt.
+      yield* server.queries.pipe(Effect.repeat({ until: (q) => q.length > 0, schedule: Schedule.spaced("5 millis") }))
+      const exit = yield* Fiber.interrupt(fiber)
+      assert.isTrue(Exit.isInterrupted(exit))
+    })
+  )
+
+  it.live("invalid server addresses fail the layer", () =>
+    Effect.gen(function* () {
+      const exit = yield* Effect.exit(txt("a.example").pipe(Effect.provide(Dns.layer({ servers: ["not an address"] }))))
+      assert.isTrue(Exit.isFailure(exit))
+    })
+  )
+})
