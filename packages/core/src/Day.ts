@@ -12,8 +12,10 @@ const PATTERN = /^(\d{4})-(\d{2})-(\d{2})$/
 const valid = (s: string): boolean => {
   const m = PATTERN.exec(s)
   if (m === null) return false
-  const t = Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]))
-  return new Date(t).toISOString().slice(0, 10) === s
+  // setUTCFullYear, not Date.UTC: Date.UTC maps years 0–99 to 1900–1999.
+  const d = new Date(0)
+  d.setUTCFullYear(Number(m[1]), Number(m[2]) - 1, Number(m[3]))
+  return d.toISOString().slice(0, 10) === s
 }
 
 export const Day = Schema.String.pipe(

@@ -44,6 +44,10 @@ const MAX_NAME = 253
 // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it detects
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/
 const ASCII_LABEL = /^[a-z0-9_-]+$/
+// ASCII outside letters, digits, `.`, `-`, `_`. Checked before IDNA: the WHATWG host parser in
+// `node:url` percent-decodes (`ex%61mple` → `example`) and cuts at `/`, `?`, `#` (`a/b` → `a`).
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are among those refused
+const BAD_ASCII = /[\u0000-\u002c\u002f\u003a-\u0040\u005b-\u005e\u0060\u007b-\u007f]/
 
 /**
  * Parses a domain name from user, DNS or database input. Lower-cases, drops one trailing dot,
@@ -54,6 +58,7 @@ export const parse = (input: string): Either.Either<Domain, DomainError> => {
   if (CONTROL.test(input)) return fail(input, "control-character")
   if (/\s/u.test(input)) return fail(input, "space")
   if (input.includes("@")) return fail(input, "at-sign")
+  if (BAD_ASCII.test(input)) return fail(input, "invalid-character")
   if (input.length > 4 * MAX_NAME) return fail(input, "too-long")
   const name = input.endsWith(".") ? input.slice(0, -1) : input
   if (name.length === 0) return fail(input, "empty")

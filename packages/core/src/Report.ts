@@ -4,17 +4,22 @@
  * (DECISIONS.md §3: arrays always, optional fields omitted, RFC 3339 with `Z`, keys in RFC order).
  */
 import { Data, Either, ParseResult, Schema } from "effect"
+import * as Day from "./Day.js"
 import { PolicyResult } from "./PolicyResult.js"
 
 // RFC 3339 date-time; the zone may be missing (Microsoft's reports, spec §2.2) and then means UTC.
-const RFC3339 = /^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})?$/
+const RFC3339 = /^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-](\d{2}):(\d{2}))?$/
 
 const parseDateTime = (s: string): Date | undefined => {
   const m = RFC3339.exec(s.trim())
   if (m === null) return undefined
-  const frac = m[3] === undefined ? "" : m[3].slice(0, 4).padEnd(4, "0")
-  const zone = m[4] === undefined || m[4] === "z" ? "Z" : m[4]
-  const d = new Date(`${m[1]}T${m[2]}${frac}${zone}`)
+  const [, day, hh, mm, ss, fraction, zone, zh, zm] = m
+  // RFC 3339 §5.7 ranges, as Go's time.Parse checks them: `Date` would roll `02-30` or `24:00` over.
+  if (Either.isLeft(Day.parse(day!)) || Number(hh) > 23 || Number(mm) > 59 || Number(ss) > 59) return undefined
+  if (zh !== undefined && (Number(zh) > 23 || Number(zm) > 59)) return undefined
+  const frac = fraction === undefined ? "" : fraction.slice(0, 4).padEnd(4, "0")
+  const tz = zone === undefined || zone === "z" ? "Z" : zone
+  const d = new Date(`${day}T${hh}:${mm}:${ss}${frac}${tz}`)
   return Number.isNaN(d.getTime()) ? undefined : d
 }
 
