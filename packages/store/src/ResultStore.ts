@@ -6,17 +6,15 @@
  *
  * Domains are stored in A-label form (DECISIONS.md §1: one normal form). Days are `YYYY-MM-DD`.
  */
+import type * as SqlClient from "@effect/sql/SqlClient"
 import type { Day, Domain, PolicyResult } from "@tlsrpt/core"
-import { Context, Data, type Effect } from "effect"
+import { Context, Effect, Layer } from "effect"
+import * as Migrations from "./Migrations.js"
+import * as SqliteDatabase from "./SqliteDatabase.js"
+import * as SqlResultStore from "./SqlResultStore.js"
+import { type InvalidAddress, type StoreError, StoreError as StoreErrorClass } from "./StoreError.js"
 
-export class StoreError extends Data.TaggedError("StoreError")<{
-  readonly operation: string
-  readonly cause: unknown
-}> {
-  override get message(): string {
-    return `result store: ${this.operation} failed: ${String((this.cause as Error)?.message ?? this.cause)}`
-  }
-}
+export { InvalidAddress, StoreError } from "./StoreError.js"
 
 /** One aggregate to add (spec §6.2); merged into the row with the same key. */
 export interface NewResultRow {
@@ -167,13 +165,30 @@ export class ResultStore extends Context.Tag("@tlsrpt/store/ResultStore")<
       readonly status?: OutboxStatus | undefined
     }) => Effect.Effect<ReadonlyArray<OutboxMessage>, StoreError>
   }
->() {}
+>() {
+  /**
+   * The store in a SQLite file (parent directory created, WAL, migrated on open). Also provides the
+   * `SqlClient`, for tests and admin tools.
+   */
+  static readonly layer = (
+    options: SqliteDatabase.Options
+  ): Layer.Layer<ResultStore | SqlClient.SqlClient, StoreError> =>
+    Layer.effect(ResultStore, SqlResultStore.make).pipe(Layer.provideMerge(SqliteDatabase.layer(options)))
 
-export class InvalidAddress extends Data.TaggedError("InvalidAddress")<{
-  readonly address: string
-  readonly reason: string
-}> {
-  override get message(): string {
-    return `invalid address ${JSON.stringify(this.address)}: ${this.reason}`
-  }
+  /**
+   * The store on a `SqlClient` provided by the caller (another SQLite setup, later PostgreSQL): runs
+   * the migrations, then serves the same portable queries.
+   */
+  static readonly layerSql: Layer.Layer<ResultStore, StoreError, SqlClient.SqlClient> = Layer.effect(
+    ResultStore,
+    Effect.zipRight(
+      Effect.mapError(Migrations.run, (cause) => new StoreErrorClass({ operation: "migrate", cause })),
+      SqlResultStore.make
+    )
+  )
+
+  /** A private in-memory SQLite database: each build of the layer starts empty. */
+  static readonly layerMemory: Layer.Layer<ResultStore | SqlClient.SqlClient, StoreError> = Layer.suspend(() =>
+    ResultStore.layer({ filename: ":memory:" })
+  )
 }

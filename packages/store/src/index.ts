@@ -1,1 +1,3 @@
 export * from "./ResultStore.js"
+export * as Migrations from "./Migrations.js"
+export * as SqlResultStore from "./SqlResultStore.js"

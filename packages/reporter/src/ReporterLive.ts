@@ -1,0 +1,269 @@
+/**
+ * `Reporter.layer`: the round of spec §9.2–§9.11 on the store, the TLSRPT lookup and the report
+ * mail composer, with the decisions of DECISIONS.md §2 (temporary DNS errors keep and retry the key;
+ * syntax / multiple records discard it; mark-sent + outbox in one transaction; https destinations;
+ * each report describes its own day).
+ */
+import { type Day, Domain, type EmailAddress, PolicyResult, TlsrptRecord } from "@tlsrpt/core"
+import { TlsrptLookup } from "@tlsrpt/dns"
+import { gzipReport, ReportMail } from "@tlsrpt/mail"
+import { type NewOutboxMessage, ResultStore } from "@tlsrpt/store"
+import { Cause, Clock, Duration, Effect, Layer, Metric, Ref, Schedule } from "effect"
+import { type KeyOutcome, type KeyReport, Reporter, type ReporterConfig, ReporterError } from "./Reporter.js"
+import * as RoundPlan from "./RoundPlan.js"
+
+type Phase = KeyReport["phase"]
+
+const keysCounter = Metric.counter("tlsrpt_report_keys_total", { description: "Report keys handled, by outcome" })
+const reportsCounter = Metric.counter("tlsrpt_reports_queued_total", { description: "Reports committed to the outbox" })
+const messagesCounter = Metric.counter("tlsrpt_report_messages_queued_total", {
+  description: "Outbox messages written (one per destination)"
+})
+const suppressedCounter = Metric.counter("tlsrpt_report_recipients_suppressed_total", {
+  description: "Recipients skipped because of the suppression list"
+})
+const roundsCounter = Metric.counter("tlsrpt_report_rounds_total", { description: "Report rounds run" })
+const roundDuration = Metric.timerWithBoundaries(
+  "tlsrpt_report_round_duration",
+  [1000, 10_000, 60_000, 600_000, 3_600_000, 14_400_000]
+)
+
+/** Whether the key's rows may be deleted after the round (spec §9.11). */
+const cleanupOf: Record<KeyOutcome, boolean> = {
+  sent: true,
+  "not-requested": true,
+  "no-record": true,
+  "no-destinations": true,
+  "no-failure": true,
+  "already-sent": true,
+  "nothing-left": true,
+  "all-suppressed": true,
+  "discarded-syntax": true,
+  "discarded-multiple": true,
+  "kept-temporary": false,
+  "kept-error": false
+}
+
+export const make = (config: ReporterConfig) =>
+  Effect.gen(function* () {
+    const store = yield* ResultStore
+    const lookup = yield* TlsrptLookup
+    const mail = yield* ReportMail
+    const submitter = mail.submitter
+
+    const done = (
+      phase: Phase,
+      policyDomain: string,
+      day: Day.Day,
+      outcome: KeyOutcome,
+      queued = 0,
+      detail?: string
+    ): Effect.Effect<KeyReport> =>
+      Metric.increment(Metric.tagged(keysCounter, "outcome", outcome)).pipe(
+        Effect.as({ phase, policyDomain, day, outcome, queued, detail })
+      )
+
+    /** The TLSRPT lookup, retried on temporary errors while `retries` allow (DECISIONS.md §2). */
+    const lookupWithRetries = (domain: Domain.Domain, retries: ReadonlyArray<Duration.Duration>) =>
+      lookup.lookup(domain).pipe(
+        Effect.retry({
+          schedule: Schedule.fromDelays(...(retries as [Duration.Duration, ...Array<Duration.Duration>])).pipe(
+            Schedule.tapOutput(() => Effect.logWarning("temporary DNS error, retrying the TLSRPT lookup later"))
+          ),
+          while: (e) => e._tag === "TlsrptTemporaryError" && retries.length > 0
+        })
+      )
+
+    /** Spec §9.4 for one key. Never fails: every outcome is a KeyReport. */
+    const sendKey = (phase: Phase, policyDomainText: string, day: Day.Day, retries: ReadonlyArray<Duration.Duration>) =>
+      Effect.gen(function* () {
+        const parsed = Domain.parse(policyDomainText)
+        if (parsed._tag === "Left")
+          return yield* done(phase, policyDomainText, day, "kept-error", 0, parsed.left.message)
+        const policyDomain = parsed.right
+
+        const found = yield* lookupWithRetries(policyDomain, retries).pipe(Effect.either)
+        if (found._tag === "Left") {
+          const e = found.left
+          switch (e._tag) {
+            case "NoTlsrptRecord":
+              return yield* done(phase, policyDomainText, day, "no-record")
+            case "TlsrptTemporaryError":
+              return yield* done(phase, policyDomainText, day, "kept-temporary", 0, e.message)
+            case "MultipleTlsrptRecords":
+              yield* Effect.logWarning("several TLSRPT records: the domain does not implement TLSRPT (RFC 8460 §3)")
+              return yield* done(phase, policyDomainText, day, "discarded-multiple", 0, e.message)
+            case "TlsrptSyntaxError":
+              yield* Effect.logWarning("TLSRPT record syntax error: results discarded (RFC 8460 §3)", e.message)
+              return yield* done(phase, policyDomainText, day, "discarded-syntax", 0, e.message)
+          }
+        }
+        const destinations = TlsrptRecord.destinations(found.right.record)
+        const mailto = destinations.flatMap((d) => (d._tag === "Mailto" ? [d] : []))
+        const https = config.https ? destinations.flatMap((d) => (d._tag === "Https" ? [d] : [])) : []
+        for (const d of destinations) {
+          if (d._tag === "Unsupported") yield* Effect.logInfo(`ignoring reporting URI ${d.uri}: ${d.reason}`)
+        }
+        if (mailto.length === 0 && https.length === 0)
+          return yield* done(phase, policyDomainText, day, "no-destinations")
+        // The rua strings as in DNS, compared in phase 2 to skip rows already reported to the same
+        // addresses (spec §9.4 steps 5 and 11).
+        const reportingAddresses = [...mailto, ...https].map((d) => d.uri)
+
+        const rows =
+          phase === "recipient-domain"
+            ? yield* store.rowsByRecipientDomain(policyDomain.ascii, day)
+            : yield* store.rowsByPolicyDomain(policyDomain.ascii, day)
+        if (rows.length === 0) return yield* done(phase, policyDomainText, day, "nothing-left", 0, "no rows")
+        if (RoundPlan.alreadySent(phase, rows)) return yield* done(phase, policyDomainText, day, "already-sent")
+
+        const policies = RoundPlan.policiesOf(phase, rows, reportingAddresses)
+        if (policies.length === 0) return yield* done(phase, policyDomainText, day, "nothing-left")
+        if (!config.forAllSuccess && !PolicyResult.hasFailure(policies)) {
+          return yield* done(phase, policyDomainText, day, "no-failure")
+        }
+        const report = RoundPlan.report(submitter, policyDomain, day, policies)
+
+        const now = new Date(yield* Clock.currentTimeMillis)
+        const to: Array<EmailAddress.EmailAddress> = []
+        for (const d of mailto) {
+          if (to.some((a) => a.normalized === d.address.normalized)) continue
+          if (yield* store.isSuppressed(d.address.normalized, now)) {
+            yield* Metric.increment(suppressedCounter)
+            yield* Effect.logInfo(`suppressed reporting address ${d.address.normalized}`)
+          } else to.push(d.address)
+        }
+        const messages: Array<NewOutboxMessage> = []
+        if (to.length > 0) {
+          const composed = yield* mail.compose({ report, policyDomain, day, to })
+          for (const address of to) {
+            messages.push({
+              kind: "mailto",
+              destination: address.normalized,
+              envelopeFrom: composed.envelopeFrom,
+              payload: composed.raw,
+              reportId: report.reportId,
+              policyDomain: policyDomain.ascii,
+              day
+            })
+          }
+        }
+        if (https.length > 0) {
+          const body = gzipReport(report)
+          for (const d of https) {
+            if (messages.some((m) => m.destination === d.url)) continue
+            messages.push({
+              kind: "https",
+              destination: d.url,
+              envelopeFrom: "",
+              payload: body,
+              reportId: report.reportId,
+              policyDomain: policyDomain.ascii,
+              day
+            })
+          }
+        }
+        // DECISIONS.md §2: marking rows sent and writing the outbox is one transaction.
+        yield* store
+          .markSentAndEnqueue(
+            phase === "recipient-domain"
+              ? { phase, recipientDomain: policyDomain.ascii, day, reportingAddresses }
+              : { phase, policyDomain: policyDomain.ascii, day },
+            messages
+          )
+          .pipe(Effect.uninterruptible)
+        if (messages.length === 0) return yield* done(phase, policyDomainText, day, "all-suppressed")
+        yield* Metric.increment(reportsCounter)
+        yield* Metric.incrementBy(messagesCounter, messages.length)
+        yield* Effect.logInfo(`report ${report.reportId} queued for ${messages.length} destination(s)`)
+        return yield* done(phase, policyDomainText, day, "sent", messages.length)
+      }).pipe(
+        // Spec §9.11: store, compose and other errors keep the rows for the next round; a defect is
+        // logged and counted and does not stop the round.
+        Effect.catchAllCause((cause) =>
+          Cause.isInterruptedOnly(cause)
+            ? Effect.interrupt
+            : Effect.logError("sending a report failed; results kept for the next round", cause).pipe(
+                Effect.zipRight(done(phase, policyDomainText, day, "kept-error", 0, Cause.pretty(cause).split("\n")[0]))
+              )
+        ),
+        Effect.withLogSpan("report"),
+        Effect.annotateLogs({ phase, policyDomain: policyDomainText, day }),
+        Effect.withSpan("Reporter.sendKey", { attributes: { phase, policyDomain: policyDomainText, day } })
+      )
+
+    const runRound = Effect.fn("Reporter.runRound")(
+      function* (day: Day.Day, options?: { readonly pace?: boolean }) {
+        const pace = options?.pace ?? true
+        const started = yield* Clock.currentTimeMillis
+        const deletedStale = yield* store.deleteBefore(RoundPlan.staleBefore(day))
+        const plan = RoundPlan.plan(yield* store.keysUpTo(day))
+        const gap = RoundPlan.gap(config.window, config.maxGap, plan.toSend)
+        // A temporary DNS error is retried later within the round's window, never past it.
+        const deadline = started + Duration.toMillis(config.window)
+        const retries = pace ? config.temporaryRetries : []
+        yield* Effect.logInfo(
+          `report round: ${plan.recipientDomains.length} recipient-domain and ${plan.mxHosts.length} MX-host keys, ${plan.toSend} to send, gap ${Duration.format(gap)}`
+        )
+        const started_ = yield* Ref.make(0)
+
+        const runPhase = (phase: Phase, keys: ReadonlyArray<RoundPlan.PlannedKey>) =>
+          Effect.forEach(
+            keys,
+            (key) =>
+              key.send
+                ? Effect.gen(function* () {
+                    // Spec §9.3: wait `gap` before every send but the very first of the round.
+                    const n = yield* Ref.getAndUpdate(started_, (x) => x + 1)
+                    if (pace && n > 0) yield* Effect.sleep(Duration.times(gap, n))
+                    const now = yield* Clock.currentTimeMillis
+                    const left = retries.filter((_, i) => {
+                      const total = retries.slice(0, i + 1).reduce((s, d) => s + Duration.toMillis(d), 0)
+                      return now + total <= deadline
+                    })
+                    return yield* sendKey(phase, key.policyDomain, key.day, left)
+                  })
+                : done(phase, key.policyDomain, key.day, "not-requested"),
+            // Sends run concurrently so pacing does not depend on processing time (spec §9.3); without
+            // pacing, a bounded number at once.
+            { concurrency: pace ? "unbounded" : 8 }
+          )
+
+        // Spec §9.3: phase 2 reads the reporting addresses phase 1 stored, so phase 1 finishes first.
+        const phase1 = yield* runPhase("recipient-domain", plan.recipientDomains)
+        const phase2 = yield* runPhase("policy-domain", plan.mxHosts)
+        const keys = [...phase1, ...phase2]
+
+        // Spec §9.3: a key in both maps is deleted if either phase asked for cleanup.
+        const remove = new Map<string, { policyDomain: string; day: Day.Day }>()
+        for (const k of keys) if (cleanupOf[k.outcome]) remove.set(`${k.policyDomain}\u0000${k.day}`, k)
+        const deleted = yield* store.deleteKeys(
+          [...remove.values()].map(({ policyDomain, day }) => ({ policyDomain, day }))
+        )
+        const kept = keys.filter((k) => !cleanupOf[k.outcome])
+        const summary = {
+          day,
+          keys,
+          reports: keys.filter((k) => k.outcome === "sent").length,
+          queued: keys.reduce((s, k) => s + k.queued, 0),
+          kept,
+          deletedRows: deleted + deletedStale
+        }
+        yield* Metric.increment(roundsCounter)
+        yield* Metric.update(roundDuration, Duration.millis((yield* Clock.currentTimeMillis) - started))
+        yield* Effect.logInfo(
+          `report round done: ${summary.reports} reports, ${summary.queued} messages queued, ${kept.length} keys kept`
+        )
+        return summary
+      },
+      (effect, day) =>
+        effect.pipe(
+          Effect.catchTag("StoreError", (e) => Effect.fail(new ReporterError({ day, reason: e.message, cause: e }))),
+          Effect.annotateLogs({ round: day })
+        )
+    )
+
+    return Reporter.of({ runRound })
+  })
+
+export const layer = (config: ReporterConfig) => Layer.effect(Reporter, make(config))

@@ -1,0 +1,125 @@
+/**
+ * Pure parts of a round: gathering keys into the two phases (spec §9.2), pacing (spec §8), the
+ * phase-2 rewrite and skip (spec §9.4 step 11, §9.7) and building the report (spec §9.6).
+ */
+import { Day, type Domain, PolicyResult, type Report, ReportNaming } from "@tlsrpt/core"
+import type { ResultKey, ResultRow } from "@tlsrpt/store"
+import { Duration } from "effect"
+
+export interface PlannedKey {
+  readonly policyDomain: string
+  readonly day: Day.Day
+  /** True when any row of the key in this phase has SendReport (spec §9.2). */
+  readonly send: boolean
+}
+
+export interface Plan {
+  /** Keys where policy domain = recipient domain (MTA-STS / no-policy-found of the recipient domain). */
+  readonly recipientDomains: ReadonlyArray<PlannedKey>
+  /** Keys where they differ (MX hosts, DANE). */
+  readonly mxHosts: ReadonlyArray<PlannedKey>
+  /** Number of keys that will be sent, over both phases (spec §9.2 nsend). */
+  readonly toSend: number
+}
+
+const keyOf = (policyDomain: string, day: string) => `${policyDomain}\u0000${day}`
+
+/**
+ * Spec §9.2: split on domain equality (not IsHost); a key is "send" if any of its rows in that map
+ * has SendReport. Keys are ordered by day, then policy domain, so a round is deterministic
+ * (mox iterates a Go map: unspecified order).
+ */
+export const plan = (keys: ReadonlyArray<ResultKey>): Plan => {
+  const rcpt = new Map<string, { policyDomain: string; day: Day.Day; send: boolean }>()
+  const mx = new Map<string, { policyDomain: string; day: Day.Day; send: boolean }>()
+  for (const k of keys) {
+    const map = k.policyDomain === k.recipientDomain ? rcpt : mx
+    const id = keyOf(k.policyDomain, k.day)
+    const have = map.get(id)
+    if (have === undefined) map.set(id, { policyDomain: k.policyDomain, day: k.day, send: k.sendReport })
+    else have.send = have.send || k.sendReport
+  }
+  const order = (a: PlannedKey, b: PlannedKey) =>
+    a.day < b.day
+      ? -1
+      : a.day > b.day
+        ? 1
+        : a.policyDomain < b.policyDomain
+          ? -1
+          : a.policyDomain > b.policyDomain
+            ? 1
+            : 0
+  const recipientDomains = [...rcpt.values()].sort(order)
+  const mxHosts = [...mx.values()].sort(order)
+  const toSend = recipientDomains.filter((k) => k.send).length + mxHosts.filter((k) => k.send).length
+  return { recipientDomains, mxHosts, toSend }
+}
+
+/** Spec §8: `gap = min(window / n, maxGap)`, the window itself when nothing is sent. */
+export const gap = (window: Duration.Duration, maxGap: Duration.Duration, toSend: number): Duration.Duration => {
+  const per = toSend > 0 ? Duration.millis(Duration.toMillis(window) / toSend) : window
+  return Duration.min(per, maxGap)
+}
+
+/** `YYYY-MM-DD` of the day whose stale rows go first (spec §9.1: keep the two days before `day`). */
+export const staleBefore = (day: Day.Day): Day.Day => Day.addDays(day, -2)
+
+const listEquals = (a: ReadonlyArray<string>, b: ReadonlyArray<string>) =>
+  a.length === b.length && a.every((x, i) => x === b[i])
+
+/**
+ * The report's policies from the fetched rows, in query order (spec §9.8).
+ * Phase 2 (spec §9.4 step 11): rows whose recipient domain already got this report at identical
+ * addresses are skipped; each result's policy-domain becomes the recipient domain and, for host rows,
+ * mx-host the original policy domain (spec §9.7).
+ */
+export const policiesOf = (
+  phase: "recipient-domain" | "policy-domain",
+  rows: ReadonlyArray<ResultRow>,
+  reportingAddresses: ReadonlyArray<string>
+): ReadonlyArray<PolicyResult.PolicyResult> => {
+  let policies: ReadonlyArray<PolicyResult.PolicyResult> = []
+  for (const row of rows) {
+    if (phase === "recipient-domain") {
+      policies = PolicyResult.merge(policies, row.results)
+      continue
+    }
+    const stored = row.recipientDomainReportingAddresses
+    if (stored.length > 0 && listEquals(stored, reportingAddresses)) continue
+    const rewritten = row.results.map(
+      (r): PolicyResult.PolicyResult => ({
+        ...r,
+        policy: {
+          ...r.policy,
+          policyDomain: row.recipientDomain,
+          mxHost: row.isHost ? [r.policy.policyDomain] : r.policy.mxHost
+        }
+      })
+    )
+    policies = PolicyResult.merge(policies, rewritten)
+  }
+  return policies
+}
+
+/** Spec §9.4 step 8: a report for this key was already committed (a retried or restarted round). */
+export const alreadySent = (phase: "recipient-domain" | "policy-domain", rows: ReadonlyArray<ResultRow>): boolean =>
+  phase === "recipient-domain"
+    ? rows.some((r) => r.policyDomain === r.recipientDomain && r.sentToRecipientDomain)
+    : // Beyond mox: a pure MX host has no row with policy = recipient domain, so its guard never fired
+      // and a restarted round sent again; every row already marked means it was committed.
+      rows.some((r) => r.policyDomain === r.recipientDomain && r.sentToPolicyDomain) ||
+      (rows.length > 0 && rows.every((r) => r.sentToPolicyDomain))
+
+/** Spec §9.6, with the key's own day (DECISIONS.md §2, fixing mox's Q2). */
+export const report = (
+  submitter: { readonly domain: Domain.Domain; readonly organizationName: string; readonly contactInfo: string },
+  policyDomain: Domain.Domain,
+  day: Day.Day,
+  policies: ReadonlyArray<PolicyResult.PolicyResult>
+): Report.Report => ({
+  organizationName: submitter.organizationName,
+  dateRange: ReportNaming.dateRange(day),
+  contactInfo: submitter.contactInfo,
+  reportId: ReportNaming.reportId(day, policyDomain, submitter.domain),
+  policies
+})

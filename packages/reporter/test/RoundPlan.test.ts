@@ -1,0 +1,167 @@
+import { assert, describe, it } from "@effect/vitest"
+import { type Day, Domain, PolicyResult } from "@tlsrpt/core"
+import type { ResultKey, ResultRow } from "@tlsrpt/store"
+import { Duration, FastCheck as fc } from "effect"
+import * as RoundPlan from "../src/RoundPlan.js"
+
+const day = "2024-01-09" as Day.Day
+
+const row = (over: Partial<ResultRow> & Pick<ResultRow, "id" | "policyDomain" | "recipientDomain">): ResultRow => ({
+  day,
+  isHost: over.policyDomain !== over.recipientDomain,
+  sendReport: true,
+  sentToRecipientDomain: false,
+  sentToPolicyDomain: false,
+  recipientDomainReportingAddresses: [],
+  results: [],
+  created: new Date(0),
+  updated: new Date(0),
+  ...over
+})
+
+const tlsa = (success: number, failure: number) =>
+  PolicyResult.make("tlsa", "mailhost.xn--74h.example", { policyString: ["3 1 1 aa"], success, failure })
+
+describe("RoundPlan.plan (spec §9.2)", () => {
+  it("splits on domain equality, not on IsHost, and ORs SendReport per key", () => {
+    const keys: Array<ResultKey> = [
+      { policyDomain: "a.example", day, recipientDomain: "a.example", sendReport: false },
+      { policyDomain: "mx.a.example", day, recipientDomain: "a.example", sendReport: false },
+      { policyDomain: "mx.a.example", day, recipientDomain: "b.example", sendReport: true },
+      // the same domain as recipient domain and as MX host of another domain: a key in both maps
+      { policyDomain: "c.example", day, recipientDomain: "c.example", sendReport: true },
+      { policyDomain: "c.example", day, recipientDomain: "d.example", sendReport: false }
+    ]
+    const p = RoundPlan.plan(keys)
+    assert.deepStrictEqual(
+      p.recipientDomains.map((k) => [k.policyDomain, k.send]),
+      [
+        ["a.example", false],
+        ["c.example", true]
+      ]
+    )
+    assert.deepStrictEqual(
+      p.mxHosts.map((k) => [k.policyDomain, k.send]),
+      [
+        ["c.example", false],
+        ["mx.a.example", true]
+      ]
+    )
+    assert.strictEqual(p.toSend, 2)
+  })
+
+  it.prop(
+    "every (policy domain, day) appears once per phase and send is the OR of its rows",
+    [
+      fc.array(
+        fc.record({
+          policyDomain: fc.constantFrom("a.example", "b.example", "mx.a.example"),
+          day: fc.constantFrom("2024-01-08", "2024-01-09") as fc.Arbitrary<Day.Day>,
+          recipientDomain: fc.constantFrom("a.example", "b.example"),
+          sendReport: fc.boolean()
+        })
+      )
+    ],
+    ([keys]) => {
+      const p = RoundPlan.plan(keys)
+      for (const [list, isRcpt] of [
+        [p.recipientDomains, true],
+        [p.mxHosts, false]
+      ] as const) {
+        const ids = list.map((k) => `${k.policyDomain}/${k.day}`)
+        assert.strictEqual(new Set(ids).size, ids.length)
+        for (const k of list) {
+          const mine = keys.filter(
+            (r) =>
+              r.policyDomain === k.policyDomain && r.day === k.day && (r.policyDomain === r.recipientDomain) === isRcpt
+          )
+          assert.isTrue(mine.length > 0)
+          assert.strictEqual(
+            k.send,
+            mine.some((r) => r.sendReport)
+          )
+        }
+      }
+      assert.strictEqual(p.toSend, [...p.recipientDomains, ...p.mxHosts].filter((k) => k.send).length)
+    }
+  )
+})
+
+describe("RoundPlan.gap (spec §8)", () => {
+  it("is min(window / n, maxGap), the window capped when nothing is sent", () => {
+    const w = Duration.hours(4)
+    const m = Duration.minutes(5)
+    assert.strictEqual(Duration.toMillis(RoundPlan.gap(w, m, 0)), 5 * 60_000)
+    assert.strictEqual(Duration.toMillis(RoundPlan.gap(w, m, 10)), 5 * 60_000)
+    assert.strictEqual(Duration.toMillis(RoundPlan.gap(w, m, 480)), 30_000)
+  })
+  it("stale limit keeps the two days before the round's day (spec §9.1)", () => {
+    assert.strictEqual(RoundPlan.staleBefore("2024-01-09" as Day.Day), "2024-01-07")
+  })
+})
+
+describe("RoundPlan.policiesOf (spec §9.4 step 11, §9.7)", () => {
+  const a = Domain.unsafeMake("☺.example").ascii
+  it("phase 1 merges rows in query order, un-rewritten", () => {
+    const sts = PolicyResult.make("sts", a, { success: 10, failure: 3 })
+    const rows = [
+      row({ id: 1, policyDomain: a, recipientDomain: a, results: [sts] }),
+      row({ id: 2, policyDomain: "mailhost.xn--74h.example", recipientDomain: a, results: [tlsa(10, 1)] })
+    ]
+    const ps = RoundPlan.policiesOf("recipient-domain", rows, ["mailto:x@xn--74h.example"])
+    assert.deepStrictEqual(ps, [sts, tlsa(10, 1)])
+  })
+
+  it("phase 2 rewrites policy-domain and mx-host, and does not merge across recipient domains", () => {
+    const rows = [
+      row({
+        id: 3,
+        policyDomain: "mailhost.xn--74h.example",
+        recipientDomain: "sharedsender.example",
+        results: [tlsa(10, 1)]
+      }),
+      row({ id: 2, policyDomain: "mailhost.xn--74h.example", recipientDomain: a, results: [tlsa(10, 1)] })
+    ]
+    const ps = RoundPlan.policiesOf("policy-domain", rows, ["mailto:r@mailhost.xn--74h.example"])
+    assert.deepStrictEqual(
+      ps.map((p) => [p.policy.policyDomain, p.policy.mxHost]),
+      [
+        ["sharedsender.example", ["mailhost.xn--74h.example"]],
+        [a, ["mailhost.xn--74h.example"]]
+      ]
+    )
+  })
+
+  it("phase 2 skips rows already reported to identical addresses, in the same order only", () => {
+    const addrs = ["mailto:tls-reports@xn--74h.example"]
+    const rows = [
+      row({
+        id: 3,
+        policyDomain: "mailhost.xn--74h.example",
+        recipientDomain: "sharedsender.example",
+        results: [tlsa(1, 1)]
+      }),
+      row({
+        id: 2,
+        policyDomain: "mailhost.xn--74h.example",
+        recipientDomain: a,
+        results: [tlsa(1, 1)],
+        recipientDomainReportingAddresses: addrs
+      })
+    ]
+    assert.deepStrictEqual(
+      RoundPlan.policiesOf("policy-domain", rows, addrs).map((p) => p.policy.policyDomain),
+      ["sharedsender.example"]
+    )
+    assert.strictEqual(RoundPlan.policiesOf("policy-domain", rows, ["mailto:other@example.com", ...addrs]).length, 2)
+  })
+
+  it("already-sent guard (spec §9.4 step 8)", () => {
+    const r1 = row({ id: 1, policyDomain: a, recipientDomain: a, sentToRecipientDomain: true })
+    assert.isTrue(RoundPlan.alreadySent("recipient-domain", [r1]))
+    assert.isFalse(RoundPlan.alreadySent("policy-domain", [{ ...r1, sentToRecipientDomain: false }]))
+    const mx = row({ id: 2, policyDomain: "mx.example", recipientDomain: a, sentToPolicyDomain: true })
+    assert.isTrue(RoundPlan.alreadySent("policy-domain", [mx]))
+    assert.isFalse(RoundPlan.alreadySent("policy-domain", [mx, { ...mx, id: 3, sentToPolicyDomain: false }]))
+  })
+})

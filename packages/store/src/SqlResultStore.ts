@@ -1,0 +1,510 @@
+/**
+ * `ResultStore` on any `@effect/sql` client. The queries are written to run unchanged on SQLite and
+ * PostgreSQL: plain TEXT/INTEGER columns, `ON CONFLICT … DO UPDATE`, row-value `IN (VALUES …)`,
+ * `RETURNING`, no dialect functions. Times are epoch milliseconds, booleans 0/1, JSON lists TEXT.
+ *
+ * `addResults` assumes it is the only writer of a key while its transaction runs: true for SQLite (one
+ * connection, one writer); the PostgreSQL layer has to lock the keys (or retry on a serialization
+ * failure) between its SELECT and its upsert.
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import { SqlError } from "@effect/sql/SqlError"
+import { type Day, Domain, EmailAddress, PolicyResult } from "@tlsrpt/core"
+import { Clock, type Context, Effect, Either } from "effect"
+import type {
+  MarkSent,
+  NewOutboxMessage,
+  NewResultRow,
+  OutboxMessage,
+  OutboxStatus,
+  ResultFilter,
+  ResultKey,
+  ResultRow,
+  ResultStore,
+  Suppression
+} from "./ResultStore.js"
+import { InvalidAddress, StoreError } from "./StoreError.js"
+import * as StoredResults from "./StoredResults.js"
+
+export type Service = Context.Tag.Service<ResultStore>
+
+/** Keys per existence SELECT: 3 parameters each. */
+const SELECT_CHUNK = 500
+/** Rows per upsert: 8 parameters each, well below SQLite's 32,766 and PostgreSQL's 65,535. */
+const UPSERT_CHUNK = 500
+
+interface ResultRecord {
+  readonly id: number
+  readonly policy_domain: string
+  readonly day: string
+  readonly recipient_domain: string
+  readonly is_host: number
+  readonly send_report: number
+  readonly sent_to_recipient_domain: number
+  readonly sent_to_policy_domain: number
+  readonly recipient_domain_reporting_addresses: string
+  readonly results: string
+  readonly created: number
+  readonly updated: number
+}
+
+interface SuppressionRecord {
+  readonly id: number
+  readonly address: string
+  readonly until: number
+  readonly comment: string
+  readonly inserted: number
+}
+
+interface OutboxRecord {
+  readonly id: number
+  readonly kind: string
+  readonly destination: string
+  readonly envelope_from: string
+  readonly payload: Uint8Array
+  readonly report_id: string
+  readonly policy_domain: string
+  readonly day: string
+  readonly status: string
+  readonly attempts: number
+  readonly next_attempt_at: number
+  readonly last_error: string | null
+  readonly created: number
+  readonly updated: number
+}
+
+const storeError =
+  (operation: string) =>
+  <A, E, R>(self: Effect.Effect<A, E | SqlError, R>): Effect.Effect<A, Exclude<E, SqlError> | StoreError, R> =>
+    Effect.catchIf(
+      self,
+      (e): e is SqlError => e instanceof SqlError,
+      (cause) => Effect.fail(new StoreError({ operation, cause }))
+    ) as Effect.Effect<A, Exclude<E, SqlError> | StoreError, R>
+
+const chunks = <A>(items: ReadonlyArray<A>, size: number): Array<ReadonlyArray<A>> => {
+  const out: Array<ReadonlyArray<A>> = []
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size))
+  return out
+}
+
+// NUL cannot occur in a domain or a day, so it separates key parts unambiguously.
+const keyOf = (policyDomain: string, day: string, recipientDomain: string) =>
+  `${policyDomain}\u0000${day}\u0000${recipientDomain}`
+
+const flag = (b: boolean): number => (b ? 1 : 0)
+
+/** BLOBs come back as `Buffer`s; hand out plain `Uint8Array` views (no copy) so callers compare equal. */
+const bytes = (u: Uint8Array): Uint8Array =>
+  Object.getPrototypeOf(u) === Uint8Array.prototype ? u : new Uint8Array(u.buffer, u.byteOffset, u.byteLength)
+
+const decodeStrings = (operation: string, text: string): Effect.Effect<ReadonlyArray<string>, StoreError> => {
+  try {
+    const json: unknown = JSON.parse(text)
+    if (Array.isArray(json) && json.every((s) => typeof s === "string")) return Effect.succeed(json)
+    return Effect.fail(new StoreError({ operation, cause: new Error(`expected a JSON list of strings: ${text}`) }))
+  } catch (cause) {
+    return Effect.fail(new StoreError({ operation, cause }))
+  }
+}
+
+const toResultRow = (operation: string, r: ResultRecord): Effect.Effect<ResultRow, StoreError> =>
+  Either.match(StoredResults.decode(r.results), {
+    onLeft: (cause) => Effect.fail(new StoreError({ operation, cause })),
+    onRight: (results) =>
+      Effect.map(decodeStrings(operation, r.recipient_domain_reporting_addresses), (addresses) => ({
+        id: r.id,
+        policyDomain: r.policy_domain,
+        day: r.day as Day.Day,
+        recipientDomain: r.recipient_domain,
+        isHost: r.is_host === 1,
+        sendReport: r.send_report === 1,
+        sentToRecipientDomain: r.sent_to_recipient_domain === 1,
+        sentToPolicyDomain: r.sent_to_policy_domain === 1,
+        recipientDomainReportingAddresses: addresses,
+        results,
+        created: new Date(r.created),
+        updated: new Date(r.updated)
+      }))
+  })
+
+const toResultRows = (operation: string, records: ReadonlyArray<ResultRecord>) =>
+  Effect.forEach(records, (r) => toResultRow(operation, r))
+
+const toSuppression = (r: SuppressionRecord): Suppression => ({
+  id: r.id,
+  address: r.address,
+  until: new Date(r.until),
+  comment: r.comment,
+  inserted: new Date(r.inserted)
+})
+
+const toOutboxMessage = (r: OutboxRecord): OutboxMessage => ({
+  id: r.id,
+  kind: r.kind as OutboxMessage["kind"],
+  destination: r.destination,
+  envelopeFrom: r.envelope_from,
+  payload: bytes(r.payload),
+  reportId: r.report_id,
+  policyDomain: r.policy_domain,
+  day: r.day as Day.Day,
+  status: r.status as OutboxStatus,
+  attempts: r.attempts,
+  nextAttemptAt: new Date(r.next_attempt_at),
+  lastError: r.last_error ?? undefined,
+  created: new Date(r.created),
+  updated: new Date(r.updated)
+})
+
+const normalizeAddress = (address: string): Either.Either<string, InvalidAddress> =>
+  Either.mapLeft(EmailAddress.normalize(address), (e) => new InvalidAddress({ address, reason: e.reason }))
+
+/** The rows of one key in one `addResults` call, in call order. */
+interface Pending {
+  readonly policyDomain: string
+  readonly day: Day.Day
+  readonly recipientDomain: string
+  readonly rows: Array<NewResultRow>
+}
+
+interface ExistingRecord {
+  readonly policy_domain: string
+  readonly day: string
+  readonly recipient_domain: string
+  readonly send_report: number
+  readonly results: string
+}
+
+/** The store on the ambient `SqlClient`; the schema must be migrated (`Migrations.run`). */
+export const make: Effect.Effect<Service, never, SqlClient.SqlClient> = Effect.gen(function* () {
+  const sql = yield* SqlClient.SqlClient
+
+  const selectResults = sql.literal(
+    `SELECT id, policy_domain, day, recipient_domain, is_host, send_report, sent_to_recipient_domain,
+      sent_to_policy_domain, recipient_domain_reporting_addresses, results, created, updated FROM results`
+  )
+
+  /**
+   * Spec §6.2 for one call. Rows are grouped by key first; folding each key's rows in call order into
+   * the stored row is what the spec's row-by-row loop does, since rows of other keys do not interact.
+   * Then one SELECT per 500 keys finds the stored rows and one upsert per 500 keys writes them all.
+   */
+  const addResults = Effect.fn("ResultStore.addResults")(function* (rows: ReadonlyArray<NewResultRow>) {
+    if (rows.length === 0) return
+    const now = yield* Clock.currentTimeMillis
+    const groups = new Map<string, Pending>()
+    for (const row of rows) {
+      const policyDomain = row.policyDomain.ascii
+      const recipientDomain = row.recipientDomain.ascii
+      const key = keyOf(policyDomain, row.day, recipientDomain)
+      const group = groups.get(key)
+      if (group === undefined) groups.set(key, { policyDomain, day: row.day, recipientDomain, rows: [row] })
+      else group.rows.push(row)
+    }
+    const pending = Array.from(groups.values())
+
+    yield* sql.withTransaction(
+      Effect.gen(function* () {
+        const existing = new Map<string, ExistingRecord>()
+        for (const chunk of chunks(pending, SELECT_CHUNK)) {
+          const tuples = sql.csv(chunk.map((p) => sql`(${p.policyDomain}, ${p.day}, ${p.recipientDomain})`))
+          const found = yield* sql<ExistingRecord>`SELECT policy_domain, day, recipient_domain, send_report, results
+              FROM results WHERE (policy_domain, day, recipient_domain) IN (VALUES ${tuples})`
+          for (const r of found) existing.set(keyOf(r.policy_domain, r.day, r.recipient_domain), r)
+        }
+
+        const values: Array<Record<string, string | number>> = []
+        for (const p of pending) {
+          const stored = existing.get(keyOf(p.policyDomain, p.day, p.recipientDomain))
+          let results: ReadonlyArray<PolicyResult.PolicyResult>
+          let sendReport: boolean
+          let from: number
+          if (stored === undefined) {
+            // Spec §6.2 step 3: a new row holds the first row's results as they are.
+            results = p.rows[0]!.results
+            sendReport = p.rows[0]!.sendReport
+            from = 1
+          } else {
+            const decoded = StoredResults.decode(stored.results)
+            if (Either.isLeft(decoded)) return yield* new StoreError({ operation: "addResults", cause: decoded.left })
+            results = decoded.right
+            sendReport = stored.send_report === 1
+            from = 0
+          }
+          for (let i = from; i < p.rows.length; i++) {
+            const row = p.rows[i]!
+            results = PolicyResult.merge(results, row.results)
+            // Spec §6.2 step 4: SendReport sticky true.
+            sendReport = sendReport || row.sendReport
+          }
+          values.push({
+            policy_domain: p.policyDomain,
+            day: p.day,
+            recipient_domain: p.recipientDomain,
+            // Spec §6.2 step 4, Q4: IsHost last writer wins.
+            is_host: flag(p.rows[p.rows.length - 1]!.isHost),
+            send_report: flag(sendReport),
+            results: StoredResults.encode(results),
+            created: now,
+            updated: now
+          })
+        }
+
+        // New keys get ids in first-seen order (spec §9.8 reads phase 1 by id). On conflict the sent
+        // flags, the reporting addresses and `created` stay as they are (spec §6.2 step 4).
+        for (const chunk of chunks(values, UPSERT_CHUNK)) {
+          yield* sql`INSERT INTO results ${sql.insert(chunk)}
+              ON CONFLICT (policy_domain, day, recipient_domain) DO UPDATE SET
+                is_host = excluded.is_host, send_report = excluded.send_report,
+                results = excluded.results, updated = excluded.updated`
+        }
+      })
+    )
+  }, storeError("addResults"))
+
+  const keysUpTo = Effect.fn("ResultStore.keysUpTo")(function* (day: Day.Day) {
+    const records = yield* sql<{
+      readonly policy_domain: string
+      readonly day: string
+      readonly recipient_domain: string
+      readonly send_report: number
+    }>`SELECT policy_domain, day, recipient_domain, send_report FROM results WHERE day <= ${day} ORDER BY id`
+    return records.map(
+      (r): ResultKey => ({
+        policyDomain: r.policy_domain,
+        day: r.day as Day.Day,
+        recipientDomain: r.recipient_domain,
+        sendReport: r.send_report === 1
+      })
+    )
+  }, storeError("keysUpTo"))
+
+  // Spec §9.8 phase 1: insertion order.
+  const rowsByRecipientDomain = Effect.fn("ResultStore.rowsByRecipientDomain")(function* (
+    recipientDomain: string,
+    day: Day.Day
+  ) {
+    const records = yield* sql<ResultRecord>`${selectResults}
+        WHERE recipient_domain = ${recipientDomain} AND day = ${day} ORDER BY id`
+    return yield* toResultRows("rowsByRecipientDomain", records)
+  }, storeError("rowsByRecipientDomain"))
+
+  // Spec §9.8 phase 2: recipient domain in byte order (SQLite's BINARY collation; A-labels are ASCII), then id.
+  const rowsByPolicyDomain = Effect.fn("ResultStore.rowsByPolicyDomain")(function* (
+    policyDomain: string,
+    day: Day.Day
+  ) {
+    const records = yield* sql<ResultRecord>`${selectResults}
+        WHERE policy_domain = ${policyDomain} AND day = ${day} ORDER BY recipient_domain, id`
+    return yield* toResultRows("rowsByPolicyDomain", records)
+  }, storeError("rowsByPolicyDomain"))
+
+  const listResults = Effect.fn("ResultStore.listResults")(function* (filter?: ResultFilter) {
+    const clauses = []
+    if (filter?.day !== undefined) clauses.push(sql`day = ${filter.day}`)
+    if (filter?.domain !== undefined) {
+      // People type domains in any spelling; rows hold A-labels.
+      const input = filter.domain
+      const domain = Either.match(Domain.parse(input), { onLeft: () => input, onRight: (d) => d.ascii })
+      clauses.push(sql`(policy_domain = ${domain} OR recipient_domain = ${domain})`)
+    }
+    const records = yield* sql<ResultRecord>`${selectResults}
+        ${clauses.length > 0 ? sql`WHERE ${sql.and(clauses)}` : sql.literal("")}
+        ORDER BY day, policy_domain, recipient_domain`
+    return yield* toResultRows("listResults", records)
+  }, storeError("listResults"))
+
+  /** Inserts each message unless its (report-id, destination) is there already; the ids in input order. */
+  const insertOutbox = (messages: ReadonlyArray<NewOutboxMessage>, now: number) =>
+    Effect.forEach(messages, (m) =>
+      Effect.gen(function* () {
+        yield* sql`INSERT INTO outbox ${sql.insert({
+          kind: m.kind,
+          destination: m.destination,
+          envelope_from: m.envelopeFrom,
+          payload: m.payload,
+          report_id: m.reportId,
+          policy_domain: m.policyDomain,
+          day: m.day,
+          status: "queued",
+          attempts: 0,
+          next_attempt_at: now,
+          created: now,
+          updated: now
+        })} ON CONFLICT (report_id, destination) DO NOTHING`
+        const [row] = yield* sql<{ readonly id: number }>`SELECT id FROM outbox
+          WHERE report_id = ${m.reportId} AND destination = ${m.destination}`
+        return row!.id
+      })
+    )
+
+  // DECISIONS.md §2: the mark and the messages commit together or not at all.
+  const markSentAndEnqueue = Effect.fn("ResultStore.markSentAndEnqueue")(function* (
+    mark: MarkSent,
+    messages: ReadonlyArray<NewOutboxMessage>
+  ) {
+    const now = yield* Clock.currentTimeMillis
+    return yield* sql.withTransaction(
+      Effect.gen(function* () {
+        if (mark.phase === "recipient-domain") {
+          yield* sql`UPDATE results SET sent_to_recipient_domain = 1,
+                recipient_domain_reporting_addresses = ${JSON.stringify(mark.reportingAddresses)}
+              WHERE recipient_domain = ${mark.recipientDomain} AND day = ${mark.day}`
+        } else {
+          yield* sql`UPDATE results SET sent_to_policy_domain = 1
+              WHERE policy_domain = ${mark.policyDomain} AND day = ${mark.day}`
+        }
+        return yield* insertOutbox(messages, now)
+      })
+    )
+  }, storeError("markSentAndEnqueue"))
+
+  const countAndDelete = (where: ReturnType<typeof sql.and>) =>
+    sql.withTransaction(
+      Effect.gen(function* () {
+        const [row] = yield* sql<{ readonly n: number }>`SELECT COUNT(*) AS n FROM results WHERE ${where}`
+        const n = Number(row!.n)
+        if (n > 0) yield* sql`DELETE FROM results WHERE ${where}`
+        return n
+      })
+    )
+
+  // Spec §9.3 cleanup: every recipient domain of the (policy domain, day) key.
+  const deleteKeys = Effect.fn("ResultStore.deleteKeys")(function* (
+    keys: ReadonlyArray<{ readonly policyDomain: string; readonly day: Day.Day }>
+  ) {
+    if (keys.length === 0) return 0
+    return yield* sql.withTransaction(
+      Effect.reduce(keys, 0, (n, k) =>
+        Effect.map(countAndDelete(sql.and([sql`policy_domain = ${k.policyDomain}`, sql`day = ${k.day}`])), (d) => n + d)
+      )
+    )
+  }, storeError("deleteKeys"))
+
+  // Spec §9.1 stale cleanup.
+  const deleteBefore = Effect.fn("ResultStore.deleteBefore")(function* (day: Day.Day) {
+    return yield* countAndDelete(sql.and([sql`day < ${day}`]))
+  }, storeError("deleteBefore"))
+
+  const selectSuppression = (address: string) =>
+    sql<SuppressionRecord>`SELECT id, address, until, comment, inserted FROM suppressions WHERE address = ${address}`
+
+  // Spec §6.4; the address normalised on write (DECISIONS.md §2, Q6). Adding an address again replaces
+  // its until and comment.
+  const suppressAdd = Effect.fn("ResultStore.suppressAdd")(function* (entry: {
+    readonly address: string
+    readonly until: Date
+    readonly comment?: string | undefined
+  }) {
+    const address = yield* normalizeAddress(entry.address)
+    const now = yield* Clock.currentTimeMillis
+    const [row] = yield* sql.withTransaction(
+      Effect.zipRight(
+        sql`INSERT INTO suppressions ${sql.insert({
+          address,
+          until: entry.until.getTime(),
+          comment: entry.comment ?? "",
+          inserted: now
+        })} ON CONFLICT (address) DO UPDATE SET until = excluded.until, comment = excluded.comment`,
+        selectSuppression(address)
+      )
+    )
+    return toSuppression(row!)
+  }, storeError("suppressAdd"))
+
+  const suppressList = sql<SuppressionRecord>`SELECT id, address, until, comment, inserted
+    FROM suppressions ORDER BY id DESC`.pipe(
+    Effect.map((records) => records.map(toSuppression)),
+    storeError("suppressList"),
+    Effect.withSpan("ResultStore.suppressList")
+  )
+
+  const suppressRemove = Effect.fn("ResultStore.suppressRemove")(function* (address: string) {
+    const normalized = yield* normalizeAddress(address)
+    const deleted = yield* sql`DELETE FROM suppressions WHERE address = ${normalized} RETURNING id`
+    return deleted.length > 0
+  }, storeError("suppressRemove"))
+
+  const suppressExtend = Effect.fn("ResultStore.suppressExtend")(function* (address: string, until: Date) {
+    const normalized = yield* normalizeAddress(address)
+    const updated = yield* sql`UPDATE suppressions SET until = ${until.getTime()}
+        WHERE address = ${normalized} RETURNING id`
+    return updated.length > 0
+  }, storeError("suppressExtend"))
+
+  // Spec §9.10 step 1 with both sides normalised. An address that does not parse cannot be on the
+  // list, since suppressAdd refuses it.
+  const isSuppressed = Effect.fn("ResultStore.isSuppressed")(function* (address: string, at: Date) {
+    const normalized = normalizeAddress(address)
+    if (Either.isLeft(normalized)) return false
+    const rows = yield* sql`SELECT id FROM suppressions WHERE address = ${normalized.right} AND until > ${at.getTime()}`
+    return rows.length > 0
+  }, storeError("isSuppressed"))
+
+  const enqueue = Effect.fn("ResultStore.enqueue")(function* (messages: ReadonlyArray<NewOutboxMessage>) {
+    if (messages.length === 0) return []
+    const now = yield* Clock.currentTimeMillis
+    return yield* sql.withTransaction(insertOutbox(messages, now))
+  }, storeError("enqueue"))
+
+  const selectOutbox = sql.literal(
+    `SELECT id, kind, destination, envelope_from, payload, report_id, policy_domain, day, status, attempts,
+      next_attempt_at, last_error, created, updated FROM outbox`
+  )
+
+  const dueMessages = Effect.fn("ResultStore.dueMessages")(function* (now: Date, limit: number) {
+    const records = yield* sql<OutboxRecord>`${selectOutbox}
+        WHERE status = 'queued' AND next_attempt_at <= ${now.getTime()}
+        ORDER BY next_attempt_at, id LIMIT ${limit}`
+    return records.map(toOutboxMessage)
+  }, storeError("dueMessages"))
+
+  // The successful attempt counts as an attempt too.
+  const markDelivered = Effect.fn("ResultStore.markDelivered")(function* (id: number, at: Date) {
+    yield* sql`UPDATE outbox SET status = 'delivered', attempts = attempts + 1, updated = ${at.getTime()}
+        WHERE id = ${id}`
+  }, storeError("markDelivered"))
+
+  const markAttemptFailed = Effect.fn("ResultStore.markAttemptFailed")(function* (
+    id: number,
+    failure: { readonly error: string; readonly at: Date; readonly nextAttemptAt: Date | undefined }
+  ) {
+    const at = failure.at.getTime()
+    if (failure.nextAttemptAt === undefined) {
+      yield* sql`UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ${failure.error},
+          updated = ${at} WHERE id = ${id}`
+    } else {
+      yield* sql`UPDATE outbox SET attempts = attempts + 1, last_error = ${failure.error},
+          next_attempt_at = ${failure.nextAttemptAt.getTime()}, updated = ${at} WHERE id = ${id}`
+    }
+  }, storeError("markAttemptFailed"))
+
+  const listOutbox = Effect.fn("ResultStore.listOutbox")(function* (filter?: {
+    readonly status?: OutboxStatus | undefined
+  }) {
+    const records = yield* sql<OutboxRecord>`${selectOutbox}
+        ${filter?.status !== undefined ? sql`WHERE status = ${filter.status}` : sql.literal("")} ORDER BY id`
+    return records.map(toOutboxMessage)
+  }, storeError("listOutbox"))
+
+  return {
+    addResults,
+    keysUpTo,
+    rowsByRecipientDomain,
+    rowsByPolicyDomain,
+    listResults,
+    markSentAndEnqueue,
+    deleteKeys,
+    deleteBefore,
+    suppressAdd,
+    suppressList,
+    suppressRemove,
+    suppressExtend,
+    isSuppressed,
+    enqueue,
+    dueMessages,
+    markDelivered,
+    markAttemptFailed,
+    listOutbox
+  }
+})

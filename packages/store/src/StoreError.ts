@@ -1,0 +1,34 @@
+/**
+ * The store's errors. They live apart from the `ResultStore` Tag so that the SQL implementation can
+ * raise them without importing the Tag module (no import cycle); `ResultStore.ts` re-exports them.
+ */
+import { Data } from "effect"
+
+export class StoreError extends Data.TaggedError("StoreError")<{
+  readonly operation: string
+  readonly cause: unknown
+}> {
+  override get message(): string {
+    return `result store: ${this.operation} failed: ${describe(this.cause)}`
+  }
+}
+
+/** An SqlError says only "Failed to execute statement"; the driver's reason is in its cause. */
+const describe = (cause: unknown): string => {
+  const parts: Array<string> = []
+  for (let c = cause, depth = 0; c !== undefined && c !== null && depth < 4; depth++) {
+    const message = typeof c === "object" && "message" in c ? String(c.message) : String(c)
+    if (message !== "" && !parts.includes(message)) parts.push(message)
+    c = typeof c === "object" && "cause" in c ? c.cause : undefined
+  }
+  return parts.join(": ")
+}
+
+export class InvalidAddress extends Data.TaggedError("InvalidAddress")<{
+  readonly address: string
+  readonly reason: string
+}> {
+  override get message(): string {
+    return `invalid address ${JSON.stringify(this.address)}: ${this.reason}`
+  }
+}

@@ -1,0 +1,220 @@
+import { spawn } from "node:child_process"
+import { existsSync, mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import * as SqlClient from "@effect/sql/SqlClient"
+import { assert, describe, it } from "@effect/vitest"
+import { Day, Domain, PolicyResult } from "@tlsrpt/core"
+import { Effect, Layer } from "effect"
+import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
+import * as Migrations from "../src/Migrations.js"
+import { type NewResultRow, ResultStore } from "../src/ResultStore.js"
+import { seedDay, seedRows } from "./Seed.js"
+
+const tempDir = Effect.acquireRelease(
+  Effect.sync(() => mkdtempSync(join(tmpdir(), "tlsrpt-store-"))),
+  (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+)
+
+const packageDir = fileURLToPath(new URL("..", import.meta.url))
+
+/** Everything the store holds, read through the port. */
+const snapshot = Effect.gen(function* () {
+  const store = yield* ResultStore
+  return {
+    results: yield* store.listResults(),
+    suppressions: yield* store.suppressList,
+    outbox: yield* store.listOutbox()
+  }
+})
+
+describe("ResultStore.layer (SQLite file)", () => {
+  it.scoped("close and reopen keeps everything; migrations run once; WAL with synchronous NORMAL", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      const filename = join(dir, "nested", "deeper", "results.db")
+      const layer = ResultStore.layer({ filename })
+
+      const written = yield* Effect.gen(function* () {
+        const store = yield* ResultStore
+        yield* store.addResults(seedRows)
+        yield* store.suppressAdd({ address: "r@☺.example", until: new Date(Date.UTC(2030, 0, 1)), comment: "asked" })
+        yield* store.markSentAndEnqueue(
+          {
+            phase: "recipient-domain",
+            recipientDomain: "xn--74h.example",
+            day: seedDay,
+            reportingAddresses: ["mailto:tls-reports@xn--74h.example"]
+          },
+          [
+            {
+              kind: "mailto",
+              destination: "tls-reports@xn--74h.example",
+              envelopeFrom: "postmaster@mox.example",
+              payload: new Uint8Array([0, 1, 2, 255]),
+              reportId: "20240109.xn--74h.example@mox.example",
+              policyDomain: "xn--74h.example",
+              day: seedDay
+            }
+          ]
+        )
+        return yield* snapshot
+      }).pipe(Effect.provide(layer))
+      assert.strictEqual(written.results.length, 6)
+      // The last connection closed: SQLite checkpointed the WAL into the file and removed it.
+      assert.isTrue(existsSync(filename))
+      assert.isFalse(existsSync(`${filename}-wal`))
+
+      yield* Effect.gen(function* () {
+        assert.deepStrictEqual(yield* snapshot, written)
+        const sql = yield* SqlClient.SqlClient
+        const applied = yield* sql<{
+          readonly migration_id: number
+          readonly name: string
+        }>`SELECT migration_id, name FROM effect_sql_migrations ORDER BY migration_id`
+        assert.deepStrictEqual(
+          applied.map((m) => [m.migration_id, m.name]),
+          [
+            [1, "results"],
+            [2, "suppressions"],
+            [3, "outbox"]
+          ]
+        )
+        assert.deepStrictEqual(yield* Migrations.run, [])
+        assert.deepStrictEqual(yield* sql`PRAGMA journal_mode`, [{ journal_mode: "wal" }])
+        assert.deepStrictEqual(yield* sql`PRAGMA synchronous`, [{ synchronous: 1 }])
+        assert.deepStrictEqual(yield* sql`PRAGMA busy_timeout`, [{ timeout: 5000 }])
+        // And it keeps working after the reopen.
+        yield* (yield* ResultStore).addResults(seedRows.slice(0, 1))
+        const [first] = yield* (yield* ResultStore).rowsByRecipientDomain("xn--74h.example", seedDay)
+        assert.strictEqual(first!.results[0]!.summary.totalSuccessfulSessionCount, 20)
+        assert.isTrue(first!.sentToRecipientDomain)
+      }).pipe(Effect.provide(layer))
+    })
+  )
+
+  it.effect("an unusable path fails with StoreError(open)", () =>
+    Effect.gen(function* () {
+      const error = yield* Effect.flip(
+        Effect.provide(ResultStore, ResultStore.layer({ filename: "/dev/null/not-a-directory/results.db" }))
+      )
+      assert.strictEqual(error._tag, "StoreError")
+      assert.strictEqual(error.operation, "open")
+    })
+  )
+
+  it.scoped("SIGKILL while flushing leaves whole batches only, and the file opens again", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      const filename = join(dir, "crash.db")
+      const printed = yield* killAfter(filename, 5)
+
+      // Reopening runs the migrator again and must find nothing to do.
+      const rows = yield* Effect.flatMap(ResultStore, (store) => store.listResults()).pipe(
+        Effect.provide(ResultStore.layer({ filename }))
+      )
+      // CrashWriter.ts: every batch adds 1 to 500 shared keys and creates 500 keys of its own.
+      const shared = rows.filter((r) => r.policyDomain.startsWith("shared"))
+      const own = rows.filter((r) => r.policyDomain.startsWith("b"))
+      assert.strictEqual(shared.length, 500)
+      assert.strictEqual(own.length % 500, 0)
+      const batches = own.length / 500
+      assert.isAtLeast(batches, printed)
+      for (const r of shared) assert.strictEqual(r.results[0]!.summary.totalSuccessfulSessionCount, batches)
+      for (let i = 0; i < batches; i++) {
+        assert.strictEqual(own.filter((r) => r.policyDomain.startsWith(`b${i}-`)).length, 500)
+      }
+    })
+  )
+
+  it.scoped(
+    "50 concurrent fibers × 10,000 rows in batches of 1,000: exact sums",
+    () =>
+      Effect.gen(function* () {
+        const dir = yield* tempDir
+        const KEYS = 1_000
+        const recipients = Array.from({ length: 10 }, (_, i) => Domain.unsafeMake(`r${i}.example`))
+        const hosts = Array.from({ length: KEYS / 10 }, (_, i) => Domain.unsafeMake(`mx${i}.example`))
+        const day = Day.fromMillis(Date.UTC(2024, 0, 9))
+        const batch = (fiber: number): Array<NewResultRow> =>
+          Array.from({ length: KEYS }, (_, k) => ({
+            policyDomain: hosts[Math.floor(k / 10)]!,
+            day,
+            recipientDomain: recipients[k % 10]!,
+            isHost: true,
+            sendReport: fiber === 49,
+            results: [
+              PolicyResult.make("tlsa", hosts[Math.floor(k / 10)]!.ascii, {
+                success: 2,
+                failure: 1,
+                failureDetails: [{ resultType: "dane-required", failedSessionCount: 1 }]
+              })
+            ]
+          }))
+
+        yield* Effect.gen(function* () {
+          const store = yield* ResultStore
+          yield* Effect.forEach(
+            Array.from({ length: 50 }, (_, f) => f),
+            (f) => Effect.repeatN(store.addResults(batch(f)), 9),
+            { concurrency: "unbounded", discard: true }
+          )
+          const rows = yield* store.listResults()
+          assert.strictEqual(rows.length, KEYS)
+          let success = 0
+          let failure = 0
+          let details = 0
+          for (const r of rows) {
+            assert.strictEqual(r.results.length, 1)
+            assert.isTrue(r.sendReport)
+            success += r.results[0]!.summary.totalSuccessfulSessionCount
+            failure += r.results[0]!.summary.totalFailureSessionCount
+            assert.strictEqual(r.results[0]!.failureDetails.length, 1)
+            details += r.results[0]!.failureDetails[0]!.failedSessionCount
+          }
+          assert.deepStrictEqual([success, failure, details], [1_000_000, 500_000, 500_000])
+        }).pipe(Effect.provide(ResultStore.layer({ filename: join(dir, "concurrent.db") })))
+      }),
+    { timeout: 120_000 }
+  )
+})
+
+/**
+ * Runs test/fixtures/CrashWriter.ts on `filename` and SIGKILLs it as soon as it has printed `lines`
+ * committed batches (it is then inside the next one). Returns the number of lines it printed.
+ */
+const killAfter = (filename: string, lines: number) =>
+  Effect.async<number, Error>((resume) => {
+    const child = spawn(
+      process.execPath,
+      ["--conditions=source", "--import", "tsx", "test/fixtures/CrashWriter.ts", filename],
+      { cwd: packageDir, stdio: ["ignore", "pipe", "pipe"] }
+    )
+    let printed = 0
+    let stderr = ""
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+      printed += chunk.split("\n").filter((l) => l.startsWith("committed")).length
+      if (printed >= lines) child.kill("SIGKILL")
+    })
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
+      stderr += chunk
+    })
+    child.on("exit", (code, signal) => {
+      if (signal === "SIGKILL") resume(Effect.succeed(printed))
+      else resume(Effect.fail(new Error(`CrashWriter exited with ${code}: ${stderr}`)))
+    })
+    return Effect.sync(() => child.kill("SIGKILL"))
+  })
+
+describe("ResultStore.layerSql", () => {
+  it.effect("migrates and serves on a caller's SqlClient", () =>
+    Effect.gen(function* () {
+      const store = yield* ResultStore
+      yield* store.addResults(seedRows)
+      assert.strictEqual((yield* store.keysUpTo(seedDay)).length, 6)
+      const sql = yield* SqlClient.SqlClient
+      assert.strictEqual((yield* sql`SELECT migration_id FROM effect_sql_migrations`).length, 3)
+    }).pipe(Effect.provide(ResultStore.layerSql.pipe(Layer.provideMerge(SqliteClient.layer({ filename: ":memory:" })))))
+  )
+})
