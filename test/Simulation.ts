@@ -78,7 +78,7 @@ export const deliverAndParse = Effect.gen(function* () {
 /** Recipient → reports, the shape of mox's `haveReports`. */
 export const byRecipient = (sent: ReadonlyArray<{ readonly to: string; readonly report: Report.Report }>) => {
   const map: Record<string, Array<Report.Report>> = {}
-  for (const s of sent) (map[s.to] ??= []).push(s.report)
+  for (const s of sent) map[s.to] = [...(map[s.to] ?? []), s.report]
   return map
 }
 

@@ -1,1 +1,3 @@
-export {}
+export * from "./Collector.js"
+export { InvalidOutcome } from "./InvalidOutcome.js"
+export * as SessionOutcome from "./SessionOutcome.js"
