@@ -3,7 +3,7 @@
  * layer behind a Ref the test changes, the real report composer with an RSA DKIM key, the capturing
  * transport, and a Reporter wrapped so that every finished round is offered to a queue.
  */
-import { type Day, Domain, ReportMessage, type Report } from "@tlsrpt/core"
+import { type Day, Domain, PolicyResult, type Report, ReportMessage } from "@tlsrpt/core"
 import { Dns, type TestAnswer, TlsrptLookup } from "@tlsrpt/dns"
 import {
   Delivery,
@@ -83,7 +83,6 @@ export const byRecipient = (sent: ReadonlyArray<{ readonly to: string; readonly 
 }
 
 export const domain = (s: string) => Domain.unsafeMake(s)
-export type { Day }
 
 /** Lets the real event loop run: composing and signing are real async work that TestClock cannot see. */
 const realTick = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
@@ -119,3 +118,44 @@ export const nextRound = (rounds: Queue.Queue<RoundSummary>, options?: { readonl
     }
     return yield* Effect.dieMessage("no round finished")
   })
+
+/** A result row for simulations: one policy result with `success` and `failure` sessions. */
+export const resultRow = (input: {
+  readonly policyDomain: string
+  readonly recipientDomain: string
+  readonly day: Day.Day
+  readonly success?: number
+  readonly failure?: number
+  readonly sendReport?: boolean
+}) => {
+  const policyDomain = Domain.unsafeMake(input.policyDomain)
+  const recipientDomain = Domain.unsafeMake(input.recipientDomain)
+  const isHost = policyDomain.ascii !== recipientDomain.ascii
+  const failure = input.failure ?? 0
+  return {
+    policyDomain,
+    day: input.day,
+    recipientDomain,
+    isHost,
+    sendReport: input.sendReport ?? true,
+    results: [
+      PolicyResult.make(isHost ? "tlsa" : "sts", policyDomain.ascii, {
+        policyString: isHost ? ["3 1 1 abcd"] : ["version: STSv1", "mode: enforce"],
+        success: input.success ?? 1,
+        failure,
+        failureDetails:
+          failure > 0
+            ? [
+                {
+                  resultType: "certificate-expired" as const,
+                  receivingMxHostname: isHost ? policyDomain.ascii : `mx.${recipientDomain.ascii}`,
+                  failedSessionCount: failure
+                }
+              ]
+            : []
+      })
+    ]
+  }
+}
+
+export const record = (...addresses: ReadonlyArray<string>) => [`v=TLSRPTv1; rua=${addresses.join(",")}`]

@@ -6,9 +6,17 @@ import * as Day from "./Day.js"
 import type { Domain } from "./Domain.js"
 import type { DateRange } from "./Report.js"
 
-/** `<YYYYMMDD>.<policy domain>@<submitter>` (spec §9.6). */
-export const reportId = (day: Day.Day, policyDomain: Domain, submitter: Domain): string =>
-  `${Day.compact(day)}.${policyDomain.ascii}@${submitter.ascii}`
+/**
+ * `<YYYYMMDD>.<policy domain>@<submitter>` (spec §9.6). `mxHost` marks the MX-host report of a domain
+ * that is also a recipient domain the same day: both reports would otherwise share one report-id,
+ * which RFC 8460 §4.4 requires to be unique (mox reuses it).
+ */
+export const reportId = (
+  day: Day.Day,
+  policyDomain: Domain,
+  submitter: Domain,
+  options?: { readonly mxHost?: boolean | undefined }
+): string => `${Day.compact(day)}.${policyDomain.ascii}${options?.mxHost ? "+mx" : ""}@${submitter.ascii}`
 
 /** The whole UTC day, `T00:00:00Z` to `T23:59:59Z`, as in the RFC 8460 example. */
 export const dateRange = (day: Day.Day): DateRange => ({

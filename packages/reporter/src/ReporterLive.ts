@@ -8,7 +8,7 @@ import { type Day, Domain, type EmailAddress, PolicyResult, TlsrptRecord } from 
 import { TlsrptLookup } from "@tlsrpt/dns"
 import { gzipReport, ReportMail } from "@tlsrpt/mail"
 import { type NewOutboxMessage, ResultStore } from "@tlsrpt/store"
-import { Cause, Clock, Duration, Effect, Layer, Metric, Ref, Schedule } from "effect"
+import { Cause, Clock, Duration, Effect, Layer, Metric, Schedule } from "effect"
 import { type KeyOutcome, type KeyReport, Reporter, type ReporterConfig, ReporterError } from "./Reporter.js"
 import * as RoundPlan from "./RoundPlan.js"
 
@@ -64,18 +64,29 @@ export const make = (config: ReporterConfig) =>
       )
 
     /** The TLSRPT lookup, retried on temporary errors while `retries` allow (DECISIONS.md §2). */
-    const lookupWithRetries = (domain: Domain.Domain, retries: ReadonlyArray<Duration.Duration>) =>
-      lookup.lookup(domain).pipe(
+    const lookupWithRetries = (domain: Domain.Domain, retries: ReadonlyArray<Duration.Duration>) => {
+      const [first, ...rest] = retries
+      if (first === undefined) return lookup.lookup(domain)
+      return lookup.lookup(domain).pipe(
         Effect.retry({
-          schedule: Schedule.fromDelays(...(retries as [Duration.Duration, ...Array<Duration.Duration>])).pipe(
-            Schedule.tapOutput(() => Effect.logWarning("temporary DNS error, retrying the TLSRPT lookup later"))
+          schedule: Schedule.fromDelays(first, ...rest).pipe(
+            Schedule.tapOutput((d) =>
+              Effect.logWarning(`temporary DNS error, retrying the TLSRPT lookup in ${Duration.format(d)}`)
+            )
           ),
-          while: (e) => e._tag === "TlsrptTemporaryError" && retries.length > 0
+          while: (e) => e._tag === "TlsrptTemporaryError"
         })
       )
+    }
 
     /** Spec §9.4 for one key. Never fails: every outcome is a KeyReport. */
-    const sendKey = (phase: Phase, policyDomainText: string, day: Day.Day, retries: ReadonlyArray<Duration.Duration>) =>
+    const sendKey = (
+      phase: Phase,
+      policyDomainText: string,
+      day: Day.Day,
+      retries: ReadonlyArray<Duration.Duration>,
+      inBoth: boolean
+    ) =>
       Effect.gen(function* () {
         const parsed = Domain.parse(policyDomainText)
         if (parsed._tag === "Left")
@@ -122,7 +133,9 @@ export const make = (config: ReporterConfig) =>
         if (!config.forAllSuccess && !PolicyResult.hasFailure(policies)) {
           return yield* done(phase, policyDomainText, day, "no-failure")
         }
-        const report = RoundPlan.report(submitter, policyDomain, day, policies)
+        const report = RoundPlan.report(submitter, policyDomain, day, policies, {
+          mxHost: phase === "policy-domain" && inBoth
+        })
 
         const now = new Date(yield* Clock.currentTimeMillis)
         const to: Array<EmailAddress.EmailAddress> = []
@@ -205,33 +218,42 @@ export const make = (config: ReporterConfig) =>
         yield* Effect.logInfo(
           `report round: ${plan.recipientDomains.length} recipient-domain and ${plan.mxHosts.length} MX-host keys, ${plan.toSend} to send, gap ${Duration.format(gap)}`
         )
-        const started_ = yield* Ref.make(0)
-
-        const runPhase = (phase: Phase, keys: ReadonlyArray<RoundPlan.PlannedKey>) =>
-          Effect.forEach(
-            keys,
-            (key) =>
-              key.send
-                ? Effect.gen(function* () {
-                    // Spec §9.3: wait `gap` before every send but the very first of the round.
-                    const n = yield* Ref.getAndUpdate(started_, (x) => x + 1)
-                    if (pace && n > 0) yield* Effect.sleep(Duration.times(gap, n))
-                    const now = yield* Clock.currentTimeMillis
-                    const left = retries.filter((_, i) => {
-                      const total = retries.slice(0, i + 1).reduce((s, d) => s + Duration.toMillis(d), 0)
-                      return now + total <= deadline
-                    })
-                    return yield* sendKey(phase, key.policyDomain, key.day, left)
-                  })
-                : done(phase, key.policyDomain, key.day, "not-requested"),
-            // Sends run concurrently so pacing does not depend on processing time (spec §9.3); without
-            // pacing, a bounded number at once.
-            { concurrency: pace ? "unbounded" : 8 }
+        const paced = pace && Duration.toMillis(gap) > 0
+        const retriesLeft = (now: number) =>
+          retries.filter(
+            (_, i) => now + retries.slice(0, i + 1).reduce((s, d) => s + Duration.toMillis(d), 0) <= deadline
           )
 
+        /**
+         * Spec §9.3: wait `gap` before every send but the very first of the round; sends run concurrently
+         * so pacing does not depend on processing time. Without pacing, a bounded number run at once.
+         */
+        const runPhase = (phase: Phase, keys: ReadonlyArray<RoundPlan.PlannedKey>, offset: number) => {
+          let slot = offset
+          const tasks = keys.map((key) => {
+            if (!key.send) return done(phase, key.policyDomain, key.day, "not-requested")
+            const delay = Duration.times(gap, slot++)
+            return Effect.gen(function* () {
+              if (paced && Duration.toMillis(delay) > 0) yield* Effect.sleep(delay)
+              return yield* sendKey(
+                phase,
+                key.policyDomain,
+                key.day,
+                retriesLeft(yield* Clock.currentTimeMillis),
+                key.inBoth
+              )
+            })
+          })
+          return Effect.all(tasks, { concurrency: paced ? "unbounded" : 8 })
+        }
+
         // Spec §9.3: phase 2 reads the reporting addresses phase 1 stored, so phase 1 finishes first.
-        const phase1 = yield* runPhase("recipient-domain", plan.recipientDomains)
-        const phase2 = yield* runPhase("policy-domain", plan.mxHosts)
+        const phase1 = yield* runPhase("recipient-domain", plan.recipientDomains, 0)
+        const phase2 = yield* runPhase(
+          "policy-domain",
+          plan.mxHosts,
+          phase1.some((k) => k.outcome !== "not-requested") ? 1 : 0
+        )
         const keys = [...phase1, ...phase2]
 
         // Spec §9.3: a key in both maps is deleted if either phase asked for cleanup.

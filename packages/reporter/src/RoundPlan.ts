@@ -9,6 +9,8 @@ import { Duration } from "effect"
 export interface PlannedKey {
   readonly policyDomain: string
   readonly day: Day.Day
+  /** The same (policy domain, day) is also a key of the other phase. */
+  readonly inBoth: boolean
   /** True when any row of the key in this phase has SendReport (spec §9.2). */
   readonly send: boolean
 }
@@ -49,8 +51,8 @@ export const plan = (keys: ReadonlyArray<ResultKey>): Plan => {
           : a.policyDomain > b.policyDomain
             ? 1
             : 0
-  const recipientDomains = [...rcpt.values()].sort(order)
-  const mxHosts = [...mx.values()].sort(order)
+  const recipientDomains = [...rcpt.entries()].map(([id, k]) => ({ ...k, inBoth: mx.has(id) })).sort(order)
+  const mxHosts = [...mx.entries()].map(([id, k]) => ({ ...k, inBoth: rcpt.has(id) })).sort(order)
   const toSend = recipientDomains.filter((k) => k.send).length + mxHosts.filter((k) => k.send).length
   return { recipientDomains, mxHosts, toSend }
 }
@@ -115,11 +117,12 @@ export const report = (
   submitter: { readonly domain: Domain.Domain; readonly organizationName: string; readonly contactInfo: string },
   policyDomain: Domain.Domain,
   day: Day.Day,
-  policies: ReadonlyArray<PolicyResult.PolicyResult>
+  policies: ReadonlyArray<PolicyResult.PolicyResult>,
+  options?: { readonly mxHost?: boolean | undefined }
 ): Report.Report => ({
   organizationName: submitter.organizationName,
   dateRange: ReportNaming.dateRange(day),
   contactInfo: submitter.contactInfo,
-  reportId: ReportNaming.reportId(day, policyDomain, submitter.domain),
+  reportId: ReportNaming.reportId(day, policyDomain, submitter.domain, options),
   policies
 })

@@ -1,0 +1,249 @@
+/**
+ * Our own simulations of the report round on TestClock, beyond mox's reference test: DECISIONS.md §2's
+ * improvements (temporary DNS errors keep and retry, each report describes its own day, https), keys in
+ * both phases, leftovers from older days, and a round interrupted at a random point.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import type { Day } from "@tlsrpt/core"
+import type { TestAnswer } from "@tlsrpt/dns"
+import { defaultConfig, type ReporterConfig } from "@tlsrpt/reporter"
+import { ResultStore } from "@tlsrpt/store"
+import { Duration, Effect, FastCheck as fc, Fiber, Ref, TestClock } from "effect"
+import { deliverAndParse, makeEnv, nextRound, record, resultRow, startSchedule } from "../Simulation.js"
+
+const START = Date.parse("2024-01-10T00:05:00Z")
+const DAY = "2024-01-09" as Day.Day
+const SUBMITTER = "reports.example"
+const config: ReporterConfig = { ...defaultConfig, https: false }
+
+const withEnv = <A, E, R>(
+  dnsInit: Record<string, TestAnswer>,
+  body: (dns: Ref.Ref<ReadonlyMap<string, TestAnswer>>) => Effect.Effect<A, E, R>
+) =>
+  Effect.gen(function* () {
+    yield* TestClock.setTime(START)
+    const dns = yield* Ref.make<ReadonlyMap<string, TestAnswer>>(new Map(Object.entries(dnsInit)))
+    const env = yield* makeEnv({ submitter: SUBMITTER, dns })
+    return yield* body(dns).pipe(Effect.provide(env))
+  })
+
+const setDns = (dns: Ref.Ref<ReadonlyMap<string, TestAnswer>>, name: string, answer: TestAnswer) =>
+  Ref.update(dns, (m) => new Map(m).set(name, answer))
+
+describe("temporary DNS errors (DECISIONS.md §2)", () => {
+  it.effect("a SERVFAIL that recovers within the round: results kept, exactly one report", () =>
+    withEnv({ "_smtp._tls.a.example.": { error: "servfail" } }, (dns) =>
+      Effect.gen(function* () {
+        const store = yield* ResultStore
+        yield* store.addResults([
+          resultRow({ policyDomain: "a.example", recipientDomain: "a.example", day: DAY, failure: 2 })
+        ])
+        // DNS recovers one minute into the round, before the first retry (5 min).
+        yield* Effect.sleep("1 minute").pipe(
+          Effect.zipRight(setDns(dns, "_smtp._tls.a.example.", record("mailto:tlsrpt@a.example"))),
+          Effect.fork
+        )
+        const { rounds, fiber } = yield* startSchedule(config)
+        const first = yield* nextRound(rounds)
+        assert.deepStrictEqual(
+          first.keys.map((k) => k.outcome),
+          ["sent"]
+        )
+        const sent = yield* deliverAndParse
+        assert.deepStrictEqual(
+          sent.map((s) => [s.to, s.report.reportId]),
+          [["tlsrpt@a.example", "20240109.a.example@reports.example"]]
+        )
+        yield* nextRound(rounds)
+        assert.deepStrictEqual(yield* deliverAndParse, [])
+        yield* Fiber.interrupt(fiber)
+        assert.deepStrictEqual(yield* store.listResults(), [])
+      })
+    )
+  )
+
+  it.effect("a failure through the whole round keeps the key; the next round reports it for its own day", () =>
+    withEnv({ "_smtp._tls.a.example.": { error: "timeout" } }, (dns) =>
+      Effect.gen(function* () {
+        const store = yield* ResultStore
+        yield* store.addResults([
+          resultRow({ policyDomain: "a.example", recipientDomain: "a.example", day: DAY, failure: 1 })
+        ])
+        const { rounds, fiber } = yield* startSchedule(config)
+        const first = yield* nextRound(rounds)
+        assert.deepStrictEqual(
+          first.kept.map((k) => [k.policyDomain, k.day, k.outcome]),
+          [["a.example", DAY, "kept-temporary"]]
+        )
+        assert.strictEqual((yield* store.listResults()).length, 1)
+        assert.deepStrictEqual(yield* deliverAndParse, [])
+
+        yield* setDns(dns, "_smtp._tls.a.example.", record("mailto:tlsrpt@a.example"))
+        const second = yield* nextRound(rounds)
+        assert.strictEqual(second.day, "2024-01-10")
+        const sent = yield* deliverAndParse
+        assert.strictEqual(sent.length, 1)
+        // Not mox's Q2: the leftover day keeps its own date range and report-id.
+        assert.strictEqual(sent[0]!.report.reportId, "20240109.a.example@reports.example")
+        assert.strictEqual(sent[0]!.report.dateRange.startDatetime.toISOString(), "2024-01-09T00:00:00.000Z")
+        yield* nextRound(rounds)
+        assert.deepStrictEqual(yield* deliverAndParse, [])
+        yield* Fiber.interrupt(fiber)
+        assert.deepStrictEqual(yield* store.listResults(), [])
+      })
+    )
+  )
+
+  it.effect("a syntax error or several records discard the results (RFC 8460 §3)", () =>
+    withEnv(
+      {
+        "_smtp._tls.bad.example.": ["v=TLSRPTv1;"],
+        "_smtp._tls.two.example.": ["v=TLSRPTv1; rua=mailto:a@two.example", "v=TLSRPTv1; rua=mailto:b@two.example"]
+      },
+      () =>
+        Effect.gen(function* () {
+          const store = yield* ResultStore
+          yield* store.addResults([
+            resultRow({ policyDomain: "bad.example", recipientDomain: "bad.example", day: DAY, failure: 1 }),
+            resultRow({ policyDomain: "two.example", recipientDomain: "two.example", day: DAY, failure: 1 })
+          ])
+          const { rounds, fiber } = yield* startSchedule(config)
+          const first = yield* nextRound(rounds)
+          assert.deepStrictEqual(first.keys.map((k) => k.outcome).sort(), ["discarded-multiple", "discarded-syntax"])
+          assert.deepStrictEqual(yield* deliverAndParse, [])
+          assert.deepStrictEqual(yield* store.listResults(), [])
+          yield* Fiber.interrupt(fiber)
+        })
+    )
+  )
+})
+
+describe("keys and days", () => {
+  it.effect("the same domain as recipient domain and as MX host: two reports with distinct report-ids", () =>
+    withEnv({ "_smtp._tls.c.example.": record("mailto:tlsrpt@c.example") }, () =>
+      Effect.gen(function* () {
+        const store = yield* ResultStore
+        yield* store.addResults([
+          resultRow({ policyDomain: "c.example", recipientDomain: "c.example", day: DAY, failure: 1 }),
+          resultRow({ policyDomain: "c.example", recipientDomain: "d.example", day: DAY, failure: 1 })
+        ])
+        const { rounds, fiber } = yield* startSchedule(config)
+        yield* nextRound(rounds)
+        const sent = yield* deliverAndParse
+        assert.deepStrictEqual(
+          sent.map((s) => [s.report.reportId, s.report.policies.map((p) => [p.policy.policyDomain, p.policy.mxHost])]),
+          [
+            ["20240109.c.example@reports.example", [["c.example", []]]],
+            // phase 2 skips the c.example row (already reported to the same rua) and rewrites d.example's
+            ["20240109.c.example+mx@reports.example", [["d.example", ["c.example"]]]]
+          ]
+        )
+        yield* Fiber.interrupt(fiber)
+        assert.deepStrictEqual(yield* store.listResults(), [])
+      })
+    )
+  )
+
+  it.effect("a key left over from an older day is reported with its own day, beside today's", () =>
+    withEnv({ "_smtp._tls.a.example.": record("mailto:tlsrpt@a.example") }, () =>
+      Effect.gen(function* () {
+        const store = yield* ResultStore
+        yield* store.addResults([
+          resultRow({
+            policyDomain: "a.example",
+            recipientDomain: "a.example",
+            day: "2024-01-08" as Day.Day,
+            failure: 1
+          }),
+          resultRow({ policyDomain: "a.example", recipientDomain: "a.example", day: DAY, failure: 3 }),
+          // older than the stale limit (two full days before the round's day): removed unsent
+          resultRow({
+            policyDomain: "a.example",
+            recipientDomain: "a.example",
+            day: "2024-01-06" as Day.Day,
+            failure: 9
+          })
+        ])
+        const { rounds, fiber } = yield* startSchedule(config)
+        yield* nextRound(rounds)
+        const sent = yield* deliverAndParse
+        assert.deepStrictEqual(
+          sent.map((s) => [s.report.reportId, s.report.policies[0]!.summary.totalFailureSessionCount]),
+          [
+            ["20240108.a.example@reports.example", 1],
+            ["20240109.a.example@reports.example", 3]
+          ]
+        )
+        yield* Fiber.interrupt(fiber)
+        assert.deepStrictEqual(yield* store.listResults(), [])
+      })
+    )
+  )
+
+  it.effect("https reporting URIs get the gzip JSON body (RFC 8460 §3)", () =>
+    withEnv({ "_smtp._tls.a.example.": record("mailto:tlsrpt@a.example", "https://reports.a.example/tlsrpt") }, () =>
+      Effect.gen(function* () {
+        const store = yield* ResultStore
+        yield* store.addResults([
+          resultRow({ policyDomain: "a.example", recipientDomain: "a.example", day: DAY, failure: 1 })
+        ])
+        const { rounds, fiber } = yield* startSchedule({ ...config, https: true })
+        yield* nextRound(rounds)
+        const sent = yield* deliverAndParse
+        assert.deepStrictEqual(
+          sent.map((s) => [s.kind, s.to]),
+          [
+            ["mailto", "tlsrpt@a.example"],
+            ["https", "https://reports.a.example/tlsrpt"]
+          ]
+        )
+        assert.deepStrictEqual(sent[1]!.report, sent[0]!.report)
+        yield* Fiber.interrupt(fiber)
+      })
+    )
+  )
+})
+
+describe("interruption", () => {
+  it.effect.prop(
+    "a round interrupted at a random point and restarted: no report lost, none sent twice",
+    [fc.integer({ min: 0, max: 40 })],
+    ([stopAfterMinutes]) =>
+      withEnv(
+        Object.fromEntries(
+          Array.from({ length: 8 }, (_, i) => [
+            `_smtp._tls.d${i}.example.`,
+            record(`mailto:tlsrpt@d${i}.example`)
+          ]).concat([["_smtp._tls.mx.example.", record("mailto:tlsrpt@mx.example")]])
+        ),
+        () =>
+          Effect.gen(function* () {
+            const store = yield* ResultStore
+            yield* store.addResults(
+              Array.from({ length: 8 }, (_, i) => [
+                resultRow({ policyDomain: `d${i}.example`, recipientDomain: `d${i}.example`, day: DAY, failure: 1 }),
+                resultRow({ policyDomain: "mx.example", recipientDomain: `d${i}.example`, day: DAY, failure: 1 })
+              ]).flat()
+            )
+            // 9 paced sends, 5 minutes apart: stop somewhere in the first 40 minutes, then restart.
+            const first = yield* startSchedule(config)
+            yield* TestClock.adjust(Duration.minutes(stopAfterMinutes))
+            yield* Fiber.interrupt(first.fiber)
+            const before = yield* deliverAndParse
+            yield* TestClock.adjust(Duration.minutes(1))
+            const second = yield* startSchedule(config)
+            yield* nextRound(second.rounds)
+            const after = yield* deliverAndParse
+            const all = [...before, ...after].map((s) => `${s.to} ${s.report.reportId}`).sort()
+            const expected = [
+              ...Array.from({ length: 8 }, (_, i) => `tlsrpt@d${i}.example 20240109.d${i}.example@reports.example`),
+              "tlsrpt@mx.example 20240109.mx.example@reports.example"
+            ].sort()
+            assert.deepStrictEqual(all, expected)
+            yield* Fiber.interrupt(second.fiber)
+            assert.deepStrictEqual(yield* store.listResults(), [])
+          })
+      ),
+    { fastCheck: { numRuns: 12, seed: 8460 } }
+  )
+})
