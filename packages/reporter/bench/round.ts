@@ -1,0 +1,169 @@
+/**
+ * Benchmark `round` (issue 6): one report round over N policy domains × 5 policies each, RSA-2048
+ * DKIM, the in-memory DNS layer, a SQLite file store and the `dir` transport into a temporary folder,
+ * no pacing; then the same messages signed in a bare RSA-2048 loop, the cost floor.
+ * Prints figures per size and ends with one JSON line for N = 10,000.
+ */
+import { createPrivateKey, sign } from "node:crypto"
+import { mkdtempSync, readdirSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { type Day, Domain, PolicyResult } from "@tlsrpt/core"
+import { Dns, TlsrptLookup } from "@tlsrpt/dns"
+import { Delivery, dkimKeyFromPem, generateDkimKeyPair, makeSubmitter, ReportMail, Transport } from "@tlsrpt/mail"
+import { ResultStore } from "@tlsrpt/store"
+import { Effect, Either, Layer, Logger, LogLevel } from "effect"
+import { defaultConfig, Reporter } from "../src/index.js"
+import * as ReporterLive from "../src/ReporterLive.js"
+
+const DAY = "2024-01-09" as Day.Day
+const sizes = (process.env.ROUND_SIZES ?? "2500,5000,10000").split(",").map(Number)
+
+let peakRss = 0
+const sampler = setInterval(() => {
+  peakRss = Math.max(peakRss, process.memoryUsage().rss)
+}, 20)
+
+const rowsFor = (n: number) =>
+  Array.from({ length: n }, (_, i) => {
+    const d = Domain.unsafeMake(`d${i}.example`)
+    return {
+      policyDomain: d,
+      day: DAY,
+      recipientDomain: d,
+      isHost: false,
+      sendReport: true,
+      results: Array.from({ length: 5 }, (_, p) =>
+        PolicyResult.make(p === 0 ? "sts" : "tlsa", p === 0 ? d.ascii : `mx${p}.${d.ascii}`, {
+          policyString:
+            p === 0 ? ["version: STSv1", "mode: enforce", `mx: mx${p}.${d.ascii}`] : [`3 1 1 ${"ab".repeat(32)}`],
+          mxHost: p === 0 ? [`*.${d.ascii}`] : [],
+          success: 1000 + p,
+          failure: p === 1 ? 3 : 0,
+          failureDetails:
+            p === 1
+              ? [
+                  {
+                    resultType: "certificate-expired",
+                    sendingMtaIp: "192.0.2.1",
+                    receivingIp: "198.51.100.7",
+                    receivingMxHostname: `mx1.${d.ascii}`,
+                    failedSessionCount: 3
+                  }
+                ]
+              : []
+        })
+      )
+    }
+  })
+
+const run = (n: number, privateKeyPem: string) =>
+  Effect.gen(function* () {
+    const dir = mkdtempSync(join(tmpdir(), "tlsrpt-bench-round-"))
+    const outbox = join(dir, "outbox")
+    const answers = Object.fromEntries(
+      Array.from({ length: n }, (_, i) => [
+        `_smtp._tls.d${i}.example.`,
+        [`v=TLSRPTv1; rua=mailto:tlsrpt@d${i}.example`]
+      ])
+    )
+    const submitter = Either.getOrThrow(makeSubmitter({ domain: "reports.example" }))
+    const key = Either.getOrThrow(
+      dkimKeyFromPem({
+        domain: "reports.example",
+        selector: "bench",
+        algorithm: "rsa-sha256",
+        privateKeyPem,
+        file: "(generated)"
+      })
+    )
+    const deps = Layer.mergeAll(
+      ResultStore.layer({ filename: join(dir, "tlsrpt.db") }),
+      TlsrptLookup.layer.pipe(Layer.provide(Dns.layerTest(answers))),
+      ReportMail.layer({ submitter, dkim: [key] }),
+      Transport.layerDir({ dir: outbox })
+    )
+    const env = Layer.mergeAll(
+      ReporterLive.layer({ ...defaultConfig, https: false }),
+      Delivery.layerManual({ concurrency: 8, batch: 500 })
+    ).pipe(Layer.provideMerge(deps))
+    return yield* Effect.gen(function* () {
+      const store = yield* ResultStore
+      yield* store.addResults(rowsFor(n))
+      const cpu0 = process.cpuUsage()
+      const t0 = performance.now()
+      const summary = yield* (yield* Reporter).runRound(DAY, { pace: false })
+      const roundSeconds = (performance.now() - t0) / 1000
+      const delivery = yield* Delivery
+      let pass = yield* delivery.runOnce
+      let delivered = pass.delivered
+      while (pass.delivered + pass.failed + pass.retried > 0) {
+        pass = yield* delivery.runOnce
+        delivered += pass.delivered
+      }
+      const seconds = (performance.now() - t0) / 1000
+      const cpu = process.cpuUsage(cpu0)
+      const files = readdirSync(outbox).filter((f) => f.endsWith(".eml")).length
+      if (summary.reports !== n || delivered !== n || files !== n) {
+        throw new Error(
+          `expected ${n} reports, got ${summary.reports} composed, ${delivered} delivered, ${files} files`
+        )
+      }
+      // The cost floor: a bare RSA-2048 signature of each of the same messages.
+      const messages = (yield* store.listOutbox()).map((m) => m.payload)
+      const keyObject = createPrivateKey(privateKeyPem)
+      const s0 = performance.now()
+      for (const m of messages) sign("sha256", m, keyObject)
+      const signSeconds = (performance.now() - s0) / 1000
+      rmSync(dir, { recursive: true, force: true })
+      return {
+        domains: n,
+        reportsPerSec: Math.round(n / seconds),
+        signFloorPerSec: Math.round(messages.length / signSeconds),
+        seconds,
+        roundSeconds,
+        cpuSeconds: (cpu.user + cpu.system) / 1e6
+      }
+    }).pipe(Effect.provide(env))
+  })
+
+const main = Effect.gen(function* () {
+  const { privateKeyPem } = yield* generateDkimKeyPair("rsa-sha256")
+  const results = []
+  for (const n of sizes) {
+    peakRss = process.memoryUsage().rss
+    const r = yield* run(n, privateKeyPem)
+    const ratio = r.signFloorPerSec / r.reportsPerSec
+    results.push({ ...r, ratio, peakRssMb: Math.round(peakRss / 2 ** 20) })
+    console.log(
+      `round ${n} domains: ${r.reportsPerSec} reports/s (${r.seconds.toFixed(2)} s wall of which round ${r.roundSeconds.toFixed(2)} s, delivery ${(r.seconds - r.roundSeconds).toFixed(2)} s; ${r.cpuSeconds.toFixed(2)} s CPU), ` +
+        `sign floor ${r.signFloorPerSec}/s, ratio ${ratio.toFixed(2)}, peak RSS ${Math.round(peakRss / 2 ** 20)} MB`
+    )
+  }
+  const base = results[0]!
+  for (const r of results.slice(1)) {
+    console.log(
+      `linearity: ${r.domains} vs ${base.domains} domains: time ×${(r.seconds / base.seconds).toFixed(2)} for ×${(r.domains / base.domains).toFixed(2)} domains`
+    )
+  }
+  const last = results[results.length - 1]!
+  console.log(
+    JSON.stringify({
+      bench: "round",
+      domains: last.domains,
+      reportsPerSec: last.reportsPerSec,
+      signFloorPerSec: last.signFloorPerSec,
+      ratio: Math.round(last.ratio * 100) / 100,
+      peakRssMb: last.peakRssMb
+    })
+  )
+})
+
+Effect.runPromise(main.pipe(Logger.withMinimumLogLevel(LogLevel.Warning))).then(
+  () => clearInterval(sampler),
+  (e) => {
+    clearInterval(sampler)
+    console.error(e)
+    process.exit(1)
+  }
+)
