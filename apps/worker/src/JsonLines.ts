@@ -1,0 +1,82 @@
+/**
+ * JSON lines input of the CLI (`import`, `record`): one JSON object a line, decoded with a Schema.
+ * All or nothing: the first bad line stops the whole input, naming its line number, before anything
+ * is stored (the issue's "atomic" rule). Blank lines are skipped.
+ */
+import { Day, Domain, PolicyResult } from "@tlsrpt/core"
+import type { NewResultRow } from "@tlsrpt/store"
+import { Data, Either, ParseResult, Schema } from "effect"
+import { formatPath } from "./Config.js"
+
+export class LineError extends Data.TaggedError("LineError")<{
+  /** 1-based line number in the input. */
+  readonly line: number
+  readonly reason: string
+}> {
+  override get message(): string {
+    return `line ${this.line}: ${this.reason}`
+  }
+}
+
+const firstIssue = (error: ParseResult.ParseError): string => {
+  const issue = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
+  if (issue === undefined) return "invalid"
+  const key = formatPath(issue.path)
+  const message = issue._tag === "Unexpected" ? "unknown key" : issue._tag === "Missing" ? "is missing" : issue.message
+  return `${key === "" ? "" : `${key}: `}${message.replace(/\s+/g, " ").slice(0, 300)}`
+}
+
+/** Decodes every non-blank line, or fails with the first bad one. */
+export const decodeLines = <A, I>(
+  schema: Schema.Schema<A, I>,
+  text: string,
+  options?: { readonly allowedKeys?: ReadonlyArray<string> | undefined }
+): Either.Either<Array<A>, LineError> => {
+  const decode = Schema.decodeUnknownEither(schema, { errors: "first", onExcessProperty: "ignore" })
+  const out: Array<A> = []
+  const lines = text.split("\n")
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!.trim()
+    if (line === "") continue
+    const fail = (reason: string) => Either.left(new LineError({ line: i + 1, reason }))
+    let value: unknown
+    try {
+      value = JSON.parse(line)
+    } catch (e) {
+      return fail(`not JSON: ${(e as Error).message}`)
+    }
+    if (typeof value !== "object" || value === null || Array.isArray(value)) return fail("expected a JSON object")
+    if (options?.allowedKeys !== undefined) {
+      // Top-level typos are refused; inside the RFC 8460 objects decoding stays lenient (DECISIONS.md §3).
+      const unknown = Object.keys(value).find((k) => !options.allowedKeys!.includes(k))
+      if (unknown !== undefined) return fail(`${unknown}: unknown key`)
+    }
+    const decoded = decode(value)
+    if (Either.isLeft(decoded)) return fail(firstIssue(decoded.left))
+    out.push(decoded.right)
+  }
+  return Either.right(out)
+}
+
+/** One aggregate row of `tlsrpt import`, kebab-case keys as in RFC 8460. */
+export const ImportRow = Schema.Struct({
+  policyDomain: Schema.propertySignature(Domain.FromString).pipe(Schema.fromKey("policy-domain")),
+  day: Day.Day,
+  recipientDomain: Schema.propertySignature(Domain.FromString).pipe(Schema.fromKey("recipient-domain")),
+  isHost: Schema.propertySignature(Schema.Boolean).pipe(Schema.fromKey("is-host")),
+  sendReport: Schema.propertySignature(Schema.Boolean).pipe(Schema.fromKey("send-report")),
+  results: Schema.Array(PolicyResult.PolicyResult)
+})
+export type ImportRow = typeof ImportRow.Type
+
+export const IMPORT_KEYS: ReadonlyArray<string> = [
+  "policy-domain",
+  "day",
+  "recipient-domain",
+  "is-host",
+  "send-report",
+  "results"
+]
+
+export const decodeImport = (text: string): Either.Either<Array<NewResultRow>, LineError> =>
+  decodeLines(ImportRow, text, { allowedKeys: IMPORT_KEYS })

@@ -1,0 +1,100 @@
+/**
+ * Layer composition from the validated configuration: the only place that turns config into the
+ * packages' Layers (ARCHITECTURE.md). Each function returns a Layer built once per command; layers
+ * that several services share (the store) are passed in so one instance is memoised.
+ */
+import { Dns, TlsrptLookup } from "@tlsrpt/dns"
+import { Delivery, ReportMail, Transport } from "@tlsrpt/mail"
+import { type Reporter, type ReporterConfig, ReporterLive, ReporterSchedule } from "@tlsrpt/reporter"
+import { ResultStore } from "@tlsrpt/store"
+import { Duration, Effect, Layer } from "effect"
+import { ConfigError, sendingBlocker, type WorkerConfig } from "./Config.js"
+
+/** The SQLite store (`database`), migrated on open. */
+export const store = (config: WorkerConfig) => ResultStore.layer({ filename: config.database })
+
+/** `host:port` / `[v6]:port` strings for node:dns. */
+export const dnsServers = (config: WorkerConfig): ReadonlyArray<string> =>
+  config.dns.servers.map((s) => (s.host.includes(":") ? `[${s.host}]:${s.port}` : `${s.host}:${s.port}`))
+
+/** TXT lookups on the configured servers, or the system's resolvers when none are given. */
+export const dns = (config: WorkerConfig): Layer.Layer<Dns> =>
+  Dns.layer({
+    ...(config.dns.servers.length === 0 ? {} : { servers: dnsServers(config) }),
+    timeoutMs: config.dns.timeoutMs,
+    tries: config.dns.tries
+  })
+
+/** The TLSRPT lookup; the long-running worker keeps answers up to their TTL. */
+export const lookup = (config: WorkerConfig, options: { readonly cached: boolean }): Layer.Layer<TlsrptLookup> =>
+  (options.cached ? TlsrptLookup.layerCached() : TlsrptLookup.layer).pipe(Layer.provide(dns(config)))
+
+/** The mail transport: an SMTP relay or a folder; https destinations are POSTed unless `reports.https` is off. */
+export const transport = (config: WorkerConfig) =>
+  config.transport.type === "smtp"
+    ? Transport.layerSmtp({ url: config.transport.url, https: config.reports.https }).pipe(
+        Layer.mapError((e) => new ConfigError({ key: "transport.url", reason: e.reason }))
+      )
+    : Transport.layerDir({ dir: config.transport.dir, https: config.reports.https })
+
+/** Report composition and DKIM signing; fails (naming the key) when sending is not configured. */
+export const reportMail = (config: WorkerConfig) => {
+  const blocker = sendingBlocker(config)
+  if (blocker !== undefined || config.submitter === undefined)
+    return Layer.fail(
+      new ConfigError({ key: blocker?.key ?? "submitter", reason: blocker?.reason ?? "not configured" })
+    )
+  return ReportMail.layer({ submitter: config.submitter, dkim: config.dkimKeys }).pipe(
+    Layer.mapError((e) => new ConfigError({ key: "dkim", reason: e.message }))
+  )
+}
+
+/**
+ * The reporter's settings from `reports.*`. `send` (the CLI) does not wait for in-round retries of
+ * temporary DNS errors: those keys stay stored for the next round (the issue's `send` rule).
+ */
+export const reporterConfig = (config: WorkerConfig, options: { readonly retries: boolean }): ReporterConfig => ({
+  forAllSuccess: config.reports.forAllSuccess,
+  https: config.reports.https,
+  window: config.reports.window,
+  maxGap: config.reports.maxGap,
+  jitterMin: config.reports.jitterMin,
+  jitterMax: config.reports.jitterMax,
+  temporaryRetries: options.retries ? [Duration.minutes(5), Duration.minutes(30), Duration.hours(2)] : []
+})
+
+/** `Reporter` on the given store, with lookup and mail built from the config. */
+export const reporter = <E, R>(
+  config: WorkerConfig,
+  storeLayer: Layer.Layer<ResultStore, E, R>,
+  options: { readonly retries: boolean; readonly cachedLookup: boolean }
+): Layer.Layer<Reporter, E | ConfigError, R> =>
+  ReporterLive.layer(reporterConfig(config, options)).pipe(
+    Layer.provide(Layer.mergeAll(storeLayer, lookup(config, { cached: options.cachedLookup }), reportMail(config)))
+  )
+
+/** Outbox delivery: `runOnce` only (CLI) or with its polling fiber (worker). */
+export const delivery = <E, R>(
+  config: WorkerConfig,
+  storeLayer: Layer.Layer<ResultStore, E, R>,
+  options: { readonly background: boolean }
+) =>
+  (options.background ? Delivery.layer() : Delivery.layerManual()).pipe(
+    Layer.provide(Layer.mergeAll(storeLayer, transport(config)))
+  )
+
+/**
+ * The daily report loop when sending is possible; otherwise one clear log line and nothing else
+ * (the embedded default refuses to send until a submitter and a DKIM key are configured).
+ */
+export const schedule = <E, R>(config: WorkerConfig, storeLayer: Layer.Layer<ResultStore, E, R>) => {
+  const blocker = sendingBlocker(config)
+  if (blocker !== undefined) {
+    return Layer.effectDiscard(
+      Effect.logWarning(`reports: not sending: ${blocker.reason}`).pipe(Effect.annotateLogs({ key: blocker.key }))
+    )
+  }
+  return ReporterSchedule.layer(reporterConfig(config, { retries: true })).pipe(
+    Layer.provide(reporter(config, storeLayer, { retries: true, cachedLookup: true }))
+  )
+}

@@ -1,0 +1,97 @@
+/**
+ * `tlsrpt worker`: every long-running part as one Layer, launched until SIGTERM/SIGINT. The parts
+ * supervise themselves (the report schedule and the delivery loop restart or log a failed pass and
+ * go on); on a signal runMain interrupts the launch, and closing its scope stops the HTTP server
+ * (no new requests), flushes the collector, and interrupts the delivery pass in flight (an aborted
+ * attempt is not recorded, so the message stays queued and due), then the process exits 0.
+ */
+import * as NodePath from "node:path"
+import { FileSystem } from "@effect/platform"
+import { Collector, type InvalidOutcome, SessionOutcome } from "@tlsrpt/collector"
+import { Data, Effect, Layer, Redacted } from "effect"
+import * as Admin from "./Admin.js"
+import { sendingBlocker, type WorkerConfig } from "./Config.js"
+import * as Layers from "./Layers.js"
+import { Metrics } from "./Metrics.js"
+
+/** The configured token, else one kept in `<dataDir>/admin-token` (created 0600 on first start). */
+export const adminToken = (config: WorkerConfig) =>
+  Effect.gen(function* () {
+    if (config.http.token !== undefined) return config.http.token
+    const fs = yield* FileSystem.FileSystem
+    const file = NodePath.join(config.dataDir, "admin-token")
+    const existing = yield* fs.readFileString(file).pipe(Effect.option)
+    if (existing._tag === "Some" && existing.value.trim().length >= 16) {
+      yield* Effect.logInfo(`admin token: read from ${file} (set http.token to choose one)`)
+      return Redacted.make(existing.value.trim())
+    }
+    const token = Admin.generateToken()
+    yield* fs.makeDirectory(config.dataDir, { recursive: true })
+    yield* fs.writeFileString(file, `${token}\n`, { mode: 0o600 })
+    yield* Effect.logInfo(`admin token: generated into ${file} (set http.token to choose one)`)
+    return Redacted.make(token)
+  })
+
+const describeTransport = (config: WorkerConfig): string =>
+  config.transport.type === "smtp" ? `smtp relay ${new URL(config.transport.url).host}` : `dir ${config.transport.dir}`
+
+/** Everything the worker runs, on one store. */
+export const layer = (config: WorkerConfig, token: Redacted.Redacted<string>) => {
+  const storeLayer = Layers.store(config)
+  const blocker = sendingBlocker(config)
+  const settings = Layer.succeed(Admin.AdminSettings, {
+    token,
+    status: {
+      sending: blocker === undefined,
+      reason: blocker?.reason,
+      transport: describeTransport(config),
+      submitter: config.submitter?.domain.ascii
+    }
+  })
+  const admin = Admin.layer(config.http.listen).pipe(Layer.provide(Layer.mergeAll(storeLayer, Metrics.layer, settings)))
+  return Layer.mergeAll(
+    admin,
+    collector(config).pipe(Layer.provide(storeLayer)),
+    Layers.delivery(config, storeLayer, { background: true }),
+    Layers.schedule(config, storeLayer)
+  )
+}
+
+export const run = (config: WorkerConfig) =>
+  Effect.gen(function* () {
+    const token = yield* adminToken(config)
+    yield* Effect.logInfo("tlsrpt worker starting").pipe(
+      Effect.annotateLogs({
+        config: config.configFile ?? "(embedded default)",
+        database: config.database,
+        transport: describeTransport(config)
+      })
+    )
+    yield* Layer.launch(layer(config, token)).pipe(Effect.onInterrupt(() => Effect.logInfo("tlsrpt worker stopped")))
+  })
+
+/** The outcome at `index` (0-based, of the batch) was refused; nothing of the batch was recorded. */
+export class OutcomeRefused extends Data.TaggedError("OutcomeRefused")<{
+  readonly index: number
+  readonly invalid: InvalidOutcome
+}> {}
+
+/** The collector (batching, flush fiber, final flush on stop); records nothing when collection is off. */
+export const collector = (config: WorkerConfig) =>
+  Collector.layer({ collect: config.reports.enabled && config.reports.collect })
+
+/**
+ * `tlsrpt record`: every outcome is checked before the first is recorded (all or nothing), then they
+ * go through the collector, whose final flush writes them in one `addResults` batch per 10,000 keys.
+ */
+export const recordOutcomes = (outcomes: ReadonlyArray<SessionOutcome.SessionOutcome>) =>
+  Effect.gen(function* () {
+    for (const [i, o] of outcomes.entries()) {
+      const invalid = SessionOutcome.check(o)
+      if (invalid !== undefined) return yield* new OutcomeRefused({ index: i, invalid })
+    }
+    const c = yield* Collector
+    for (const o of outcomes) yield* c.record(o).pipe(Effect.orDie)
+    yield* c.flush
+    return yield* c.stats
+  })

@@ -1,0 +1,223 @@
+import { readFileSync } from "node:fs"
+import * as NodePath from "node:path"
+import { FileSystem } from "@effect/platform"
+import { NodeContext } from "@effect/platform-node"
+import { assert, describe, it } from "@effect/vitest"
+import { generateDkimKeyPair } from "@tlsrpt/mail"
+import { Duration, Effect, Either, Redacted } from "effect"
+import * as Config from "../src/Config.js"
+
+const decodeError = (json: unknown, env: Record<string, string> = {}) => {
+  const merged = Either.getOrThrow(Config.applyEnv(json as Record<string, unknown>, env))
+  const decoded = Config.decode(merged.json, merged.sources)
+  assert.isTrue(Either.isLeft(decoded), "expected a config error")
+  return (decoded as Either.Left<Config.ConfigError, unknown>).left
+}
+
+const resolved = (json: unknown, env: Record<string, string> = {}, configFile?: string) => {
+  const merged = Either.getOrThrow(Config.applyEnv(json as Record<string, unknown>, env))
+  const file = Either.getOrThrow(Config.decode(merged.json, merged.sources))
+  return Config.resolve(file, { configFile, cwd: "/work", sources: merged.sources })
+}
+
+describe("Config", () => {
+  it("the embedded default: ./data, SQLite, dir transport into ./data/outbox, system DNS, loopback admin", () => {
+    const c = Either.getOrThrow(resolved({}))
+    assert.strictEqual(c.dataDir, "/work/data")
+    assert.strictEqual(c.database, "/work/data/tlsrpt.db")
+    assert.deepStrictEqual(c.transport, { type: "dir", dir: "/work/data/outbox" })
+    assert.deepStrictEqual(c.dns.servers, [])
+    assert.deepStrictEqual(c.http.listen, { host: "127.0.0.1", port: 8470 })
+    assert.isUndefined(c.http.token)
+    assert.isUndefined(c.submitter)
+    assert.isTrue(c.reports.enabled)
+    assert.isFalse(c.reports.forAllSuccess)
+    assert.strictEqual(Duration.toMillis(c.reports.window), 4 * 3_600_000)
+    assert.strictEqual(Duration.toMillis(c.reports.maxGap), 300_000)
+    assert.deepStrictEqual(Config.sendingBlocker(c)?.key, "submitter")
+  })
+
+  it("relative paths in the file resolve against the file's directory", () => {
+    const c = Either.getOrThrow(
+      resolved(
+        {
+          dataDir: "state",
+          dkim: [{ domain: "example.com", selector: "s1", privateKeyFile: "keys/s1.pem", algorithm: "rsa-sha256" }],
+          transport: { type: "dir", dir: "out" }
+        },
+        {},
+        "/etc/tlsrpt/tlsrpt.json"
+      )
+    )
+    assert.strictEqual(c.dataDir, "/etc/tlsrpt/state")
+    assert.strictEqual(c.database, "/etc/tlsrpt/state/tlsrpt.db")
+    assert.strictEqual(c.dkim[0]!.privateKeyFile, "/etc/tlsrpt/keys/s1.pem")
+    assert.deepStrictEqual(c.transport, { type: "dir", dir: "/etc/tlsrpt/out" })
+  })
+
+  it("environment variables override keys; their paths resolve against the working directory", () => {
+    const c = Either.getOrThrow(
+      resolved(
+        { dataDir: "state", http: { token: "x".repeat(20) } },
+        {
+          TLSRPT_DATA_DIR: "other",
+          TLSRPT_DNS_SERVERS: "127.0.0.1:5353, [::1]:53",
+          TLSRPT_DNS_TRIES: "2",
+          TLSRPT_REPORTS_FOR_ALL_SUCCESS: "true",
+          TLSRPT_REPORTS_WINDOW: "2h",
+          TLSRPT_HTTP_LISTEN: "0.0.0.0:9000",
+          TLSRPT_HTTP_TOKEN: "y".repeat(20),
+          TLSRPT_TRANSPORT_URL: "smtp://relay.example:2525",
+          TLSRPT_SUBMITTER_DOMAIN: "Example.COM"
+        },
+        "/etc/tlsrpt/tlsrpt.json"
+      )
+    )
+    assert.strictEqual(c.dataDir, "/work/other")
+    assert.deepStrictEqual(c.dns.servers, [
+      { host: "127.0.0.1", port: 5353 },
+      { host: "::1", port: 53 }
+    ])
+    assert.strictEqual(c.dns.tries, 2)
+    assert.isTrue(c.reports.forAllSuccess)
+    assert.strictEqual(Duration.toMillis(c.reports.window), 7_200_000)
+    assert.deepStrictEqual(c.http.listen, { host: "0.0.0.0", port: 9000 })
+    assert.strictEqual(Redacted.value(c.http.token!), "y".repeat(20))
+    assert.deepStrictEqual(c.transport, { type: "smtp", url: "smtp://relay.example:2525" })
+    assert.strictEqual(c.submitter?.domain.ascii, "example.com")
+    assert.strictEqual(c.submitter?.contactInfo, "postmaster@example.com")
+  })
+
+  it("an unknown key is refused and named, at any depth", () => {
+    assert.strictEqual(decodeError({ bogus: 1 }).message, "config: bogus: unknown key")
+    assert.strictEqual(decodeError({ dns: { server: [] } }).message, "config: dns.server: unknown key")
+    assert.strictEqual(
+      decodeError({
+        dkim: [{ domain: "a.example", selector: "s", privateKeyFile: "k", algorithm: "rsa-sha256", extra: true }]
+      }).key,
+      "dkim[0].extra"
+    )
+  })
+
+  it("bad values name their key", () => {
+    assert.strictEqual(decodeError({ transport: { type: "smtp", url: "http://x" } }).key, "transport.url")
+    assert.strictEqual(decodeError({ transport: { type: "smtp", url: "not a url" } }).key, "transport.url")
+    assert.strictEqual(decodeError({ transport: { type: "smtp" } }).key, "transport.url")
+    assert.strictEqual(decodeError({ dns: { servers: ["1.2.3.4:70000"] } }).key, "dns.servers[0]")
+    assert.strictEqual(decodeError({ http: { listen: "nowhere" } }).key, "http.listen")
+    assert.strictEqual(decodeError({ http: { token: "short" } }).key, "http.token")
+    assert.strictEqual(decodeError({ reports: { window: "soon" } }).key, "reports.window")
+    assert.strictEqual(decodeError({ submitter: { domain: "not a domain" } }).key, "submitter.domain")
+    assert.strictEqual(
+      decodeError({ dkim: [{ domain: "a.example", selector: "s", privateKeyFile: "k", algorithm: "rsa" }] }).key,
+      "dkim[0].algorithm"
+    )
+  })
+
+  it("an error from an environment variable names the variable too", () => {
+    const e = decodeError({}, { TLSRPT_DNS_TIMEOUT_MS: "soon" })
+    assert.strictEqual(e.key, "dns.timeoutMs")
+    assert.strictEqual(e.env, "TLSRPT_DNS_TIMEOUT_MS")
+    assert.match(e.message, /^config: dns\.timeoutMs \(from TLSRPT_DNS_TIMEOUT_MS\): /)
+  })
+
+  it("cross-key rules: PostgreSQL not yet, contact-info domain, jitter bounds", () => {
+    const key = (json: unknown) => Either.flip(resolved(json)).pipe(Either.getOrThrow).key
+    assert.strictEqual(key({ database: "postgres://db/tlsrpt" }), "database")
+    assert.strictEqual(
+      key({ submitter: { domain: "example.com", contactInfo: "ops@other.example" } }),
+      "submitter.contactInfo"
+    )
+    assert.strictEqual(key({ submitter: { domain: "example.com", from: "tlsrpt@other.example" } }), "submitter.from")
+    assert.strictEqual(key({ reports: { jitterMin: "10m", jitterMax: "5m" } }), "reports.jitterMin")
+  })
+
+  it("durations: 4h, 5m, 240s, 1500ms, 1d and effect's long form", () => {
+    const d = (s: string) => Duration.toMillis(Either.getOrThrow(resolved({ reports: { window: s } })).reports.window)
+    assert.strictEqual(d("4h"), 14_400_000)
+    assert.strictEqual(d("5m"), 300_000)
+    assert.strictEqual(d("240s"), 240_000)
+    assert.strictEqual(d("1500ms"), 1500)
+    assert.strictEqual(d("1d"), 86_400_000)
+    assert.strictEqual(d("3 hours"), 10_800_000)
+  })
+
+  it.scoped("load: a missing or unreadable key file fails naming the key; a valid one is loaded", () =>
+    Effect.gen(function* () {
+      const fs = yield* FileSystem.FileSystem
+      const dir = yield* fs.makeTempDirectoryScoped()
+      const file = NodePath.join(dir, "tlsrpt.json")
+      const dkim = (privateKeyFile: string) => ({
+        submitter: { domain: "example.com" },
+        dkim: [{ domain: "example.com", selector: "tlsrpt", privateKeyFile, algorithm: "ed25519-sha256" }]
+      })
+      yield* fs.writeFileString(file, JSON.stringify(dkim("missing.pem")))
+      const missing = yield* Effect.flip(Config.load({ configFile: file, env: {}, cwd: "/" }))
+      assert.strictEqual(missing.key, "dkim[0].privateKeyFile")
+
+      yield* fs.writeFileString(NodePath.join(dir, "bad.pem"), "not a key")
+      yield* fs.writeFileString(file, JSON.stringify(dkim("bad.pem")))
+      const bad = yield* Effect.flip(Config.load({ configFile: file, env: {}, cwd: "/" }))
+      assert.strictEqual(bad.key, "dkim[0].privateKeyFile")
+
+      const pair = yield* generateDkimKeyPair("ed25519-sha256")
+      yield* fs.writeFileString(NodePath.join(dir, "good.pem"), pair.privateKeyPem)
+      yield* fs.writeFileString(file, JSON.stringify(dkim("good.pem")))
+      // TLSRPT_CONFIG names the file when --config is absent
+      const config = yield* Config.load({ configFile: undefined, env: { TLSRPT_CONFIG: file }, cwd: "/" })
+      assert.strictEqual(config.configFile, file)
+      assert.strictEqual(config.dkimKeys.length, 1)
+      assert.strictEqual(config.dkimKeys[0]!.selector, "tlsrpt")
+      assert.isUndefined(Config.sendingBlocker(config))
+    }).pipe(Effect.provide(NodeContext.layer))
+  )
+
+  it.scoped("load: a missing file, non-JSON or a non-object is a config error on --config / TLSRPT_CONFIG", () =>
+    Effect.gen(function* () {
+      const fs = yield* FileSystem.FileSystem
+      const dir = yield* fs.makeTempDirectoryScoped()
+      const missing = yield* Effect.flip(
+        Config.load({ configFile: undefined, env: { TLSRPT_CONFIG: NodePath.join(dir, "none.json") }, cwd: dir })
+      )
+      assert.strictEqual(missing.key, "TLSRPT_CONFIG")
+      yield* fs.writeFileString(NodePath.join(dir, "x.json"), "{ nope")
+      const notJson = yield* Effect.flip(Config.load({ configFile: "x.json", env: {}, cwd: dir }))
+      assert.strictEqual(notJson.key, "--config")
+      assert.match(notJson.reason, /not JSON/)
+      yield* fs.writeFileString(NodePath.join(dir, "y.json"), "[]")
+      const array = yield* Effect.flip(Config.load({ configFile: "y.json", env: {}, cwd: dir }))
+      assert.match(array.reason, /JSON object/)
+    }).pipe(Effect.provide(NodeContext.layer))
+  )
+
+  it("deploy/config.example.json uses every key and is valid", () => {
+    const file = NodePath.resolve(import.meta.dirname, "../../../deploy/config.example.json")
+    const json = JSON.parse(readFileSync(file, "utf8"))
+    const c = Either.getOrThrow(resolved(json, {}, file))
+    assert.strictEqual(c.submitter?.domain.ascii, "mail.example.com")
+    assert.deepStrictEqual(
+      c.dkim.map((k) => k.algorithm),
+      ["rsa-sha256", "ed25519-sha256"]
+    )
+    assert.deepStrictEqual(c.transport, { type: "smtp", url: "smtp://127.0.0.1:25" })
+    assert.deepStrictEqual(Object.keys(json).sort(), [
+      "dataDir",
+      "database",
+      "dkim",
+      "dns",
+      "http",
+      "reports",
+      "submitter",
+      "transport"
+    ])
+  })
+
+  it("parseHostPort: v4, v6 in brackets, names; bare hosts only with a default port", () => {
+    assert.deepStrictEqual(Config.parseHostPort("127.0.0.1:8470"), Either.right({ host: "127.0.0.1", port: 8470 }))
+    assert.deepStrictEqual(Config.parseHostPort("[::1]:53"), Either.right({ host: "::1", port: 53 }))
+    assert.deepStrictEqual(Config.parseHostPort("localhost:0"), Either.right({ host: "localhost", port: 0 }))
+    assert.deepStrictEqual(Config.parseHostPort("9.9.9.9", 53), Either.right({ host: "9.9.9.9", port: 53 }))
+    assert.isTrue(Either.isLeft(Config.parseHostPort("9.9.9.9")))
+    assert.isTrue(Either.isLeft(Config.parseHostPort("host:port")))
+  })
+})
