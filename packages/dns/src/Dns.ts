@@ -82,12 +82,20 @@ const fromTestAnswer = (name: string, answer: TestAnswer | undefined) => {
   return Effect.succeed(records.map((text): TxtAnswer => ({ text, ttl })))
 }
 
-const findAnswer = (answers: TestAnswers, name: string): TestAnswer | undefined => {
-  const wanted = normalizeName(name)
+/** The answers keyed by normalised name; built once per answers object, so a lookup is O(1). */
+const indexCache = new WeakMap<object, ReadonlyMap<string, TestAnswer>>()
+const indexOf = (answers: TestAnswers): ReadonlyMap<string, TestAnswer> => {
+  const cached = indexCache.get(answers)
+  if (cached !== undefined) return cached
+  const index = new Map<string, TestAnswer>()
   const entries = answers instanceof Map ? answers.entries() : Object.entries(answers)
-  for (const [key, answer] of entries) if (normalizeName(key) === wanted) return answer
-  return undefined
+  for (const [key, answer] of entries) if (!index.has(normalizeName(key))) index.set(normalizeName(key), answer)
+  indexCache.set(answers, index)
+  return index
 }
+
+const findAnswer = (answers: TestAnswers, name: string): TestAnswer | undefined =>
+  indexOf(answers).get(normalizeName(name))
 
 export class Dns extends Context.Tag("@tlsrpt/dns/Dns")<
   Dns,

@@ -140,8 +140,7 @@ export class Delivery extends Context.Tag("@tlsrpt/mail/Delivery")<
           const outcomes = yield* Effect.forEach(due, deliver, { concurrency })
           for (const outcome of outcomes) if (outcome !== "unrecorded") totals[outcome]++
         }
-        const queued = yield* store.listOutbox({ status: "queued" })
-        yield* Metric.set(outboxDepth, queued.length)
+        yield* Metric.set(outboxDepth, yield* store.countOutbox("queued"))
         return totals satisfies DeliveryPass
       })
 

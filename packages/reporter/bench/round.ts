@@ -4,10 +4,12 @@
  * no pacing; then the same messages signed in a bare RSA-2048 loop, the cost floor.
  * Prints figures per size and ends with one JSON line for N = 10,000.
  */
+import { execFile } from "node:child_process"
 import { createPrivateKey, sign } from "node:crypto"
-import { mkdtempSync, readdirSync, rmSync } from "node:fs"
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { fileURLToPath } from "node:url"
 import { type Day, Domain, PolicyResult } from "@tlsrpt/core"
 import { Dns, TlsrptLookup } from "@tlsrpt/dns"
 import { Delivery, dkimKeyFromPem, generateDkimKeyPair, makeSubmitter, ReportMail, Transport } from "@tlsrpt/mail"
@@ -89,7 +91,8 @@ const run = (n: number, privateKeyPem: string) =>
     ).pipe(Layer.provideMerge(deps))
     return yield* Effect.gen(function* () {
       const store = yield* ResultStore
-      yield* store.addResults(rowsFor(n))
+      const rows = rowsFor(n)
+      for (let i = 0; i < n; i += 1000) yield* store.addResults(rows.slice(i, i + 1000))
       const cpu0 = process.cpuUsage()
       const t0 = performance.now()
       const summary = yield* (yield* Reporter).runRound(DAY, { pace: false })
@@ -110,11 +113,17 @@ const run = (n: number, privateKeyPem: string) =>
         )
       }
       // The cost floor: a bare RSA-2048 signature of each of the same messages.
-      const messages = (yield* store.listOutbox()).map((m) => m.payload)
+      // (read one file at a time, timing only the signature)
+      const emls = readdirSync(outbox).filter((f) => f.endsWith(".eml"))
       const keyObject = createPrivateKey(privateKeyPem)
-      const s0 = performance.now()
-      for (const m of messages) sign("sha256", m, keyObject)
-      const signSeconds = (performance.now() - s0) / 1000
+      let signSeconds = 0
+      for (const f of emls) {
+        const m = readFileSync(join(outbox, f))
+        const s0 = performance.now()
+        sign("sha256", m, keyObject)
+        signSeconds += (performance.now() - s0) / 1000
+      }
+      const messages = emls
       rmSync(dir, { recursive: true, force: true })
       return {
         domains: n,
@@ -127,17 +136,38 @@ const run = (n: number, privateKeyPem: string) =>
     }).pipe(Effect.provide(env))
   })
 
+/** Each size runs in a child process of its own, so one size's heap does not count in the next's RSS. */
+const child = (n: number) =>
+  Effect.async<Effect.Effect.Success<ReturnType<typeof runChild>>>((resume) => {
+    execFile(
+      process.execPath,
+      [...process.execArgv, fileURLToPath(import.meta.url)],
+      { env: { ...process.env, ROUND_CHILD: String(n) }, maxBuffer: 1 << 24 },
+      (err, stdout, stderr) => {
+        if (err) resume(Effect.die(new Error(`round ${n} failed: ${stderr || err.message}`)))
+        else resume(Effect.succeed(JSON.parse(stdout.trim().split("\n").pop()!)))
+      }
+    )
+  })
+
+const runChild = (n: number) =>
+  Effect.gen(function* () {
+    const { privateKeyPem } = yield* generateDkimKeyPair("rsa-sha256")
+    const base = process.memoryUsage().rss
+    peakRss = base
+    const r = yield* run(n, privateKeyPem)
+    return { ...r, peakRssMb: Math.round(peakRss / 2 ** 20), baseRssMb: Math.round(base / 2 ** 20) }
+  })
+
 const main = Effect.gen(function* () {
-  const { privateKeyPem } = yield* generateDkimKeyPair("rsa-sha256")
   const results = []
   for (const n of sizes) {
-    peakRss = process.memoryUsage().rss
-    const r = yield* run(n, privateKeyPem)
+    const r = yield* child(n)
     const ratio = r.signFloorPerSec / r.reportsPerSec
-    results.push({ ...r, ratio, peakRssMb: Math.round(peakRss / 2 ** 20) })
+    results.push({ ...r, ratio })
     console.log(
       `round ${n} domains: ${r.reportsPerSec} reports/s (${r.seconds.toFixed(2)} s wall of which round ${r.roundSeconds.toFixed(2)} s, delivery ${(r.seconds - r.roundSeconds).toFixed(2)} s; ${r.cpuSeconds.toFixed(2)} s CPU), ` +
-        `sign floor ${r.signFloorPerSec}/s, ratio ${ratio.toFixed(2)}, peak RSS ${Math.round(peakRss / 2 ** 20)} MB`
+        `sign floor ${r.signFloorPerSec}/s, ratio ${ratio.toFixed(2)}, peak RSS ${r.peakRssMb} MB (${r.baseRssMb} MB at start)`
     )
   }
   const base = results[0]!
@@ -159,7 +189,11 @@ const main = Effect.gen(function* () {
   )
 })
 
-Effect.runPromise(main.pipe(Logger.withMinimumLogLevel(LogLevel.Warning))).then(
+const program = process.env.ROUND_CHILD
+  ? runChild(Number(process.env.ROUND_CHILD)).pipe(Effect.map((r) => console.log(JSON.stringify(r))))
+  : main
+
+Effect.runPromise(program.pipe(Logger.withMinimumLogLevel(LogLevel.Warning))).then(
   () => clearInterval(sampler),
   (e) => {
     clearInterval(sampler)

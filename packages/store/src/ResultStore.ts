@@ -161,6 +161,8 @@ export class ResultStore extends Context.Tag("@tlsrpt/store/ResultStore")<
       id: number,
       failure: { readonly error: string; readonly at: Date; readonly nextAttemptAt: Date | undefined }
     ) => Effect.Effect<void, StoreError>
+    /** How many outbox messages have this status (all when omitted), without loading them. */
+    readonly countOutbox: (status?: OutboxStatus) => Effect.Effect<number, StoreError>
     readonly listOutbox: (filter?: {
       readonly status?: OutboxStatus | undefined
     }) => Effect.Effect<ReadonlyArray<OutboxMessage>, StoreError>

@@ -487,6 +487,13 @@ export const make: Effect.Effect<Service, never, SqlClient.SqlClient> = Effect.g
     return records.map(toOutboxMessage)
   }, storeError("listOutbox"))
 
+  const countOutbox = Effect.fn("ResultStore.countOutbox")(function* (status?: OutboxStatus) {
+    const rows = yield* sql<{ readonly n: number | bigint }>`SELECT COUNT(*) AS n FROM outbox ${
+      status !== undefined ? sql`WHERE status = ${status}` : sql.literal("")
+    }`
+    return Number(rows[0]?.n ?? 0)
+  }, storeError("countOutbox"))
+
   return {
     addResults,
     keysUpTo,
@@ -505,6 +512,7 @@ export const make: Effect.Effect<Service, never, SqlClient.SqlClient> = Effect.g
     dueMessages,
     markDelivered,
     markAttemptFailed,
-    listOutbox
+    listOutbox,
+    countOutbox
   }
 })

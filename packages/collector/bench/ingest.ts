@@ -1,0 +1,265 @@
+/**
+ * `ingest`: 1,000,000 session outcomes over 10,000 recipient domains × 3 MX hosts each, 5 % failures,
+ * through `Collector.record` (default config unless overridden) into a SQLite file (`ResultStore.layer`).
+ * Three runs, each on a fresh file in a temp directory (deleted afterwards). Prints outcomes/s
+ * (median), flush latency (one `addResults` transaction, p99 over all runs), peak RSS and the database
+ * size (with WAL), then one JSON line:
+ *   {"bench":"ingest","outcomesPerSec":N,"peakRssMb":N,"dbMb":N,"flushP99Ms":N}
+ *
+ * The timed part is from the first `record` to the end of the final flush (scope closed). Outcomes
+ * are drawn uniformly at random (seeded) from 60,000 prebuilt ones (domain × MX host × success or
+ * failure), so the figure measures the collector and the store, not the generator. One UTC day:
+ * 40,000 distinct keys (each session touches the recipient-domain row and the MX-host row).
+ *
+ * Knobs (environment, for exploring): OUTCOMES, DOMAINS, RUNS, FLUSH_ROWS, FLUSH_INTERVAL_MS,
+ * MAX_PENDING_KEYS, ORDER=random|grouped (grouped: a domain's sessions come in runs of 100).
+ */
+import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs"
+import { cpus, tmpdir } from "node:os"
+import { join } from "node:path"
+import { Domain } from "@tlsrpt/core"
+import { type NewResultRow, ResultStore } from "@tlsrpt/store"
+import { Context, Effect, Layer } from "effect"
+import { Collector, type CollectorConfig } from "../src/Collector.js"
+import type * as SessionOutcome from "../src/SessionOutcome.js"
+
+const env = (name: string): number | undefined =>
+  process.env[name] === undefined ? undefined : Number(process.env[name])
+const OUTCOMES = env("OUTCOMES") ?? 1_000_000
+const DOMAINS = env("DOMAINS") ?? 10_000
+const RUNS = env("RUNS") ?? 3
+const MX_PER_DOMAIN = 3
+const FAILURE_RATE = 0.05
+const ORDER = process.env.ORDER ?? "random"
+const config: CollectorConfig = {
+  ...(env("FLUSH_ROWS") === undefined ? {} : { flushRows: env("FLUSH_ROWS") }),
+  ...(env("FLUSH_INTERVAL_MS") === undefined ? {} : { flushInterval: env("FLUSH_INTERVAL_MS")! }),
+  ...(env("MAX_PENDING_KEYS") === undefined ? {} : { maxPendingKeys: env("MAX_PENDING_KEYS") })
+}
+
+// --- the outcomes -------------------------------------------------------------------------------
+const T0 = new Date(Date.UTC(2025, 0, 15, 12))
+
+/** mulberry32: a small seeded PRNG, so every run sees the same sequence. */
+const prng = (seed: number) => () => {
+  seed = (seed + 0x6d2b79f5) | 0
+  let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
+  t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
+  return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+}
+
+const buildTemplates = (): Array<SessionOutcome.SessionOutcome> => {
+  const out: Array<SessionOutcome.SessionOutcome> = []
+  for (let n = 0; n < DOMAINS; n++) {
+    const recipient = `d${n}.example`
+    const recipientDomain = Domain.unsafeMake(recipient)
+    const policyLines = ["version: STSv1", "mode: enforce", `mx: *.${recipient}`, "max_age: 604800"]
+    const mxPatterns = [`*.${recipient}`]
+    for (let m = 0; m < MX_PER_DOMAIN; m++) {
+      const mxName = `mx${m}.${recipient}`
+      const mxHost = Domain.unsafeMake(mxName)
+      for (const failed of [false, true]) {
+        const result = failed ? ("failure" as const) : ("success" as const)
+        // 30 % of domains publish MTA-STS, 10 % have DANE on their MX hosts.
+        const recipientPolicy: SessionOutcome.SessionPolicy =
+          n % 10 < 3
+            ? {
+                type: "sts",
+                policyLines,
+                mxPatterns,
+                result,
+                ...(failed ? { failureDetails: [{ resultType: "certificate-host-mismatch" as const }] } : {})
+              }
+            : {
+                type: "no-policy-found",
+                scope: "recipient-domain",
+                result,
+                ...(failed ? { failureDetails: [{ resultType: "certificate-expired" as const }] } : {})
+              }
+        const hostPolicy: SessionOutcome.SessionPolicy =
+          n % 10 === 9
+            ? {
+                type: "tlsa",
+                records: ["3 1 1 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"],
+                baseDomain: mxHost,
+                result,
+                ...(failed
+                  ? { failureDetails: [{ resultType: "validation-failure" as const, reasonCode: "dane-no-match" }] }
+                  : {})
+              }
+            : { type: "no-policy-found", scope: "mx-host", result }
+        out.push({
+          timestamp: T0,
+          recipientDomain,
+          mxHost,
+          sendingIp: "192.0.2.1",
+          receivingIp: `198.51.${n % 256}.${m + 1}`,
+          mxGreeting: `${mxName} ESMTP`,
+          policies: [recipientPolicy, hostPolicy]
+        })
+      }
+    }
+  }
+  return out
+}
+
+/** Template index of each outcome: domain, MX host and failure drawn at random (seeded). */
+const buildSequence = (): Int32Array => {
+  const random = prng(8460)
+  const seq = new Int32Array(OUTCOMES)
+  for (let i = 0; i < OUTCOMES; i++) {
+    const n = ORDER === "grouped" ? Math.floor(i / 100) % DOMAINS : Math.floor(random() * DOMAINS)
+    const m = Math.floor(random() * MX_PER_DOMAIN)
+    const failed = random() < FAILURE_RATE ? 1 : 0
+    seq[i] = (n * MX_PER_DOMAIN + m) * 2 + failed
+  }
+  return seq
+}
+
+// --- one run ------------------------------------------------------------------------------------
+interface RunResult {
+  readonly seconds: number
+  readonly flushMs: ReadonlyArray<number>
+  readonly flushedRows: number
+  /** The file with its WAL, right after the final flush. */
+  readonly dbBytes: number
+  /** After the database was closed (WAL checkpointed). */
+  readonly closedBytes: number
+  readonly rows: number
+}
+
+const dirBytes = (dir: string): number => readdirSync(dir).reduce((n, f) => n + statSync(join(dir, f)).size, 0)
+
+/** The store with each `addResults` call timed: one call is one flush (one transaction). */
+const timedStore = (flushMs: Array<number>) =>
+  Layer.effect(
+    ResultStore,
+    Effect.map(ResultStore, (store) => ({
+      ...store,
+      addResults: (rows: ReadonlyArray<NewResultRow>) =>
+        Effect.suspend(() => {
+          const t = performance.now()
+          return store.addResults(rows).pipe(Effect.ensuring(Effect.sync(() => flushMs.push(performance.now() - t))))
+        })
+    }))
+  )
+
+const run = (templates: ReadonlyArray<SessionOutcome.SessionOutcome>, seq: Int32Array) =>
+  Effect.gen(function* () {
+    const dir = yield* Effect.acquireRelease(
+      Effect.sync(() => mkdtempSync(join(tmpdir(), "tlsrpt-ingest-"))),
+      (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+    )
+    const filename = join(dir, "results.db")
+    const flushMs: Array<number> = []
+    const { seconds, collector, dbBytes } = yield* Effect.scoped(
+      Effect.gen(function* () {
+        // The store is opened (and migrated) before the clock starts.
+        const store = yield* Layer.build(timedStore(flushMs).pipe(Layer.provide(ResultStore.layer({ filename }))))
+        const t = performance.now()
+        // Closing the collector's scope does the final flush: inside the timed part.
+        const collector = yield* Effect.scoped(
+          Effect.gen(function* () {
+            const collector = Context.get(yield* Layer.build(Collector.layer(config)), Collector)
+            for (let i = 0; i < seq.length; i++) yield* collector.record(templates[seq[i]!]!)
+            return collector
+          })
+        ).pipe(Effect.provide(store))
+        const seconds = (performance.now() - t) / 1000
+        // Still open: the main file plus its -wal and -shm.
+        return { seconds, collector, dbBytes: dirBytes(dir) }
+      })
+    )
+    const closedBytes = dirBytes(dir)
+    const stats = yield* collector.stats
+    const rows = yield* Effect.scoped(
+      Layer.build(ResultStore.layer({ filename })).pipe(
+        Effect.flatMap((ctx) => Context.get(ctx, ResultStore).listResults()),
+        Effect.map((rs) => rs.length)
+      )
+    )
+    return { seconds, flushMs, flushedRows: stats.flushed, dbBytes, closedBytes, rows } satisfies RunResult
+  }).pipe(Effect.scoped)
+
+/** The same loop on a store that discards every batch: what the collector itself costs. */
+const collectorOnly = (templates: ReadonlyArray<SessionOutcome.SessionOutcome>, seq: Int32Array) =>
+  Effect.gen(function* () {
+    const discard = Layer.succeed(ResultStore, {
+      addResults: () => Effect.void
+    } as unknown as Context.Tag.Service<ResultStore>)
+    const t = performance.now()
+    yield* Effect.scoped(
+      Effect.gen(function* () {
+        const collector = Context.get(
+          yield* Layer.build(Collector.layer(config).pipe(Layer.provide(discard))),
+          Collector
+        )
+        for (let i = 0; i < seq.length; i++) yield* collector.record(templates[seq[i]!]!)
+      })
+    )
+    return (performance.now() - t) / 1000
+  })
+
+const median = (xs: ReadonlyArray<number>) => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s[Math.floor(s.length / 2)]!
+}
+const percentile = (xs: ReadonlyArray<number>, p: number) => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s.length === 0 ? 0 : s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!
+}
+const round = (x: number, digits = 1) => Math.round(x * 10 ** digits) / 10 ** digits
+
+const main = Effect.gen(function* () {
+  console.log(
+    `ingest: ${OUTCOMES.toLocaleString("en")} outcomes, ${DOMAINS.toLocaleString("en")} domains × ${MX_PER_DOMAIN} MX, ` +
+      `${FAILURE_RATE * 100} % failures, order ${ORDER}, config ${JSON.stringify(config)}; ` +
+      `node ${process.version}, ${cpus().length} cores`
+  )
+  const templates = buildTemplates()
+  const seq = buildSequence()
+  console.log(
+    `RSS before the runs (node + tsx + modules + 60,000 prebuilt outcomes): ${round(process.memoryUsage.rss() / 2 ** 20)} MB`
+  )
+  const alone = median([
+    yield* collectorOnly(templates, seq),
+    yield* collectorOnly(templates, seq),
+    yield* collectorOnly(templates, seq)
+  ])
+  console.log(
+    `collector alone (a store that discards the batches): ${Math.round(OUTCOMES / alone).toLocaleString("en")} outcomes/s ` +
+      `(median of 3), peak RSS so far ${round(process.resourceUsage().maxRSS / 1024)} MB`
+  )
+  const results: Array<RunResult> = []
+  for (let r = 1; r <= RUNS; r++) {
+    const res = yield* run(templates, seq)
+    results.push(res)
+    console.log(
+      `run ${r}: ${Math.round(OUTCOMES / res.seconds).toLocaleString("en")} outcomes/s (${round(res.seconds, 2)} s), ` +
+        `${res.flushMs.length} flushes (${res.flushedRows.toLocaleString("en")} rows written), flush median ` +
+        `${round(median(res.flushMs))} ms p99 ${round(percentile(res.flushMs, 99))} ms max ${round(Math.max(...res.flushMs))} ms, ` +
+        `store ${Math.round(res.flushedRows / (res.flushMs.reduce((a, b) => a + b, 0) / 1000)).toLocaleString("en")} rows/s while flushing; ` +
+        `${res.rows.toLocaleString("en")} rows in the file, ${round(res.dbBytes / 2 ** 20)} MB with WAL, ${round(res.closedBytes / 2 ** 20)} MB closed`
+    )
+  }
+  const outcomesPerSec = Math.round(OUTCOMES / median(results.map((r) => r.seconds)))
+  const flushP99Ms = round(
+    percentile(
+      results.flatMap((r) => r.flushMs),
+      99
+    )
+  )
+  // The kernel's high-water mark of the whole process (a sampling timer would starve: the record loop
+  // gives the event loop few turns).
+  const peakRssMb = round(process.resourceUsage().maxRSS / 1024)
+  const dbMb = round(median(results.map((r) => r.dbBytes)) / 2 ** 20)
+  console.log(
+    `median ${outcomesPerSec.toLocaleString("en")} outcomes/s; flush p99 ${flushP99Ms} ms; peak RSS ${peakRssMb} MB; database ${dbMb} MB`
+  )
+  console.log(JSON.stringify({ bench: "ingest", outcomesPerSec, peakRssMb, dbMb, flushP99Ms }))
+})
+
+Effect.runPromise(main).catch((e) => {
+  console.error(e)
+  process.exit(1)
+})

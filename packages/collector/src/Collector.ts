@@ -1,0 +1,361 @@
+/**
+ * The API an MTA calls for every SMTP/TLS session of an outgoing delivery. `record` checks the
+ * outcome, turns it into rows (spec §7.1) and merges them into an in-memory aggregate; a background
+ * fiber writes the aggregate to the `ResultStore` in ONE `addResults` batch (one transaction) every
+ * `flushInterval`, or as soon as it holds `flushRows` distinct keys.
+ *
+ * Guarantees:
+ * - Nothing is dropped silently. A failed flush keeps its batch and retries it (with backoff) before
+ *   anything newer, so the store sees rows in the order they were recorded (spec §3.1 policy order).
+ * - Memory is bounded: besides the one batch being written, the buffer holds at most `maxPendingKeys`
+ *   keys (and as many distinct failure details); when it is full, `record` waits until a flush has
+ *   taken it (back-pressure).
+ * - The interval also holds when a caller records in a tight loop that starves the event loop of
+ *   timer turns: `record` itself checks the clock every 1,024 outcomes.
+ * - Closing the layer's scope stops the fiber and flushes what is left (a clean stop loses nothing).
+ * - `collect: false` (config `reports.collect`, or mox's NoOutgoingTLSReports, spec §7.7) records
+ *   nothing; outcomes are still checked.
+ */
+import { type NewResultRow, ResultStore, type StoreError } from "@tlsrpt/store"
+import {
+  Cause,
+  Context,
+  Duration,
+  Effect,
+  Either,
+  Exit,
+  Fiber,
+  Layer,
+  Metric,
+  MetricBoundaries,
+  Schedule,
+  type Scope
+} from "effect"
+import { checkRow, type InvalidOutcome } from "./InvalidOutcome.js"
+import { ResultBuffer } from "./ResultBuffer.js"
+import { check, decodeOutcome, forEachRow, type RowView, type SessionOutcome } from "./SessionOutcome.js"
+
+export interface CollectorConfig {
+  /** Longest time a recorded result waits in memory. Default 1 second. */
+  readonly flushInterval?: Duration.DurationInput | undefined
+  /** Flush as soon as the buffer holds this many distinct keys. Default 10,000. */
+  readonly flushRows?: number | undefined
+  /** `record` waits while the buffer holds this many keys (or distinct failure details). Default 10 × flushRows. */
+  readonly maxPendingKeys?: number | undefined
+  /** `false`: record nothing (config `reports.collect`; mox's NoOutgoingTLSReports, spec §7.7). Default true. */
+  readonly collect?: boolean | undefined
+}
+
+export interface CollectorStats {
+  /** Outcomes accepted (including those that give no rows). */
+  readonly recorded: number
+  /** Outcomes or row batches refused as invalid. */
+  readonly refused: number
+  /** Accepted outcomes that stored nothing: IP-literal recipients (spec §7.1), or `collect: false`. */
+  readonly skipped: number
+  /** Rows merged into the buffer (from outcomes and `recordRows`). */
+  readonly rows: number
+  /** Aggregated rows (distinct keys per batch) written to the store. */
+  readonly flushed: number
+  /** Successful `addResults` batches. */
+  readonly flushes: number
+  readonly flushFailures: number
+  /** Keys in memory: the buffer plus a batch being written or waiting for a retry. */
+  readonly pendingKeys: number
+}
+
+export const metrics = {
+  recorded: Metric.counter("tlsrpt_outcomes_recorded_total", {
+    description: "Session outcomes accepted by the collector",
+    incremental: true
+  }),
+  refused: Metric.counter("tlsrpt_outcomes_refused_total", {
+    description: "Session outcomes (or row batches) refused as invalid",
+    incremental: true
+  }),
+  flushedRows: Metric.counter("tlsrpt_collector_flushed_rows_total", {
+    description: "Aggregated result rows written to the store",
+    incremental: true
+  }),
+  flushFailures: Metric.counter("tlsrpt_collector_flush_failures_total", {
+    description: "Failed flushes (the batch is kept and retried)",
+    incremental: true
+  }),
+  flushSeconds: Metric.histogram(
+    "tlsrpt_collector_flush_seconds",
+    MetricBoundaries.exponential({ start: 0.001, factor: 2, count: 16 }),
+    "Duration of one flush (one addResults transaction)"
+  )
+}
+
+type Service = Context.Tag.Service<Collector>
+
+export class Collector extends Context.Tag("@tlsrpt/collector/Collector")<
+  Collector,
+  {
+    /**
+     * Records one session. Cheap (no I/O): waits only when the buffer is full. Not traced with a span
+     * per call, it runs for every session.
+     */
+    readonly record: (outcome: SessionOutcome) => Effect.Effect<void, InvalidOutcome>
+    /** Decodes untrusted input (a parsed JSON line) with the `SessionOutcome` Schema, then records it. */
+    readonly recordUnknown: (input: unknown) => Effect.Effect<void, InvalidOutcome>
+    /** Records rows built elsewhere (mox-style accounting); all or nothing. */
+    readonly recordRows: (rows: ReadonlyArray<NewResultRow>) => Effect.Effect<void, InvalidOutcome>
+    /** Writes everything recorded so far to the store now. On failure the data stays pending. */
+    readonly flush: Effect.Effect<void, StoreError>
+    readonly stats: Effect.Effect<CollectorStats>
+  }
+>() {
+  /** Aggregating collector on the `ResultStore`, with its flush fiber in the layer's scope. */
+  static readonly layer = (config?: CollectorConfig): Layer.Layer<Collector, never, ResultStore> =>
+    Layer.scoped(Collector, make(config))
+
+  /** Records nothing (still checks input). */
+  static readonly layerNoop: Layer.Layer<Collector> = Layer.sync(Collector, () => makeNoop())
+}
+
+interface Counters {
+  recorded: number
+  refused: number
+  skipped: number
+  rows: number
+  flushed: number
+  flushes: number
+  flushFailures: number
+}
+
+const newCounters = (): Counters => ({
+  recorded: 0,
+  refused: 0,
+  skipped: 0,
+  rows: 0,
+  flushed: 0,
+  flushes: 0,
+  flushFailures: 0
+})
+
+const refuse = (counters: Counters, e: InvalidOutcome): Effect.Effect<never, InvalidOutcome> => {
+  counters.refused++
+  metrics.refused.unsafeUpdate(1, [])
+  return Effect.fail(e)
+}
+
+const accepted = (counters: Counters): void => {
+  counters.recorded++
+  metrics.recorded.unsafeUpdate(1, [])
+}
+
+const makeNoop = (): Service => {
+  const counters = newCounters()
+  const record = (o: SessionOutcome) =>
+    Effect.suspend(() => {
+      const e = check(o)
+      if (e !== undefined) return refuse(counters, e)
+      accepted(counters)
+      counters.skipped++
+      return Effect.void
+    })
+  return {
+    record,
+    recordUnknown: (input) =>
+      Effect.suspend(() => Either.match(decodeOutcome(input), { onLeft: (e) => refuse(counters, e), onRight: record })),
+    recordRows: (rows) =>
+      Effect.suspend(() => {
+        for (let i = 0; i < rows.length; i++) {
+          const e = checkRow(rows[i]!, i)
+          if (e !== undefined) return refuse(counters, e)
+        }
+        return Effect.void
+      }),
+    flush: Effect.void,
+    stats: Effect.sync(() => ({ ...counters, pendingKeys: 0 }))
+  }
+}
+
+const make = (config: CollectorConfig = {}): Effect.Effect<Service, never, ResultStore | Scope.Scope> =>
+  Effect.gen(function* () {
+    if (config.collect === false) return makeNoop()
+    const store = yield* ResultStore
+    const interval = Duration.decode(config.flushInterval ?? Duration.seconds(1))
+    const flushRows = Math.max(1, Math.floor(config.flushRows ?? 10_000))
+    const maxPending = Math.max(flushRows, Math.floor(config.maxPendingKeys ?? flushRows * 10))
+    const intervalMillis = Duration.toMillis(interval)
+    const clock = yield* Effect.clock
+
+    const counters = newCounters()
+    let buffer = new ResultBuffer()
+    // The batch being written, or that failed and waits for its retry. Only the flush fiber or a
+    // `flush` caller (serialised by `lock`) touches it.
+    let inflight: Array<NewResultRow> | undefined
+    let closed = false
+    const lock = yield* Effect.makeSemaphore(1)
+    // Opened to wake the flush fiber early (flushRows reached, or back-pressure).
+    const wake = Effect.unsafeMakeLatch(false)
+    let wakeRequested = false
+    // Closed while the buffer is full; opened when a flush takes the buffer.
+    const space = Effect.unsafeMakeLatch(true)
+
+    let admitted = 0
+    // When the buffer was last taken by a flush.
+    let takenAt = clock.unsafeCurrentTimeMillis()
+
+    const requestFlush = (): void => {
+      if (!wakeRequested) {
+        wakeRequested = true
+        wake.unsafeOpen()
+      }
+    }
+
+    const isFull = (): boolean => buffer.size >= maxPending || buffer.details >= maxPending
+
+    /** Waits until a flush has taken the full buffer, then runs `retry`. */
+    const whenSpace = <E>(retry: () => Effect.Effect<void, E>): Effect.Effect<void, E> => {
+      requestFlush()
+      space.unsafeClose()
+      return Effect.zipRight(space.await, Effect.suspend(retry))
+    }
+
+    const added = (rows: number): void => {
+      counters.rows += rows
+      if (buffer.size >= flushRows) requestFlush()
+      // The flush fiber's timer needs event-loop turns, which a caller recording in a tight loop does
+      // not give; so every 1,024 admissions the interval is also checked here.
+      else if ((++admitted & 1023) === 0 && clock.unsafeCurrentTimeMillis() - takenAt >= intervalMillis) requestFlush()
+    }
+
+    const addRow = (v: RowView): void => buffer.addView(v)
+
+    /** Merges a checked outcome into the buffer, waiting while it is full. */
+    const admit = (o: SessionOutcome): Effect.Effect<void> => {
+      if (closed) return Effect.dieMessage("Collector used after its scope was closed")
+      if (isFull()) return whenSpace(() => admit(o))
+      added(forEachRow(o, addRow))
+      // Counted once in the buffer: a recorder interrupted while waiting has recorded nothing.
+      accepted(counters)
+      return Effect.void
+    }
+
+    const admitRows = (rows: ReadonlyArray<NewResultRow>): Effect.Effect<void> => {
+      if (closed) return Effect.dieMessage("Collector used after its scope was closed")
+      if (isFull()) return whenSpace(() => admitRows(rows))
+      for (let i = 0; i < rows.length; i++) buffer.add(rows[i]!)
+      added(rows.length)
+      return Effect.void
+    }
+
+    const record = (o: SessionOutcome): Effect.Effect<void, InvalidOutcome> =>
+      Effect.suspend(() => {
+        const e = check(o)
+        if (e !== undefined) return refuse(counters, e)
+        // Spec §7.1: deliveries to IP literals record nothing.
+        if (typeof o.recipientDomain === "string") {
+          accepted(counters)
+          counters.skipped++
+          return Effect.void
+        }
+        return admit(o)
+      })
+
+    const writeInflight: Effect.Effect<void, StoreError> = Effect.suspend(() => {
+      const rows = inflight
+      if (rows === undefined) return Effect.void
+      return store.addResults(rows).pipe(
+        Effect.timed,
+        Effect.flatMap(([took]) => Metric.update(metrics.flushSeconds, Duration.toSeconds(took))),
+        // Cleared only on success (also when interrupted right after the commit: onExit sees it).
+        Effect.onExit((exit) =>
+          Exit.isSuccess(exit)
+            ? Effect.sync(() => {
+                if (inflight === rows) inflight = undefined
+                counters.flushed += rows.length
+                counters.flushes++
+                metrics.flushedRows.unsafeUpdate(rows.length, [])
+              })
+            : Effect.void
+        )
+      )
+    })
+
+    const takeBuffer = Effect.sync(() => {
+      wakeRequested = false
+      wake.unsafeClose()
+      takenAt = clock.unsafeCurrentTimeMillis()
+      if (buffer.size === 0) return
+      inflight = buffer.drain()
+      buffer = new ResultBuffer()
+      space.unsafeOpen()
+    })
+
+    // An older failed batch goes first, then the buffer.
+    const flushNow: Effect.Effect<void, StoreError> = lock.withPermits(1)(
+      writeInflight.pipe(Effect.zipRight(takeBuffer), Effect.zipRight(writeInflight))
+    )
+
+    const backoff = (failures: number): Duration.Duration =>
+      Duration.min(Duration.times(interval, 2 ** Math.min(failures, 10)), Duration.minutes(1))
+
+    const flusher = Effect.gen(function* () {
+      let failures = 0
+      while (true) {
+        if (failures === 0) yield* Effect.race(wake.await, Effect.sleep(interval))
+        else yield* Effect.sleep(backoff(failures))
+        const cause = yield* flushNow.pipe(
+          Effect.as(undefined),
+          Effect.catchAllCause((cause) =>
+            Cause.isInterruptedOnly(cause) ? Effect.failCause(cause) : Effect.succeed(cause)
+          )
+        )
+        if (cause === undefined) {
+          failures = 0
+          continue
+        }
+        failures++
+        counters.flushFailures++
+        metrics.flushFailures.unsafeUpdate(1, [])
+        yield* Effect.logWarning("flush failed; the batch is kept and retried", cause).pipe(
+          Effect.annotateLogs({ pendingKeys: (inflight?.length ?? 0) + buffer.size, failures })
+        )
+      }
+    }).pipe(Effect.annotateLogs("service", "Collector"))
+
+    const fiber = yield* Effect.forkScoped(flusher)
+
+    // Added after the fork, so it runs first: stop the fiber, refuse further input (a defect, not a
+    // silent loss), then write what is left.
+    yield* Effect.addFinalizer(() =>
+      Fiber.interrupt(fiber).pipe(
+        Effect.zipRight(
+          Effect.sync(() => {
+            closed = true
+          })
+        ),
+        Effect.zipRight(flushNow),
+        Effect.retry(Schedule.intersect(Schedule.exponential("100 millis"), Schedule.recurs(4))),
+        Effect.catchAllCause((cause) =>
+          Effect.logError("final flush failed; results lost", cause).pipe(
+            Effect.annotateLogs({ lostKeys: (inflight?.length ?? 0) + buffer.size })
+          )
+        ),
+        // Wakes recorders still waiting for space: they see `closed` and stop.
+        Effect.ensuring(Effect.sync(() => space.unsafeOpen()))
+      )
+    )
+
+    const service: Service = {
+      record,
+      recordUnknown: Effect.fn("Collector.recordUnknown")((input: unknown) =>
+        Either.match(decodeOutcome(input), { onLeft: (e) => refuse(counters, e), onRight: record })
+      ),
+      recordRows: Effect.fn("Collector.recordRows")((rows: ReadonlyArray<NewResultRow>) => {
+        for (let i = 0; i < rows.length; i++) {
+          const e = checkRow(rows[i]!, i)
+          if (e !== undefined) return refuse(counters, e)
+        }
+        return admitRows(rows)
+      }),
+      flush: flushNow.pipe(Effect.withSpan("Collector.flush")),
+      stats: Effect.sync(() => ({ ...counters, pendingKeys: buffer.size + (inflight?.length ?? 0) }))
+    }
+    return service
+  })

@@ -1,0 +1,525 @@
+/**
+ * What an MTA reports for ONE SMTP/TLS session of an outgoing delivery, and its conversion to result
+ * rows (spec §7.1). The encoded form is the JSON-lines format of `tlsrpt record FILE`:
+ *
+ * ```json
+ * { "timestamp": "2024-01-09T10:00:00Z",          // RFC 3339, or epoch milliseconds
+ *   "recipientDomain": "example.com",             // a domain (any IDNA spelling) or an IP literal
+ *   "mxHost": "mx1.example.com",
+ *   "sendingIp": "192.0.2.1", "receivingIp": "198.51.100.7",      // optional
+ *   "mxGreeting": "mx1.example.com ESMTP",        // optional: the 220 line without the code
+ *   "isTlsReport": false, "isDmarcReport": false,  // optional, default false
+ *   "policies": [
+ *     { "type": "sts", "policyLines": ["version: STSv1", "mode: enforce", "mx: *.example.com", "max_age: 86400"],
+ *       "mxPatterns": ["*.example.com"], "result": "success" },
+ *     { "type": "tlsa", "records": ["3 1 1 8d02536c887482bc34ff54e41d2ba659bf85b341a0a20afadb5813dcfbcf286d"],
+ *       "baseDomain": "mx1.example.com", "result": "failure",
+ *       "failureDetails": [{ "resultType": "validation-failure", "reasonCode": "dane-no-match" }] }
+ *   ] }
+ * ```
+ *
+ * Policies are a union tagged by `type`: `sts` (policy lines, mx patterns), `tlsa` (records in
+ * presentation form, TLSA base domain) and `no-policy-found` with a `scope` saying whose it is
+ * (`recipient-domain` or `mx-host`; `domain` defaults to the recipient domain or the MX host). A
+ * session carries at most one recipient-domain policy (`sts` or recipient `no-policy-found`) and at
+ * most one host policy (`tlsa` or host `no-policy-found`), and at least one policy.
+ *
+ * Counting (one session is one TLS session, spec §7.1): `result: "success"` adds 1 to the policy's
+ * successful-session count, `"failure"` adds 1 to its failure count. Each entry of `failureDetails`
+ * becomes a failure detail whatever the result (a PKIX failure on an opportunistic session that
+ * succeeded still reports, spec §7.5), with `failedSessionCount` 1 unless given (0 for mox's
+ * `all-unusable-records` detail, spec Q10). Detail fields: `resultType` (IANA, RFC 8460 §4.3),
+ * optional `reasonCode`, `additionalInformation`, `failedSessionCount`; the session supplies
+ * sending-mta-ip, receiving-ip, receiving-mx-hostname (MX host A-label) and receiving-mx-helo.
+ *
+ * Strings must not contain CR or LF; unknown keys are refused (a typo must not pass silently).
+ */
+import { isIP } from "node:net"
+import { Day, Domain, PolicyResult, Report } from "@tlsrpt/core"
+import type { NewResultRow } from "@tlsrpt/store"
+import { type Brand, Either, ParseResult, Schema, type SchemaAST } from "effect"
+import {
+  formatPath,
+  InvalidOutcome,
+  isCount,
+  isDomain,
+  isIpAddress,
+  isText,
+  NO_CRLF,
+  RESULT_TYPES
+} from "./InvalidOutcome.js"
+
+export { InvalidOutcome }
+
+/** Free text that ends up in reports and logs: CR and LF are refused (header and log injection). */
+export const Text = Schema.String.pipe(Schema.filter(isText, { message: () => NO_CRLF }))
+
+export const IpAddress = Schema.String.pipe(
+  Schema.filter((s) => isIP(s) !== 0, { message: (i) => `not an IP address: ${JSON.stringify(i.actual)}` })
+)
+
+/** RFC 5321 §4.1.3 address literal (`[192.0.2.1]`, `[IPv6:2001:db8::1]`) or a bare address. */
+export type IpLiteral = string & Brand.Brand<"IpLiteral">
+
+export const isIpLiteral = (s: string): boolean => {
+  if (s.length > 2 && s.charCodeAt(0) === 91 && s.charCodeAt(s.length - 1) === 93) {
+    const inner = s.slice(1, -1)
+    return /^ipv6:/i.test(inner) ? isIP(inner.slice(5)) === 6 : isIP(inner) === 4
+  }
+  return isIP(s) !== 0
+}
+
+const IpLiteralFromSelf = Schema.String.pipe(Schema.filter(isIpLiteral), Schema.brand("IpLiteral"))
+
+const domainIssue = (ast: SchemaAST.AST, s: string, e: Domain.DomainError) => new ParseResult.Type(ast, s, e.message)
+
+/**
+ * The recipient domain; an IP literal is accepted and produces no rows (spec §7.1: deliveries to
+ * IP literals record nothing).
+ */
+export const RecipientDomain: Schema.Schema<Domain.Domain | IpLiteral, string> = Schema.transformOrFail(
+  Schema.String,
+  Schema.Union(Domain.DomainFromSelf, IpLiteralFromSelf),
+  {
+    strict: true,
+    decode: (s, _, ast) =>
+      isIpLiteral(s)
+        ? ParseResult.succeed(s as IpLiteral)
+        : Either.match(Domain.parse(s), {
+            onLeft: (e) => ParseResult.fail(domainIssue(ast, s, e)),
+            onRight: (d) => ParseResult.succeed(d)
+          }),
+    encode: (v) => ParseResult.succeed(typeof v === "string" ? v : v.ascii)
+  }
+)
+
+const MAX_TIME = Date.UTC(9999, 11, 31, 23, 59, 59, 999)
+const validTime = (t: number): boolean => t >= 0 && t <= MAX_TIME
+
+/** RFC 3339 text (encoded form) or epoch milliseconds, 1970 to 9999; the row's day is its UTC day. */
+export const Timestamp: Schema.Schema<Date, string | number> = Schema.Union(
+  Report.DateTime,
+  Schema.DateFromNumber
+).pipe(Schema.filter((d) => validTime(d.getTime()), { message: () => "timestamp must be a valid date, 1970 to 9999" }))
+
+/** Presentation form `<usage> <selector> <matching type> <hex>` (spec §2.4). */
+const TLSA_RECORD = /^\d{1,3} \d{1,3} \d{1,3} [0-9a-fA-F]*$/
+export const TlsaRecord = Schema.String.pipe(
+  Schema.filter((s) => TLSA_RECORD.test(s), {
+    message: (i) => `not a TLSA record "<usage> <selector> <matching-type> <hex>": ${JSON.stringify(i.actual)}`
+  })
+)
+
+export const SessionResult = Schema.Literal("success", "failure")
+export type SessionResult = typeof SessionResult.Type
+
+export const FailureDetail = Schema.Struct({
+  /** IANA result type (RFC 8460 §4.3); nothing else is accepted (DECISIONS.md §3.4). */
+  resultType: PolicyResult.ResultType,
+  /** → `failure-reason-code` */
+  reasonCode: Schema.optional(Text),
+  /** → `additional-information` */
+  additionalInformation: Schema.optional(Text),
+  /** → `failed-session-count`; default 1. */
+  failedSessionCount: Schema.optional(Schema.NonNegativeInt)
+})
+export type FailureDetail = typeof FailureDetail.Type
+
+const outcomeFields = {
+  result: SessionResult,
+  failureDetails: Schema.optional(Schema.Array(FailureDetail))
+}
+
+/** MTA-STS (RFC 8461) in mode testing or enforce; policy domain = recipient domain. */
+export const StsPolicy = Schema.Struct({
+  type: Schema.Literal("sts"),
+  /** The policy file's lines (→ `policy-string`); empty when the policy could not be fetched. */
+  policyLines: Schema.optional(Schema.Array(Text)),
+  /** The policy's `mx` patterns (→ `mx-host`), `*.example.com` for wildcards. */
+  mxPatterns: Schema.optional(Schema.Array(Text)),
+  ...outcomeFields
+})
+export type StsPolicy = typeof StsPolicy.Type
+
+/** DANE (RFC 7672); policy domain = the TLSA base domain (the MX host or its secure CNAME target). */
+export const TlsaPolicy = Schema.Struct({
+  type: Schema.Literal("tlsa"),
+  /** Records in presentation form; sorted when stored so equal sets merge (spec §2.9). */
+  records: Schema.Array(TlsaRecord),
+  baseDomain: Domain.FromString,
+  ...outcomeFields
+})
+export type TlsaPolicy = typeof TlsaPolicy.Type
+
+export const NoPolicyFound = Schema.Struct({
+  type: Schema.Literal("no-policy-found"),
+  /** `recipient-domain`: no MTA-STS; `mx-host`: no DNSSEC-secure TLSA for the MX host. */
+  scope: Schema.Literal("recipient-domain", "mx-host"),
+  /** Default: the recipient domain or the MX host, by scope. */
+  domain: Schema.optional(Domain.FromString),
+  ...outcomeFields
+})
+export type NoPolicyFound = typeof NoPolicyFound.Type
+
+export const SessionPolicy = Schema.Union(StsPolicy, TlsaPolicy, NoPolicyFound)
+export type SessionPolicy = typeof SessionPolicy.Type
+
+/** Host policies make host rows (isHost, policy domain = MX host / TLSA base domain), spec §1. */
+export const isHostPolicy = (p: SessionPolicy): boolean =>
+  p.type === "tlsa" || (p.type === "no-policy-found" && p.scope === "mx-host")
+
+const policiesIssue = (policies: ReadonlyArray<SessionPolicy>): Schema.FilterIssue | undefined => {
+  if (policies.length === 0) return { path: [], message: "at least one policy is required" }
+  let host = -1
+  let recipient = -1
+  for (let i = 0; i < policies.length; i++) {
+    if (isHostPolicy(policies[i]!)) {
+      if (host !== -1) return { path: [i], message: "a session has at most one host policy (tlsa or mx-host)" }
+      host = i
+    } else {
+      if (recipient !== -1)
+        return { path: [i], message: "a session has at most one recipient-domain policy (sts or recipient-domain)" }
+      recipient = i
+    }
+  }
+  return undefined
+}
+
+export const SessionOutcome = Schema.Struct({
+  timestamp: Timestamp,
+  recipientDomain: RecipientDomain,
+  /** The MX host the session went to (→ `receiving-mx-hostname`, as A-label). */
+  mxHost: Domain.FromString,
+  /** Local address of the TCP connection (→ `sending-mta-ip`). */
+  sendingIp: Schema.optional(IpAddress),
+  /** Remote address (→ `receiving-ip`). */
+  receivingIp: Schema.optional(IpAddress),
+  /** The greeting line without `220` and separator (→ `receiving-mx-helo`, spec §7.5). */
+  mxGreeting: Schema.optional(Text),
+  /** The message is itself a TLS report: its results never trigger a report (spec §7.1). */
+  isTlsReport: Schema.optional(Schema.Boolean),
+  /** The message is a DMARC report: its results trigger a report only with a failure (spec §7.1). */
+  isDmarcReport: Schema.optional(Schema.Boolean),
+  policies: Schema.Array(SessionPolicy).pipe(Schema.filter(policiesIssue))
+})
+export type SessionOutcome = typeof SessionOutcome.Type
+/** The JSON shape (one line of `tlsrpt record FILE`). */
+export type SessionOutcomeJson = typeof SessionOutcome.Encoded
+
+// ---------------------------------------------------------------------------------------------------
+// Decoding untrusted input
+
+const decodeEither = Schema.decodeUnknownEither(SessionOutcome, { errors: "first", onExcessProperty: "error" })
+
+const toInvalid = (e: ParseResult.ParseError): InvalidOutcome => {
+  const issue = ParseResult.ArrayFormatter.formatErrorSync(e)[0]
+  return new InvalidOutcome({
+    reason: issue?.message ?? ParseResult.TreeFormatter.formatErrorSync(e),
+    field: issue === undefined ? "" : formatPath(issue.path)
+  })
+}
+
+/** Decodes an outcome from a parsed JSON value (or any untrusted object). Unknown keys are refused. */
+export const decodeOutcome = (input: unknown): Either.Either<SessionOutcome, InvalidOutcome> =>
+  Either.mapLeft(decodeEither(input), toInvalid)
+
+/** Decodes one JSON line. */
+export const decodeOutcomeJson = (line: string): Either.Either<SessionOutcome, InvalidOutcome> => {
+  let value: unknown
+  try {
+    value = JSON.parse(line)
+  } catch (e) {
+    return Either.left(new InvalidOutcome({ reason: `not JSON: ${(e as Error).message}`, field: "" }))
+  }
+  return decodeOutcome(value)
+}
+
+/** The JSON shape of an outcome (for writing JSON lines). */
+export const encodeOutcome: (outcome: SessionOutcome) => SessionOutcomeJson = Schema.encodeSync(SessionOutcome)
+
+// ---------------------------------------------------------------------------------------------------
+// Checking already-typed input on the hot path
+
+/**
+ * The same rules as the Schema, written out for `Collector.record`: a typed outcome still comes from
+ * code we do not control (a JS caller, a cast), and `Schema.is` costs several µs an outcome.
+ * test/SessionOutcome.test.ts checks that both agree.
+ */
+export const check = (o: SessionOutcome): InvalidOutcome | undefined => {
+  if (typeof o !== "object" || o === null) return invalid("expected an object", "")
+  const ts = o.timestamp
+  if (!(ts instanceof Date) || !validTime(ts.getTime()))
+    return invalid("timestamp must be a valid date, 1970 to 9999", "timestamp")
+  const r = o.recipientDomain
+  if (typeof r === "string") {
+    if (!isIpLiteral(r)) return invalid("expected a domain or an IP literal", "recipientDomain")
+  } else if (!isDomain(r)) return invalid("expected a domain", "recipientDomain")
+  if (!isDomain(o.mxHost)) return invalid("expected a domain", "mxHost")
+  if (o.sendingIp !== undefined && !isIpAddress(o.sendingIp)) return invalid("not an IP address", "sendingIp")
+  if (o.receivingIp !== undefined && !isIpAddress(o.receivingIp)) return invalid("not an IP address", "receivingIp")
+  if (o.mxGreeting !== undefined && !isText(o.mxGreeting)) return invalid(NO_CRLF, "mxGreeting")
+  if (o.isTlsReport !== undefined && typeof o.isTlsReport !== "boolean")
+    return invalid("expected a boolean", "isTlsReport")
+  if (o.isDmarcReport !== undefined && typeof o.isDmarcReport !== "boolean")
+    return invalid("expected a boolean", "isDmarcReport")
+  const policies = o.policies
+  if (!Array.isArray(policies)) return invalid("expected an array", "policies")
+  for (let i = 0; i < policies.length; i++) {
+    const e = checkPolicy(policies[i]!, i)
+    if (e !== undefined) return e
+  }
+  const issue = policiesIssue(policies)
+  if (issue !== undefined) return invalid(issue.message, formatPath(["policies", ...issue.path]))
+  return undefined
+}
+
+const invalid = (reason: string, field: string) => new InvalidOutcome({ reason, field })
+
+/** Index of the first entry that is not text without CR/LF, -1 if all are, -2 if not an array. */
+const badTextAt = (u: unknown): number => {
+  if (!Array.isArray(u)) return -2
+  for (let i = 0; i < u.length; i++) if (!isText(u[i])) return i
+  return -1
+}
+
+// Field paths are built only for a refusal: this runs for every outcome.
+const at = (i: number, rest: string) => `policies[${i}]${rest}`
+
+const checkList = (u: unknown, i: number, key: string): InvalidOutcome | undefined => {
+  const bad = badTextAt(u)
+  if (bad === -1) return undefined
+  return bad === -2 ? invalid("expected an array", at(i, `.${key}`)) : invalid(NO_CRLF, at(i, `.${key}[${bad}]`))
+}
+
+const checkPolicy = (p: SessionPolicy, i: number): InvalidOutcome | undefined => {
+  if (typeof p !== "object" || p === null) return invalid("expected an object", at(i, ""))
+  if (p.result !== "success" && p.result !== "failure")
+    return invalid('expected "success" or "failure"', at(i, ".result"))
+  switch (p.type) {
+    case "sts": {
+      const e =
+        (p.policyLines === undefined ? undefined : checkList(p.policyLines, i, "policyLines")) ??
+        (p.mxPatterns === undefined ? undefined : checkList(p.mxPatterns, i, "mxPatterns"))
+      if (e !== undefined) return e
+      break
+    }
+    case "tlsa": {
+      if (!Array.isArray(p.records)) return invalid("expected an array", at(i, ".records"))
+      for (let j = 0; j < p.records.length; j++) {
+        const rec = p.records[j]
+        if (typeof rec !== "string" || !TLSA_RECORD.test(rec))
+          return invalid("not a TLSA record", at(i, `.records[${j}]`))
+      }
+      if (!isDomain(p.baseDomain)) return invalid("expected a domain", at(i, ".baseDomain"))
+      break
+    }
+    case "no-policy-found": {
+      if (p.scope !== "recipient-domain" && p.scope !== "mx-host")
+        return invalid('expected "recipient-domain" or "mx-host"', at(i, ".scope"))
+      if (p.domain !== undefined && !isDomain(p.domain)) return invalid("expected a domain", at(i, ".domain"))
+      break
+    }
+    default:
+      return invalid(`unknown policy type ${JSON.stringify((p as { type: unknown }).type)}`, at(i, ".type"))
+  }
+  const details = p.failureDetails
+  if (details === undefined) return undefined
+  if (!Array.isArray(details)) return invalid("expected an array", at(i, ".failureDetails"))
+  for (let j = 0; j < details.length; j++) {
+    const d = details[j]!
+    if (typeof d !== "object" || d === null) return invalid("expected an object", at(i, `.failureDetails[${j}]`))
+    if (!RESULT_TYPES.has(d.resultType))
+      return invalid("unknown result type", at(i, `.failureDetails[${j}].resultType`))
+    if (d.reasonCode !== undefined && !isText(d.reasonCode))
+      return invalid(NO_CRLF, at(i, `.failureDetails[${j}].reasonCode`))
+    if (d.additionalInformation !== undefined && !isText(d.additionalInformation))
+      return invalid(NO_CRLF, at(i, `.failureDetails[${j}].additionalInformation`))
+    if (d.failedSessionCount !== undefined && !isCount(d.failedSessionCount))
+      return invalid("expected a non-negative integer", at(i, `.failureDetails[${j}].failedSessionCount`))
+  }
+  return undefined
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Conversion to result rows (spec §7.1)
+
+// Outcomes arrive in time order, so the day of the previous one nearly always matches.
+let cachedStart = 1
+let cachedEnd = 0
+let cachedDay = "" as Day.Day
+
+/** The UTC day of an instant (spec §7.1 DayUTC). */
+export const dayOf = (ts: Date): Day.Day => {
+  const t = ts.getTime()
+  if (t < cachedStart || t >= cachedEnd) {
+    cachedDay = Day.fromMillis(t)
+    cachedStart = t - (t % Day.DAY_MILLIS)
+    cachedEnd = cachedStart + Day.DAY_MILLIS
+  }
+  return cachedDay
+}
+
+type MutableDetails = { -readonly [K in keyof PolicyResult.FailureDetails]: PolicyResult.FailureDetails[K] }
+
+/** Spec §7.5: details carry the session's addresses, the MX host (A-label) and its greeting. */
+const failureDetails = (
+  o: SessionOutcome,
+  details: ReadonlyArray<FailureDetail>
+): ReadonlyArray<PolicyResult.FailureDetails> => {
+  if (details.length === 0) return NO_DETAILS
+  const out: Array<PolicyResult.FailureDetails> = []
+  for (const d of details) {
+    const fd: MutableDetails = { resultType: d.resultType, failedSessionCount: d.failedSessionCount ?? 1 }
+    if (o.sendingIp) fd.sendingMtaIp = o.sendingIp
+    fd.receivingMxHostname = o.mxHost.ascii
+    // mox omits an empty greeting (spec §2.6); empty reason and information are omitted too (DECISIONS.md §2).
+    if (o.mxGreeting) fd.receivingMxHelo = o.mxGreeting
+    if (o.receivingIp) fd.receivingIp = o.receivingIp
+    if (d.additionalInformation) fd.additionalInformation = d.additionalInformation
+    if (d.reasonCode) fd.failureReasonCode = d.reasonCode
+    out.push(fd)
+  }
+  return out
+}
+
+const EMPTY: ReadonlyArray<string> = []
+
+const sortedRecords = (records: ReadonlyArray<string>): ReadonlyArray<string> =>
+  records.length > 1 ? records.slice().sort() : records
+
+/** The policy domain of a session policy. */
+export const policyDomainOf = (o: SessionOutcome, p: SessionPolicy): Domain.Domain => {
+  switch (p.type) {
+    case "sts":
+      return o.recipientDomain as Domain.Domain
+    case "tlsa":
+      return p.baseDomain
+    case "no-policy-found":
+      return p.domain ?? (p.scope === "mx-host" ? o.mxHost : (o.recipientDomain as Domain.Domain))
+  }
+}
+
+/**
+ * One row with its single result, as `forEachRow` hands it over: ONE reused object, valid only during
+ * the call (the collector's hot path allocates nothing per row this way). Copy what you keep.
+ */
+export interface RowView {
+  policyDomain: Domain.Domain
+  day: Day.Day
+  recipientDomain: Domain.Domain
+  isHost: boolean
+  sendReport: boolean
+  policyType: PolicyResult.PolicyType
+  policyString: ReadonlyArray<string>
+  mxHost: ReadonlyArray<string>
+  success: number
+  failure: number
+  failureDetails: ReadonlyArray<PolicyResult.FailureDetails>
+}
+
+const view: RowView = {
+  policyDomain: undefined as unknown as Domain.Domain,
+  day: "" as Day.Day,
+  recipientDomain: undefined as unknown as Domain.Domain,
+  isHost: false,
+  sendReport: false,
+  policyType: "sts",
+  policyString: EMPTY,
+  mxHost: EMPTY,
+  success: 0,
+  failure: 0,
+  failureDetails: []
+}
+
+const NO_DETAILS: ReadonlyArray<PolicyResult.FailureDetails> = []
+
+const emit = (
+  o: SessionOutcome,
+  p: SessionPolicy,
+  policyDomain: Domain.Domain,
+  isHost: boolean,
+  sink: (row: RowView) => void
+): void => {
+  view.policyDomain = policyDomain
+  view.isHost = isHost
+  view.policyType = p.type
+  if (p.type === "sts") {
+    view.policyString = p.policyLines ?? EMPTY
+    view.mxHost = p.mxPatterns ?? EMPTY
+  } else {
+    view.policyString = p.type === "tlsa" ? sortedRecords(p.records) : EMPTY
+    view.mxHost = EMPTY
+  }
+  const failed = p.result === "failure"
+  view.success = failed ? 0 : 1
+  view.failure = failed ? 1 : 0
+  view.failureDetails = p.failureDetails === undefined ? NO_DETAILS : failureDetails(o, p.failureDetails)
+  sink(view)
+}
+
+/**
+ * Spec §7.1: one row per host policy (isHost), then the recipient-domain row, except that a
+ * recipient `no-policy-found` is dropped beside a `tlsa` host result for the same domain (Q3).
+ * `sendReport = !isTlsReport && (!isDmarcReport || failure)`, failure = any policy's failure count > 0
+ * (details alone do not count). Day = the UTC day of the timestamp. An IP-literal recipient gives none.
+ * Returns the number of rows. The outcome must be valid (`check` / `decodeOutcome`).
+ */
+export const forEachRow = (o: SessionOutcome, sink: (row: RowView) => void): number => {
+  if (typeof o.recipientDomain === "string") return 0
+  const policies = o.policies
+  let failure = false
+  let recipientPolicy: SessionPolicy | undefined
+  let hostPolicy: SessionPolicy | undefined
+  for (let i = 0; i < policies.length; i++) {
+    const p = policies[i]!
+    if (p.result === "failure") failure = true
+    if (isHostPolicy(p)) hostPolicy = p
+    else recipientPolicy = p
+  }
+  view.day = dayOf(o.timestamp)
+  view.recipientDomain = o.recipientDomain
+  view.sendReport = !o.isTlsReport && (!o.isDmarcReport || failure)
+  let rows = 0
+  let tlsaDomain: string | undefined
+  if (hostPolicy !== undefined) {
+    const domain = policyDomainOf(o, hostPolicy)
+    if (hostPolicy.type === "tlsa") tlsaDomain = domain.ascii
+    emit(o, hostPolicy, domain, true, sink)
+    rows++
+  }
+  if (recipientPolicy !== undefined) {
+    const domain = policyDomainOf(o, recipientPolicy)
+    if (!(recipientPolicy.type === "no-policy-found" && tlsaDomain === domain.ascii)) {
+      emit(o, recipientPolicy, domain, false, sink)
+      rows++
+    }
+  }
+  return rows
+}
+
+/** The rows of an outcome (spec §7.1, see `forEachRow`) as values. */
+export const toRows = (o: SessionOutcome): ReadonlyArray<NewResultRow> => {
+  const rows: Array<NewResultRow> = []
+  forEachRow(o, (v) =>
+    rows.push({
+      policyDomain: v.policyDomain,
+      day: v.day,
+      recipientDomain: v.recipientDomain,
+      isHost: v.isHost,
+      sendReport: v.sendReport,
+      results: [
+        {
+          policy: {
+            policyType: v.policyType,
+            policyString: v.policyString,
+            policyDomain: v.policyDomain.ascii,
+            mxHost: v.mxHost
+          },
+          summary: { totalSuccessfulSessionCount: v.success, totalFailureSessionCount: v.failure },
+          failureDetails: v.failureDetails
+        }
+      ]
+    })
+  )
+  return rows
+}

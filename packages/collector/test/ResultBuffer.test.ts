@@ -1,0 +1,142 @@
+import { assert, describe, it } from "@effect/vitest"
+import { PolicyResult } from "@tlsrpt/core"
+import type { NewResultRow } from "@tlsrpt/store"
+import { Either, FastCheck as fc } from "effect"
+import { ResultBuffer } from "../src/ResultBuffer.js"
+import { decodeOutcome, forEachRow, toRows } from "../src/SessionOutcome.js"
+import { collidingJsonOutcome } from "./Arbitraries.js"
+
+interface Stored {
+  isHost: boolean
+  sendReport: boolean
+  results: ReadonlyArray<PolicyResult.PolicyResult>
+}
+
+/** Spec §6.2, row by row: the reference the buffer must match. */
+const addAll = (state: Map<string, Stored>, rows: ReadonlyArray<NewResultRow>): Map<string, Stored> => {
+  for (const row of rows) {
+    const key = `${row.policyDomain.ascii}|${row.day}|${row.recipientDomain.ascii}`
+    const stored = state.get(key)
+    if (stored === undefined)
+      state.set(key, { isHost: row.isHost, sendReport: row.sendReport, results: PolicyResult.merge([], row.results) })
+    else {
+      stored.isHost = row.isHost
+      stored.sendReport ||= row.sendReport
+      stored.results = PolicyResult.merge(stored.results, row.results)
+    }
+  }
+  return state
+}
+
+const rowsOf = (outcomes: ReadonlyArray<unknown>): Array<NewResultRow> =>
+  outcomes.flatMap((j) => toRows(Either.getOrThrow(decodeOutcome(j))))
+
+const through = (rows: ReadonlyArray<NewResultRow>): Array<NewResultRow> => {
+  const buffer = new ResultBuffer()
+  for (const row of rows) buffer.add(row)
+  return buffer.drain()
+}
+
+describe("ResultBuffer", () => {
+  it.prop(
+    "adding drained batches to the store equals adding every row (spec §6.2, §3)",
+    { outcomes: fc.array(collidingJsonOutcome, { maxLength: 60 }), cut: fc.nat() },
+    ({ outcomes, cut }) => {
+      const rows = rowsOf(outcomes)
+      const k = rows.length === 0 ? 0 : cut % rows.length
+      const expected = addAll(new Map(), rows)
+      const actual = addAll(addAll(new Map(), through(rows.slice(0, k))), through(rows.slice(k)))
+      assert.deepStrictEqual([...actual.keys()], [...expected.keys()])
+      assert.deepStrictEqual(actual, expected)
+    },
+    { fastCheck: { numRuns: 300 } }
+  )
+
+  it.prop(
+    "the hot path (forEachRow into addView) aggregates exactly like toRows into add",
+    { outcomes: fc.array(collidingJsonOutcome, { maxLength: 60 }) },
+    ({ outcomes }) => {
+      const decoded = outcomes.map((j) => Either.getOrThrow(decodeOutcome(j)))
+      const viaRows = new ResultBuffer()
+      for (const o of decoded) for (const row of toRows(o)) viaRows.add(row)
+      const viaView = new ResultBuffer()
+      for (const o of decoded) forEachRow(o, (v) => viaView.addView(v))
+      assert.strictEqual(viaView.size, viaRows.size)
+      assert.strictEqual(viaView.details, viaRows.details)
+      assert.deepStrictEqual(viaView.drain(), viaRows.drain())
+    },
+    { fastCheck: { numRuns: 200 } }
+  )
+
+  it("merges equal policies and equal-by-key details, appends the others, in first-seen order", () => {
+    const rows = rowsOf([
+      ...[1, 2, 3].map(() => ({
+        timestamp: "2024-01-09T10:00:00Z",
+        recipientDomain: "example.com",
+        mxHost: "mx.example.com",
+        policies: [
+          {
+            type: "sts",
+            policyLines: ["mode: enforce"],
+            result: "failure",
+            failureDetails: [{ resultType: "certificate-expired" }]
+          }
+        ]
+      })),
+      {
+        timestamp: "2024-01-09T11:00:00Z",
+        recipientDomain: "example.com",
+        mxHost: "mx.example.com",
+        policies: [
+          {
+            type: "sts",
+            policyLines: ["mode: testing"],
+            result: "success",
+            failureDetails: [{ resultType: "certificate-expired", reasonCode: "x" }]
+          }
+        ]
+      }
+    ])
+    const buffer = new ResultBuffer()
+    for (const row of rows) buffer.add(row)
+    assert.strictEqual(buffer.size, 1)
+    assert.strictEqual(buffer.details, 2)
+    const [row] = buffer.drain()
+    assert.deepStrictEqual(
+      row!.results.map((r) => [
+        r.policy.policyString,
+        r.summary.totalSuccessfulSessionCount,
+        r.summary.totalFailureSessionCount,
+        r.failureDetails.map((fd) => [fd.failureReasonCode, fd.failedSessionCount])
+      ]),
+      [
+        [["mode: enforce"], 0, 3, [[undefined, 3]]],
+        [["mode: testing"], 1, 0, [["x", 1]]]
+      ]
+    )
+    assert.strictEqual(buffer.size, 0)
+    assert.strictEqual(buffer.details, 0)
+  })
+
+  it("indexes a policy's details once there are many, with the same result", () => {
+    const rows = rowsOf(
+      Array.from({ length: 40 }, (_, i) => ({
+        timestamp: "2024-01-09T10:00:00Z",
+        recipientDomain: "example.com",
+        mxHost: "mx.example.com",
+        policies: [
+          {
+            type: "sts",
+            result: "failure",
+            failureDetails: [{ resultType: "validation-failure", reasonCode: `r${i % 13}` }]
+          }
+        ]
+      }))
+    )
+    const [row] = through(rows)
+    assert.deepStrictEqual(
+      row!.results[0]!.failureDetails.map((fd) => [fd.failureReasonCode, fd.failedSessionCount]),
+      Array.from({ length: 13 }, (_, i) => [`r${i}`, i === 0 ? 4 : i < 40 % 13 ? 3 + 1 : 3])
+    )
+  })
+})
