@@ -9,8 +9,10 @@ import {
   Delivery,
   dkimKeyFromPem,
   generateDkimKeyPair,
+  makeReportMail,
   makeSubmitter,
   ReportMail,
+  type ReportMailService,
   TestTransport,
   Transport
 } from "@tlsrpt/mail"
@@ -23,7 +25,12 @@ export type DnsAnswers = ReadonlyMap<string, TestAnswer>
 /** One RSA-2048 key for the whole suite: generating keys is the slow part. */
 const generateDkimKeyPairCached = Effect.runSync(Effect.cached(generateDkimKeyPair("rsa-sha256")))
 
-export const makeEnv = (options: { readonly submitter: string; readonly dns: Ref.Ref<DnsAnswers> }) =>
+export const makeEnv = (options: {
+  readonly submitter: string
+  readonly dns: Ref.Ref<DnsAnswers>
+  /** Wraps the real composer, e.g. to make it fail for one domain. */
+  readonly wrapMail?: (mail: ReportMailService) => ReportMailService
+}) =>
   Effect.gen(function* () {
     const pair = yield* generateDkimKeyPairCached
     const submitter = Either.getOrThrow(makeSubmitter({ domain: options.submitter }))
@@ -37,7 +44,11 @@ export const makeEnv = (options: { readonly submitter: string; readonly dns: Ref
       })
     )
     const lookup = TlsrptLookup.layer.pipe(Layer.provide(Dns.layerTestRef(options.dns)))
-    const mail = ReportMail.layer({ submitter, dkim: [key] })
+    const wrap = options.wrapMail
+    const mail =
+      wrap === undefined
+        ? ReportMail.layer({ submitter, dkim: [key] })
+        : Layer.effect(ReportMail, Effect.map(makeReportMail({ submitter, dkim: [key] }), wrap))
     const transport = Transport.layerTest()
     const store = ResultStore.layerMemory
     return Delivery.layerManual().pipe(Layer.provideMerge(Layer.mergeAll(store, lookup, mail, transport)))

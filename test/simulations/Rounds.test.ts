@@ -7,6 +7,7 @@ import { assert, describe, it } from "@effect/vitest"
 import type { Day } from "@tlsrpt/core"
 import type { TestAnswer } from "@tlsrpt/dns"
 import { defaultConfig, type ReporterConfig } from "@tlsrpt/reporter"
+import type { ReportMailService } from "@tlsrpt/mail"
 import { ResultStore } from "@tlsrpt/store"
 import { Duration, Effect, FastCheck as fc, Fiber, Ref, TestClock } from "effect"
 import { deliverAndParse, makeEnv, nextRound, record, resultRow, startSchedule } from "../Simulation.js"
@@ -18,12 +19,13 @@ const config: ReporterConfig = { ...defaultConfig, https: false }
 
 const withEnv = <A, E, R>(
   dnsInit: Record<string, TestAnswer>,
-  body: (dns: Ref.Ref<ReadonlyMap<string, TestAnswer>>) => Effect.Effect<A, E, R>
+  body: (dns: Ref.Ref<ReadonlyMap<string, TestAnswer>>) => Effect.Effect<A, E, R>,
+  wrapMail?: (mail: ReportMailService) => ReportMailService
 ) =>
   Effect.gen(function* () {
     yield* TestClock.setTime(START)
     const dns = yield* Ref.make<ReadonlyMap<string, TestAnswer>>(new Map(Object.entries(dnsInit)))
-    const env = yield* makeEnv({ submitter: SUBMITTER, dns })
+    const env = yield* makeEnv({ submitter: SUBMITTER, dns, ...(wrapMail ? { wrapMail } : {}) })
     return yield* body(dns).pipe(Effect.provide(env))
   })
 
@@ -199,6 +201,50 @@ describe("keys and days", () => {
         )
         assert.deepStrictEqual(sent[1]!.report, sent[0]!.report)
         yield* Fiber.interrupt(fiber)
+      })
+    )
+  )
+})
+
+describe("failures inside a round", () => {
+  it.effect("a defect while sending one key is logged and counted, keeps its rows, and the round goes on", () =>
+    withEnv(
+      {
+        "_smtp._tls.a.example.": record("mailto:tlsrpt@a.example"),
+        "_smtp._tls.b.example.": record("mailto:tlsrpt@b.example"),
+        "_smtp._tls.c.example.": record("mailto:tlsrpt@c.example")
+      },
+      () =>
+        Effect.gen(function* () {
+          const store = yield* ResultStore
+          yield* store.addResults(
+            ["a", "b", "c"].map((d) =>
+              resultRow({ policyDomain: `${d}.example`, recipientDomain: `${d}.example`, day: DAY, failure: 1 })
+            )
+          )
+          const { rounds, fiber } = yield* startSchedule(config)
+          const first = yield* nextRound(rounds)
+          assert.deepStrictEqual(
+            first.keys.map((k) => [k.policyDomain, k.outcome]),
+            [
+              ["a.example", "sent"],
+              ["b.example", "kept-error"],
+              ["c.example", "sent"]
+            ]
+          )
+          assert.deepStrictEqual(
+            (yield* deliverAndParse).map((s) => s.to),
+            ["tlsrpt@a.example", "tlsrpt@c.example"]
+          )
+          assert.deepStrictEqual(
+            (yield* store.listResults()).map((r) => r.policyDomain),
+            ["b.example"]
+          )
+          yield* Fiber.interrupt(fiber)
+        }),
+      (mail) => ({
+        ...mail,
+        compose: (input) => (input.policyDomain.ascii === "b.example" ? Effect.dieMessage("boom") : mail.compose(input))
       })
     )
   )

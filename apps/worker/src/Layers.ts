@@ -5,9 +5,9 @@
  */
 import { Dns, TlsrptLookup } from "@tlsrpt/dns"
 import { Delivery, ReportMail, Transport } from "@tlsrpt/mail"
-import { type Reporter, type ReporterConfig, ReporterLive, ReporterSchedule } from "@tlsrpt/reporter"
+import { defaultConfig, type Reporter, type ReporterConfig, ReporterLive, ReporterSchedule } from "@tlsrpt/reporter"
 import { ResultStore } from "@tlsrpt/store"
-import { Duration, Effect, Layer } from "effect"
+import { Effect, Layer } from "effect"
 import { ConfigError, sendingBlocker, type WorkerConfig } from "./Config.js"
 
 /** The SQLite store (`database`), migrated on open. */
@@ -60,7 +60,7 @@ export const reporterConfig = (config: WorkerConfig, options: { readonly retries
   maxGap: config.reports.maxGap,
   jitterMin: config.reports.jitterMin,
   jitterMax: config.reports.jitterMax,
-  temporaryRetries: options.retries ? [Duration.minutes(5), Duration.minutes(30), Duration.hours(2)] : []
+  temporaryRetries: options.retries ? defaultConfig.temporaryRetries : []
 })
 
 /** `Reporter` on the given store, with lookup and mail built from the config. */
