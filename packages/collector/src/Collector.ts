@@ -12,6 +12,9 @@
  *   taken it (back-pressure).
  * - The interval also holds when a caller records in a tight loop that starves the event loop of
  *   timer turns: `record` itself checks the clock every 1,024 outcomes.
+ * - One flush at a time. The store yields while it writes (SqlResultStore: about half of the CPU), so
+ *   recording goes on into a fresh buffer meanwhile; under load a result can thus wait the interval plus
+ *   the flush before it, and the next flush covers everything recorded during this one.
  * - Closing the layer's scope stops the fiber and flushes what is left (a clean stop loses nothing).
  * - `collect: false` (config `reports.collect`, or mox's NoOutgoingTLSReports, spec §7.7) records
  *   nothing; outcomes are still checked.

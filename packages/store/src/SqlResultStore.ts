@@ -10,7 +10,7 @@
 import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
 import { type Day, Domain, EmailAddress, PolicyResult } from "@tlsrpt/core"
-import { Clock, type Context, Effect, Either } from "effect"
+import { Clock, type Context, Effect, Either, Option } from "effect"
 import type {
   MarkSent,
   NewOutboxMessage,
@@ -28,10 +28,18 @@ import * as StoredResults from "./StoredResults.js"
 
 export type Service = Context.Tag.Service<ResultStore>
 
-/** Keys per existence SELECT: 3 parameters each. */
-const SELECT_CHUNK = 500
-/** Rows per upsert: 8 parameters each, well below SQLite's 32,766 and PostgreSQL's 65,535. */
-const UPSERT_CHUNK = 500
+/**
+ * `addResults` works in steps of this many rows (keys per existence SELECT, 3 parameters each; rows
+ * per upsert, 8 each, well below SQLite's 32,766 and PostgreSQL's 65,535; rows merged) and, between
+ * steps, yields to other fibers once it has worked for a slice (at least SLICE_MILLIS, and at least as
+ * long as its last wait for a turn: about half of the CPU however many fibers compete). So a caller
+ * (the collector) keeps aggregating while a big batch is written, and each flush covers more outcomes
+ * per key (collector `ingest` bench: 22,000 → ~130,000 outcomes/s). Other queries cannot join the open
+ * transaction: the SQLite client holds its one connection until the commit, and they wait for it
+ * (test/SqliteFile.test.ts).
+ */
+const STEP = 128
+const SLICE_MILLIS = 2
 
 interface ResultRecord {
   readonly id: number
@@ -82,11 +90,23 @@ const storeError =
       (cause) => Effect.fail(new StoreError({ operation, cause }))
     ) as Effect.Effect<A, Exclude<E, SqlError> | StoreError, R>
 
-const chunks = <A>(items: ReadonlyArray<A>, size: number): Array<ReadonlyArray<A>> => {
-  const out: Array<ReadonlyArray<A>> = []
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size))
-  return out
-}
+/**
+ * Rows in the next statement: a full chunk, else the largest power of two that fits, so that any batch
+ * size uses at most log2(chunk) + 1 distinct statements (each prepared once).
+ */
+const chunkSize = (left: number, max: number): number => (left >= max ? max : 2 ** Math.floor(Math.log2(left)))
+
+/** The upsert's columns, in the order of its parameters. */
+const UPSERT_COLUMNS = [
+  "policy_domain",
+  "day",
+  "recipient_domain",
+  "is_host",
+  "send_report",
+  "results",
+  "created",
+  "updated"
+] as const
 
 // NUL cannot occur in a domain or a day, so it separates key parts unambiguously.
 const keyOf = (policyDomain: string, day: string, recipientDomain: string) =>
@@ -184,14 +204,56 @@ export const make: Effect.Effect<Service, never, SqlClient.SqlClient> = Effect.g
       sent_to_policy_domain, recipient_domain_reporting_addresses, results, created, updated FROM results`
   )
 
+  // addResults runs a few thousand statements per flush; building each through the tagged template
+  // (and preparing each distinct size) cost more than SQLite's own work. So each statement's text is
+  // compiled once per size, by the client's own compiler (dialect-neutral placeholders), and executed
+  // on the transaction's connection, whose prepare cache then always hits.
+  const selectTexts = new Map<number, string>()
+  const selectText = (n: number): string => {
+    let text = selectTexts.get(n)
+    if (text === undefined) {
+      const tuples = sql.csv(Array.from({ length: n }, () => sql`(${""}, ${""}, ${""})`))
+      text = sql`SELECT policy_domain, day, recipient_domain, send_report, results
+          FROM results WHERE (policy_domain, day, recipient_domain) IN (VALUES ${tuples})`.compile()[0]
+      selectTexts.set(n, text)
+    }
+    return text
+  }
+  const upsertTexts = new Map<number, string>()
+  const upsertText = (n: number): string => {
+    let text = upsertTexts.get(n)
+    if (text === undefined) {
+      const row = Object.fromEntries(UPSERT_COLUMNS.map((c) => [c, ""]))
+      text = sql`INSERT INTO results ${sql.insert(Array.from({ length: n }, () => row))}
+          ON CONFLICT (policy_domain, day, recipient_domain) DO UPDATE SET
+            is_host = excluded.is_host, send_report = excluded.send_report,
+            results = excluded.results, updated = excluded.updated`.compile()[0]
+      upsertTexts.set(n, text)
+    }
+    return text
+  }
+
   /**
    * Spec §6.2 for one call. Rows are grouped by key first; folding each key's rows in call order into
    * the stored row is what the spec's row-by-row loop does, since rows of other keys do not interact.
-   * Then one SELECT per 500 keys finds the stored rows and one upsert per 500 keys writes them all.
+   * Then, STEP keys at a time (one transaction throughout), one SELECT finds their stored rows and one
+   * upsert writes the merged rows.
    */
   const addResults = Effect.fn("ResultStore.addResults")(function* (rows: ReadonlyArray<NewResultRow>) {
     if (rows.length === 0) return
-    const now = yield* Clock.currentTimeMillis
+    const clock = yield* Effect.clock
+    const now = clock.unsafeCurrentTimeMillis()
+    // Between steps: yield once the slice is over (see STEP). Every other runnable fiber gets its turn
+    // before this one resumes, so the next slice lasts as long as that wait did.
+    let sliceEnd = now + SLICE_MILLIS
+    const pause = Effect.suspend(() => {
+      const before = clock.unsafeCurrentTimeMillis()
+      if (before < sliceEnd) return Effect.void
+      return Effect.map(Effect.yieldNow(), () => {
+        const after = clock.unsafeCurrentTimeMillis()
+        sliceEnd = after + Math.max(SLICE_MILLIS, after - before)
+      })
+    })
     const groups = new Map<string, Pending>()
     for (const row of rows) {
       const policyDomain = row.policyDomain.ascii
@@ -205,58 +267,70 @@ export const make: Effect.Effect<Service, never, SqlClient.SqlClient> = Effect.g
 
     yield* sql.withTransaction(
       Effect.gen(function* () {
+        // The statements run on the transaction's connection with precompiled text (see `selectText`).
+        const transaction = yield* Effect.serviceOption(SqlClient.TransactionConnection)
+        if (Option.isNone(transaction)) return yield* Effect.dieMessage("addResults: no transaction connection")
+        const conn = transaction.value[0]
+        // Keys are distinct, so each step (SELECT, merge, upsert of STEP keys) is independent of the
+        // others; steps in key order give new keys their ids in first-seen order (spec §9.8 reads phase
+        // 1 by id). A step's objects die young instead of living (and being promoted) for the whole batch.
+        const width = UPSERT_COLUMNS.length
         const existing = new Map<string, ExistingRecord>()
-        for (const chunk of chunks(pending, SELECT_CHUNK)) {
-          const tuples = sql.csv(chunk.map((p) => sql`(${p.policyDomain}, ${p.day}, ${p.recipientDomain})`))
-          const found = yield* sql<ExistingRecord>`SELECT policy_domain, day, recipient_domain, send_report, results
-              FROM results WHERE (policy_domain, day, recipient_domain) IN (VALUES ${tuples})`
+        for (let i = 0; i < pending.length; ) {
+          const n = chunkSize(pending.length - i, STEP)
+          const keys: Array<string> = new Array(n * 3)
+          for (let j = 0; j < n; j++) {
+            const p = pending[i + j]!
+            keys[j * 3] = p.policyDomain
+            keys[j * 3 + 1] = p.day
+            keys[j * 3 + 2] = p.recipientDomain
+          }
+          const found: ReadonlyArray<ExistingRecord> = yield* conn.execute(selectText(n), keys, undefined)
+          existing.clear()
           for (const r of found) existing.set(keyOf(r.policy_domain, r.day, r.recipient_domain), r)
-        }
 
-        const values: Array<Record<string, string | number>> = []
-        for (const p of pending) {
-          const stored = existing.get(keyOf(p.policyDomain, p.day, p.recipientDomain))
-          let results: ReadonlyArray<PolicyResult.PolicyResult>
-          let sendReport: boolean
-          let from: number
-          if (stored === undefined) {
-            // Spec §6.2 step 3: a new row holds the first row's results as they are.
-            results = p.rows[0]!.results
-            sendReport = p.rows[0]!.sendReport
-            from = 1
-          } else {
-            const decoded = StoredResults.decode(stored.results)
-            if (Either.isLeft(decoded)) return yield* new StoreError({ operation: "addResults", cause: decoded.left })
-            results = decoded.right
-            sendReport = stored.send_report === 1
-            from = 0
-          }
-          for (let i = from; i < p.rows.length; i++) {
-            const row = p.rows[i]!
-            results = PolicyResult.merge(results, row.results)
-            // Spec §6.2 step 4: SendReport sticky true.
-            sendReport = sendReport || row.sendReport
-          }
-          values.push({
-            policy_domain: p.policyDomain,
-            day: p.day,
-            recipient_domain: p.recipientDomain,
+          const values: Array<string | number> = new Array(n * width)
+          let v = 0
+          for (let j = 0; j < n; j++) {
+            const p = pending[i + j]!
+            const stored = existing.get(keyOf(p.policyDomain, p.day, p.recipientDomain))
+            let results: ReadonlyArray<PolicyResult.PolicyResult>
+            let sendReport: boolean
+            let from: number
+            if (stored === undefined) {
+              // Spec §6.2 step 3: a new row holds the first row's results as they are.
+              results = p.rows[0]!.results
+              sendReport = p.rows[0]!.sendReport
+              from = 1
+            } else {
+              const decoded = StoredResults.decode(stored.results)
+              if (Either.isLeft(decoded)) return yield* new StoreError({ operation: "addResults", cause: decoded.left })
+              results = decoded.right
+              sendReport = stored.send_report === 1
+              from = 0
+            }
+            for (let k = from; k < p.rows.length; k++) {
+              const row = p.rows[k]!
+              results = PolicyResult.merge(results, row.results)
+              // Spec §6.2 step 4: SendReport sticky true.
+              sendReport = sendReport || row.sendReport
+            }
+            // In UPSERT_COLUMNS order.
+            values[v++] = p.policyDomain
+            values[v++] = p.day
+            values[v++] = p.recipientDomain
             // Spec §6.2 step 4, Q4: IsHost last writer wins.
-            is_host: flag(p.rows[p.rows.length - 1]!.isHost),
-            send_report: flag(sendReport),
-            results: StoredResults.encode(results),
-            created: now,
-            updated: now
-          })
-        }
-
-        // New keys get ids in first-seen order (spec §9.8 reads phase 1 by id). On conflict the sent
-        // flags, the reporting addresses and `created` stay as they are (spec §6.2 step 4).
-        for (const chunk of chunks(values, UPSERT_CHUNK)) {
-          yield* sql`INSERT INTO results ${sql.insert(chunk)}
-              ON CONFLICT (policy_domain, day, recipient_domain) DO UPDATE SET
-                is_host = excluded.is_host, send_report = excluded.send_report,
-                results = excluded.results, updated = excluded.updated`
+            values[v++] = flag(p.rows[p.rows.length - 1]!.isHost)
+            values[v++] = flag(sendReport)
+            values[v++] = StoredResults.encode(results)
+            values[v++] = now
+            values[v++] = now
+          }
+          // On conflict the sent flags, the reporting addresses and `created` stay as they are (spec §6.2
+          // step 4).
+          yield* conn.execute(upsertText(n), values, undefined)
+          i += n
+          yield* pause
         }
       })
     )

@@ -178,6 +178,46 @@ describe("ResultStore.layer (SQLite file)", () => {
       }),
     { timeout: 120_000 }
   )
+
+  // addResults yields to other fibers between its statements (live clock: its slices are timed); a
+  // query of another fiber must still not see (or join) the open transaction: it waits for the commit.
+  it.scopedLive("a query while addResults yields sees all of the batch or none of it", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      const day = Day.fromMillis(Date.UTC(2024, 0, 9))
+      const recipient = Domain.unsafeMake("r.example")
+      const rows: Array<NewResultRow> = Array.from({ length: 2_000 }, (_, k) => {
+        const host = Domain.unsafeMake(`mx${k}.example`)
+        return {
+          policyDomain: host,
+          day,
+          recipientDomain: recipient,
+          isHost: true,
+          sendReport: true,
+          results: [PolicyResult.make("tlsa", host.ascii, { success: 1 })]
+        }
+      })
+      yield* Effect.gen(function* () {
+        const store = yield* ResultStore
+        const seen = yield* Effect.all(
+          [
+            store.addResults(rows),
+            Effect.forEach(
+              Array.from({ length: 20 }, (_, i) => i),
+              () =>
+                Effect.zipLeft(
+                  Effect.map(store.listResults(), (rs) => rs.length),
+                  Effect.yieldNow()
+                )
+            )
+          ],
+          { concurrency: "unbounded" }
+        ).pipe(Effect.map(([, counts]) => counts))
+        for (const n of seen) assert.isTrue(n === 0 || n === rows.length, `saw ${n} rows`)
+        assert.strictEqual((yield* store.listResults()).length, rows.length)
+      }).pipe(Effect.provide(ResultStore.layer({ filename: join(dir, "isolation.db") })))
+    })
+  )
 })
 
 /**
