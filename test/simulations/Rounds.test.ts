@@ -6,7 +6,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import type { Day } from "@tlsrpt/core"
 import type { TestAnswer } from "@tlsrpt/dns"
-import { defaultConfig, type ReporterConfig } from "@tlsrpt/reporter"
+import { defaultConfig, type ReporterConfig, ReporterLive } from "@tlsrpt/reporter"
 import type { ReportMailService } from "@tlsrpt/mail"
 import { ResultStore } from "@tlsrpt/store"
 import { Duration, Effect, FastCheck as fc, Fiber, Ref, TestClock } from "effect"
@@ -202,6 +202,35 @@ describe("keys and days", () => {
         assert.deepStrictEqual(sent[1]!.report, sent[0]!.report)
         yield* Fiber.interrupt(fiber)
       })
+    )
+  )
+})
+
+describe("bad records", () => {
+  it.effect("a huge rua list is capped: the report goes to the first MAX_DESTINATIONS addresses only", () =>
+    withEnv(
+      {
+        "_smtp._tls.many.example.": record(...Array.from({ length: 60 }, (_, i) => `mailto:r${i}@many.example`))
+      },
+      () =>
+        Effect.gen(function* () {
+          const store = yield* ResultStore
+          yield* store.addResults([
+            resultRow({ policyDomain: "many.example", recipientDomain: "many.example", day: DAY, failure: 1 })
+          ])
+          const { rounds, fiber } = yield* startSchedule(config)
+          const first = yield* nextRound(rounds)
+          assert.deepStrictEqual(
+            first.keys.map((k) => [k.outcome, k.queued]),
+            [["sent", ReporterLive.MAX_DESTINATIONS]]
+          )
+          const sent = yield* deliverAndParse
+          assert.deepStrictEqual(
+            sent.map((s) => s.to),
+            Array.from({ length: ReporterLive.MAX_DESTINATIONS }, (_, i) => `r${i}@many.example`)
+          )
+          yield* Fiber.interrupt(fiber)
+        })
     )
   )
 })

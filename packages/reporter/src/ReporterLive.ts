@@ -22,6 +22,17 @@ const messagesCounter = Metric.counter("tlsrpt_report_messages_queued_total", {
 const suppressedCounter = Metric.counter("tlsrpt_report_recipients_suppressed_total", {
   description: "Recipients skipped because of the suppression list"
 })
+const destinationsCappedCounter = Metric.counter("tlsrpt_report_destinations_capped_total", {
+  description: "TLSRPT records with more reporting URIs than MAX_DESTINATIONS"
+})
+
+/**
+ * At most this many reporting URIs of one record get the report. RFC 8460 sets no limit, but a policy
+ * domain must not turn one report into thousands of messages from us (a TXT record over TCP can list
+ * hundreds of addresses); real records list one or two.
+ */
+export const MAX_DESTINATIONS = 10
+
 const roundsCounter = Metric.counter("tlsrpt_report_rounds_total", { description: "Report rounds run" })
 const roundDuration = Metric.timerWithBoundaries(
   "tlsrpt_report_round_duration",
@@ -110,11 +121,19 @@ export const make = (config: ReporterConfig) =>
           }
         }
         const destinations = TlsrptRecord.destinations(found.right.record)
-        const mailto = destinations.flatMap((d) => (d._tag === "Mailto" ? [d] : []))
-        const https = config.https ? destinations.flatMap((d) => (d._tag === "Https" ? [d] : [])) : []
         for (const d of destinations) {
           if (d._tag === "Unsupported") yield* Effect.logInfo(`ignoring reporting URI ${d.uri}: ${d.reason}`)
         }
+        const usable = destinations.filter((d) => d._tag === "Mailto" || (config.https && d._tag === "Https"))
+        if (usable.length > MAX_DESTINATIONS) {
+          yield* Metric.increment(destinationsCappedCounter)
+          yield* Effect.logWarning(
+            `the TLSRPT record lists ${usable.length} reporting URIs; reporting to the first ${MAX_DESTINATIONS} only`
+          )
+        }
+        const kept = usable.slice(0, MAX_DESTINATIONS)
+        const mailto = kept.flatMap((d) => (d._tag === "Mailto" ? [d] : []))
+        const https = kept.flatMap((d) => (d._tag === "Https" ? [d] : []))
         if (mailto.length === 0 && https.length === 0)
           return yield* done(phase, policyDomainText, day, "no-destinations")
         // The rua strings as in DNS, compared in phase 2 to skip rows already reported to the same
