@@ -77,11 +77,16 @@ export const deliverAndParse = Effect.gen(function* () {
   const before = (yield* transport.sent).length
   yield* delivery.runOnce
   const sent = (yield* transport.sent).slice(before)
-  const out: Array<{ readonly to: string; readonly kind: string; readonly report: Report.Report }> = []
+  const out: Array<{
+    readonly to: string
+    readonly kind: string
+    readonly report: Report.Report
+    readonly raw: Uint8Array
+  }> = []
   for (const m of sent) {
     const report =
       m.kind === "mailto" ? yield* ReportMessage.parse(m.payload) : yield* ReportMessage.parseJsonOrGzip(m.payload)
-    out.push({ to: m.destination, kind: m.kind, report })
+    out.push({ to: m.destination, kind: m.kind, report, raw: m.payload })
   }
   return out
 })

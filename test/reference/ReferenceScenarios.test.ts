@@ -134,6 +134,13 @@ describe("mox reference test (spec §14) on TestClock", () => {
           const sent = yield* deliverAndParse
           assert.deepStrictEqual(toJson(byRecipient(sent)), toJson(sc.expect))
           assert.isTrue(sent.every((s) => s.kind === "mailto"))
+          // DECISIONS.md §2 (mox's Q5): the To header lists only the addresses the message is sent to.
+          const active = (sc.suppress ?? []).filter((x) => Duration.toMillis(x.untilOffset) > 0).map((x) => x.address)
+          for (const s of sent) {
+            const header = /^To:(.*(?:\r\n[ \t].*)*)/im.exec(Buffer.from(s.raw).toString("latin1"))?.[1] ?? ""
+            assert.include(header, s.to)
+            for (const a of active) assert.notInclude(header, a)
+          }
 
           // Runs 2 and 3: the next midnights plus jitter; nothing more is sent.
           for (const expectedDay of ["2024-01-10", "2024-01-11"]) {
