@@ -11,6 +11,7 @@ import * as NodePath from "node:path"
 import { FileSystem } from "@effect/platform"
 import { Domain, EmailAddress } from "@tlsrpt/core"
 import { type DkimKey, loadDkimKeys, makeSubmitter, type Submitter } from "@tlsrpt/mail"
+import type { ReporterConfig } from "@tlsrpt/reporter"
 import { Data, Duration, Effect, Either, Option, ParseResult, Redacted, Schema } from "effect"
 
 export class ConfigError extends Data.TaggedError("ConfigError")<{
@@ -195,15 +196,10 @@ export interface WorkerConfig {
   readonly dkim: ReadonlyArray<DkimKeyConfig>
   /** The keys read and checked at start-up (`load`); empty before. */
   readonly dkimKeys: ReadonlyArray<DkimKey>
-  readonly reports: {
+  /** The reporter's own settings, plus whether reporting and collection run at all. */
+  readonly reports: Omit<ReporterConfig, "temporaryRetries"> & {
     readonly enabled: boolean
     readonly collect: boolean
-    readonly forAllSuccess: boolean
-    readonly https: boolean
-    readonly window: Duration.Duration
-    readonly maxGap: Duration.Duration
-    readonly jitterMin: Duration.Duration
-    readonly jitterMax: Duration.Duration
   }
   readonly dns: {
     /** Empty: the system's resolvers (/etc/resolv.conf). */

@@ -53,15 +53,10 @@ export const reportMail = (config: WorkerConfig) => {
  * The reporter's settings from `reports.*`. `send` (the CLI) does not wait for in-round retries of
  * temporary DNS errors: those keys stay stored for the next round (the issue's `send` rule).
  */
-export const reporterConfig = (config: WorkerConfig, options: { readonly retries: boolean }): ReporterConfig => ({
-  forAllSuccess: config.reports.forAllSuccess,
-  https: config.reports.https,
-  window: config.reports.window,
-  maxGap: config.reports.maxGap,
-  jitterMin: config.reports.jitterMin,
-  jitterMax: config.reports.jitterMax,
-  temporaryRetries: options.retries ? defaultConfig.temporaryRetries : []
-})
+export const reporterConfig = (config: WorkerConfig, options: { readonly retries: boolean }): ReporterConfig => {
+  const { enabled: _enabled, collect: _collect, ...reporter } = config.reports
+  return { ...reporter, temporaryRetries: options.retries ? defaultConfig.temporaryRetries : [] }
+}
 
 /** `Reporter` on the given store, with lookup and mail built from the config. */
 export const reporter = <E, R>(
