@@ -1,10 +1,10 @@
 /**
- * mox's reference test (shared/spec/seed/send_test.go.txt, spec §14) on TestClock: the 6 scenarios,
+ * mox's reference test (docs/design.md#reference-scenarios) on TestClock: the 6 scenarios,
  * step-locked. For each: insert the rows, start the schedule (its first round runs at once for the
  * day that just ended), let the paced round finish, deliver and parse every message back; then the
  * next two daily rounds send nothing and no result row is left.
  *
- * mox ignores `https:` reporting URIs; we support them (DECISIONS.md §2), so these scenarios run with
+ * mox ignores `https:` reporting URIs; we support them (docs/design.md#https-reporting), so these scenarios run with
  * `https: false` to reproduce mox's expectations exactly. `https.test.ts` covers the https side.
  */
 import { assert, describe, it } from "@effect/vitest"
@@ -107,7 +107,7 @@ const scenarios: ReadonlyArray<Scenario> = [
   }
 ]
 
-describe("mox reference test (spec §14) on TestClock", () => {
+describe("mox reference test (docs/design.md#reference-scenarios) on TestClock", () => {
   for (const sc of scenarios) {
     it.effect(sc.name, () =>
       Effect.gen(function* () {
@@ -134,7 +134,7 @@ describe("mox reference test (spec §14) on TestClock", () => {
           const sent = yield* deliverAndParse
           assert.deepStrictEqual(toJson(byRecipient(sent)), toJson(sc.expect))
           assert.isTrue(sent.every((s) => s.kind === "mailto"))
-          // DECISIONS.md §2 (mox's Q5): the To header lists only the addresses the message is sent to.
+          // docs/design.md#to-lists-only-the-recipients: the To header lists only the addresses the message is sent to.
           const active = (sc.suppress ?? []).filter((x) => Duration.toMillis(x.untilOffset) > 0).map((x) => x.address)
           for (const s of sent) {
             const header = /^To:(.*(?:\r\n[ \t].*)*)/im.exec(Buffer.from(s.raw).toString("latin1"))?.[1] ?? ""

@@ -66,7 +66,7 @@ describe("a simulated month", () => {
               if (m !== undefined) {
                 rows.push(resultRow({ policyDomain: m, recipientDomain: r, day, success: 10, failure: mf }))
                 if (mf > 0) mxFailed.add(m)
-                // the recipient domain's report includes its MX host's DANE results (spec §14.4)
+                // the recipient domain's report includes its MX host's DANE results (docs/design.md#reference-scenarios)
                 if (m !== undefined && i < 12 && (rf > 0 || mf > 0)) expected.add(`${day}.${r} tlsrpt@${r}`)
               } else if (i < 12 && rf > 0) expected.add(`${day}.${r} tlsrpt@${r}`)
               // the MX host's own key: present once any recipient domain used it

@@ -1,6 +1,6 @@
 /**
- * Our own simulations of the report round on TestClock, beyond mox's reference test: DECISIONS.md §2's
- * improvements (temporary DNS errors keep and retry, each report describes its own day, https), keys in
+ * Our own simulations of the report round on TestClock, beyond mox's reference test: the improvements of
+ * docs/design.md#where-we-differ-from-mox (temporary DNS errors keep and retry, each report describes its own day, https), keys in
  * both phases, leftovers from older days, and a round interrupted at a random point.
  */
 import { assert, describe, it } from "@effect/vitest"
@@ -32,7 +32,7 @@ const withEnv = <A, E, R>(
 const setDns = (dns: Ref.Ref<ReadonlyMap<string, TestAnswer>>, name: string, answer: TestAnswer) =>
   Ref.update(dns, (m) => new Map(m).set(name, answer))
 
-describe("temporary DNS errors (DECISIONS.md §2)", () => {
+describe("temporary DNS errors (docs/design.md#temporary-dns-errors-keep-results)", () => {
   it.effect("a SERVFAIL that recovers within the round: results kept, exactly one report", () =>
     withEnv({ "_smtp._tls.a.example.": { error: "servfail" } }, (dns) =>
       Effect.gen(function* () {
@@ -85,7 +85,7 @@ describe("temporary DNS errors (DECISIONS.md §2)", () => {
         assert.strictEqual(second.day, "2024-01-10")
         const sent = yield* deliverAndParse
         assert.strictEqual(sent.length, 1)
-        // Not mox's Q2: the leftover day keeps its own date range and report-id.
+        // Unlike mox (docs/design.md#each-report-describes-its-own-day), the leftover day keeps its own date range and report-id.
         assert.strictEqual(sent[0]!.report.reportId, "20240109.a.example@reports.example")
         assert.strictEqual(sent[0]!.report.dateRange.startDatetime.toISOString(), "2024-01-09T00:00:00.000Z")
         yield* nextRound(rounds)

@@ -91,7 +91,7 @@ export interface ApiDaySummary {
 export const summarize = (rows: ReadonlyArray<ApiResultRow>): ReadonlyArray<ApiDaySummary> => {
   const days = new Map<string, Map<string, { success: number; failure: number }>>()
   for (const r of rows) {
-    // Host rows repeat the sessions of their recipient domain (spec §7.3): count recipient-domain rows only.
+    // Host rows repeat the sessions of their recipient domain (docs/design.md#host-rows): count recipient-domain rows only.
     if (r.isHost) continue
     const day = days.get(r.day) ?? new Map()
     days.set(r.day, day)

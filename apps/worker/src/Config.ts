@@ -394,7 +394,7 @@ export const resolve = (
   let submitter: Submitter | undefined
   if (file.submitter !== undefined) {
     const s = file.submitter
-    // The mail package owns the rules (defaults postmaster@<domain>, DECISIONS.md §3.6 contact domain).
+    // The mail package owns the rules (defaults postmaster@<domain>, the contact domain: docs/design.md#submitter-identity).
     const made = makeSubmitter({
       domain: s.domain.ascii,
       organizationName: s.organizationName,
@@ -418,7 +418,7 @@ export const resolve = (
     collect: r.collect ?? true,
     forAllSuccess: r.forAllSuccess ?? false,
     https: r.https ?? true,
-    // Spec §8: spread over 4 h, at most 5 min apart; wake 240–360 s after 00:00 UTC.
+    // docs/design.md#pacing: spread over 4 h, at most 5 min apart; wake 240–360 s after 00:00 UTC.
     window: r.window ?? Duration.hours(4),
     maxGap: r.maxGap ?? Duration.minutes(5),
     jitterMin: r.jitterMin ?? Duration.seconds(240),

@@ -47,7 +47,7 @@ export const decodeLines = <A, I>(
     }
     if (typeof value !== "object" || value === null || Array.isArray(value)) return fail("expected a JSON object")
     if (options?.allowedKeys !== undefined) {
-      // Top-level typos are refused; inside the RFC 8460 objects decoding stays lenient (DECISIONS.md §3).
+      // Top-level typos are refused; inside the RFC 8460 objects decoding stays lenient (docs/design.md#lenient-decoding).
       const unknown = Object.keys(value).find((k) => !options.allowedKeys!.includes(k))
       if (unknown !== undefined) return fail(`${unknown}: unknown key`)
     }

@@ -1,12 +1,12 @@
 /**
  * The API an MTA calls for every SMTP/TLS session of an outgoing delivery. `record` checks the
- * outcome, turns it into rows (spec §7.1) and merges them into an in-memory aggregate; a background
+ * outcome, turns it into rows (docs/design.md#rows-of-an-outcome) and merges them into an in-memory aggregate; a background
  * fiber writes the aggregate to the `ResultStore` in ONE `addResults` batch (one transaction) every
  * `flushInterval`, or as soon as it holds `flushRows` distinct keys.
  *
  * Guarantees:
  * - Nothing is dropped silently. A failed flush keeps its batch and retries it (with backoff) before
- *   anything newer, so the store sees rows in the order they were recorded (spec §3.1 policy order).
+ *   anything newer, so the store sees rows in the order they were recorded (policy order, docs/design.md#policy-merge).
  * - Memory is bounded: besides the one batch being written, the buffer holds at most `maxPendingKeys`
  *   keys (and as many distinct failure details); when it is full, `record` waits until a flush has
  *   taken it (back-pressure).
@@ -16,7 +16,7 @@
  *   recording goes on into a fresh buffer meanwhile; under load a result can thus wait the interval plus
  *   the flush before it, and the next flush covers everything recorded during this one.
  * - Closing the layer's scope stops the fiber and flushes what is left (a clean stop loses nothing).
- * - `collect: false` (config `reports.collect`, or mox's NoOutgoingTLSReports, spec §7.7) records
+ * - `collect: false` (config `reports.collect`, or mox's NoOutgoingTLSReports, docs/design.md#collection-switches) records
  *   nothing; outcomes are still checked.
  */
 import { type NewResultRow, ResultStore, type StoreError } from "@tlsrpt/store"
@@ -45,7 +45,7 @@ export interface CollectorConfig {
   readonly flushRows?: number | undefined
   /** `record` waits while the buffer holds this many keys (or distinct failure details). Default 10 × flushRows. */
   readonly maxPendingKeys?: number | undefined
-  /** `false`: record nothing (config `reports.collect`; mox's NoOutgoingTLSReports, spec §7.7). Default true. */
+  /** `false`: record nothing (config `reports.collect`; mox's NoOutgoingTLSReports, docs/design.md#collection-switches). Default true. */
   readonly collect?: boolean | undefined
 }
 
@@ -54,7 +54,7 @@ export interface CollectorStats {
   readonly recorded: number
   /** Outcomes or row batches refused as invalid. */
   readonly refused: number
-  /** Accepted outcomes that stored nothing: IP-literal recipients (spec §7.1), or `collect: false`. */
+  /** Accepted outcomes that stored nothing: IP-literal recipients (docs/design.md#rows-of-an-outcome), or `collect: false`. */
   readonly skipped: number
   /** Rows merged into the buffer (from outcomes and `recordRows`). */
   readonly rows: number
@@ -251,7 +251,7 @@ const make = (config: CollectorConfig = {}): Effect.Effect<Service, never, Resul
       Effect.suspend(() => {
         const e = check(o)
         if (e !== undefined) return refuse(counters, e)
-        // Spec §7.1: deliveries to IP literals record nothing.
+        // docs/design.md#rows-of-an-outcome: deliveries to IP literals record nothing.
         if (typeof o.recipientDomain === "string") {
           accepted(counters)
           counters.skipped++

@@ -1,6 +1,6 @@
 /**
  * Refused input, and the checks shared by session outcomes and directly handed rows: known policy and
- * result types (RFC 8460 §4.3, DECISIONS.md §3.4), no CR or LF in any text (it ends up in report
+ * result types (RFC 8460 §4.3, docs/design.md#result-types), no CR or LF in any text (it ends up in report
  * JSON, mail headers and logs), counts that are non-negative integers. Nothing of a refused input
  * is stored.
  */

@@ -1,10 +1,10 @@
 /**
  * The collector's in-memory aggregate: result rows merged by key (policy domain, day, recipient
- * domain) with the store's own rules (spec §6.2, §3), so that adding the drained rows to the store
+ * domain) with the store's own rules (docs/design.md#row-merge, docs/design.md#merge-rules), so that adding the drained rows to the store
  * gives exactly what adding every row one by one would have given:
- * - policies of a key in first-seen order, equal policies (spec §3.1) summed;
+ * - policies of a key in first-seen order, equal policies (docs/design.md#policy-merge) summed;
  * - failure details of a policy in first-seen order, each added to the first equal-by-key detail
- *   (spec §3.2), except that a policy's first result is taken unchanged (spec §3.1);
+ *   (docs/design.md#counter-and-detail-add), except that a policy's first result is taken unchanged (docs/design.md#policy-merge);
  * - isHost: last writer wins; sendReport: sticky true.
  * Counts here are never negative (refused before), so the store's clamping at zero cannot differ.
  *
@@ -60,7 +60,7 @@ const sameList = (a: ReadonlyArray<string>, b: ReadonlyArray<string>): boolean =
   return true
 }
 
-/** Spec §3.1 policy equality. */
+/** docs/design.md#policy-merge policy equality. */
 const samePolicy = (
   p: PolicyEntry,
   policyType: string,
@@ -73,11 +73,11 @@ const samePolicy = (
   sameList(p.policyString, policyString) &&
   sameList(p.mxHost, mxHost)
 
-/** Spec §3.2 identity: every field but the count, absent = "". NUL cannot occur in the fields. */
+/** docs/design.md#counter-and-detail-add identity: every field but the count, absent = "". NUL cannot occur in the fields. */
 const detailKey = (d: PolicyResult.FailureDetails): string =>
   `${d.resultType}\u0000${d.sendingMtaIp ?? ""}\u0000${d.receivingMxHostname ?? ""}\u0000${d.receivingMxHelo ?? ""}\u0000${d.receivingIp ?? ""}\u0000${d.additionalInformation ?? ""}\u0000${d.failureReasonCode ?? ""}`
 
-/** Key → the FIRST entry with that key (spec §3.2 adds to the first equal detail). */
+/** Key → the FIRST entry with that key (docs/design.md#counter-and-detail-add adds to the first equal detail). */
 const indexOf = (details: ReadonlyArray<DetailEntry>): Map<string, DetailEntry> => {
   const index = new Map<string, DetailEntry>()
   for (const e of details) {
@@ -96,7 +96,7 @@ export class ResultBuffer {
   private byDay = new Map<string, Map<string, Slot>>()
   private lastDay = ""
   private lastByPolicy: Map<string, Slot> | undefined
-  /** First-seen order, which becomes the store's insertion order (row ids, spec §9.8). */
+  /** First-seen order, which becomes the store's insertion order (row ids, docs/design.md#ordering). */
   private order: Array<KeyEntry> = []
   private detailEntries = 0
 
@@ -232,7 +232,7 @@ export class ResultBuffer {
       if (entry.first === undefined) entry.first = p
       else if (entry.rest === undefined) entry.rest = [p]
       else entry.rest.push(p)
-      // Spec §3.1: a new policy is appended unchanged; its own details are not merged among themselves.
+      // docs/design.md#policy-merge: a new policy is appended unchanged; its own details are not merged among themselves.
       if (details.length > 0) {
         p.details = details.map((d) => new DetailEntry({ ...d }, d.failedSessionCount))
         this.detailEntries += details.length

@@ -1,6 +1,6 @@
 /**
  * What an MTA reports for ONE SMTP/TLS session of an outgoing delivery, and its conversion to result
- * rows (spec §7.1). The encoded form is the JSON-lines format of `tlsrpt record FILE`:
+ * rows (docs/design.md#rows-of-an-outcome). The encoded form is the JSON-lines format of `tlsrpt record FILE`:
  *
  * ```json
  * { "timestamp": "2024-01-09T10:00:00Z",          // RFC 3339, or epoch milliseconds
@@ -24,11 +24,11 @@
  * session carries at most one recipient-domain policy (`sts` or recipient `no-policy-found`) and at
  * most one host policy (`tlsa` or host `no-policy-found`), and at least one policy.
  *
- * Counting (one session is one TLS session, spec §7.1): `result: "success"` adds 1 to the policy's
+ * Counting (one session is one TLS session, docs/design.md#rows-of-an-outcome): `result: "success"` adds 1 to the policy's
  * successful-session count, `"failure"` adds 1 to its failure count. Each entry of `failureDetails`
  * becomes a failure detail whatever the result (a PKIX failure on an opportunistic session that
- * succeeded still reports, spec §7.5), with `failedSessionCount` 1 unless given (0 for mox's
- * `all-unusable-records` detail, spec Q10). Detail fields: `resultType` (IANA, RFC 8460 §4.3),
+ * succeeded still reports, docs/design.md#session-failure-details), with `failedSessionCount` 1 unless given (0 for mox's
+ * `all-unusable-records` detail, docs/design.md#host-rows). Detail fields: `resultType` (IANA, RFC 8460 §4.3),
  * optional `reasonCode`, `additionalInformation`, `failedSessionCount`; the session supplies
  * sending-mta-ip, receiving-ip, receiving-mx-hostname (MX host A-label) and receiving-mx-helo.
  *
@@ -74,7 +74,7 @@ const IpLiteralFromSelf = Schema.String.pipe(Schema.filter(isIpLiteral), Schema.
 const domainIssue = (ast: SchemaAST.AST, s: string, e: Domain.DomainError) => new ParseResult.Type(ast, s, e.message)
 
 /**
- * The recipient domain; an IP literal is accepted and produces no rows (spec §7.1: deliveries to
+ * The recipient domain; an IP literal is accepted and produces no rows (docs/design.md#rows-of-an-outcome: deliveries to
  * IP literals record nothing).
  */
 export const RecipientDomain: Schema.Schema<Domain.Domain | IpLiteral, string> = Schema.transformOrFail(
@@ -102,7 +102,7 @@ export const Timestamp: Schema.Schema<Date, string | number> = Schema.Union(
   Schema.DateFromNumber
 ).pipe(Schema.filter((d) => validTime(d.getTime()), { message: () => "timestamp must be a valid date, 1970 to 9999" }))
 
-/** Presentation form `<usage> <selector> <matching type> <hex>` (spec §2.4). */
+/** Presentation form `<usage> <selector> <matching type> <hex>` (docs/design.md#report-fields). */
 const TLSA_RECORD = /^\d{1,3} \d{1,3} \d{1,3} [0-9a-fA-F]*$/
 export const TlsaRecord = Schema.String.pipe(
   Schema.filter((s) => TLSA_RECORD.test(s), {
@@ -114,7 +114,7 @@ export const SessionResult = Schema.Literal("success", "failure")
 export type SessionResult = typeof SessionResult.Type
 
 export const FailureDetail = Schema.Struct({
-  /** IANA result type (RFC 8460 §4.3); nothing else is accepted (DECISIONS.md §3.4). */
+  /** IANA result type (RFC 8460 §4.3); nothing else is accepted (docs/design.md#result-types). */
   resultType: PolicyResult.ResultType,
   /** → `failure-reason-code` */
   reasonCode: Schema.optional(Text),
@@ -144,7 +144,7 @@ export type StsPolicy = typeof StsPolicy.Type
 /** DANE (RFC 7672); policy domain = the TLSA base domain (the MX host or its secure CNAME target). */
 export const TlsaPolicy = Schema.Struct({
   type: Schema.Literal("tlsa"),
-  /** Records in presentation form; sorted when stored so equal sets merge (spec §2.9). */
+  /** Records in presentation form; sorted when stored so equal sets merge (docs/design.md#result-constructors). */
   records: Schema.Array(TlsaRecord),
   baseDomain: Domain.FromString,
   ...outcomeFields
@@ -164,7 +164,7 @@ export type NoPolicyFound = typeof NoPolicyFound.Type
 export const SessionPolicy = Schema.Union(StsPolicy, TlsaPolicy, NoPolicyFound)
 export type SessionPolicy = typeof SessionPolicy.Type
 
-/** Host policies make host rows (isHost, policy domain = MX host / TLSA base domain), spec §1. */
+/** Host policies make host rows (isHost, policy domain = MX host / TLSA base domain), docs/design.md#policy-domains. */
 export const isHostPolicy = (p: SessionPolicy): boolean =>
   p.type === "tlsa" || (p.type === "no-policy-found" && p.scope === "mx-host")
 
@@ -194,11 +194,11 @@ export const SessionOutcome = Schema.Struct({
   sendingIp: Schema.optional(IpAddress),
   /** Remote address (→ `receiving-ip`). */
   receivingIp: Schema.optional(IpAddress),
-  /** The greeting line without `220` and separator (→ `receiving-mx-helo`, spec §7.5). */
+  /** The greeting line without `220` and separator (→ `receiving-mx-helo`, docs/design.md#session-failure-details). */
   mxGreeting: Schema.optional(Text),
-  /** The message is itself a TLS report: its results never trigger a report (spec §7.1). */
+  /** The message is itself a TLS report: its results never trigger a report (docs/design.md#send-report-flag). */
   isTlsReport: Schema.optional(Schema.Boolean),
-  /** The message is a DMARC report: its results trigger a report only with a failure (spec §7.1). */
+  /** The message is a DMARC report: its results trigger a report only with a failure (docs/design.md#send-report-flag). */
   isDmarcReport: Schema.optional(Schema.Boolean),
   policies: Schema.Array(SessionPolicy).pipe(Schema.filter(policiesIssue))
 })
@@ -341,14 +341,14 @@ const checkPolicy = (p: SessionPolicy, i: number): InvalidOutcome | undefined =>
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Conversion to result rows (spec §7.1)
+// Conversion to result rows (docs/design.md#rows-of-an-outcome)
 
 // Outcomes arrive in time order, so the day of the previous one nearly always matches.
 let cachedStart = 1
 let cachedEnd = 0
 let cachedDay = "" as Day.Day
 
-/** The UTC day of an instant (spec §7.1 DayUTC). */
+/** The UTC day of an instant (docs/design.md#rows-of-an-outcome DayUTC). */
 export const dayOf = (ts: Date): Day.Day => {
   const t = ts.getTime()
   if (t < cachedStart || t >= cachedEnd) {
@@ -361,7 +361,7 @@ export const dayOf = (ts: Date): Day.Day => {
 
 type MutableDetails = { -readonly [K in keyof PolicyResult.FailureDetails]: PolicyResult.FailureDetails[K] }
 
-/** Spec §7.5: details carry the session's addresses, the MX host (A-label) and its greeting. */
+/** docs/design.md#session-failure-details: details carry the session's addresses, the MX host (A-label) and its greeting. */
 const failureDetails = (
   o: SessionOutcome,
   details: ReadonlyArray<FailureDetail>
@@ -372,7 +372,7 @@ const failureDetails = (
     const fd: MutableDetails = { resultType: d.resultType, failedSessionCount: d.failedSessionCount ?? 1 }
     if (o.sendingIp) fd.sendingMtaIp = o.sendingIp
     fd.receivingMxHostname = o.mxHost.ascii
-    // mox omits an empty greeting (spec §2.6); empty reason and information are omitted too (DECISIONS.md §2).
+    // mox omits an empty greeting (docs/design.md#session-failure-details); empty reason and information are omitted too (docs/design.md#conservative-json).
     if (o.mxGreeting) fd.receivingMxHelo = o.mxGreeting
     if (o.receivingIp) fd.receivingIp = o.receivingIp
     if (d.additionalInformation) fd.additionalInformation = d.additionalInformation
@@ -458,8 +458,8 @@ const emit = (
 }
 
 /**
- * Spec §7.1: one row per host policy (isHost), then the recipient-domain row, except that a
- * recipient `no-policy-found` is dropped beside a `tlsa` host result for the same domain (Q3).
+ * docs/design.md#rows-of-an-outcome: one row per host policy (isHost), then the recipient-domain row, except that a
+ * recipient `no-policy-found` is dropped beside a `tlsa` host result for the same domain (docs/design.md#rows-of-an-outcome).
  * `sendReport = !isTlsReport && (!isDmarcReport || failure)`, failure = any policy's failure count > 0
  * (details alone do not count). Day = the UTC day of the timestamp. An IP-literal recipient gives none.
  * Returns the number of rows. The outcome must be valid (`check` / `decodeOutcome`).
@@ -497,7 +497,7 @@ export const forEachRow = (o: SessionOutcome, sink: (row: RowView) => void): num
   return rows
 }
 
-/** The rows of an outcome (spec §7.1, see `forEachRow`) as values. */
+/** The rows of an outcome (docs/design.md#rows-of-an-outcome, see `forEachRow`) as values. */
 export const toRows = (o: SessionOutcome): ReadonlyArray<NewResultRow> => {
   const rows: Array<NewResultRow> = []
   forEachRow(o, (v) =>

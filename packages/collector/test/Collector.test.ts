@@ -283,7 +283,7 @@ describe("Collector", () => {
     }).pipe(Effect.provide(Collector.layerNoop))
   )
 
-  it.scoped("skips IP-literal recipients (spec §7.1)", () =>
+  it.scoped("skips IP-literal recipients (docs/design.md#rows-of-an-outcome)", () =>
     Effect.gen(function* () {
       const fake = yield* makeFakeStore
       const collector = yield* start(fake, { flushInterval: "1 hour" })

@@ -168,7 +168,7 @@ describe("Collector on a SQLite file", () => {
   )
 })
 
-describe("merge on add (spec §6.2) through the collector", () => {
+describe("merge on add (docs/design.md#row-merge) through the collector", () => {
   const rowOf = (rows: ReadonlyArray<ResultRow>, policyDomain: string, recipientDomain = policyDomain) =>
     rows.find((r) => r.policyDomain === policyDomain && r.recipientDomain === recipientDomain)
 
@@ -228,7 +228,7 @@ describe("merge on add (spec §6.2) through the collector", () => {
   it.scopedLive("isHost: the last writer wins; a domain's own host and recipient results share its row", () =>
     Effect.gen(function* () {
       const filename = yield* tempDb
-      // A domain without MX: the MX host is the domain itself (spec §6.2).
+      // A domain without MX: the MX host is the domain itself (docs/design.md#row-merge).
       const direct = (policies: ReadonlyArray<SessionOutcome.SessionPolicy>) =>
         outcome("example.com", { mxHost: d("example.com"), policies })
       const rows1 = yield* withCollector(filename, { flushInterval: "1 hour" }, (collector) =>

@@ -1,5 +1,5 @@
 /**
- * An in-memory `ResultStore` for the collector's unit tests: `addResults` merges like spec §6.2
+ * An in-memory `ResultStore` for the collector's unit tests: `addResults` merges like docs/design.md#row-merge
  * (core's `PolicyResult.merge`), can be held closed (a blocked store) or made to fail, and reports
  * every committed batch on a queue. Only `addResults` and `listResults` are implemented.
  */

@@ -12,7 +12,7 @@ interface Stored {
   results: ReadonlyArray<PolicyResult.PolicyResult>
 }
 
-/** Spec §6.2, row by row: the reference the buffer must match. */
+/** docs/design.md#row-merge, row by row: the reference the buffer must match. */
 const addAll = (state: Map<string, Stored>, rows: ReadonlyArray<NewResultRow>): Map<string, Stored> => {
   for (const row of rows) {
     const key = `${row.policyDomain.ascii}|${row.day}|${row.recipientDomain.ascii}`
@@ -39,7 +39,7 @@ const through = (rows: ReadonlyArray<NewResultRow>): Array<NewResultRow> => {
 
 describe("ResultBuffer", () => {
   it.prop(
-    "adding drained batches to the store equals adding every row (spec §6.2, §3)",
+    "adding drained batches to the store equals adding every row (docs/design.md#row-merge, docs/design.md#merge-rules)",
     { outcomes: fc.array(collidingJsonOutcome, { maxLength: 60 }), cut: fc.nat() },
     ({ outcomes, cut }) => {
       const rows = rowsOf(outcomes)

@@ -19,7 +19,7 @@ const refusal = (input: unknown): { field: string; reason: string } => {
 }
 
 describe("SessionOutcome JSON", () => {
-  it("decodes the documented shape and converts it to rows (spec §7.1)", () => {
+  it("decodes the documented shape and converts it to rows (docs/design.md#rows-of-an-outcome)", () => {
     const o = decoded({
       timestamp: "2024-01-09T23:59:59Z",
       recipientDomain: "Example.COM",
@@ -64,7 +64,7 @@ describe("SessionOutcome JSON", () => {
             {
               policy: {
                 policyType: "tlsa",
-                // sorted (spec §2.9)
+                // sorted (docs/design.md#result-constructors)
                 policyString: ["2 1 1 aa", "3 1 1 ff"],
                 policyDomain: "mx1.example.com",
                 mxHost: []
@@ -199,7 +199,7 @@ describe("SessionOutcome.check (typed input)", () => {
   })
 })
 
-describe("toRows (spec §7.1)", () => {
+describe("toRows (docs/design.md#rows-of-an-outcome)", () => {
   const tlsa = (baseDomain: string, result: "success" | "failure" = "success"): SessionOutcome.SessionPolicy => ({
     type: "tlsa",
     records: ["3 1 1 abcd"],
@@ -223,7 +223,7 @@ describe("toRows (spec §7.1)", () => {
     )
   })
 
-  it("drops a recipient no-policy-found beside a tlsa result for the same domain (Q3)", () => {
+  it("drops a recipient no-policy-found beside a tlsa result for the same domain (docs/design.md#rows-of-an-outcome)", () => {
     // A domain without MX: the host is the domain itself.
     const direct = outcome("example.com", { mxHost: d("example.com"), policies: [npfRecipient, tlsa("example.com")] })
     assert.deepStrictEqual(
@@ -259,7 +259,7 @@ describe("toRows (spec §7.1)", () => {
     assert.isFalse(send({ isTlsReport: true }, true), "a TLS report, even with a failure")
     assert.isFalse(send({ isDmarcReport: true }, false), "a DMARC report without failure")
     assert.isTrue(send({ isDmarcReport: true }, true), "a DMARC report with a failure")
-    // Failure details alone are not a failure for this rule (spec §7.1).
+    // Failure details alone are not a failure for this rule (docs/design.md#send-report-flag).
     const detailsOnly = outcome("example.com", {
       isDmarcReport: true,
       policies: [
@@ -274,7 +274,7 @@ describe("toRows (spec §7.1)", () => {
     assert.isFalse(toRows(detailsOnly)[0]!.sendReport)
   })
 
-  it("builds failure details from the session (spec §7.5) and keeps explicit counts", () => {
+  it("builds failure details from the session (docs/design.md#session-failure-details) and keeps explicit counts", () => {
     const o = outcome("example.com", {
       sendingIp: undefined,
       mxGreeting: "",

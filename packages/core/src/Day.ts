@@ -38,7 +38,7 @@ export const endMillis = (day: Day): number => startMillis(day) + DAY_MS
 
 export const addDays = (day: Day, n: number): Day => fromMillis(startMillis(day) + n * DAY_MS)
 
-/** `YYYYMMDD`, as used in report-ids (spec §9.6). */
+/** `YYYYMMDD`, as used in report-ids (docs/design.md#report-header). */
 export const compact = (day: Day): string => day.replaceAll("-", "")
 
 export const DAY_MILLIS = DAY_MS

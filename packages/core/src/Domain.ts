@@ -2,7 +2,7 @@
  * A DNS domain name in both its A-label (`xn--…`, ASCII) and U-label (Unicode) forms.
  *
  * One parser builds it; everything that writes a domain into a report, header, subject, filename
- * or database key uses `ascii` (DECISIONS.md §1: one normal form, A-labels on the wire).
+ * or database key uses `ascii` (docs/design.md#domain-normal-form: one normal form, A-labels on the wire).
  */
 import { domainToASCII, domainToUnicode } from "node:url"
 import { type Brand, Data, Either, ParseResult, Schema } from "effect"
@@ -84,7 +84,7 @@ export const unsafeMake = (input: string): Domain => Either.getOrThrowWith(parse
 
 export const equals = (a: Domain, b: Domain): boolean => a.ascii === b.ascii
 
-/** mox's "log string": plain ASCII, or `unicode/ascii` for IDNA names (spec §9.9). */
+/** mox's "log string": plain ASCII, or `unicode/ascii` for IDNA names (docs/design.md#message-composition). */
 export const toLogString = (d: Domain): string => (d.unicode === d.ascii ? d.ascii : `${d.unicode}/${d.ascii}`)
 
 export const DomainFromSelf: Schema.Schema<Domain> = Schema.declare(

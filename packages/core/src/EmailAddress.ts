@@ -1,7 +1,7 @@
 /**
  * A mailbox address `local@domain` with the domain parsed as a `Domain`. The normal form (used
  * for suppression matching and outbox destinations) is lower case with the A-label domain
- * (DECISIONS.md §2, fixing mox's Q6).
+ * (docs/design.md#normalised-suppression-addresses).
  */
 import { Data, Either } from "effect"
 import * as Domain from "./Domain.js"

@@ -1,7 +1,7 @@
 /**
  * One element of a report's `policies` (RFC 8460 §4.4): the policy applied, the session summary
  * and the failure details. The wire schemas decode leniently and encode conservatively
- * (DECISIONS.md §3); merge and add follow spec §3 exactly.
+ * (docs/design.md#lenient-decoding, docs/design.md#conservative-json); merge and add follow docs/design.md#merge-rules exactly.
  */
 import { Schema } from "effect"
 
@@ -9,7 +9,7 @@ import { Schema } from "effect"
 export const PolicyType = Schema.Literal("tlsa", "sts", "no-policy-found")
 export type PolicyType = typeof PolicyType.Type
 
-/** The IANA "STARTTLS Validation Result Types" (RFC 8460 §4.3); never invent one (DECISIONS.md §3.4). */
+/** The IANA "STARTTLS Validation Result Types" (RFC 8460 §4.3); never invent one (docs/design.md#result-types). */
 export const ResultType = Schema.Literal(
   "starttls-not-supported",
   "certificate-host-mismatch",
@@ -86,14 +86,14 @@ const listEquals = (a: ReadonlyArray<string>, b: ReadonlyArray<string>): boolean
   return true
 }
 
-/** Spec §3.1: same type, domain, strings and mx-hosts, element-wise and in order; empty = absent. */
+/** docs/design.md#policy-merge: same type, domain, strings and mx-hosts, element-wise and in order; empty = absent. */
 export const policyEquals = (a: Policy, b: Policy): boolean =>
   a.policyType === b.policyType &&
   a.policyDomain === b.policyDomain &&
   listEquals(a.policyString, b.policyString) &&
   listEquals(a.mxHost, b.mxHost)
 
-/** Spec §3.2: failure details are the same entry when all fields but the count are equal ("" = absent). */
+/** docs/design.md#counter-and-detail-add: failure details are the same entry when all fields but the count are equal ("" = absent). */
 export const detailsKeyEquals = (a: FailureDetails, b: FailureDetails): boolean =>
   a.resultType === b.resultType &&
   (a.sendingMtaIp ?? "") === (b.sendingMtaIp ?? "") &&
@@ -104,7 +104,7 @@ export const detailsKeyEquals = (a: FailureDetails, b: FailureDetails): boolean 
   (a.failureReasonCode ?? "") === (b.failureReasonCode ?? "")
 
 /**
- * Spec §3.2 `Result.Add`: counters added and clamped at zero (negative inputs undo a success, §7.5);
+ * docs/design.md#counter-and-detail-add `Result.Add`: counters added and clamped at zero (negative inputs undo a success, docs/design.md#session-failure-details);
  * each detail added to its equal-by-key entry, else appended.
  */
 export const add = (
@@ -130,7 +130,7 @@ export const add = (
 }
 
 /**
- * Spec §3.1 `Report.Merge`: each incoming result is added to the first equal policy, else appended
+ * docs/design.md#policy-merge `Report.Merge`: each incoming result is added to the first equal policy, else appended
  * unchanged. Policies keep the order in which they were first seen.
  */
 export const merge = (
@@ -152,11 +152,11 @@ export const merge = (
   return out
 }
 
-/** Spec §9.5: a failure is a failure count above zero or any failure detail (even with zero counters). */
+/** docs/design.md#failure-rule: a failure is a failure count above zero or any failure detail (even with zero counters). */
 export const hasFailure = (policies: ReadonlyArray<PolicyResult>): boolean =>
   policies.some((p) => p.summary.totalFailureSessionCount > 0 || p.failureDetails.length > 0)
 
-/** Spec §2.9 `MakeResult`: a result with empty lists and zero counters. */
+/** docs/design.md#result-constructors `MakeResult`: a result with empty lists and zero counters. */
 export const make = (
   policyType: PolicyType,
   policyDomain: string,

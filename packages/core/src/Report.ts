@@ -1,13 +1,13 @@
 /**
  * The RFC 8460 §4 report. `Report` is the wire format as a Schema: decoding is lenient (mx-host
  * string or array, date-times without a zone, nulls, unknown keys), encoding is conservative
- * (DECISIONS.md §3: arrays always, optional fields omitted, RFC 3339 with `Z`, keys in RFC order).
+ * (docs/design.md#conservative-json: arrays always, optional fields omitted, RFC 3339 with `Z`, keys in RFC order).
  */
 import { Data, Either, ParseResult, Schema } from "effect"
 import * as Day from "./Day.js"
 import { PolicyResult } from "./PolicyResult.js"
 
-// RFC 3339 date-time; the zone may be missing (Microsoft's reports, spec §2.2) and then means UTC.
+// RFC 3339 date-time; the zone may be missing (Microsoft's reports, docs/design.md#lenient-decoding) and then means UTC.
 const RFC3339 = /^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-](\d{2}):(\d{2}))?$/
 
 const parseDateTime = (s: string): Date | undefined => {

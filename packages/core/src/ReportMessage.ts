@@ -1,8 +1,8 @@
 /**
- * Finds and decodes the TLS report in a raw RFC 5322 message (spec §5), and in bare `.json` /
+ * Finds and decodes the TLS report in a raw RFC 5322 message (docs/design.md#report-parsing), and in bare `.json` /
  * `.json.gz` files (the CLI's `parse` command).
  *
- * The MIME tree comes from `@zone-eu/mailsplit` (mailparser's splitter): spec §5 decides by the
+ * The MIME tree comes from `@zone-eu/mailsplit` (mailparser's splitter): docs/design.md#report-parsing decides by the
  * parent multipart and its `report-type` parameter, which postal-mime's flattened attachment list
  * does not tell. Embedded `message/rfc822` parts stay leaves, as in mox.
  */
@@ -14,9 +14,9 @@ import { Data, Effect, Either } from "effect"
 import libmime from "libmime"
 import * as Report from "./Report.js"
 
-/** Spec §5: the message is read with a 15 MiB limit. */
+/** docs/design.md#report-parsing: the message is read with a 15 MiB limit. */
 export const MAX_MESSAGE_BYTES = 15 * 1024 * 1024
-/** Spec §2.7, §5: at most 20 MiB of (decompressed) JSON. */
+/** docs/design.md#conservative-json, docs/design.md#report-parsing: at most 20 MiB of (decompressed) JSON. */
 export const MAX_JSON_BYTES = 20 * 1024 * 1024
 
 export type ReportMessageErrorReason =
@@ -58,7 +58,7 @@ const reportTypeOf = (node: MimeNode): string | undefined => {
 }
 
 /**
- * Spec §5 `parseMessageReport`: a leaf counts when it is the whole message or a direct child of a
+ * docs/design.md#report-parsing `parseMessageReport`: a leaf counts when it is the whole message or a direct child of a
  * `multipart/report`; a `multipart/report` whose report-type is not `tlsrpt` is a hard error. mox
  * recurses depth-first and stops at the first report or hard error: the splitter emits nodes in that
  * same pre-order, so the first decisive node wins. Only that node's body is kept.
@@ -78,7 +78,7 @@ const findReportPart = (raw: Buffer): Effect.Effect<Found | undefined, ReportMes
         if (found !== undefined) return
         const node = chunk
         if (node.multipart !== false) {
-          // Lower-cased like the media type: `TLSRPT` means tlsrpt (DECISIONS.md §3: lenient on input).
+          // Lower-cased like the media type: `TLSRPT` means tlsrpt (docs/design.md#lenient-decoding: lenient on input).
           const reportType = reportTypeOf(node)
           if (node.multipart === "report" && reportType?.trim().toLowerCase() !== "tlsrpt") {
             found = { _tag: "WrongReportType", reportType }
@@ -159,7 +159,7 @@ const skipPreamble = (bytes: Uint8Array): number => {
 }
 
 /**
- * The end of the first JSON object or array in `text` (from `start`), or -1. Spec §2.7 and §5:
+ * The end of the first JSON object or array in `text` (from `start`), or -1. docs/design.md#conservative-json, docs/design.md#report-parsing:
  * like Go's `json.Decoder`, data after the first value is ignored.
  */
 const endOfFirstValue = (text: string, start: number): number => {
@@ -212,7 +212,7 @@ const decodeJson = (bytes: Uint8Array): Effect.Effect<Report.Report, ReportMessa
   })
 }
 
-/** A `+gzip` body, or plain JSON in it, which receivers accept too (peers.md §5, DECISIONS.md §3). */
+/** A `+gzip` body, or plain JSON in it, which receivers accept too (docs/design.md#conservative-json). */
 const decodeGzipBody = (bytes: Uint8Array): Effect.Effect<Report.Report, ReportMessageError> => {
   if (isGzip(bytes)) return Effect.flatMap(gunzip(bytes), decodeJson)
   const first = bytes[skipPreamble(bytes)]
@@ -224,7 +224,7 @@ const toBuffer = (input: Uint8Array | string): Buffer =>
   typeof input === "string" ? Buffer.from(input, "utf8") : Buffer.from(input.buffer, input.byteOffset, input.byteLength)
 
 /**
- * Spec §5 `ParseMessage`: the report in a raw message, as a whole-message `application/tlsrpt+json`
+ * docs/design.md#report-parsing `ParseMessage`: the report in a raw message, as a whole-message `application/tlsrpt+json`
  * or `+gzip` body or as a direct child of `multipart/report; report-type=tlsrpt`. Decoding is the
  * lenient `Report` schema.
  */

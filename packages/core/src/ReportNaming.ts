@@ -1,5 +1,5 @@
 /**
- * Names and header values of one report (spec §9.6, §9.9; DECISIONS.md §2: every report describes
+ * Names and header values of one report (docs/design.md#report-header, docs/design.md#message-composition, docs/design.md#each-report-describes-its-own-day: every report describes
  * the day of its own rows). All domains are written in A-label form.
  */
 import * as Day from "./Day.js"
@@ -7,7 +7,7 @@ import type { Domain } from "./Domain.js"
 import type { DateRange } from "./Report.js"
 
 /**
- * `<YYYYMMDD>.<policy domain>@<submitter>` (spec §9.6). `mxHost` marks the MX-host report of a domain
+ * `<YYYYMMDD>.<policy domain>@<submitter>` (docs/design.md#report-header). `mxHost` marks the MX-host report of a domain
  * that is also a recipient domain the same day: both reports would otherwise share one report-id,
  * which RFC 8460 §4.4 requires to be unique (mox reuses it).
  */
@@ -38,7 +38,7 @@ export const headers = (policyDomain: Domain, submitter: Domain): Readonly<Recor
   "TLS-Report-Submitter": submitter.ascii
 })
 
-/** The text part's `Period:` line bounds, `YYYY-MM-DD HH:MM:SS` (spec §9.9: end is midnight itself). */
+/** The text part's `Period:` line bounds, `YYYY-MM-DD HH:MM:SS` (docs/design.md#message-composition: end is midnight itself). */
 export const period = (day: Day.Day): { readonly begin: string; readonly end: string } => {
   const fmt = (ms: number) => new Date(ms).toISOString().slice(0, 19).replace("T", " ")
   return { begin: fmt(Day.startMillis(day)), end: fmt(Day.endMillis(day)) }

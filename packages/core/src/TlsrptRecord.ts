@@ -1,6 +1,6 @@
 /**
  * The TLSRPT DNS TXT record served at `_smtp._tls.<domain>` (RFC 8460 §3): a pure parser with
- * mox's exact acceptance rules (spec §4.2), the printer (spec §4.1) and the reporting destinations
+ * mox's exact acceptance rules (docs/design.md#record-syntax), the printer (docs/design.md#record-model) and the reporting destinations
  * derived from its `rua=` URIs.
  */
 import { Data, Either } from "effect"
@@ -13,7 +13,7 @@ export interface Extension {
 
 export interface TlsrptRecord {
   readonly version: "TLSRPTv1"
-  /** One inner list per `rua=` field, in record order; URIs as written in DNS (spec §4.1). */
+  /** One inner list per `rua=` field, in record order; URIs as written in DNS (docs/design.md#record-model). */
   readonly ruas: ReadonlyArray<ReadonlyArray<string>>
   /** Unknown `key=value` fields in record order. */
   readonly extensions: ReadonlyArray<Extension>
@@ -73,7 +73,7 @@ class Parser {
     while (this.o < this.s.length && isWsp(this.s[this.o]!)) this.o++
   }
 
-  // Spec §4.2 rule 2: optional WSP, `;`, optional WSP; consumes nothing when absent.
+  // docs/design.md#record-syntax: optional WSP, `;`, optional WSP; consumes nothing when absent.
   delim(): boolean {
     let o = this.o
     const e = this.s.length
@@ -95,7 +95,7 @@ class Parser {
     return this.s.slice(start, start + i)
   }
 
-  // Spec §4.2: letters and digits anywhere, `_` after the first position, `-` and `.` anywhere
+  // docs/design.md#record-syntax: letters and digits anywhere, `_` after the first position, `-` and `.` anywhere
   // (mox's operator-precedence quirk); reading stops at 32 characters.
   key(): string {
     return this.takeWhile1("key", (c, i) => i < 32 && (isAlnum(c) || (i > 0 && c === "_") || c === "-" || c === "."))
@@ -114,7 +114,7 @@ class Parser {
     return v
   }
 
-  // Spec §4.2: URI *(*WSP "," *WSP URI) *WSP.
+  // docs/design.md#record-syntax: URI *(*WSP "," *WSP URI) *WSP.
   ruas(): ReadonlyArray<string> {
     const list = [this.uri()]
     this.wsp()
@@ -134,7 +134,7 @@ const isAlnum = (c: string): boolean => isAlpha(c) || isDigit(c)
 
 /**
  * Parses one TXT record (its character-strings already joined). `NotTlsrpt` when the text does not
- * start with `v=TLSRPTv1` and a `;` delimiter (spec §4.2 rules 1–2), `RecordSyntaxError` for any
+ * start with `v=TLSRPTv1` and a `;` delimiter (docs/design.md#record-syntax), `RecordSyntaxError` for any
  * later problem. Never throws.
  */
 export const parse = (txt: string): Either.Either<TlsrptRecord, NotTlsrpt | RecordSyntaxError> => {
@@ -165,11 +165,11 @@ export const parse = (txt: string): Either.Either<TlsrptRecord, NotTlsrpt | Reco
   return Either.right({ version: "TLSRPTv1", ruas, extensions })
 }
 
-/** A RUA as printed in a record: `,` `!` `;` percent-encoded (spec §4.1). */
+/** A RUA as printed in a record: `,` `!` `;` percent-encoded (docs/design.md#record-model). */
 export const escapeRua = (rua: string): string =>
   rua.replaceAll(",", "%2C").replaceAll("!", "%21").replaceAll(";", "%3B")
 
-/** The record as TXT text: `v=TLSRPTv1; rua=a,b; key=value` (spec §4.1). */
+/** The record as TXT text: `v=TLSRPTv1; rua=a,b; key=value` (docs/design.md#record-model). */
 const print = (record: TlsrptRecord): string => {
   let s = `v=${record.version}`
   for (const list of record.ruas) s += `; rua=${list.map(escapeRua).join(",")}`
@@ -181,7 +181,7 @@ export { print as toString }
 
 // ---------------------------------------------------------------------------------------------
 // URI validity as mox decides it: Go's `net/url.Parse` must succeed and yield a non-empty scheme
-// (spec §4.2). Only the checks that can reject input are reproduced; the result is the reason, or
+// (docs/design.md#record-syntax). Only the checks that can reject input are reproduced; the result is the reason, or
 // `undefined` for a valid URI.
 
 const isHex = (c: string | undefined): boolean =>

@@ -97,7 +97,7 @@ describe("Domain.parse", () => {
     assert.strictEqual(ok("ｍｏｘ。example").ascii, "mox.example")
   })
 
-  it("log strings (spec §9.9)", () => {
+  it("log strings (docs/design.md#message-composition)", () => {
     assert.strictEqual(Domain.toLogString(ok("mox.example")), "mox.example")
     assert.strictEqual(Domain.toLogString(ok("☺.example")), "☺.example/xn--74h.example")
   })

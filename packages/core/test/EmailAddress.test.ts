@@ -31,7 +31,7 @@ const addressish = fc
   .map((a) => a.join(""))
 
 describe("EmailAddress", () => {
-  it("normalises: lower case, A-label domain (DECISIONS.md §2)", () => {
+  it("normalises: lower case, A-label domain (docs/design.md#normalised-suppression-addresses)", () => {
     const a = ok("Tls-Reports@☺.Example")
     assert.strictEqual(a.normalized, "tls-reports@xn--74h.example")
     assert.strictEqual(a.localPart, "Tls-Reports")

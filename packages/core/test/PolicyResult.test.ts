@@ -20,7 +20,7 @@ const sts = (options?: Parameters<typeof PolicyResult.make>[2]) =>
 
 const decode = Schema.decodeUnknownSync(PolicyResult.PolicyResult)
 
-describe("PolicyResult.merge: policy equality (spec §3.1)", () => {
+describe("PolicyResult.merge: policy equality (docs/design.md#policy-merge)", () => {
   it("equal policies merge, counters add up", () => {
     const out = PolicyResult.merge([sts({ success: 1, failure: 2 })], [sts({ success: 10, failure: 20 })])
     assert.strictEqual(out.length, 1)
@@ -85,8 +85,8 @@ describe("PolicyResult.merge: policy equality (spec §3.1)", () => {
   })
 })
 
-describe("PolicyResult.add (spec §3.2)", () => {
-  it("counters are clamped at zero; a negative success undoes one (spec §7.5)", () => {
+describe("PolicyResult.add (docs/design.md#counter-and-detail-add)", () => {
+  it("counters are clamped at zero; a negative success undoes one (docs/design.md#session-failure-details)", () => {
     const r = sts({ success: 1, failure: 0 })
     assert.deepStrictEqual(PolicyResult.add(r, -1, 1).summary, {
       totalSuccessfulSessionCount: 0,
@@ -159,7 +159,7 @@ describe("PolicyResult.add (spec §3.2)", () => {
 })
 
 describe("PolicyResult helpers", () => {
-  it("make: spec §2.9 MakeResult", () => {
+  it("make: docs/design.md#result-constructors MakeResult", () => {
     assert.deepStrictEqual(PolicyResult.make("tlsa", "mx.example"), {
       policy: { policyType: "tlsa", policyString: [], policyDomain: "mx.example", mxHost: [] },
       summary: { totalSuccessfulSessionCount: 0, totalFailureSessionCount: 0 },
@@ -167,7 +167,7 @@ describe("PolicyResult helpers", () => {
     })
   })
 
-  it("hasFailure: a failure count or any detail, even with zero counters (spec §9.5)", () => {
+  it("hasFailure: a failure count or any detail, even with zero counters (docs/design.md#failure-rule)", () => {
     assert.isFalse(PolicyResult.hasFailure([]))
     assert.isFalse(PolicyResult.hasFailure([sts({ success: 5 })]))
     assert.isTrue(PolicyResult.hasFailure([sts({ success: 5 }), sts({ failure: 1 })]))

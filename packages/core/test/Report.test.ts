@@ -52,7 +52,7 @@ describe("Report golden fixtures (seed report1..3)", () => {
   })
 })
 
-describe("Report lenient decoding (DECISIONS.md §3)", () => {
+describe("Report lenient decoding (docs/design.md#lenient-decoding)", () => {
   it("mx-host as a string (the RFC example, errata 6241)", () => {
     const r = decoded(minimal({}, { "mx-host": "*.mail.company-y.example" }))
     assert.deepStrictEqual(r.policies[0]!.policy.mxHost, ["*.mail.company-y.example"])
@@ -164,7 +164,7 @@ describe("Report lenient decoding (DECISIONS.md §3)", () => {
   })
 })
 
-describe("Report conservative encoding (DECISIONS.md §3, peers.md §5)", () => {
+describe("Report conservative encoding (docs/design.md#conservative-json)", () => {
   it("arrays always present, absent optional failure-detail fields omitted, Z times", () => {
     const r = decoded(
       minimal(

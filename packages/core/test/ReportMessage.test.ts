@@ -52,7 +52,7 @@ const zeroBomb = (size: number, prefix = ""): Promise<Buffer> =>
 /** A report JSON text padded with spaces to exactly `size` bytes. */
 const paddedJson = (size: number): string => report1Json + " ".repeat(size - Buffer.byteLength(report1Json))
 
-describe("ReportMessage.parse (spec §5)", () => {
+describe("ReportMessage.parse (docs/design.md#report-parsing)", () => {
   it.effect("multipart/report; report-type=tlsrpt with a gzip attachment", () =>
     Effect.gen(function* () {
       const mail = yield* Effect.promise(() => reportMail(report1Json))
@@ -122,14 +122,14 @@ describe("ReportMessage.parse (spec §5)", () => {
     })
   )
 
-  it.effect("plain JSON inside a +gzip part is accepted (peers.md §5)", () =>
+  it.effect("plain JSON inside a +gzip part is accepted (docs/design.md#conservative-json)", () =>
     Effect.gen(function* () {
       const mail = yield* Effect.promise(() => report([textPart, gzipPart(`\uFEFF\n  ${report1Json}`)]))
       assert.deepStrictEqual(yield* ReportMessage.parse(mail), report1)
     })
   )
 
-  it.effect("data after the first JSON value is ignored (spec §2.7)", () =>
+  it.effect("data after the first JSON value is ignored (docs/design.md#report-parsing)", () =>
     Effect.gen(function* () {
       const mail = yield* Effect.promise(() => report([gzipPart(gzip(`${report1Json}\n{"trailing": "x"} junk`))]))
       assert.deepStrictEqual(yield* ReportMessage.parse(mail), report1)

@@ -11,7 +11,7 @@ const smiley = Domain.unsafeMake("☺.example")
 const mailhost = Domain.unsafeMake("mailhost.☺.example")
 const submitter = Domain.unsafeMake("mox.example")
 
-describe("ReportNaming (spec §9.6, §9.9; the seed's ☺.example case)", () => {
+describe("ReportNaming (docs/design.md#report-header, docs/design.md#message-composition; the seed's ☺.example case)", () => {
   it("report-id", () => {
     assert.strictEqual(ReportNaming.reportId(day, smiley, submitter), "20240109.xn--74h.example@mox.example")
     assert.strictEqual(ReportNaming.reportId(day, mailhost, submitter), "20240109.mailhost.xn--74h.example@mox.example")

@@ -19,7 +19,7 @@ const syntaxError = (txt: string): TlsrptRecord.RecordSyntaxError => {
   return r.left
 }
 
-describe("TlsrptRecord.parse (spec §4.2 examples)", () => {
+describe("TlsrptRecord.parse (mox's examples, docs/design.md#record-syntax)", () => {
   it("one rua with a trailing semicolon", () => {
     assert.deepStrictEqual(ok("v=TLSRPTv1; rua=mailto:tlsrpt@mox.example;"), {
       version: "TLSRPTv1",
@@ -158,7 +158,7 @@ describe("TlsrptRecord.parse (key and URI quirks)", () => {
   })
 })
 
-describe("TlsrptRecord.toString (spec §4.1)", () => {
+describe("TlsrptRecord.toString (docs/design.md#record-model)", () => {
   it("prints rua lists and extensions in order", () => {
     const record: TlsrptRecord.TlsrptRecord = {
       version: "TLSRPTv1",

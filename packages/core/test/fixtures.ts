@@ -7,7 +7,7 @@ const seed = JSON.parse(readFileSync(new URL("../../testkit/fixtures/seed.json",
   readonly reports: Readonly<Record<"report1" | "report2" | "report3", unknown>>
 }
 
-/** The seed's expected reports (DECISIONS.md §3 form), as JSON values in their file's key order. */
+/** The seed's expected reports (in the form of docs/design.md#conservative-json), as JSON values in their file's key order. */
 export const seedReports = seed.reports
 
 export const seedReportJson = (name: "report1" | "report2" | "report3"): string => JSON.stringify(seed.reports[name])
@@ -68,7 +68,7 @@ export const textPart: Part = {
   body: "This is a TLS report about connection successes and failures while delivering to ☺.example.\n"
 }
 
-/** The usual report mail (spec §9.9): a text part, then the gzip attachment. */
+/** The usual report mail (docs/design.md#message-composition): a text part, then the gzip attachment. */
 export const reportMail = (json: string, reportType = "tlsrpt"): Promise<Buffer> =>
   multipart(`multipart/report; report-type="${reportType}"`, [
     textPart,

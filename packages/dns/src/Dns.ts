@@ -1,7 +1,7 @@
 /**
  * The DNS port: TXT lookups. The live layer runs on `node:dns` (c-ares); the test layers answer
  * from memory. Only the distinction the callers need is kept: "no records" (NXDOMAIN / NODATA,
- * a fact) versus "temporary" (anything else: retry later, DECISIONS.md §2).
+ * a fact) versus "temporary" (anything else: retry later, docs/design.md#temporary-dns-errors-keep-results).
  */
 import { Resolver } from "node:dns"
 import { Context, Data, Duration, Effect, Layer, Ref } from "effect"

@@ -1,6 +1,6 @@
 /**
- * Finds a policy domain's TLSRPT record at `_smtp._tls.<A-label>.` (RFC 8460 §3, spec §4.3), with
- * an optional TTL cache that never keeps temporary failures (DECISIONS.md §2: a DNS hiccup must not
+ * Finds a policy domain's TLSRPT record at `_smtp._tls.<A-label>.` (RFC 8460 §3, docs/design.md#record-lookup), with
+ * an optional TTL cache that never keeps temporary failures (docs/design.md#temporary-dns-errors-keep-results: a DNS hiccup must not
  * stick).
  */
 import { type Domain, TlsrptRecord } from "@tlsrpt/core"
@@ -59,7 +59,7 @@ export type TlsrptLookupError = NoTlsrptRecord | MultipleTlsrptRecords | TlsrptS
 
 export type LookupOutcome = "ok" | "no_record" | "multiple" | "syntax" | "temporary"
 
-/** Lookups by outcome (DECISIONS.md §2 metrics); cached answers count too. */
+/** Lookups by outcome (docs/design.md#metrics); cached answers count too. */
 export const lookupsTotal = Metric.counter("tlsrpt_lookups_total", {
   description: "TLSRPT record lookups by outcome",
   incremental: true
@@ -89,7 +89,7 @@ const outcomeOf = (exit: Either.Either<unknown, TlsrptLookupError>): LookupOutco
 export const recordName = (domain: Domain.Domain): string => `_smtp._tls.${domain.ascii}.`
 
 /**
- * Picks the TLSRPT record among the TXT answers (spec §4.3): other TXTs are ignored; a TLSRPT
+ * Picks the TLSRPT record among the TXT answers (docs/design.md#record-lookup): other TXTs are ignored; a TLSRPT
  * record with a syntax error wins over everything (whatever the answer order, unlike mox which
  * stops at the first of "second valid record" or "syntax error"); two or more valid records are
  * Multiple.

@@ -103,22 +103,24 @@ describe("TlsrptLookup.layer", () => {
     )
   )
 
-  it.effect("a TLSRPT record with a syntax error wins over a valid one, in either order (spec §4.3)", () =>
-    run(
-      { "_smtp._tls.a.example": [VALID, BAD], "_smtp._tls.b.example": [BAD, VALID, VALID2] },
-      Effect.gen(function* () {
-        for (const d of ["a.example", "b.example"]) {
-          const e = yield* Effect.flip(lookup(d))
-          assert.strictEqual(e._tag, "TlsrptSyntaxError", d)
-          if (e._tag === "TlsrptSyntaxError") {
-            assert.strictEqual(e.txt, BAD)
-            assert.strictEqual(e.reason, "leftover chars")
-            assert.strictEqual(e.position, BAD.indexOf("other"))
-            assert.strictEqual(e.domain, d)
+  it.effect(
+    "a TLSRPT record with a syntax error wins over a valid one, in either order (docs/design.md#record-lookup)",
+    () =>
+      run(
+        { "_smtp._tls.a.example": [VALID, BAD], "_smtp._tls.b.example": [BAD, VALID, VALID2] },
+        Effect.gen(function* () {
+          for (const d of ["a.example", "b.example"]) {
+            const e = yield* Effect.flip(lookup(d))
+            assert.strictEqual(e._tag, "TlsrptSyntaxError", d)
+            if (e._tag === "TlsrptSyntaxError") {
+              assert.strictEqual(e.txt, BAD)
+              assert.strictEqual(e.reason, "leftover chars")
+              assert.strictEqual(e.position, BAD.indexOf("other"))
+              assert.strictEqual(e.domain, d)
+            }
           }
-        }
-      })
-    )
+        })
+      )
   )
 
   it.effect("DNS changes between scenarios through the Ref are seen at once", () =>

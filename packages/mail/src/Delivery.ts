@@ -2,18 +2,18 @@
  * The outbox delivery fiber: takes due messages from the store's outbox, hands each to the
  * `Transport`, and records the outcome. At most 5 attempts, backoff from 7.5 minutes doubling, so
  * attempts happen at about 0, 7.5, 22.5, 52.5 and 112.5 minutes; a temporary failure on the 5th
- * attempt is final (spec §9.10, DECISIONS.md §1). A permanent failure (SMTP 5xx) is final at once.
+ * attempt is final (docs/design.md#delivery-attempts). A permanent failure (SMTP 5xx) is final at once.
  *
- * Because the reporter commits "rows sent" and "message queued" in one transaction (DECISIONS.md §2),
+ * Because the reporter commits "rows sent" and "message queued" in one transaction (docs/design.md#one-transaction-for-mark-and-outbox),
  * a crash before delivery leaves the message queued and the next pass delivers it.
  */
 import { type OutboxMessage, ResultStore, type StoreError } from "@tlsrpt/store"
 import { Clock, Context, Duration, Effect, Layer, Metric } from "effect"
 import { Transport, type TransportError } from "./Transport.js"
 
-/** spec §8 / §9.10: queue MaxAttempts for reports. */
+/** docs/design.md#delivery-attempts: queue MaxAttempts for reports. */
 export const MAX_ATTEMPTS = 5
-/** spec §9.10: the first retry waits 7.5 minutes; each further one twice as long. */
+/** docs/design.md#delivery-attempts: the first retry waits 7.5 minutes; each further one twice as long. */
 export const FIRST_BACKOFF = Duration.millis(450_000)
 
 /**

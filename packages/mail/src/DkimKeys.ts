@@ -1,7 +1,7 @@
 /**
  * DKIM signing keys for report mail (RFC 8460 §5.3: reports sent by mail MUST be DKIM-signed by the
  * submitter domain). RSA-SHA256 (RFC 6376) and Ed25519-SHA256 (RFC 8463) selectors; both may sign
- * (DECISIONS.md §2). Keys are checked when loaded so a bad key stops start-up, naming its file.
+ * (docs/design.md#two-dkim-algorithms). Keys are checked when loaded so a bad key stops start-up, naming its file.
  */
 import { createPrivateKey, createPublicKey, generateKeyPair, type KeyObject } from "node:crypto"
 import { readFile } from "node:fs/promises"

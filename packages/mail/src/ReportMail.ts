@@ -1,5 +1,5 @@
 /**
- * Composes one report mail and DKIM-signs it (RFC 8460 §5.3, spec §9.9, DECISIONS.md §1–§2):
+ * Composes one report mail and DKIM-signs it (RFC 8460 §5.3, docs/design.md#message-composition):
  * `multipart/report; report-type="tlsrpt"` with a human-readable text part and the
  * `application/tlsrpt+gzip` attachment, the `TLS-Report-Domain`/`TLS-Report-Submitter` headers
  * (both signed), `TLS-Required: No` (RFC 8689 §5: a report must get through broken TLS), signed
@@ -17,7 +17,7 @@ export interface ComposeInput {
   readonly report: Report.Report
   readonly policyDomain: Domain.Domain
   readonly day: Day.Day
-  /** Only the addresses this message goes to (DECISIONS.md §2, fixing mox's Q5). */
+  /** Only the addresses this message goes to (docs/design.md#to-lists-only-the-recipients). */
   readonly to: ReadonlyArray<EmailAddress.EmailAddress>
 }
 
@@ -125,7 +125,7 @@ const randomBytes = (n: number): Effect.Effect<Buffer> =>
   )
 
 /**
- * The human-readable part (RFC 8460 §5.3 allows one; spec §9.9 lists its labelled lines). Lines stay
+ * The human-readable part (RFC 8460 §5.3 allows one; docs/design.md#message-composition lists its labelled lines). Lines stay
  * under 76 characters, so an ASCII text goes out 7bit rather than quoted-printable.
  */
 const textPart = (submitter: Submitter, policyDomain: Domain.Domain, reportId: string, day: Day.Day): string => {
@@ -153,7 +153,7 @@ export interface ReportMailService {
 
 /**
  * Builds the service; fails when the submitter domain has no DKIM key (reporting refuses to start,
- * DECISIONS.md §1) or one of its keys is unusable.
+ * docs/design.md#explicit-submitter) or one of its keys is unusable.
  */
 export const makeReportMail = (
   config: ReportMailConfig

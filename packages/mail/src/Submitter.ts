@@ -1,17 +1,17 @@
 /**
  * Who sends the reports: the submitter domain (report-id, filename, `TLS-Report-Submitter`, DKIM
- * `d=`), the report's organization-name and contact-info, and the From address (spec §9.6, §9.9).
+ * `d=`), the report's organization-name and contact-info, and the From address (docs/design.md#report-header, docs/design.md#message-composition).
  */
 import { Domain, EmailAddress } from "@tlsrpt/core"
 import { Data, Either } from "effect"
 
 export interface Submitter {
   readonly domain: Domain.Domain
-  /** RFC 8460 §4.4 organization-name; never empty (DECISIONS.md §3.1). */
+  /** RFC 8460 §4.4 organization-name; never empty (docs/design.md#conservative-json). */
   readonly organizationName: string
-  /** RFC 8460 §4.4 contact-info: an email address or a URL; never empty (DECISIONS.md §3.1). */
+  /** RFC 8460 §4.4 contact-info: an email address or a URL; never empty (docs/design.md#conservative-json). */
   readonly contactInfo: string
-  /** Header From and SMTP MAIL FROM (spec §9.9). */
+  /** Header From and SMTP MAIL FROM (docs/design.md#message-composition). */
   readonly from: EmailAddress.EmailAddress
 }
 
@@ -46,7 +46,7 @@ const text = (field: "organizationName" | "contactInfo", value: string): Either.
 }
 
 /**
- * DECISIONS.md §3.6: `TLS-Report-Submitter` equals the domain of contact-info. contact-info may be a
+ * docs/design.md#submitter-identity: `TLS-Report-Submitter` equals the domain of contact-info. contact-info may be a
  * URL (RFC 8460 §4.4); when it is an email address (bare or `mailto:`), its domain must be ours.
  */
 const checkContact = (domain: Domain.Domain, contactInfo: string): Either.Either<string, SubmitterError> => {
@@ -71,7 +71,7 @@ const checkContact = (domain: Domain.Domain, contactInfo: string): Either.Either
 /**
  * The From domain must be the submitter domain or below it, so the DKIM signature (`d=` submitter)
  * aligns with From (RFC 7489 §3.1.1 relaxed alignment). The local part must be ASCII: reports never
- * need SMTPUTF8 (spec §9.9).
+ * need SMTPUTF8 (docs/design.md#message-composition).
  */
 const checkFrom = (domain: Domain.Domain, from: string): Either.Either<EmailAddress.EmailAddress, SubmitterError> => {
   const fail = (reason: string) => Either.left(new SubmitterError({ field: "from", value: from, reason }))
@@ -93,7 +93,7 @@ const checkFrom = (domain: Domain.Domain, from: string): Either.Either<EmailAddr
 
 /**
  * Validates the configured submitter. Defaults: organization-name = the domain's A-label,
- * contact-info and From = `postmaster@<domain>` (spec §9.6).
+ * contact-info and From = `postmaster@<domain>` (docs/design.md#report-header).
  */
 export const makeSubmitter = (input: SubmitterInput): Either.Either<Submitter, SubmitterError> =>
   Either.gen(function* () {

@@ -1,7 +1,7 @@
 /**
  * The last hop of a report: one outbox message to one destination. `mailto` messages go to the
  * configured mail transport (an SMTP relay, or a folder); `https` messages are POSTed as
- * `application/tlsrpt+gzip` (RFC 8460 §3, DECISIONS.md §2). Failures say whether a retry can help:
+ * `application/tlsrpt+gzip` (RFC 8460 §3, docs/design.md#https-reporting). Failures say whether a retry can help:
  * SMTP 5xx is permanent, 4xx / connection errors / timeouts are temporary; for https every non-2xx
  * status and every timeout is temporary ("retried like mail").
  */
@@ -279,7 +279,7 @@ export class Transport extends Context.Tag("@tlsrpt/mail/Transport")<
   /**
    * Mail through a relay with nodemailer's SMTP transport. STARTTLS is used when offered, with
    * certificate errors ignored and a plaintext fallback when the upgrade fails: a report must get
-   * through broken TLS (RFC 8460 §5, spec §9.10 RequireTLS = false). Envelope sender = the message's
+   * through broken TLS (RFC 8460 §5, docs/design.md#transports: TLS is not required). Envelope sender = the message's
    * From address, one recipient per message.
    */
   static readonly layerSmtp = (options: SmtpOptions): Layer.Layer<Transport, InvalidRelayUrl> =>

@@ -31,7 +31,7 @@ const enqueue = (...messages: ReadonlyArray<ReturnType<typeof newMessage>>) =>
 
 const pass = (delivered: number, retried: number, failed: number): DeliveryPass => ({ delivered, retried, failed })
 
-describe("nextAttemptAfter (spec §9.10)", () => {
+describe("nextAttemptAfter (docs/design.md#delivery-attempts)", () => {
   it("gives attempts at 0, 7.5, 22.5, 52.5 and 112.5 minutes, and none after the 5th", () => {
     let at = new Date(T0)
     const times = [0]

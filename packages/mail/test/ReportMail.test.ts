@@ -23,7 +23,7 @@ const seed = JSON.parse(readFileSync(new URL("../../testkit/fixtures/seed.json",
 const report1 = Either.getOrThrow(Report.fromJson(seed.reports.report1))
 const policyDomain = Domain.unsafeMake("☺.example")
 const day = Either.getOrThrow(Day.parse("2024-01-09"))
-// 2024-01-10T00:05:07Z: the run just after the day ends (spec §9.1).
+// 2024-01-10T00:05:07Z: the run just after the day ends (docs/design.md#schedule).
 const NOW = Date.UTC(2024, 0, 10, 0, 5, 7)
 const address = (s: string) => Either.getOrThrow(EmailAddress.parse(s))
 const submitter = Either.getOrThrow(makeSubmitter({ domain: "mox.example" }))
@@ -104,7 +104,7 @@ describe("ReportMail.compose", () => {
     })
   )
 
-  it.effect("writes the RFC 8460 §5.3 headers and the text part (spec §9.9)", () =>
+  it.effect("writes the RFC 8460 §5.3 headers and the text part (docs/design.md#message-composition)", () =>
     Effect.gen(function* () {
       yield* TestClock.setTime(NOW)
       const { keys } = yield* fixture
@@ -160,7 +160,7 @@ describe("ReportMail.compose", () => {
     })
   )
 
-  it.effect("lists only the given addresses in To, once each (DECISIONS.md §2)", () =>
+  it.effect("lists only the given addresses in To, once each (docs/design.md#to-lists-only-the-recipients)", () =>
     Effect.gen(function* () {
       yield* TestClock.setTime(NOW)
       const { keys } = yield* fixture

@@ -8,7 +8,7 @@ const left = (e: Either.Either<unknown, SubmitterError>): SubmitterError => {
 }
 
 describe("makeSubmitter", () => {
-  it("defaults organization-name, contact-info and From from the domain (spec §9.6)", () => {
+  it("defaults organization-name, contact-info and From from the domain (docs/design.md#report-header)", () => {
     const s = Either.getOrThrow(makeSubmitter({ domain: "Mox.Example." }))
     assert.strictEqual(s.domain.ascii, "mox.example")
     assert.strictEqual(s.organizationName, "mox.example")
@@ -42,7 +42,7 @@ describe("makeSubmitter", () => {
     assert.strictEqual(s.contactInfo, "https://www.mox.example/tls")
   })
 
-  it("refuses a contact address in another domain (DECISIONS.md §3.6)", () => {
+  it("refuses a contact address in another domain (docs/design.md#submitter-identity)", () => {
     for (const contactInfo of ["tls@other.example", "mailto:tls@other.example", "tls@sub.mox.example"]) {
       const e = left(makeSubmitter({ domain: "mox.example", contactInfo }))
       assert.strictEqual(e.field, "contactInfo")

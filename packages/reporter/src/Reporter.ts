@@ -1,5 +1,5 @@
 /**
- * The daily report round (spec §9.2–§9.11 with DECISIONS.md §2): gather the keys of a day, phase 1
+ * The daily report round (docs/design.md#the-daily-round): gather the keys of a day, phase 1
  * (recipient domains) then phase 2 (MX hosts), the failure rule, one transaction per report for
  * mark-sent + outbox, and the cleanup matrix.
  */
@@ -7,14 +7,14 @@ import type { Day } from "@tlsrpt/core"
 import { Context, Data, Duration, type Effect } from "effect"
 
 export interface ReporterConfig {
-  /** mox's OutgoingTLSReportsForAllSuccess: send reports without failures too (spec §9.5). */
+  /** mox's OutgoingTLSReportsForAllSuccess: send reports without failures too (docs/design.md#failure-rule). */
   readonly forAllSuccess: boolean
-  /** Deliver to `https:` reporting URIs (RFC 8460 §3; DECISIONS.md §2). */
+  /** Deliver to `https:` reporting URIs (RFC 8460 §3; docs/design.md#https-reporting). */
   readonly https: boolean
-  /** Sends of a round are spread over this window: gap = min(window / n, maxGap) (spec §8). */
+  /** Sends of a round are spread over this window: gap = min(window / n, maxGap) (docs/design.md#pacing). */
   readonly window: Duration.Duration
   readonly maxGap: Duration.Duration
-  /** Wake-up jitter after 00:00 UTC, drawn from the Random service (spec §8: 240–360 s). */
+  /** Wake-up jitter after 00:00 UTC, drawn from the Random service (docs/design.md#schedule: 240–360 s). */
   readonly jitterMin: Duration.Duration
   readonly jitterMax: Duration.Duration
   /** A key whose lookup failed temporarily is retried within the round after these delays. */
@@ -77,7 +77,7 @@ export class Reporter extends Context.Tag("@tlsrpt/reporter/Reporter")<
   Reporter,
   {
     /**
-     * One round for `day`: rows with day ≤ `day` (older leftovers included, spec §9.2), stale rows older
+     * One round for `day`: rows with day ≤ `day` (older leftovers included, docs/design.md#key-gathering), stale rows older
      * than two full days before `day` removed first. `pace: false` sends without spreading (CLI `send`).
      */
     readonly runRound: (

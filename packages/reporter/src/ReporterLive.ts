@@ -1,6 +1,6 @@
 /**
- * `Reporter.layer`: the round of spec §9.2–§9.11 on the store, the TLSRPT lookup and the report
- * mail composer, with the decisions of DECISIONS.md §2 (temporary DNS errors keep and retry the key;
+ * `Reporter.layer`: the round of docs/design.md#the-daily-round on the store, the TLSRPT lookup and the report
+ * mail composer, with the decisions of docs/design.md#where-we-differ-from-mox (temporary DNS errors keep and retry the key;
  * syntax / multiple records discard it; mark-sent + outbox in one transaction; https destinations;
  * each report describes its own day).
  */
@@ -39,7 +39,7 @@ const roundDuration = Metric.timerWithBoundaries(
   [1000, 10_000, 60_000, 600_000, 3_600_000, 14_400_000]
 )
 
-/** Whether the key's rows may be deleted after the round (spec §9.11). */
+/** Whether the key's rows may be deleted after the round (docs/design.md#cleanup-matrix). */
 const cleanupOf: Record<KeyOutcome, boolean> = {
   sent: true,
   "not-requested": true,
@@ -74,7 +74,7 @@ export const make = (config: ReporterConfig) =>
         Effect.as({ phase, policyDomain, day, outcome, queued, detail })
       )
 
-    /** The TLSRPT lookup, retried on temporary errors while `retries` allow (DECISIONS.md §2). */
+    /** The TLSRPT lookup, retried on temporary errors while `retries` allow (docs/design.md#temporary-dns-errors-keep-results). */
     const lookupWithRetries = (domain: Domain.Domain, retries: ReadonlyArray<Duration.Duration>) => {
       const [first, ...rest] = retries
       if (first === undefined) return lookup.lookup(domain)
@@ -90,7 +90,7 @@ export const make = (config: ReporterConfig) =>
       )
     }
 
-    /** Spec §9.4 for one key. Never fails: every outcome is a KeyReport. */
+    /** docs/design.md#per-key-steps for one key. Never fails: every outcome is a KeyReport. */
     const sendKey = (
       phase: Phase,
       policyDomainText: string,
@@ -137,7 +137,7 @@ export const make = (config: ReporterConfig) =>
         if (mailto.length === 0 && https.length === 0)
           return yield* done(phase, policyDomainText, day, "no-destinations")
         // The rua strings as in DNS, compared in phase 2 to skip rows already reported to the same
-        // addresses (spec §9.4 steps 5 and 11).
+        // addresses (docs/design.md#reporting-destinations, docs/design.md#mx-host-rewrite).
         const reportingAddresses = [...mailto, ...https].map((d) => d.uri)
 
         const rows =
@@ -195,7 +195,7 @@ export const make = (config: ReporterConfig) =>
             })
           }
         }
-        // DECISIONS.md §2: marking rows sent and writing the outbox is one transaction.
+        // docs/design.md#one-transaction-for-mark-and-outbox: marking rows sent and writing the outbox is one transaction.
         yield* store
           .markSentAndEnqueue(
             phase === "recipient-domain"
@@ -210,7 +210,7 @@ export const make = (config: ReporterConfig) =>
         yield* Effect.logInfo(`report ${report.reportId} queued for ${messages.length} destination(s)`)
         return yield* done(phase, policyDomainText, day, "sent", messages.length)
       }).pipe(
-        // Spec §9.11: store, compose and other errors keep the rows for the next round; a defect is
+        // docs/design.md#cleanup-matrix: store, compose and other errors keep the rows for the next round; a defect is
         // logged and counted and does not stop the round.
         Effect.catchAllCause((cause) =>
           Cause.isInterruptedOnly(cause)
@@ -244,7 +244,7 @@ export const make = (config: ReporterConfig) =>
           )
 
         /**
-         * Spec §9.3: wait `gap` before every send but the very first of the round; sends run concurrently
+         * docs/design.md#pacing: wait `gap` before every send but the very first of the round; sends run concurrently
          * so pacing does not depend on processing time. Without pacing, a bounded number run at once.
          */
         const runPhase = (phase: Phase, keys: ReadonlyArray<RoundPlan.PlannedKey>, offset: number) => {
@@ -266,7 +266,7 @@ export const make = (config: ReporterConfig) =>
           return Effect.all(tasks, { concurrency: paced ? "unbounded" : 8 })
         }
 
-        // Spec §9.3: phase 2 reads the reporting addresses phase 1 stored, so phase 1 finishes first.
+        // docs/design.md#two-phases: phase 2 reads the reporting addresses phase 1 stored, so phase 1 finishes first.
         const phase1 = yield* runPhase("recipient-domain", plan.recipientDomains, 0)
         const phase2 = yield* runPhase(
           "policy-domain",
@@ -275,7 +275,7 @@ export const make = (config: ReporterConfig) =>
         )
         const keys = [...phase1, ...phase2]
 
-        // Spec §9.3: a key in both maps is deleted if either phase asked for cleanup.
+        // docs/design.md#cleanup-matrix: a key in both maps is deleted if either phase asked for cleanup.
         const remove = new Map<string, { policyDomain: string; day: Day.Day }>()
         for (const k of keys) if (cleanupOf[k.outcome]) remove.set(`${k.policyDomain}\u0000${k.day}`, k)
         const deleted = yield* store.deleteKeys(

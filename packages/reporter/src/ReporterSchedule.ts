@@ -1,5 +1,5 @@
 /**
- * The daily schedule (spec §8, §9.1): a round at start for the day that just ended, then sleep until
+ * The daily schedule (docs/design.md#schedule): a round at start for the day that just ended, then sleep until
  * the next 00:00 UTC plus a jitter drawn from the `Random` service, and repeat. Supervised: a defect
  * in the loop restarts it with backoff, never the process; interruption stops it between sends.
  */
@@ -38,7 +38,7 @@ export const loop = (config: Pick<ReporterConfig, "jitterMin" | "jitterMax">) =>
       yield* Effect.logDebug(`next report round at ${new Date(at).toISOString()}`)
       yield* Effect.sleep(Duration.millis(at - now))
     })
-    // Spec §9.1: the first round runs at start, for the day that just ended.
+    // docs/design.md#schedule: the first round runs at start, for the day that just ended.
     yield* round
     return yield* Effect.forever(Effect.zipRight(sleepUntilNext, round))
   })

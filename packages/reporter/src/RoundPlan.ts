@@ -1,6 +1,6 @@
 /**
- * Pure parts of a round: gathering keys into the two phases (spec §9.2), pacing (spec §8), the
- * phase-2 rewrite and skip (spec §9.4 step 11, §9.7) and building the report (spec §9.6).
+ * Pure parts of a round: gathering keys into the two phases (docs/design.md#key-gathering), pacing (docs/design.md#pacing), the
+ * phase-2 rewrite and skip (docs/design.md#mx-host-rewrite) and building the report (docs/design.md#report-header).
  */
 import { Day, type Domain, PolicyResult, type Report, ReportNaming } from "@tlsrpt/core"
 import type { ResultKey, ResultRow } from "@tlsrpt/store"
@@ -11,7 +11,7 @@ export interface PlannedKey {
   readonly day: Day.Day
   /** The same (policy domain, day) is also a key of the other phase. */
   readonly inBoth: boolean
-  /** True when any row of the key in this phase has SendReport (spec §9.2). */
+  /** True when any row of the key in this phase has SendReport (docs/design.md#key-gathering). */
   readonly send: boolean
 }
 
@@ -20,14 +20,14 @@ export interface Plan {
   readonly recipientDomains: ReadonlyArray<PlannedKey>
   /** Keys where they differ (MX hosts, DANE). */
   readonly mxHosts: ReadonlyArray<PlannedKey>
-  /** Number of keys that will be sent, over both phases (spec §9.2 nsend). */
+  /** Number of keys that will be sent, over both phases (docs/design.md#key-gathering). */
   readonly toSend: number
 }
 
 const keyOf = (policyDomain: string, day: string) => `${policyDomain}\u0000${day}`
 
 /**
- * Spec §9.2: split on domain equality (not IsHost); a key is "send" if any of its rows in that map
+ * docs/design.md#key-gathering: split on domain equality (not IsHost); a key is "send" if any of its rows in that map
  * has SendReport. Keys are ordered by day, then policy domain, so a round is deterministic
  * (mox iterates a Go map: unspecified order).
  */
@@ -57,23 +57,23 @@ export const plan = (keys: ReadonlyArray<ResultKey>): Plan => {
   return { recipientDomains, mxHosts, toSend }
 }
 
-/** Spec §8: `gap = min(window / n, maxGap)`, the window itself when nothing is sent. */
+/** docs/design.md#pacing: `gap = min(window / n, maxGap)`, the window itself when nothing is sent. */
 export const gap = (window: Duration.Duration, maxGap: Duration.Duration, toSend: number): Duration.Duration => {
   const per = toSend > 0 ? Duration.millis(Duration.toMillis(window) / toSend) : window
   return Duration.min(per, maxGap)
 }
 
-/** `YYYY-MM-DD` of the day whose stale rows go first (spec §9.1: keep the two days before `day`). */
+/** `YYYY-MM-DD` of the day whose stale rows go first (docs/design.md#stale-cleanup: keep the two days before `day`). */
 export const staleBefore = (day: Day.Day): Day.Day => Day.addDays(day, -2)
 
 const listEquals = (a: ReadonlyArray<string>, b: ReadonlyArray<string>) =>
   a.length === b.length && a.every((x, i) => x === b[i])
 
 /**
- * The report's policies from the fetched rows, in query order (spec §9.8).
- * Phase 2 (spec §9.4 step 11): rows whose recipient domain already got this report at identical
+ * The report's policies from the fetched rows, in query order (docs/design.md#ordering).
+ * Phase 2 (docs/design.md#mx-host-rewrite): rows whose recipient domain already got this report at identical
  * addresses are skipped; each result's policy-domain becomes the recipient domain and, for host rows,
- * mx-host the original policy domain (spec §9.7).
+ * mx-host the original policy domain (docs/design.md#mx-host-rewrite).
  */
 export const policiesOf = (
   phase: "recipient-domain" | "policy-domain",
@@ -103,7 +103,7 @@ export const policiesOf = (
   return policies
 }
 
-/** Spec §9.4 step 8: a report for this key was already committed (a retried or restarted round). */
+/** docs/design.md#already-sent-guard: a report for this key was already committed (a retried or restarted round). */
 export const alreadySent = (phase: "recipient-domain" | "policy-domain", rows: ReadonlyArray<ResultRow>): boolean =>
   phase === "recipient-domain"
     ? rows.some((r) => r.policyDomain === r.recipientDomain && r.sentToRecipientDomain)
@@ -112,7 +112,7 @@ export const alreadySent = (phase: "recipient-domain" | "policy-domain", rows: R
       rows.some((r) => r.policyDomain === r.recipientDomain && r.sentToPolicyDomain) ||
       (rows.length > 0 && rows.every((r) => r.sentToPolicyDomain))
 
-/** Spec §9.6, with the key's own day (DECISIONS.md §2, fixing mox's Q2). */
+/** docs/design.md#report-header, with the key's own day (docs/design.md#each-report-describes-its-own-day). */
 export const report = (
   submitter: { readonly domain: Domain.Domain; readonly organizationName: string; readonly contactInfo: string },
   policyDomain: Domain.Domain,

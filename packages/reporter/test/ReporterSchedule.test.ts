@@ -20,7 +20,7 @@ const scripted = (days: Queue.Queue<string>, script: (n: number) => "ok" | "die"
   })
 }
 
-describe("ReporterSchedule (spec §8, §9.1)", () => {
+describe("ReporterSchedule (docs/design.md#timing-constants, docs/design.md#schedule)", () => {
   it("nextRunAt is the next 00:00 UTC plus the jitter", () => {
     const at = ReporterSchedule.nextRunAt(Date.parse("2024-01-09T13:14:15Z"), 300_000)
     assert.strictEqual(new Date(at).toISOString(), "2024-01-10T00:05:00.000Z")

@@ -22,7 +22,7 @@ const row = (over: Partial<ResultRow> & Pick<ResultRow, "id" | "policyDomain" | 
 const tlsa = (success: number, failure: number) =>
   PolicyResult.make("tlsa", "mailhost.xn--74h.example", { policyString: ["3 1 1 aa"], success, failure })
 
-describe("RoundPlan.plan (spec §9.2)", () => {
+describe("RoundPlan.plan (docs/design.md#key-gathering)", () => {
   it("splits on domain equality, not on IsHost, and ORs SendReport per key", () => {
     const keys: Array<ResultKey> = [
       { policyDomain: "a.example", day, recipientDomain: "a.example", sendReport: false },
@@ -87,7 +87,7 @@ describe("RoundPlan.plan (spec §9.2)", () => {
   )
 })
 
-describe("RoundPlan.gap (spec §8)", () => {
+describe("RoundPlan.gap (docs/design.md#pacing)", () => {
   it("is min(window / n, maxGap), the window capped when nothing is sent", () => {
     const w = Duration.hours(4)
     const m = Duration.minutes(5)
@@ -95,12 +95,12 @@ describe("RoundPlan.gap (spec §8)", () => {
     assert.strictEqual(Duration.toMillis(RoundPlan.gap(w, m, 10)), 5 * 60_000)
     assert.strictEqual(Duration.toMillis(RoundPlan.gap(w, m, 480)), 30_000)
   })
-  it("stale limit keeps the two days before the round's day (spec §9.1)", () => {
+  it("stale limit keeps the two days before the round's day (docs/design.md#stale-cleanup)", () => {
     assert.strictEqual(RoundPlan.staleBefore("2024-01-09" as Day.Day), "2024-01-07")
   })
 })
 
-describe("RoundPlan.policiesOf (spec §9.4 step 11, §9.7)", () => {
+describe("RoundPlan.policiesOf (docs/design.md#mx-host-rewrite)", () => {
   const a = Domain.unsafeMake("☺.example").ascii
   it("phase 1 merges rows in query order, un-rewritten", () => {
     const sts = PolicyResult.make("sts", a, { success: 10, failure: 3 })
@@ -156,7 +156,7 @@ describe("RoundPlan.policiesOf (spec §9.4 step 11, §9.7)", () => {
     assert.strictEqual(RoundPlan.policiesOf("policy-domain", rows, ["mailto:other@example.com", ...addrs]).length, 2)
   })
 
-  it("already-sent guard (spec §9.4 step 8)", () => {
+  it("already-sent guard (docs/design.md#already-sent-guard)", () => {
     const r1 = row({ id: 1, policyDomain: a, recipientDomain: a, sentToRecipientDomain: true })
     assert.isTrue(RoundPlan.alreadySent("recipient-domain", [r1]))
     assert.isFalse(RoundPlan.alreadySent("policy-domain", [{ ...r1, sentToRecipientDomain: false }]))

@@ -6,15 +6,15 @@
  * PostgreSQL INTEGER is 32 bits; SQLite gives BIGINT integer affinity), BLOB for payloads. Only
  * `INTEGER PRIMARY KEY [AUTOINCREMENT]` is SQLite's spelling: the PostgreSQL layer will use an identity
  * column there, and `COLLATE "C"` on the domain columns so that `ORDER BY` is byte order as in
- * SQLite's default BINARY collation (spec §9.8).
+ * SQLite's default BINARY collation (docs/design.md#ordering).
  */
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect } from "effect"
 
 export const migrations: Migrator.Loader = Migrator.fromRecord({
-  // Spec §6.1: one row per (policy domain, UTC day, recipient domain). Phase 1 reads rows in id order
-  // (spec §9.8): a new rowid is one above the largest present, so ids of live rows follow insertion.
+  // docs/design.md#result-rows: one row per (policy domain, UTC day, recipient domain). Phase 1 reads rows in id order
+  // (docs/design.md#ordering): a new rowid is one above the largest present, so ids of live rows follow insertion.
   // No AUTOINCREMENT here: with it every upsert that merges into an existing row burns an id.
   "1_results": Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
@@ -33,10 +33,10 @@ export const migrations: Migrator.Loader = Migrator.fromRecord({
       updated BIGINT NOT NULL,
       UNIQUE (policy_domain, day, recipient_domain)
     )`
-    // Phase 1 fetch (spec §9.8): equal index entries are ordered by id, so no sort is needed.
+    // Phase 1 fetch (docs/design.md#ordering): equal index entries are ordered by id, so no sort is needed.
     yield* sql`CREATE INDEX results_recipient_domain_day ON results (recipient_domain, day)`
   }),
-  // Spec §6.4, with addresses normalised (DECISIONS.md §2, Q6).
+  // docs/design.md#suppression-list, with addresses normalised (docs/design.md#normalised-suppression-addresses).
   "2_suppressions": Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
     yield* sql`CREATE TABLE suppressions (
@@ -47,7 +47,7 @@ export const migrations: Migrator.Loader = Migrator.fromRecord({
       inserted BIGINT NOT NULL
     )`
   }),
-  // DECISIONS.md §2: rows are marked sent and their messages enqueued in one transaction.
+  // docs/design.md#one-transaction-for-mark-and-outbox: rows are marked sent and their messages enqueued in one transaction.
   // UNIQUE (report_id, destination) makes enqueueing the same report twice a no-op.
   "3_outbox": Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient

@@ -1,10 +1,10 @@
 /**
  * The store of outgoing TLS results, the suppression list and the report outbox (mox's tlsrptdb,
- * spec §6, plus the outbox of DECISIONS.md §2). A port: `layer` / `layerMemory` are SQLite
+ * docs/design.md#result-rows, plus the outbox, docs/design.md#outbox). A port: `layer` / `layerMemory` are SQLite
  * (`@effect/sql-sqlite-node`); a PostgreSQL layer comes later behind the same Tag, so keep callers
  * independent of the dialect.
  *
- * Domains are stored in A-label form (DECISIONS.md §1: one normal form). Days are `YYYY-MM-DD`.
+ * Domains are stored in A-label form (docs/design.md#domain-normal-form: one normal form). Days are `YYYY-MM-DD`.
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
 import type { Day, Domain, PolicyResult } from "@tlsrpt/core"
@@ -16,7 +16,7 @@ import { type InvalidAddress, type StoreError, StoreError as StoreErrorClass } f
 
 export { InvalidAddress, StoreError } from "./StoreError.js"
 
-/** One aggregate to add (spec §6.2); merged into the row with the same key. */
+/** One aggregate to add (docs/design.md#row-merge); merged into the row with the same key. */
 export interface NewResultRow {
   readonly policyDomain: Domain.Domain
   readonly day: Day.Day
@@ -33,18 +33,18 @@ export interface ResultRow {
   readonly day: Day.Day
   readonly recipientDomain: string
   readonly isHost: boolean
-  /** Sticky true (spec §6.2). */
+  /** Sticky true (docs/design.md#row-merge). */
   readonly sendReport: boolean
   readonly sentToRecipientDomain: boolean
   readonly sentToPolicyDomain: boolean
-  /** The recipient domain's mailto rua strings as in DNS, stored when its report was made (spec §6.1). */
+  /** The recipient domain's mailto rua strings as in DNS, stored when its report was made (docs/design.md#result-rows). */
   readonly recipientDomainReportingAddresses: ReadonlyArray<string>
   readonly results: ReadonlyArray<PolicyResult.PolicyResult>
   readonly created: Date
   readonly updated: Date
 }
 
-/** What the reporter needs to gather keys (spec §9.2). */
+/** What the reporter needs to gather keys (docs/design.md#key-gathering). */
 export interface ResultKey {
   readonly policyDomain: string
   readonly day: Day.Day
@@ -93,10 +93,10 @@ export interface OutboxMessage extends NewOutboxMessage {
   readonly updated: Date
 }
 
-/** What a report round commits in ONE transaction (DECISIONS.md §2: no loss, no duplicate). */
+/** What a report round commits in ONE transaction (docs/design.md#one-transaction-for-mark-and-outbox: no loss, no duplicate). */
 export type MarkSent =
   | {
-      /** Phase 1: rows with this recipient domain and day (spec §9.4 step 15). */
+      /** Phase 1: rows with this recipient domain and day (docs/design.md#mark-sent-and-enqueue). */
       readonly phase: "recipient-domain"
       readonly recipientDomain: string
       readonly day: Day.Day
@@ -112,16 +112,16 @@ export type MarkSent =
 export class ResultStore extends Context.Tag("@tlsrpt/store/ResultStore")<
   ResultStore,
   {
-    /** Spec §6.2: merge each row into its key's row in one transaction (IsHost last writer, SendReport sticky). */
+    /** docs/design.md#row-merge: merge each row into its key's row in one transaction (IsHost last writer, SendReport sticky). */
     readonly addResults: (rows: ReadonlyArray<NewResultRow>) => Effect.Effect<void, StoreError>
-    /** Every row key with day ≤ `day`, for the reporter's key gathering (spec §9.2). */
+    /** Every row key with day ≤ `day`, for the reporter's key gathering (docs/design.md#key-gathering). */
     readonly keysUpTo: (day: Day.Day) => Effect.Effect<ReadonlyArray<ResultKey>, StoreError>
-    /** Phase 1 fetch: rows with this recipient domain and day, in insertion order (spec §9.8). */
+    /** Phase 1 fetch: rows with this recipient domain and day, in insertion order (docs/design.md#ordering). */
     readonly rowsByRecipientDomain: (
       recipientDomain: string,
       day: Day.Day
     ) => Effect.Effect<ReadonlyArray<ResultRow>, StoreError>
-    /** Phase 2 fetch: rows with this policy domain and day, by recipient domain then insertion (spec §9.8). */
+    /** Phase 2 fetch: rows with this policy domain and day, by recipient domain then insertion (docs/design.md#ordering). */
     readonly rowsByPolicyDomain: (
       policyDomain: string,
       day: Day.Day
@@ -133,11 +133,11 @@ export class ResultStore extends Context.Tag("@tlsrpt/store/ResultStore")<
       mark: MarkSent,
       messages: ReadonlyArray<NewOutboxMessage>
     ) => Effect.Effect<ReadonlyArray<number>, StoreError>
-    /** Deletes every row of each (policy domain, day) key, in one transaction (spec §9.3 cleanup). */
+    /** Deletes every row of each (policy domain, day) key, in one transaction (docs/design.md#cleanup-matrix). */
     readonly deleteKeys: (
       keys: ReadonlyArray<{ readonly policyDomain: string; readonly day: Day.Day }>
     ) => Effect.Effect<number, StoreError>
-    /** Stale cleanup: deletes rows with day < `day` (spec §9.1). Returns the number deleted. */
+    /** Stale cleanup: deletes rows with day < `day` (docs/design.md#stale-cleanup). Returns the number deleted. */
     readonly deleteBefore: (day: Day.Day) => Effect.Effect<number, StoreError>
 
     readonly suppressAdd: (entry: {

@@ -234,7 +234,7 @@ export const make: Effect.Effect<Service, never, SqlClient.SqlClient> = Effect.g
   }
 
   /**
-   * Spec §6.2 for one call. Rows are grouped by key first; folding each key's rows in call order into
+   * docs/design.md#row-merge for one call. Rows are grouped by key first; folding each key's rows in call order into
    * the stored row is what the spec's row-by-row loop does, since rows of other keys do not interact.
    * Then, STEP keys at a time (one transaction throughout), one SELECT finds their stored rows and one
    * upsert writes the merged rows.
@@ -272,7 +272,7 @@ export const make: Effect.Effect<Service, never, SqlClient.SqlClient> = Effect.g
         if (Option.isNone(transaction)) return yield* Effect.dieMessage("addResults: no transaction connection")
         const conn = transaction.value[0]
         // Keys are distinct, so each step (SELECT, merge, upsert of STEP keys) is independent of the
-        // others; steps in key order give new keys their ids in first-seen order (spec §9.8 reads phase
+        // others; steps in key order give new keys their ids in first-seen order (docs/design.md#ordering reads phase
         // 1 by id). A step's objects die young instead of living (and being promoted) for the whole batch.
         const width = UPSERT_COLUMNS.length
         const existing = new Map<string, ExistingRecord>()
@@ -298,7 +298,7 @@ export const make: Effect.Effect<Service, never, SqlClient.SqlClient> = Effect.g
             let sendReport: boolean
             let from: number
             if (stored === undefined) {
-              // Spec §6.2 step 3: a new row holds the first row's results as they are.
+              // docs/design.md#row-merge: a new row holds the first row's results as they are.
               results = p.rows[0]!.results
               sendReport = p.rows[0]!.sendReport
               from = 1
@@ -312,21 +312,21 @@ export const make: Effect.Effect<Service, never, SqlClient.SqlClient> = Effect.g
             for (let k = from; k < p.rows.length; k++) {
               const row = p.rows[k]!
               results = PolicyResult.merge(results, row.results)
-              // Spec §6.2 step 4: SendReport sticky true.
+              // docs/design.md#row-merge: SendReport sticky true.
               sendReport = sendReport || row.sendReport
             }
             // In UPSERT_COLUMNS order.
             values[v++] = p.policyDomain
             values[v++] = p.day
             values[v++] = p.recipientDomain
-            // Spec §6.2 step 4, Q4: IsHost last writer wins.
+            // docs/design.md#row-merge: IsHost last writer wins.
             values[v++] = flag(p.rows[p.rows.length - 1]!.isHost)
             values[v++] = flag(sendReport)
             values[v++] = StoredResults.encode(results)
             values[v++] = now
             values[v++] = now
           }
-          // On conflict the sent flags, the reporting addresses and `created` stay as they are (spec §6.2
+          // On conflict the sent flags, the reporting addresses and `created` stay as they are (docs/design.md#row-merge
           // step 4).
           yield* conn.execute(upsertText(n), values, undefined)
           i += n
@@ -353,7 +353,7 @@ export const make: Effect.Effect<Service, never, SqlClient.SqlClient> = Effect.g
     )
   }, storeError("keysUpTo"))
 
-  // Spec §9.8 phase 1: insertion order.
+  // Phase 1 (docs/design.md#ordering): insertion order.
   const rowsByRecipientDomain = Effect.fn("ResultStore.rowsByRecipientDomain")(function* (
     recipientDomain: string,
     day: Day.Day
@@ -363,7 +363,7 @@ export const make: Effect.Effect<Service, never, SqlClient.SqlClient> = Effect.g
     return yield* toResultRows("rowsByRecipientDomain", records)
   }, storeError("rowsByRecipientDomain"))
 
-  // Spec §9.8 phase 2: recipient domain in byte order (SQLite's BINARY collation; A-labels are ASCII), then id.
+  // Phase 2 (docs/design.md#ordering): recipient domain in byte order (SQLite's BINARY collation; A-labels are ASCII), then id.
   const rowsByPolicyDomain = Effect.fn("ResultStore.rowsByPolicyDomain")(function* (
     policyDomain: string,
     day: Day.Day
@@ -412,7 +412,7 @@ export const make: Effect.Effect<Service, never, SqlClient.SqlClient> = Effect.g
       })
     )
 
-  // DECISIONS.md §2: the mark and the messages commit together or not at all.
+  // docs/design.md#one-transaction-for-mark-and-outbox: the mark and the messages commit together or not at all.
   const markSentAndEnqueue = Effect.fn("ResultStore.markSentAndEnqueue")(function* (
     mark: MarkSent,
     messages: ReadonlyArray<NewOutboxMessage>
@@ -443,7 +443,7 @@ export const make: Effect.Effect<Service, never, SqlClient.SqlClient> = Effect.g
       })
     )
 
-  // Spec §9.3 cleanup: every recipient domain of the (policy domain, day) key.
+  // docs/design.md#cleanup-matrix: every recipient domain of the (policy domain, day) key.
   const deleteKeys = Effect.fn("ResultStore.deleteKeys")(function* (
     keys: ReadonlyArray<{ readonly policyDomain: string; readonly day: Day.Day }>
   ) {
@@ -455,7 +455,7 @@ export const make: Effect.Effect<Service, never, SqlClient.SqlClient> = Effect.g
     )
   }, storeError("deleteKeys"))
 
-  // Spec §9.1 stale cleanup.
+  // docs/design.md#stale-cleanup.
   const deleteBefore = Effect.fn("ResultStore.deleteBefore")(function* (day: Day.Day) {
     return yield* countAndDelete(sql.and([sql`day < ${day}`]))
   }, storeError("deleteBefore"))
@@ -463,7 +463,7 @@ export const make: Effect.Effect<Service, never, SqlClient.SqlClient> = Effect.g
   const selectSuppression = (address: string) =>
     sql<SuppressionRecord>`SELECT id, address, until, comment, inserted FROM suppressions WHERE address = ${address}`
 
-  // Spec §6.4; the address normalised on write (DECISIONS.md §2, Q6). Adding an address again replaces
+  // docs/design.md#suppression-list; the address normalised on write (docs/design.md#normalised-suppression-addresses). Adding an address again replaces
   // its until and comment.
   const suppressAdd = Effect.fn("ResultStore.suppressAdd")(function* (entry: {
     readonly address: string
@@ -506,7 +506,7 @@ export const make: Effect.Effect<Service, never, SqlClient.SqlClient> = Effect.g
     return updated.length > 0
   }, storeError("suppressExtend"))
 
-  // Spec §9.10 step 1 with both sides normalised. An address that does not parse cannot be on the
+  // docs/design.md#suppression-and-queueing with both sides normalised. An address that does not parse cannot be on the
   // list, since suppressAdd refuses it.
   const isSuppressed = Effect.fn("ResultStore.isSuppressed")(function* (address: string, at: Date) {
     const normalized = normalizeAddress(address)

@@ -1,6 +1,6 @@
 /**
  * The `results` column: a row's policies as JSON text in the RFC 8460 wire form (kebab-case keys,
- * lists always arrays, absent optional fields omitted: DECISIONS.md §3), so the column reads like the
+ * lists always arrays, absent optional fields omitted: docs/design.md#conservative-json), so the column reads like the
  * `policies` of a report and any dialect can hold it as TEXT.
  *
  * The hot path (`addResults`) encodes and decodes every touched row, and the Schema codec costs about

@@ -58,7 +58,7 @@ const only = Effect.map(all, (rows) => {
   return rows[0]!
 })
 
-describe("ResultStore.addResults (spec §6.2)", () => {
+describe("ResultStore.addResults (docs/design.md#row-merge)", () => {
   it.effect("inserts a new key with its results as given, created = updated = now", () =>
     Effect.gen(function* () {
       const store = yield* ResultStore
@@ -93,14 +93,14 @@ describe("ResultStore.addResults (spec §6.2)", () => {
     }).pipe(Effect.provide(ResultStore.layerMemory))
   )
 
-  it.effect("isHost: last writer wins, across calls and within one call (Q4)", () =>
+  it.effect("isHost: last writer wins, across calls and within one call (docs/design.md#row-merge)", () =>
     Effect.gen(function* () {
       const store = yield* ResultStore
       yield* store.addResults([row({ isHost: true, results: [] })])
       assert.isTrue((yield* only).isHost)
       yield* store.addResults([row({ isHost: false, results: [] })])
       assert.isFalse((yield* only).isHost)
-      // A host result first, the recipient-domain result last (spec §6.2): the row ends up not a host row.
+      // A host result first, the recipient-domain result last (docs/design.md#row-merge): the row ends up not a host row.
       yield* store.addResults([row({ isHost: true, results: [] }), row({ isHost: false, results: [] })])
       assert.isFalse((yield* only).isHost)
       yield* store.addResults([row({ isHost: false, results: [] }), row({ isHost: true, results: [] })])
@@ -218,7 +218,7 @@ describe("ResultStore.addResults (spec §6.2)", () => {
   )
 })
 
-describe("ResultStore queries (spec §9.8 ordering, on the seed's rows)", () => {
+describe("ResultStore queries (docs/design.md#ordering, on the seed's rows)", () => {
   const ids = (rows: ReadonlyArray<ResultRow>) => rows.map((r) => r.id)
 
   it.effect("phase 2 reads by recipient domain then id; phase 1 in insertion order", () =>
@@ -264,7 +264,7 @@ describe("ResultStore queries (spec §9.8 ordering, on the seed's rows)", () => 
     }).pipe(Effect.provide(ResultStore.layerMemory))
   )
 
-  it.effect("keysUpTo gives every key with day ≤ D in id order (spec §9.2)", () =>
+  it.effect("keysUpTo gives every key with day ≤ D in id order (docs/design.md#key-gathering)", () =>
     Effect.gen(function* () {
       const store = yield* ResultStore
       yield* store.addResults(seedRows)
@@ -348,7 +348,7 @@ describe("ResultStore queries (spec §9.8 ordering, on the seed's rows)", () => 
   )
 })
 
-describe("ResultStore.markSentAndEnqueue (DECISIONS.md §2: one transaction)", () => {
+describe("ResultStore.markSentAndEnqueue (docs/design.md#one-transaction-for-mark-and-outbox: one transaction)", () => {
   it.effect(
     "phase 1 marks the recipient domain's rows of that day and stores the addresses; phase 2 the policy domain's",
     () =>
@@ -464,7 +464,7 @@ describe("ResultStore.markSentAndEnqueue (DECISIONS.md §2: one transaction)", (
   )
 })
 
-describe("ResultStore suppression list (spec §6.4, DECISIONS.md §2 Q6)", () => {
+describe("ResultStore suppression list (docs/design.md#suppression-list, docs/design.md#normalised-suppression-addresses)", () => {
   it.effect("stores the normal form; IDN and upper-case spellings match it", () =>
     Effect.gen(function* () {
       const store = yield* ResultStore

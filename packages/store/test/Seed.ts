@@ -1,4 +1,4 @@
-/** The reference test's six input rows (spec §14.3) from the shared fixture, as `NewResultRow`s. */
+/** The reference test's six input rows (docs/design.md#reference-scenarios) from the shared fixture, as `NewResultRow`s. */
 import { readFileSync } from "node:fs"
 import { Day, Domain, PolicyResult } from "@tlsrpt/core"
 import { Schema } from "effect"

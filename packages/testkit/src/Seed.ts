@@ -1,5 +1,5 @@
 /**
- * The seed's reference test as data (`fixtures/seed.json`, from shared/spec/seed/fixtures.json):
+ * The seed's reference test as data (`fixtures/seed.json`, from docs/design.md#reference-scenarios):
  * its DNS records, rows in the CLI import format and expected reports in our JSON conventions.
  */
 import { readFileSync } from "node:fs"
