@@ -4,7 +4,7 @@
  * stick).
  */
 import { type Domain, TlsrptRecord } from "@tlsrpt/core"
-import { Clock, Context, Data, Effect, Either, Layer, Metric, Ref } from "effect"
+import { Cache, Context, Data, Duration, Effect, Either, Exit, Layer, Metric } from "effect"
 import { Dns, type TxtAnswer } from "./Dns.js"
 
 export interface TlsrptLookupResult {
@@ -86,7 +86,7 @@ const outcomeOf = (exit: Either.Either<unknown, TlsrptLookupError>): LookupOutco
 }
 
 /** The TXT owner name for a policy domain, absolute (no search list). */
-export const recordName = (domain: Domain.Domain): string => `_smtp._tls.${domain.ascii}.`
+export const recordName = (domain: Pick<Domain.Domain, "ascii">): string => `_smtp._tls.${domain.ascii}.`
 
 /**
  * Picks the TLSRPT record among the TXT answers (docs/design.md#record-lookup): other TXTs are ignored; a TLSRPT
@@ -94,36 +94,39 @@ export const recordName = (domain: Domain.Domain): string => `_smtp._tls.${domai
  * stops at the first of "second valid record" or "syntax error"); two or more valid records are
  * Multiple.
  */
-export const select = (
-  domain: Domain.Domain,
-  answers: ReadonlyArray<TxtAnswer>
-): Either.Either<{ readonly result: TlsrptLookupResult; readonly ttl: number }, TlsrptLookupError> => {
+const selectRecord = (ascii: string, answers: ReadonlyArray<TxtAnswer>): Either.Either<Resolved, TlsrptLookupError> => {
   const valid: Array<{ readonly answer: TxtAnswer; readonly record: TlsrptRecord.TlsrptRecord }> = []
   for (const answer of answers) {
     const parsed = TlsrptRecord.parse(answer.text)
     if (Either.isRight(parsed)) valid.push({ answer, record: parsed.right })
     else if (parsed.left._tag === "RecordSyntaxError") {
       const { txt, reason, position } = parsed.left
-      return Either.left(new TlsrptSyntaxError({ domain: domain.ascii, txt, reason, position }))
+      return Either.left(new TlsrptSyntaxError({ domain: ascii, txt, reason, position }))
     }
   }
   const [first] = valid
-  if (first === undefined) return Either.left(new NoTlsrptRecord({ domain: domain.ascii }))
+  if (first === undefined) return Either.left(new NoTlsrptRecord({ domain: ascii }))
   if (valid.length > 1) {
-    return Either.left(new MultipleTlsrptRecords({ domain: domain.ascii, records: valid.map((v) => v.answer.text) }))
+    return Either.left(new MultipleTlsrptRecords({ domain: ascii, records: valid.map((v) => v.answer.text) }))
   }
   // One RRset shares one TTL; take the smallest anyway, in case a resolver reports them apart.
   const ttl = Math.min(...answers.map((a) => a.ttl))
-  return Either.right({ result: { domain, record: first.record, txt: first.answer.text }, ttl })
+  return Either.right({ record: first.record, txt: first.answer.text, ttl })
 }
 
-const resolve = (dns: Dns["Type"], domain: Domain.Domain) =>
-  dns.txt(recordName(domain)).pipe(
+interface Resolved {
+  readonly record: TlsrptRecord.TlsrptRecord
+  readonly txt: string
+  readonly ttl: number
+}
+
+const resolveName = (dns: Dns["Type"], ascii: string): Effect.Effect<Resolved, TlsrptLookupError> =>
+  dns.txt(recordName({ ascii })).pipe(
     Effect.catchTags({
-      DnsNoRecords: () => Effect.fail(new NoTlsrptRecord({ domain: domain.ascii })),
-      DnsTemporary: (e) => Effect.fail(new TlsrptTemporaryError({ domain: domain.ascii, code: e.code }))
+      DnsNoRecords: () => Effect.fail(new NoTlsrptRecord({ domain: ascii })),
+      DnsTemporary: (e) => Effect.fail(new TlsrptTemporaryError({ domain: ascii, code: e.code }))
     }),
-    Effect.flatMap((answers) => select(domain, answers))
+    Effect.flatMap((answers) => selectRecord(ascii, answers))
   )
 
 // One metric increment and, for errors, one log line per lookup.
@@ -160,11 +163,6 @@ export interface CacheOptions {
   readonly capacity?: number | undefined
 }
 
-interface CacheEntry {
-  readonly expiresAt: number
-  readonly value: Either.Either<TlsrptLookupResult, NoTlsrptRecord>
-}
-
 export class TlsrptLookup extends Context.Tag("@tlsrpt/dns/TlsrptLookup")<
   TlsrptLookup,
   {
@@ -177,7 +175,9 @@ export class TlsrptLookup extends Context.Tag("@tlsrpt/dns/TlsrptLookup")<
     Effect.gen(function* () {
       const dns = yield* Dns
       const lookup = Effect.fn("TlsrptLookup.lookup")(function* (domain: Domain.Domain) {
-        const result = yield* Effect.either(Effect.map(resolve(dns, domain), (r) => r.result))
+        const result = yield* Effect.either(
+          Effect.map(resolveName(dns, domain.ascii), (r) => ({ domain, record: r.record, txt: r.txt }))
+        )
         yield* observe(domain, result, false)
         return yield* result
       })
@@ -186,9 +186,10 @@ export class TlsrptLookup extends Context.Tag("@tlsrpt/dns/TlsrptLookup")<
   )
 
   /**
-   * Like `layer`, keeping answers up to their TTL (bounded by `maxTtlSeconds`) on the Clock.
-   * Only positive answers and "no record" are kept; temporary errors never are, and neither are
-   * syntax errors or multiple records, so a fixed record is seen at the next lookup.
+   * Like `layer`, keeping answers up to their TTL (bounded by `maxTtlSeconds`) on the Clock, in an
+   * Effect `Cache`: concurrent lookups of one name share one query, the least recently used entry
+   * goes first. Only positive answers and "no record" are kept; temporary errors never are, and
+   * neither are syntax errors or multiple records, so a fixed record is seen at the next lookup.
    */
   static readonly layerCached = (options: CacheOptions = {}): Layer.Layer<TlsrptLookup, never, Dns> =>
     Layer.effect(
@@ -198,39 +199,31 @@ export class TlsrptLookup extends Context.Tag("@tlsrpt/dns/TlsrptLookup")<
         const maxTtl = options.maxTtlSeconds ?? 3600
         const negativeTtl = Math.min(options.negativeTtlSeconds ?? 300, maxTtl)
         const capacity = Math.max(0, options.capacity ?? 10_000)
-        const cache = yield* Ref.make(new Map<string, CacheEntry>())
-
-        const store = (key: string, value: CacheEntry["value"], ttlSeconds: number, now: number) =>
-          ttlSeconds <= 0 || capacity === 0
-            ? Effect.void
-            : Ref.update(cache, (old) => {
-                const next = new Map(old)
-                next.delete(key)
-                for (const [k, e] of next) if (e.expiresAt <= now) next.delete(k)
-                // Map keeps insertion order: the first key is the oldest entry.
-                while (next.size >= capacity) next.delete(next.keys().next().value!)
-                next.set(key, { expiresAt: now + ttlSeconds * 1000, value })
-                return next
-              })
+        // The cache keeps the outcome (never fails), so a hit can be told from a miss for errors too.
+        const ttlSeconds = (resolved: Either.Either<Resolved, TlsrptLookupError>): number =>
+          Either.isRight(resolved)
+            ? Math.min(resolved.right.ttl, maxTtl)
+            : resolved.left._tag === "NoTlsrptRecord"
+              ? negativeTtl
+              : 0
+        const cache = yield* Cache.makeWith({
+          capacity,
+          lookup: (ascii: string) => Effect.either(resolveName(dns, ascii)),
+          // Cache keeps an entry while now <= expiry; one millisecond less makes a TTL of n seconds end at n.
+          timeToLive: (exit) =>
+            Exit.isSuccess(exit) ? Duration.millis(Math.max(0, ttlSeconds(exit.value) * 1000 - 1)) : Duration.zero
+        })
 
         const lookup = Effect.fn("TlsrptLookup.lookup")(function* (domain: Domain.Domain) {
           const key = domain.ascii
-          const now = yield* Clock.currentTimeMillis
-          const hit = (yield* Ref.get(cache)).get(key)
-          if (hit !== undefined && now < hit.expiresAt) {
-            yield* Metric.increment(cacheHitsTotal)
-            const value = Either.map(hit.value, (r) => ({ ...r, domain }))
-            yield* observe(domain, value, true)
-            return yield* value
-          }
-          const resolved = yield* Effect.either(resolve(dns, domain))
-          if (Either.isRight(resolved)) {
-            yield* store(key, Either.right(resolved.right.result), Math.min(resolved.right.ttl, maxTtl), now)
-          } else if (resolved.left._tag === "NoTlsrptRecord") {
-            yield* store(key, Either.left(resolved.left), negativeTtl, now)
-          }
-          const result = Either.map(resolved, (r) => r.result)
-          yield* observe(domain, result, false)
+          const entry = yield* cache.getEither(key)
+          const cached = Either.isLeft(entry)
+          const resolved = Either.merge(entry)
+          // A zero TTL still holds for the rest of the current millisecond; drop it at once.
+          if (capacity === 0 || ttlSeconds(resolved) <= 0) yield* cache.invalidate(key)
+          if (cached) yield* Metric.increment(cacheHitsTotal)
+          const result = Either.map(resolved, (r) => ({ domain, record: r.record, txt: r.txt }))
+          yield* observe(domain, result, cached)
           return yield* result
         })
         return { lookup }

@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Domain } from "@tlsrpt/core"
-import { Effect, HashMap, Layer, List, Logger, Metric, Ref, TestClock } from "effect"
+import { Effect, Fiber, HashMap, Layer, List, Logger, Metric, Ref, TestClock } from "effect"
 import { Dns, type TestAnswer } from "../src/Dns.js"
 import { cacheHitsTotal, lookupsTotal, recordName, TlsrptLookup } from "../src/TlsrptLookup.js"
 
@@ -292,6 +292,35 @@ describe("TlsrptLookup.layerCached (TestClock)", () => {
       assert.strictEqual(yield* t.queries, 3)
       yield* t.look("a.example")
       assert.strictEqual(yield* t.queries, 4)
+    })
+  )
+
+  it.effect("concurrent lookups of one name share one query", () =>
+    Effect.gen(function* () {
+      const answers = yield* Ref.make<ReadonlyMap<string, TestAnswer>>(new Map([["_smtp._tls.a.example", [VALID]]]))
+      const asked = yield* Ref.make(0)
+      // A server that takes a second to answer: both lookups are in flight at once.
+      const slowDns = Layer.effect(
+        Dns,
+        Effect.map(Dns, (inner) => ({
+          txt: (name: string) =>
+            Ref.update(asked, (n) => n + 1).pipe(
+              Effect.zipRight(Effect.sleep("1 second")),
+              Effect.zipRight(inner.txt(name))
+            )
+        }))
+      ).pipe(Layer.provide(Dns.layerTestRef(answers)))
+      const service = yield* Effect.provide(TlsrptLookup, TlsrptLookup.layerCached().pipe(Layer.provide(slowDns)))
+      const both = yield* Effect.fork(
+        Effect.all([service.lookup(Domain.unsafeMake("a.example")), service.lookup(Domain.unsafeMake("a.example"))], {
+          concurrency: "unbounded"
+        })
+      )
+      yield* TestClock.adjust("1 second")
+      const [first, second] = yield* Fiber.join(both)
+      assert.strictEqual(first.txt, VALID)
+      assert.strictEqual(second.txt, VALID)
+      assert.strictEqual(yield* Ref.get(asked), 1)
     })
   )
 
