@@ -36,6 +36,10 @@ export type DnsAnswers = ReadonlyMap<string, TestAnswer>
 /** One RSA-2048 key for the whole suite: generating keys is the slow part. */
 const generateDkimKeyPairCached = Effect.runSync(Effect.cached(generateDkimKeyPair("rsa-sha256")))
 
+/** The DKIM selector the environment signs with, and the TXT record of its key (for verifying reports). */
+export const DKIM_SELECTOR = "testsel"
+export const dkimDnsRecord: Effect.Effect<string> = Effect.map(generateDkimKeyPairCached, (pair) => pair.dnsRecord)
+
 export const makeEnv = (options: {
   readonly submitter: string
   readonly dns: Ref.Ref<DnsAnswers>
@@ -48,7 +52,7 @@ export const makeEnv = (options: {
     const key = Either.getOrThrow(
       dkimKeyFromPem({
         domain: options.submitter,
-        selector: "testsel",
+        selector: DKIM_SELECTOR,
         algorithm: "rsa-sha256",
         privateKeyPem: pair.privateKeyPem,
         file: "(generated)"
