@@ -7,7 +7,7 @@
  *
  * The steps wrapped are nodemailer internals (`_actionGreeting`, `_actionEHLO`, `_actionSTARTTLS`,
  * `_upgradeConnection`): its public API has no events for them. The end-to-end tests in
- * test/RealTls.test.ts run every path against a real server, so a nodemailer that renames them fails
+ * test/e2e/RealTls.test.ts run these paths against a real server, so a nodemailer that renames them fails
  * there, not silently in production.
  */
 import type { X509Certificate } from "node:crypto"

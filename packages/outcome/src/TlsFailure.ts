@@ -1,6 +1,6 @@
 /**
  * Node's TLS errors as RFC 8460 result types and reason codes, after mox's `TLSFailureDetails`
- * (docs: packages/outcome/README.md#tls-errors). Node reports certificate verification failures by
+ * (packages/outcome/README.md#mapping). Node reports certificate verification failures by
  * OpenSSL's X509_V_ERR names (`CERT_HAS_EXPIRED`, `DEPTH_ZERO_SELF_SIGNED_CERT`, …) either as the
  * handshake error's `code` (rejectUnauthorized) or as the socket's `authorizationError`, host name
  * mismatches as `ERR_TLS_CERT_ALTNAME_INVALID`, alerts as `ERR_SSL_…_ALERT_…` with "SSL alert number N".
