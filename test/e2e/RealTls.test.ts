@@ -47,7 +47,10 @@ const policyServer = (tls: TestCa.Leaf, policies: Record<string, string>) =>
       })
       server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
     }),
-    (s) => Effect.async<void>((resume) => s.close(() => resume(Effect.void)))
+    (s) =>
+      Effect.async<void>((resume) => {
+        s.close(() => resume(Effect.void))
+      })
   )
 
 const loopback: LookupFunction = (_host, options, callback) => {

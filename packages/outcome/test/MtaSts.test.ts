@@ -26,7 +26,10 @@ const serve = (tls: TestCa.Leaf, bodies: Record<string, string>, hits: Array<str
       })
       server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
     }),
-    (s) => Effect.async<void>((resume) => s.close(() => resume(Effect.void)))
+    (s) =>
+      Effect.async<void>((resume) => {
+        s.close(() => resume(Effect.void))
+      })
   )
 
 const portOf = (s: https.Server) => {
@@ -77,7 +80,7 @@ describe("MtaSts.policyFor", () => {
       // a new id whose policy cannot be fetched: the cached policy stays, with the failure
       yield* dns.set("_mta-sts.a.example", ["v=STSv1; id=2"])
       delete bodies["mta-sts.a.example"]
-      assert.deepStrictEqual(yield* sts.policyFor("a.example"), {
+      assert.deepStrictEqual<unknown>(yield* sts.policyFor("a.example"), {
         ...a,
         failure: { resultType: "sts-policy-fetch-error", reasonCode: "no-policy-served+fallback-to-cached-policy" }
       })
