@@ -206,7 +206,7 @@ describe("real TLS: deliveries → rows → a report round", () => {
           const sent = yield* deliverAndParse
           yield* Fiber.interrupt(fiber)
 
-          // one report per recipient domain with a failure; valid.example had none (spec §9.5)
+          // one report per recipient domain with a failure; valid.example had none (docs/design.md#failure-rule)
           const byDomain = Object.fromEntries(
             sent.map((s) => [s.to, s.report.policies.flatMap((p) => p.failureDetails.map((d) => d.resultType)).sort()])
           )
@@ -214,7 +214,7 @@ describe("real TLS: deliveries → rows → a report round", () => {
             "tlsrpt@expired.example": ["certificate-expired"],
             "tlsrpt@fetch404.example": ["sts-policy-fetch-error"],
             "tlsrpt@mismatch.example": ["validation-failure"],
-            // the recipient domain's report carries its MX host's result too (spec §9.7)
+            // the recipient domain's report carries its MX host's result too (docs/design.md#mx-host-rewrite)
             "tlsrpt@plain.example": ["starttls-not-supported", "starttls-not-supported"],
             "tlsrpt@untrusted.example": ["certificate-not-trusted"],
             "tlsrpt@wronghost.example": ["certificate-host-mismatch"]
