@@ -51,7 +51,8 @@ export const layer = (config: WorkerConfig, token: Redacted.Redacted<string>) =>
   const admin = Admin.layer(config.http.listen).pipe(Layer.provide(Layer.mergeAll(storeLayer, Metrics.layer, settings)))
   return Layer.mergeAll(
     admin,
-    collector(config).pipe(Layer.provide(storeLayer)),
+    // The datagram socket closes (and is drained) before the collector's final flush.
+    Layers.datagramSource(config).pipe(Layer.provideMerge(collector(config).pipe(Layer.provide(storeLayer)))),
     Layers.delivery(config, storeLayer, { background: true }),
     Layers.schedule(config, storeLayer)
   )

@@ -18,9 +18,19 @@
  *   queue nobody reads; then what the kernel already queued is read, and the socket closed. The
  *   Collector's own finalizer (it outlives this layer) then flushes everything.
  */
-import { chmodSync, chownSync, lstatSync, readdirSync, readFileSync, statSync, unlinkSync, writeFile } from "node:fs"
+import {
+  chmodSync,
+  chownSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  unlinkSync,
+  writeFile
+} from "node:fs"
 import { createConnection } from "node:net"
-import { join } from "node:path"
+import { dirname, join } from "node:path"
 import { Day } from "@tlsrpt/core"
 import type { NewResultRow } from "@tlsrpt/store"
 import { Context, Data, Effect, Either, Layer, Metric, Runtime, type Scope } from "effect"
@@ -140,6 +150,7 @@ const make = (
     const path = config.socket
     const maxParked = config.maxParked ?? 100_000
 
+    yield* syncOr(path, () => mkdirSync(dirname(path), { recursive: true }))
     const state = yield* probe(path)
     if (state === "live") return yield* new SocketInUse({ path })
     if (state === "other") return yield* new SocketError({ path, reason: "exists and is not a socket; not replaced" })
@@ -182,6 +193,7 @@ const make = (
     let dumpBytes = 0
     if (dumpDir !== undefined) {
       yield* syncOr(dumpDir, () => {
+        mkdirSync(dumpDir, { recursive: true, mode: 0o700 })
         for (const f of readdirSync(dumpDir)) {
           dumpFiles++
           dumpBytes += statSync(join(dumpDir, f)).size
