@@ -2,7 +2,7 @@
  * The libtlsrpt datagram (sys4/libtlsrpt, sent by Postfix ≥ 3.10 with `smtp_tlsrpt_enable = yes`):
  * one JSON object per Unix datagram, one datagram per delivery request, and its mapping to result
  * rows. The mapping gives what sys4's tlsrpt-collectd + tlsrpt-reportd would report for the same
- * datagrams (docs/design.md#libtlsrpt-datagrams):
+ * datagrams (README.md#postfix-libtlsrpt):
  * - every policy of a datagram is one session, a success or a failure by its `f` (sys4 counts
  *   `cntrtotal += 1`, `cntrfailure += f`); each failure detail counts one failed session;
  * - the row is keyed by the datagram's `d` (lower case, one trailing dot removed), as policy domain
