@@ -111,7 +111,7 @@ export class Collector extends Context.Tag("@tlsrpt/collector/Collector")<
      * the collector is closed). After false, wait for `space` and offer again.
      */
     readonly offerRows: (rows: ReadonlyArray<NewResultRow>) => boolean
-    /** Succeeds once the buffer has room (at once when it has). */
+    /** Succeeds once the buffer has room (at once when it has); a defect once the collector is closed. */
     readonly space: Effect.Effect<void>
     /** Writes everything recorded so far to the store now. On failure the data stays pending. */
     readonly flush: Effect.Effect<void, StoreError>
@@ -378,7 +378,13 @@ const make = (config: CollectorConfig = {}): Effect.Effect<Service, never, Resul
         added(rows.length)
         return true
       },
-      space: Effect.suspend(() => (closed || !isFull() ? Effect.void : space.await)),
+      space: Effect.suspend(() => {
+        if (closed) return Effect.dieMessage("Collector used after its scope was closed")
+        if (!isFull()) return Effect.void
+        requestFlush()
+        space.unsafeClose()
+        return space.await
+      }),
       flush: flushNow.pipe(Effect.withSpan("Collector.flush")),
       stats: Effect.sync(() => ({ ...counters, pendingKeys: buffer.size + (inflight?.length ?? 0) }))
     }
