@@ -159,6 +159,19 @@ export const ConfigFile = Schema.Struct({
     })
   ),
   transport: Schema.optional(TransportFile),
+  collector: Schema.optional(
+    Schema.Struct({
+      /** The libtlsrpt datagram socket (Postfix `smtp_tlsrpt_socket_name`); `null` turns it off. */
+      socket: Schema.optional(Schema.NullOr(NonEmpty)),
+      socketMode: Schema.optional(
+        Schema.String.pipe(
+          Schema.pattern(/^0?[0-7]{3}$/, { message: () => 'expected an octal file mode such as "0660"' })
+        )
+      ),
+      socketGroup: Schema.optional(Schema.Union(NonEmpty, Schema.Int.pipe(Schema.nonNegative()))),
+      invalidDatagramDir: Schema.optional(Schema.NullOr(NonEmpty))
+    })
+  ),
   http: Schema.optional(
     Schema.Struct({
       listen: Schema.optional(hostPort()),
@@ -208,6 +221,13 @@ export interface WorkerConfig {
     readonly tries: number
   }
   readonly transport: TransportConfig
+  /** The libtlsrpt datagram socket (`collector.*`); `socket` undefined: not listening. */
+  readonly collector: {
+    readonly socket: string | undefined
+    readonly socketMode: number
+    readonly socketGroup: string | number | undefined
+    readonly invalidDatagramDir: string | undefined
+  }
   readonly http: {
     readonly listen: HostPort
     readonly token: Redacted.Redacted<string> | undefined
@@ -219,7 +239,7 @@ export const DEFAULT_LISTEN: HostPort = { host: "127.0.0.1", port: 8470 }
 // ---------------------------------------------------------------------------------------------------
 // Environment overrides: TLSRPT_<KEY PATH IN SCREAMING SNAKE CASE>
 
-type EnvKind = "string" | "boolean" | "integer" | "list" | "json"
+type EnvKind = "string" | "boolean" | "integer" | "list" | "json" | "nullable"
 
 interface EnvOverride {
   readonly env: string
@@ -253,6 +273,7 @@ export const ENV_OVERRIDES: ReadonlyArray<EnvOverride> = [
   env("TLSRPT_DNS_SERVERS", "dns.servers", "list"),
   env("TLSRPT_DNS_TIMEOUT_MS", "dns.timeoutMs", "integer"),
   env("TLSRPT_DNS_TRIES", "dns.tries", "integer"),
+  env("TLSRPT_COLLECTOR_SOCKET", "collector.socket", "nullable"),
   env("TLSRPT_HTTP_LISTEN", "http.listen"),
   env("TLSRPT_HTTP_TOKEN", "http.token")
 ]
@@ -265,6 +286,9 @@ const parseEnvValue = (kind: EnvKind, raw: string): unknown => {
   switch (kind) {
     case "string":
       return raw
+    // An empty value (or "null") turns the setting off, as `null` does in the file.
+    case "nullable":
+      return raw.trim() === "" || raw.trim() === "null" ? null : raw
     case "boolean": {
       const v = raw.trim().toLowerCase()
       if (["1", "true", "yes", "on"].includes(v)) return true
@@ -448,6 +472,22 @@ export const resolve = (
       tries: file.dns?.tries ?? 3
     },
     transport,
+    collector: {
+      socket:
+        file.collector?.socket === null
+          ? undefined
+          : file.collector?.socket === undefined
+            ? NodePath.join(dataDir, "tlsrpt.sock")
+            : path("collector.socket", file.collector.socket),
+      socketMode: Number.parseInt(file.collector?.socketMode ?? "0660", 8),
+      socketGroup: file.collector?.socketGroup,
+      invalidDatagramDir:
+        file.collector?.invalidDatagramDir === null
+          ? undefined
+          : file.collector?.invalidDatagramDir === undefined
+            ? NodePath.join(dataDir, "invalid-datagrams")
+            : path("collector.invalidDatagramDir", file.collector.invalidDatagramDir)
+    },
     http: {
       listen: file.http?.listen ?? DEFAULT_LISTEN,
       token: file.http?.token === undefined ? undefined : Redacted.make(file.http.token)

@@ -3,6 +3,7 @@
  * packages' Layers (ARCHITECTURE.md). Each function returns a Layer built once per command; layers
  * that several services share (the store) are passed in so one instance is memoised.
  */
+import { type Collector, DatagramSource } from "@tlsrpt/collector"
 import { Dns, TlsrptLookup } from "@tlsrpt/dns"
 import { Delivery, ReportMail, Transport } from "@tlsrpt/mail"
 import { defaultConfig, type Reporter, type ReporterConfig, ReporterLive, ReporterSchedule } from "@tlsrpt/reporter"
@@ -91,5 +92,24 @@ export const schedule = <E, R>(config: WorkerConfig, storeLayer: Layer.Layer<Res
   }
   return ReporterSchedule.layer(reporterConfig(config, { retries: true })).pipe(
     Layer.provide(reporter(config, storeLayer, { retries: true, cachedLookup: true }))
+  )
+}
+
+/**
+ * The libtlsrpt datagram socket (`collector.socket`), feeding the given collector; nothing when it is
+ * off. A socket another collector holds is refused at start, naming the key.
+ */
+export const datagramSource = (config: WorkerConfig): Layer.Layer<never, ConfigError, Collector> => {
+  const c = config.collector
+  if (c.socket === undefined) return Layer.empty
+  const source = DatagramSource.layer({
+    socket: c.socket,
+    socketMode: c.socketMode,
+    socketGroup: c.socketGroup,
+    invalidDatagramDir: c.invalidDatagramDir
+  })
+  return Layer.effectDiscard(Effect.void).pipe(
+    Layer.provide(source),
+    Layer.mapError((e) => new ConfigError({ key: "collector.socket", reason: e.message }))
   )
 }

@@ -48,10 +48,14 @@ export const layer = (config: WorkerConfig, token: Redacted.Redacted<string>) =>
       submitter: config.submitter?.domain.ascii
     }
   })
-  const admin = Admin.layer(config.http.listen).pipe(Layer.provide(Layer.mergeAll(storeLayer, Metrics.layer, settings)))
+  // One collector for the datagram socket and POST /api/outcomes; both close before its final flush.
+  const collectorLayer = collector(config).pipe(Layer.provide(storeLayer))
+  const admin = Admin.layer(config.http.listen).pipe(
+    Layer.provide(Layer.mergeAll(storeLayer, Metrics.layer, settings, collectorLayer))
+  )
   return Layer.mergeAll(
     admin,
-    collector(config).pipe(Layer.provide(storeLayer)),
+    Layers.datagramSource(config).pipe(Layer.provideMerge(collectorLayer)),
     Layers.delivery(config, storeLayer, { background: true }),
     Layers.schedule(config, storeLayer)
   )

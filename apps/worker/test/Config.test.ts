@@ -37,6 +37,26 @@ describe("Config", () => {
     assert.deepStrictEqual(Config.sendingBlocker(c)?.key, "submitter")
   })
 
+  it("collector: the socket defaults to <dataDir>/tlsrpt.sock; null or an empty TLSRPT_COLLECTOR_SOCKET turns it off", () => {
+    const c = Either.getOrThrow(resolved({}))
+    assert.deepStrictEqual(c.collector, {
+      socket: "/work/data/tlsrpt.sock",
+      socketMode: 0o660,
+      socketGroup: undefined,
+      invalidDatagramDir: "/work/data/invalid-datagrams"
+    })
+    assert.isUndefined(Either.getOrThrow(resolved({ collector: { socket: null } })).collector.socket)
+    assert.isUndefined(Either.getOrThrow(resolved({}, { TLSRPT_COLLECTOR_SOCKET: "" })).collector.socket)
+    const env = Either.getOrThrow(
+      resolved({ collector: { socketMode: "0620", socketGroup: 115 } }, { TLSRPT_COLLECTOR_SOCKET: "run/t.sock" })
+    )
+    assert.strictEqual(env.collector.socket, "/work/run/t.sock")
+    assert.strictEqual(env.collector.socketMode, 0o620)
+    assert.strictEqual(env.collector.socketGroup, 115)
+    const bad = decodeError({ collector: { socketMode: "rw-rw----" } })
+    assert.strictEqual(bad.key, "collector.socketMode")
+  })
+
   it("relative paths in the file resolve against the file's directory", () => {
     const c = Either.getOrThrow(
       resolved(
@@ -200,7 +220,14 @@ describe("Config", () => {
       ["rsa-sha256", "ed25519-sha256"]
     )
     assert.deepStrictEqual(c.transport, { type: "smtp", url: "smtp://127.0.0.1:25" })
+    assert.deepStrictEqual(c.collector, {
+      socket: "/var/spool/postfix/run/tlsrpt/tlsrpt.sock",
+      socketMode: 0o660,
+      socketGroup: "postfix",
+      invalidDatagramDir: "/var/lib/tlsrpt/invalid-datagrams"
+    })
     assert.deepStrictEqual(Object.keys(json).sort(), [
+      "collector",
       "dataDir",
       "database",
       "dkim",
