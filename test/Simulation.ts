@@ -3,6 +3,7 @@
  * layer behind a Ref the test changes, the real report composer with an RSA DKIM key, the capturing
  * transport, and a Reporter wrapped so that every finished round is offered to a queue.
  */
+import { appendFileSync } from "node:fs"
 import { type Day, Domain, PolicyResult, type Report, ReportMessage } from "@tlsrpt/core"
 import { Dns, type TestAnswer, TlsrptLookup } from "@tlsrpt/dns"
 import {
@@ -87,9 +88,23 @@ export const deliverAndParse = Effect.gen(function* () {
     const report =
       m.kind === "mailto" ? yield* ReportMessage.parse(m.payload) : yield* ReportMessage.parseJsonOrGzip(m.payload)
     out.push({ to: m.destination, kind: m.kind, report, raw: m.payload })
+    dumpMessage(m.destination, m.payload)
   }
   return out
 })
+
+/**
+ * With `TLSRPT_DUMP_MESSAGES=FILE`, every delivered message is appended to FILE without its
+ * DKIM-Signature headers, so two versions of the composer can be compared byte for byte on the
+ * reference scenarios and the simulated month (`cmp` of the two files).
+ */
+const dumpMessage = (destination: string, payload: Uint8Array): void => {
+  const file = process.env.TLSRPT_DUMP_MESSAGES
+  if (file === undefined || file === "") return
+  const text = Buffer.from(payload).toString("latin1")
+  const unsigned = text.replace(/^DKIM-Signature:.*\r\n(?:[ \t].*\r\n)*/gim, "")
+  appendFileSync(file, `=== ${destination}\n${unsigned}\n`, "latin1")
+}
 
 /** Recipient → reports, the shape of mox's `haveReports`. */
 export const byRecipient = (sent: ReadonlyArray<{ readonly to: string; readonly report: Report.Report }>) => {
