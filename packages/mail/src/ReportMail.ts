@@ -7,10 +7,10 @@
  */
 import { gzipSync } from "node:zlib"
 import { type Day, Domain, type EmailAddress, Report, ReportNaming } from "@tlsrpt/core"
-import { dkimSign } from "mailauth/lib/dkim/sign.js"
 import MimeNode from "nodemailer/lib/mime-node"
 import { Clock, Context, Data, Effect, Layer, Metric, Random } from "effect"
 import { type DkimKey, type DkimKeyError, dkimKeyFromPem } from "./DkimKeys.js"
+import { makeDkimSigner } from "./DkimSigner.js"
 import { fromAddress, type Submitter } from "./Submitter.js"
 
 export interface ComposeInput {
@@ -80,6 +80,22 @@ export const SIGNED_HEADERS: ReadonlyArray<string> = [
   "TLS-Required"
 ]
 
+/**
+ * Signed once more than they occur (RFC 6376 §8.15), as mox signs: nobody can add a second From,
+ * Subject or TLS-Report-Domain to a report, or a TLS-Required, without breaking the signature.
+ */
+export const OVERSIGNED_HEADERS: ReadonlyArray<string> = [
+  "From",
+  "To",
+  "Subject",
+  "Date",
+  "Message-ID",
+  "Content-Type",
+  "TLS-Report-Domain",
+  "TLS-Report-Submitter",
+  "TLS-Required"
+]
+
 export const reportsComposed = Metric.counter("tlsrpt_reports_composed_total", {
   description: "Report mails composed and DKIM-signed",
   incremental: true
@@ -88,28 +104,6 @@ export const reportsComposed = Metric.counter("tlsrpt_reports_composed_total", {
 /** The report as gzip-compressed JSON: the mail attachment and the https POST body (RFC 8460 §3, §5.3). */
 export const gzipReport = (report: Report.Report): Uint8Array =>
   gzipSync(Buffer.from(Report.encodeJsonString(report), "utf8"))
-
-// What mailauth's signer accepts at run time (lib/dkim/dkim-signer.js). Its index.d.ts types
-// `headerList` as string[], but lib/tools.js getSigningHeaderLines only honours a colon-separated
-// string and silently signs its own default list otherwise.
-interface SignatureData {
-  readonly signingDomain: string
-  readonly selector: string
-  readonly privateKey: string
-  readonly algorithm: string
-  readonly canonicalization: string
-}
-interface SignOptions {
-  readonly canonicalization: string
-  readonly headerList: string
-  readonly signTime: Date
-  readonly signatureData: ReadonlyArray<SignatureData>
-}
-interface SignResult {
-  readonly signatures: string
-  readonly errors: ReadonlyArray<{ readonly selector?: string; readonly err?: { readonly message?: string } }>
-}
-const sign = dkimSign as unknown as (input: Buffer, options: SignOptions) => Promise<SignResult>
 
 // Header names as RFC 8460 spells them; MimeNode would write `Tls-Report-Domain`.
 const HEADER_CASE: Readonly<Record<string, string>> = {
@@ -167,14 +161,10 @@ export const makeReportMail = (
     )
     if (keys.length === 0) return yield* new NoDkimKey({ domain: submitter.domain.ascii })
     const from = fromAddress(submitter)
-    const signatureData = (): ReadonlyArray<SignatureData> =>
-      keys.map((k) => ({
-        signingDomain: submitter.domain.ascii,
-        selector: k.selector,
-        privateKey: k.privateKeyPem,
-        algorithm: k.algorithm,
-        canonicalization: "relaxed/relaxed"
-      }))
+    const signer = makeDkimSigner(
+      keys.map((k) => ({ ...k, domain: submitter.domain.ascii })),
+      { headers: SIGNED_HEADERS, oversign: OVERSIGNED_HEADERS }
+    )
 
     const compose = Effect.fn("ReportMail.compose")(function* (input: ComposeInput) {
       const policy = input.policyDomain
@@ -234,24 +224,11 @@ export const makeReportMail = (
         try: () => root.build(),
         catch: (e) => fail("cannot build the MIME message", e)
       })
-      const signed = yield* Effect.tryPromise({
-        try: () =>
-          sign(message, {
-            canonicalization: "relaxed/relaxed",
-            headerList: SIGNED_HEADERS.join(":"),
-            signTime: now,
-            signatureData: signatureData()
-          }),
+      const signatures = yield* Effect.try({
+        try: () => signer.sign(message, now),
         catch: (e) => fail("DKIM signing failed", e)
       })
-      if (signed.errors.length > 0) {
-        const first = signed.errors[0]!
-        return yield* fail(`DKIM signing with selector ${first.selector ?? "?"} failed: ${first.err?.message ?? "?"}`)
-      }
-      // mailauth skips a key silently in some cases; every key must have signed.
-      const count = signed.signatures.match(/^DKIM-Signature:/gm)?.length ?? 0
-      if (count !== keys.length) return yield* fail(`${count} DKIM signatures for ${keys.length} keys`)
-      const raw = Buffer.concat([Buffer.from(signed.signatures, "latin1"), message])
+      const raw = Buffer.concat([Buffer.from(signatures, "latin1"), message])
       const smtputf8 = to.some((a) => /[^\x20-\x7e]/.test(a.localPart))
       yield* Metric.increment(reportsComposed)
       return { raw, messageId, subject, envelopeFrom: from, smtputf8 } satisfies ComposedMail
