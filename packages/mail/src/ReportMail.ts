@@ -7,10 +7,10 @@
  */
 import { gzipSync } from "node:zlib"
 import { type Day, Domain, type EmailAddress, Report, ReportNaming } from "@tlsrpt/core"
-import MimeNode from "nodemailer/lib/mime-node"
 import { Clock, Context, Data, Effect, Layer, Metric, Random } from "effect"
 import { type DkimKey, type DkimKeyError, dkimKeyFromPem } from "./DkimKeys.js"
 import { makeDkimSigner } from "./DkimSigner.js"
+import { type RenderJob, renderAndSign } from "./ReportMailRender.js"
 import { fromAddress, type Submitter } from "./Submitter.js"
 
 export interface ComposeInput {
@@ -105,13 +105,6 @@ export const reportsComposed = Metric.counter("tlsrpt_reports_composed_total", {
 export const gzipReport = (report: Report.Report): Uint8Array =>
   gzipSync(Buffer.from(Report.encodeJsonString(report), "utf8"))
 
-// Header names as RFC 8460 spells them; MimeNode would write `Tls-Report-Domain`.
-const HEADER_CASE: Readonly<Record<string, string>> = {
-  "tls-report-domain": "TLS-Report-Domain",
-  "tls-report-submitter": "TLS-Report-Submitter",
-  "tls-required": "TLS-Required"
-}
-
 const randomBytes = (n: number): Effect.Effect<Buffer> =>
   Effect.map(
     Effect.forEach(Array.from({ length: n }), () => Random.nextIntBetween(0, 256)),
@@ -181,54 +174,27 @@ export const makeReportMail = (
       const messageId = `<${(yield* randomBytes(16)).toString("base64url")}@${hostname.ascii}>`
       const boundary = `tlsrpt-${(yield* randomBytes(12)).toString("hex")}`
       const subject = ReportNaming.subject(policy, submitter.domain, input.report.reportId)
-      const gzip = yield* Effect.try({
-        try: () => gzipReport(input.report),
-        catch: (e) => fail("cannot encode or gzip the report", e)
-      })
-
-      // MimeNode writes `report-type=tlsrpt` unquoted when it builds Content-Type itself; RFC 8460
-      // §5.3 spells it quoted, so the header is prepared here and the multipart fields set by hand.
-      const root = new MimeNode(false, {
+      const job: RenderJob = {
         hostname: hostname.ascii,
-        normalizeHeaderKey: (key) => HEADER_CASE[key.toLowerCase()] ?? key
-      })
-      root.contentType = "multipart/report"
-      root.multipart = "report"
-      root.boundary = boundary
-      root.setHeader("From", { address: from })
-      root.setHeader(
-        "To",
-        to.map((a) => ({ address: `${a.localPart}@${a.domain.ascii}` }))
-      )
-      root.setHeader("Subject", subject)
-      for (const [key, value] of Object.entries(ReportNaming.headers(policy, submitter.domain))) {
-        root.setHeader(key, value)
-      }
-      root.setHeader("TLS-Required", "No")
-      root.setHeader("Message-ID", messageId)
-      root.setHeader("Date", now)
-      root.setHeader("MIME-Version", "1.0")
-      root.setHeader("Content-Type", {
-        prepared: true,
-        foldLines: true,
-        value: `multipart/report; report-type="tlsrpt"; boundary="${boundary}"`
-      })
-      root.createChild("text/plain").setContent(textPart(submitter, policy, input.report.reportId, input.day))
-      root
-        .createChild(ReportNaming.MEDIA_TYPE_GZIP, {
-          filename: ReportNaming.filename(input.day, policy, submitter.domain)
+        from,
+        to: to.map((a) => `${a.localPart}@${a.domain.ascii}`),
+        subject,
+        reportHeaders: Object.entries(ReportNaming.headers(policy, submitter.domain)),
+        messageId,
+        date: now.getTime(),
+        boundary,
+        text: textPart(submitter, policy, input.report.reportId, input.day),
+        filename: ReportNaming.filename(input.day, policy, submitter.domain),
+        mediaType: ReportNaming.MEDIA_TYPE_GZIP,
+        reportJson: yield* Effect.try({
+          try: () => Report.encodeJsonString(input.report),
+          catch: (e) => fail("cannot encode the report", e)
         })
-        .setContent(Buffer.from(gzip))
-
-      const message = yield* Effect.tryPromise({
-        try: () => root.build(),
-        catch: (e) => fail("cannot build the MIME message", e)
+      }
+      const raw = yield* Effect.try({
+        try: () => renderAndSign(job, signer),
+        catch: (e) => fail("cannot build or DKIM-sign the message", e)
       })
-      const signatures = yield* Effect.try({
-        try: () => signer.sign(message, now),
-        catch: (e) => fail("DKIM signing failed", e)
-      })
-      const raw = Buffer.concat([Buffer.from(signatures, "latin1"), message])
       const smtputf8 = to.some((a) => /[^\x20-\x7e]/.test(a.localPart))
       yield* Metric.increment(reportsComposed)
       return { raw, messageId, subject, envelopeFrom: from, smtputf8 } satisfies ComposedMail
