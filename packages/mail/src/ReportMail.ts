@@ -7,9 +7,10 @@
  */
 import { gzipSync } from "node:zlib"
 import { type Day, Domain, type EmailAddress, Report, ReportNaming } from "@tlsrpt/core"
-import { Clock, Context, Data, Effect, Layer, Metric, Random } from "effect"
+import { Clock, Context, Data, Effect, Layer, Metric, Random, type Scope } from "effect"
 import { type DkimKey, type DkimKeyError, dkimKeyFromPem } from "./DkimKeys.js"
-import { makeDkimSigner } from "./DkimSigner.js"
+import { makeComposePool } from "./ComposePool.js"
+import { type DkimSignerKey, type DkimSignerOptions, makeDkimSigner } from "./DkimSigner.js"
 import { type RenderJob, renderAndSign } from "./ReportMailRender.js"
 import { fromAddress, type Submitter } from "./Submitter.js"
 
@@ -61,6 +62,11 @@ export interface ReportMailConfig {
   readonly dkim: ReadonlyArray<DkimKey>
   /** Right-hand side of Message-IDs; default the submitter domain. */
   readonly hostname?: string | undefined
+  /**
+   * Worker threads that render and sign (ComposePool.ts); 0 or absent = in-thread. The worker app
+   * sizes it to the cores (`defaultPoolSize`), so a round uses all of them.
+   */
+  readonly workers?: number | undefined
 }
 
 /**
@@ -138,13 +144,16 @@ export interface ReportMailService {
   readonly compose: (input: ComposeInput) => Effect.Effect<ComposedMail, ComposeError>
 }
 
-/**
- * Builds the service; fails when the submitter domain has no DKIM key (reporting refuses to start,
- * DECISIONS.md §1) or one of its keys is unusable.
- */
-export const makeReportMail = (
-  config: ReportMailConfig
-): Effect.Effect<ReportMailService, NoDkimKey | DkimKeyError | Domain.DomainError> =>
+/** Renders and signs one job: in-thread, or on the compose pool (ComposePool.ts). */
+type Render = (job: RenderJob) => Effect.Effect<Uint8Array, unknown>
+
+const make = <R>(
+  config: ReportMailConfig,
+  renderer: (signer: {
+    readonly keys: ReadonlyArray<DkimSignerKey>
+    readonly options: DkimSignerOptions
+  }) => Effect.Effect<Render, never, R>
+): Effect.Effect<ReportMailService, NoDkimKey | DkimKeyError | Domain.DomainError, R> =>
   Effect.gen(function* () {
     const { submitter } = config
     const hostname = yield* Domain.parse(config.hostname ?? submitter.domain.ascii)
@@ -154,10 +163,15 @@ export const makeReportMail = (
     )
     if (keys.length === 0) return yield* new NoDkimKey({ domain: submitter.domain.ascii })
     const from = fromAddress(submitter)
-    const signer = makeDkimSigner(
-      keys.map((k) => ({ ...k, domain: submitter.domain.ascii })),
-      { headers: SIGNED_HEADERS, oversign: OVERSIGNED_HEADERS }
-    )
+    const render = yield* renderer({
+      keys: keys.map((k) => ({
+        domain: submitter.domain.ascii,
+        selector: k.selector,
+        algorithm: k.algorithm,
+        privateKeyPem: k.privateKeyPem
+      })),
+      options: { headers: SIGNED_HEADERS, oversign: OVERSIGNED_HEADERS }
+    })
 
     const compose = Effect.fn("ReportMail.compose")(function* (input: ComposeInput) {
       const policy = input.policyDomain
@@ -191,10 +205,7 @@ export const makeReportMail = (
           catch: (e) => fail("cannot encode the report", e)
         })
       }
-      const raw = yield* Effect.try({
-        try: () => renderAndSign(job, signer),
-        catch: (e) => fail("cannot build or DKIM-sign the message", e)
-      })
+      const raw = yield* render(job).pipe(Effect.mapError((e) => fail("cannot build or DKIM-sign the message", e)))
       const smtputf8 = to.some((a) => /[^\x20-\x7e]/.test(a.localPart))
       yield* Metric.increment(reportsComposed)
       return { raw, messageId, subject, envelopeFrom: from, smtputf8 } satisfies ComposedMail
@@ -203,9 +214,33 @@ export const makeReportMail = (
     return { submitter, compose } satisfies ReportMailService
   })
 
+/**
+ * Builds the service, rendering and signing in-thread (tests, TestClock simulations, small
+ * deployments); fails when the submitter domain has no DKIM key (reporting refuses to start,
+ * DECISIONS.md §1) or one of its keys is unusable.
+ */
+export const makeReportMail = (
+  config: ReportMailConfig
+): Effect.Effect<ReportMailService, NoDkimKey | DkimKeyError | Domain.DomainError> =>
+  make(config, (init) =>
+    Effect.sync(() => {
+      const signer = makeDkimSigner(init.keys, init.options)
+      return (job: RenderJob) => Effect.try(() => renderAndSign(job, signer))
+    })
+  )
+
+/** The same service, rendering and signing on `size` worker threads, closed with the scope. */
+export const makeReportMailPooled = (
+  config: ReportMailConfig,
+  size: number
+): Effect.Effect<ReportMailService, NoDkimKey | DkimKeyError | Domain.DomainError, Scope.Scope> =>
+  make(config, (init) => Effect.map(makeComposePool(size, init), (pool) => pool.run))
+
 export class ReportMail extends Context.Tag("@tlsrpt/mail/ReportMail")<ReportMail, ReportMailService>() {
   static readonly layer = (
     config: ReportMailConfig
   ): Layer.Layer<ReportMail, NoDkimKey | DkimKeyError | Domain.DomainError> =>
-    Layer.effect(ReportMail, makeReportMail(config))
+    (config.workers ?? 0) > 0
+      ? Layer.scoped(ReportMail, makeReportMailPooled(config, config.workers ?? 0))
+      : Layer.effect(ReportMail, makeReportMail(config))
 }
