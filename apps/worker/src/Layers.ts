@@ -5,7 +5,7 @@
  */
 import { type Collector, DatagramSource } from "@tlsrpt/collector"
 import { Dns, TlsrptLookup } from "@tlsrpt/dns"
-import { Delivery, ReportMail, Transport } from "@tlsrpt/mail"
+import { Delivery, defaultPoolSize, ReportMail, Transport } from "@tlsrpt/mail"
 import { defaultConfig, type Reporter, type ReporterConfig, ReporterLive, ReporterSchedule } from "@tlsrpt/reporter"
 import { ResultStore } from "@tlsrpt/store"
 import { Effect, Layer } from "effect"
@@ -45,7 +45,8 @@ export const reportMail = (config: WorkerConfig) => {
     return Layer.fail(
       new ConfigError({ key: blocker?.key ?? "submitter", reason: blocker?.reason ?? "not configured" })
     )
-  return ReportMail.layer({ submitter: config.submitter, dkim: config.dkimKeys }).pipe(
+  // composed and signed on one thread per core, so a round uses all of them (ComposePool)
+  return ReportMail.layer({ submitter: config.submitter, dkim: config.dkimKeys, workers: defaultPoolSize() }).pipe(
     Layer.mapError((e) => new ConfigError({ key: "dkim", reason: e.message }))
   )
 }
