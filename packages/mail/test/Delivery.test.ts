@@ -167,7 +167,7 @@ describe("Delivery.runOnce", () => {
           assert.strictEqual(r.headers["content-type"], "application/tlsrpt+gzip")
           assert.deepStrictEqual(r.body, gzipBody)
         }
-      }).pipe(provideDelivery(Transport.layerSmtp({ url: "smtp://127.0.0.1:1" })))
+      }).pipe(provideDelivery(Transport.layerSmtp({ url: "smtp://127.0.0.1:1", httpsAllowPrivate: true })))
     })
   )
 
