@@ -10,7 +10,14 @@
 import * as NodePath from "node:path"
 import { FileSystem } from "@effect/platform"
 import { Domain, EmailAddress } from "@tlsrpt/core"
-import { type DkimKey, loadDkimKeys, makeSubmitter, type Submitter } from "@tlsrpt/mail"
+import {
+  type DkimKey,
+  defaultRetrySchedule,
+  loadDkimKeys,
+  makeSubmitter,
+  type RetrySchedule,
+  type Submitter
+} from "@tlsrpt/mail"
 import type { ReporterConfig } from "@tlsrpt/reporter"
 import { Data, Duration, Effect, Either, Option, ParseResult, Redacted, Schema } from "effect"
 
@@ -170,6 +177,14 @@ export const ConfigFile = Schema.Struct({
       ),
       socketGroup: Schema.optional(Schema.Union(NonEmpty, Schema.Int.pipe(Schema.nonNegative()))),
       invalidDatagramDir: Schema.optional(Schema.NullOr(NonEmpty))
+      })
+    ),
+  delivery: Schema.optional(
+    Schema.Struct({
+      attempts: Schema.optional(Schema.Int.pipe(Schema.between(1, 100))),
+      backoff: Schema.optional(DurationString),
+      maxBackoff: Schema.optional(DurationString),
+      httpsAllowPrivate: Schema.optional(Schema.Boolean)
     })
   ),
   http: Schema.optional(
@@ -228,6 +243,8 @@ export interface WorkerConfig {
     readonly socketGroup: string | number | undefined
     readonly invalidDatagramDir: string | undefined
   }
+  /** The outbox's retry schedule, and whether https reports may go to non-public addresses. */
+  readonly delivery: RetrySchedule & { readonly httpsAllowPrivate: boolean }
   readonly http: {
     readonly listen: HostPort
     readonly token: Redacted.Redacted<string> | undefined
@@ -274,6 +291,10 @@ export const ENV_OVERRIDES: ReadonlyArray<EnvOverride> = [
   env("TLSRPT_DNS_TIMEOUT_MS", "dns.timeoutMs", "integer"),
   env("TLSRPT_DNS_TRIES", "dns.tries", "integer"),
   env("TLSRPT_COLLECTOR_SOCKET", "collector.socket", "nullable"),
+  env("TLSRPT_DELIVERY_ATTEMPTS", "delivery.attempts", "integer"),
+  env("TLSRPT_DELIVERY_BACKOFF", "delivery.backoff"),
+  env("TLSRPT_DELIVERY_MAX_BACKOFF", "delivery.maxBackoff"),
+  env("TLSRPT_DELIVERY_HTTPS_ALLOW_PRIVATE", "delivery.httpsAllowPrivate", "boolean"),
   env("TLSRPT_HTTP_LISTEN", "http.listen"),
   env("TLSRPT_HTTP_TOKEN", "http.token")
 ]
@@ -451,6 +472,17 @@ export const resolve = (
   if (Duration.greaterThan(reports.jitterMin, reports.jitterMax))
     return fail("reports.jitterMin", "must not be greater than reports.jitterMax")
 
+  const d = file.delivery ?? {}
+  const delivery = {
+    attempts: d.attempts ?? defaultRetrySchedule.attempts,
+    backoff: d.backoff ?? Duration.decode(defaultRetrySchedule.backoff),
+    maxBackoff: d.maxBackoff ?? Duration.decode(defaultRetrySchedule.maxBackoff),
+    httpsAllowPrivate: d.httpsAllowPrivate ?? false
+  }
+  if (Duration.toMillis(delivery.backoff) < 1000) return fail("delivery.backoff", "must be at least 1s")
+  if (Duration.lessThan(delivery.maxBackoff, delivery.backoff))
+    return fail("delivery.maxBackoff", "must not be less than delivery.backoff")
+
   const transport: TransportConfig =
     file.transport === undefined
       ? { type: "dir", dir: NodePath.join(dataDir, "outbox") }
@@ -488,6 +520,7 @@ export const resolve = (
             ? NodePath.join(dataDir, "invalid-datagrams")
             : path("collector.invalidDatagramDir", file.collector.invalidDatagramDir)
     },
+    delivery,
     http: {
       listen: file.http?.listen ?? DEFAULT_LISTEN,
       token: file.http?.token === undefined ? undefined : Redacted.make(file.http.token)

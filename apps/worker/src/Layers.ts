@@ -33,10 +33,16 @@ export const lookup = (config: WorkerConfig, options: { readonly cached: boolean
 /** The mail transport: an SMTP relay or a folder; https destinations are POSTed unless `reports.https` is off. */
 export const transport = (config: WorkerConfig) =>
   config.transport.type === "smtp"
-    ? Transport.layerSmtp({ url: config.transport.url, https: config.reports.https }).pipe(
-        Layer.mapError((e) => new ConfigError({ key: "transport.url", reason: e.reason }))
-      )
-    : Transport.layerDir({ dir: config.transport.dir, https: config.reports.https })
+    ? Transport.layerSmtp({
+        url: config.transport.url,
+        https: config.reports.https,
+        httpsAllowPrivate: config.delivery.httpsAllowPrivate
+      }).pipe(Layer.mapError((e) => new ConfigError({ key: "transport.url", reason: e.reason })))
+    : Transport.layerDir({
+        dir: config.transport.dir,
+        https: config.reports.https,
+        httpsAllowPrivate: config.delivery.httpsAllowPrivate
+      })
 
 /** Report composition and DKIM signing; fails (naming the key) when sending is not configured. */
 export const reportMail = (config: WorkerConfig) => {
@@ -76,9 +82,10 @@ export const delivery = <E, R>(
   storeLayer: Layer.Layer<ResultStore, E, R>,
   options: { readonly background: boolean }
 ) =>
-  (options.background ? Delivery.layer() : Delivery.layerManual()).pipe(
-    Layer.provide(Layer.mergeAll(storeLayer, transport(config)))
-  )
+  (options.background
+    ? Delivery.layer({ schedule: config.delivery })
+    : Delivery.layerManual({ schedule: config.delivery })
+  ).pipe(Layer.provide(Layer.mergeAll(storeLayer, transport(config))))
 
 /**
  * The daily report loop when sending is possible; otherwise one clear log line and nothing else

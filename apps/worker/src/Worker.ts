@@ -11,6 +11,7 @@ import { Collector, type InvalidOutcome, SessionOutcome } from "@tlsrpt/collecto
 import { Data, Effect, Layer, Redacted } from "effect"
 import * as Admin from "./Admin.js"
 import { sendingBlocker, type WorkerConfig } from "./Config.js"
+import * as DataDirLock from "./DataDirLock.js"
 import * as Layers from "./Layers.js"
 import { Metrics } from "./Metrics.js"
 
@@ -63,6 +64,8 @@ export const layer = (config: WorkerConfig, token: Redacted.Redacted<string>) =>
 
 export const run = (config: WorkerConfig) =>
   Effect.gen(function* () {
+    // First of all: a second worker on this data directory stops here, having touched nothing.
+    yield* DataDirLock.acquire(config.dataDir)
     const token = yield* adminToken(config)
     yield* Effect.logInfo("tlsrpt worker starting").pipe(
       Effect.annotateLogs({
@@ -72,7 +75,7 @@ export const run = (config: WorkerConfig) =>
       })
     )
     yield* Layer.launch(layer(config, token)).pipe(Effect.onInterrupt(() => Effect.logInfo("tlsrpt worker stopped")))
-  })
+  }).pipe(Effect.scoped)
 
 /** The outcome at `index` (0-based, of the batch) was refused; nothing of the batch was recorded. */
 export class OutcomeRefused extends Data.TaggedError("OutcomeRefused")<{

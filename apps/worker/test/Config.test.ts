@@ -152,6 +152,40 @@ describe("Config", () => {
     assert.strictEqual(key({ reports: { jitterMin: "10m", jitterMax: "5m" } }), "reports.jitterMin")
   })
 
+  it("delivery: ~24 h of capped backoff by default; file keys and environment variables; bounds", () => {
+    const d = Either.getOrThrow(resolved({})).delivery
+    assert.deepStrictEqual(
+      [d.attempts, Duration.toMillis(d.backoff), Duration.toMillis(d.maxBackoff), d.httpsAllowPrivate],
+      [11, 450_000, 4 * 3_600_000, false]
+    )
+    const f = Either.getOrThrow(
+      resolved({ delivery: { attempts: 3, backoff: "1m", maxBackoff: "10m", httpsAllowPrivate: true } })
+    ).delivery
+    assert.deepStrictEqual(
+      [f.attempts, Duration.toMillis(f.backoff), Duration.toMillis(f.maxBackoff), f.httpsAllowPrivate],
+      [3, 60_000, 600_000, true]
+    )
+    const env = Either.getOrThrow(
+      resolved(
+        { delivery: { attempts: 3 } },
+        {
+          TLSRPT_DELIVERY_ATTEMPTS: "20",
+          TLSRPT_DELIVERY_BACKOFF: "5m",
+          TLSRPT_DELIVERY_MAX_BACKOFF: "6h",
+          TLSRPT_DELIVERY_HTTPS_ALLOW_PRIVATE: "yes"
+        }
+      )
+    ).delivery
+    assert.deepStrictEqual(
+      [env.attempts, Duration.toMillis(env.backoff), Duration.toMillis(env.maxBackoff), env.httpsAllowPrivate],
+      [20, 300_000, 6 * 3_600_000, true]
+    )
+    assert.strictEqual(decodeError({}, { TLSRPT_DELIVERY_ATTEMPTS: "0" }).key, "delivery.attempts")
+    const key = (json: unknown) => Either.flip(resolved(json)).pipe(Either.getOrThrow).key
+    assert.strictEqual(key({ delivery: { backoff: "10m", maxBackoff: "5m" } }), "delivery.maxBackoff")
+    assert.strictEqual(key({ delivery: { backoff: "10ms" } }), "delivery.backoff")
+  })
+
   it("durations: 4h, 5m, 240s, 1500ms, 1d and effect's long form", () => {
     const d = (s: string) => Duration.toMillis(Either.getOrThrow(resolved({ reports: { window: s } })).reports.window)
     assert.strictEqual(d("4h"), 14_400_000)
@@ -230,6 +264,7 @@ describe("Config", () => {
       "collector",
       "dataDir",
       "database",
+      "delivery",
       "dkim",
       "dns",
       "http",
