@@ -19,6 +19,7 @@ import * as Init from "./Init.js"
 import * as JsonLines from "./JsonLines.js"
 import * as Layers from "./Layers.js"
 import * as Table from "./Table.js"
+import * as Terminal from "./Terminal.js"
 import * as Worker from "./Worker.js"
 
 export const VERSION = "0.1.0"
@@ -172,6 +173,8 @@ const makeCommands = (environment: CliEnvironment) => {
       const lineOf: Array<number> = []
       for (let i = 0; i < lines.length; i++) {
         if (lines[i]!.trim() === "") continue
+        const unreadable = JsonLines.checkLine(lines[i]!)
+        if (unreadable !== undefined) return yield* new JsonLines.LineError({ line: i + 1, reason: unreadable })
         const decoded = SessionOutcome.decodeOutcomeJson(lines[i]!)
         if (Either.isLeft(decoded))
           return yield* new JsonLines.LineError({ line: i + 1, reason: outcomeReason(decoded.left) })
@@ -364,11 +367,9 @@ const makeCommands = (environment: CliEnvironment) => {
     },
     (args) =>
       Effect.gen(function* () {
-        const until = new Date(args.until)
-        if (Number.isNaN(until.getTime()) || !/^\d{4}-\d{2}-\d{2}/.test(args.until))
-          return yield* new CommandError({
-            reason: `--until: not an ISO-8601 date-time: ${JSON.stringify(args.until)}`
-          })
+        const parsed = Admin.parseUntil(args.until)
+        if (Either.isLeft(parsed)) return yield* new CommandError({ reason: `--until: ${parsed.left}` })
+        const until = parsed.right
         const config = yield* loadConfig(environment, args.config)
         const entry = yield* withStore(
           config,
@@ -437,12 +438,12 @@ const makeCommands = (environment: CliEnvironment) => {
             return yield* Console.log(`${name}: no TLSRPT record; no reports would be sent to ${domain.ascii}`)
           case "MultipleTlsrptRecords":
             yield* Console.log(`${name}: ${e.records.length} TLSRPT records:`)
-            for (const r of e.records) yield* Console.log(`  ${r}`)
+            for (const r of e.records) yield* Console.log(`  ${Terminal.escapeControls(r)}`)
             return yield* Console.log("RFC 8460 §3: the domain does not implement TLSRPT; its results are discarded")
           case "TlsrptSyntaxError":
-            yield* Console.log(`${name}: ${e.txt}`)
+            yield* Console.log(`${name}: ${Terminal.escapeControls(e.txt)}`)
             return yield* Console.log(
-              `syntax error at ${e.position}: ${e.reason}; RFC 8460 §3: the domain does not implement TLSRPT, its results are discarded`
+              `syntax error at ${e.position}: ${Terminal.escapeControls(e.reason)}; RFC 8460 §3: the domain does not implement TLSRPT, its results are discarded`
             )
           case "TlsrptTemporaryError":
             return yield* new CommandError({
@@ -451,7 +452,7 @@ const makeCommands = (environment: CliEnvironment) => {
         }
       }
       const found = outcome.right
-      yield* Console.log(`${name}: ${found.txt}`)
+      yield* Console.log(`${name}: ${Terminal.escapeControls(found.txt)}`)
       const destinations = TlsrptRecord.destinations(found.record)
       const now = new Date(yield* Clock.currentTimeMillis)
       const lines = yield* withStore(
