@@ -17,7 +17,7 @@ import {
 import { NodeHttpServer } from "@effect/platform-node"
 import { Day, Domain, PolicyResult } from "@tlsrpt/core"
 import { type OutboxMessage, type ResultRow, ResultStore, type Suppression } from "@tlsrpt/store"
-import { Context, Effect, Either, Layer, Option, Redacted, Schema } from "effect"
+import { Context, Data, Effect, Either, Layer, Option, Redacted, Schema } from "effect"
 import type { HostPort } from "./Config.js"
 import { Metrics, CONTENT_TYPE as METRICS_CONTENT_TYPE } from "./Metrics.js"
 import { PAGE_HTML } from "./admin/Page.js"
@@ -355,5 +355,35 @@ export const layer = (listen: HostPort) =>
     Layer.merge(
       Layer.effectDiscard(HttpServer.addressFormattedWith((a) => Effect.logInfo(`admin HTTP listening on ${a}`)))
     ),
-    Layer.provideMerge(NodeHttpServer.layer(() => createServer(), { host: listen.host, port: listen.port }))
+    Layer.provideMerge(
+      NodeHttpServer.layer(() => createServer(), { host: listen.host, port: listen.port }).pipe(
+        Layer.mapError((e) => new ListenError({ address: formatHostPort(listen), cause: e.cause }))
+      )
+    )
   )
+
+/** The admin server cannot listen (the port is taken, the address is not ours): names the address. */
+export class ListenError extends Data.TaggedError("ListenError")<{
+  readonly address: string
+  readonly cause: unknown
+}> {
+  override get message(): string {
+    const c = this.cause as { readonly code?: unknown; readonly message?: unknown } | undefined
+    const why =
+      c?.code === "EADDRINUSE"
+        ? "the address is already in use (another tlsrpt worker or program?)"
+        : c?.code === "EADDRNOTAVAIL"
+          ? "the address is not on this machine"
+          : c?.code === "EACCES"
+            ? "permission denied (ports below 1024 need privileges)"
+            : String(c?.message ?? c)
+    return `http.listen: cannot listen on ${this.address}: ${why}`
+  }
+}
+
+const formatHostPort = (hp: HostPort): string =>
+  hp.host.includes(":") ? `[${hp.host}]:${hp.port}` : `${hp.host}:${hp.port}`
+
+/** Loopback addresses (127.0.0.0/8, ::1, localhost): anything else exposes the admin API to a network. */
+export const isLoopback = (host: string): boolean =>
+  host === "localhost" || host === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host) || /^::ffff:127\./i.test(host)

@@ -18,6 +18,7 @@ import * as Config from "./Config.js"
 import * as Init from "./Init.js"
 import * as JsonLines from "./JsonLines.js"
 import * as Layers from "./Layers.js"
+import * as Secrets from "./Secrets.js"
 import * as Table from "./Table.js"
 import * as Terminal from "./Terminal.js"
 import * as Worker from "./Worker.js"
@@ -48,6 +49,10 @@ const configOption = Options.text("config").pipe(
   Options.optional
 )
 const jsonOption = Options.boolean("json").pipe(Options.withDescription("Print one JSON array instead of a table"))
+
+const strictOption = Options.boolean("strict").pipe(
+  Options.withDescription("Refuse to start when a secret file (DKIM key, admin token) is readable by group or others")
+)
 
 const root = Command.make("tlsrpt", { config: configOption })
 
@@ -91,12 +96,12 @@ const iso = (d: Date) => d.toISOString().replace(".000Z", "Z")
 
 const makeCommands = (environment: CliEnvironment) => {
   const withStore = <A, E, R>(config: Config.WorkerConfig, effect: Effect.Effect<A, E, R>) =>
-    Effect.provide(effect, Layers.store(config))
+    Effect.provide(effect, Layers.store(config)).pipe(Effect.mapError(Layers.nameDatabase(config)))
 
-  const worker = Command.make("worker", { config: configOption }, (args) =>
+  const worker = Command.make("worker", { config: configOption, strict: strictOption }, (args) =>
     Effect.gen(function* () {
       const config = yield* loadConfig(environment, args.config)
-      yield* Worker.run(config)
+      yield* Worker.run(config, { strict: args.strict }).pipe(Effect.mapError(Layers.nameDatabase(config)))
     })
   ).pipe(
     Command.withDescription(
@@ -151,7 +156,7 @@ const makeCommands = (environment: CliEnvironment) => {
     Effect.gen(function* () {
       const config = yield* loadConfig(environment, args.config)
       const text = yield* readInput(environment, args.file)
-      const rows = yield* JsonLines.decodeImport(text)
+      const rows = yield* JsonLines.decodeImport(text, yield* Clock.currentTimeMillis)
       yield* withStore(
         config,
         Effect.flatMap(ResultStore, (store) => store.addResults(rows))
@@ -169,6 +174,7 @@ const makeCommands = (environment: CliEnvironment) => {
       const config = yield* loadConfig(environment, args.config)
       const text = yield* readInput(environment, args.file)
       const lines = text.split("\n")
+      const now = yield* Clock.currentTimeMillis
       const outcomes: Array<SessionOutcome.SessionOutcome> = []
       const lineOf: Array<number> = []
       for (let i = 0; i < lines.length; i++) {
@@ -178,6 +184,8 @@ const makeCommands = (environment: CliEnvironment) => {
         const decoded = SessionOutcome.decodeOutcomeJson(lines[i]!)
         if (Either.isLeft(decoded))
           return yield* new JsonLines.LineError({ line: i + 1, reason: outcomeReason(decoded.left) })
+        const future = JsonLines.futureDay(Day.fromMillis(decoded.right.timestamp.getTime()), now)
+        if (future !== undefined) return yield* new JsonLines.LineError({ line: i + 1, reason: `timestamp: ${future}` })
         outcomes.push(decoded.right)
         lineOf.push(i + 1)
       }
@@ -186,7 +194,8 @@ const makeCommands = (environment: CliEnvironment) => {
         Effect.catchTag("OutcomeRefused", (e) =>
           Effect.fail(new JsonLines.LineError({ line: lineOf[e.index]!, reason: outcomeReason(e.invalid) }))
         ),
-        Effect.provide(Worker.collector(config).pipe(Layer.provideMerge(storeLayer)))
+        Effect.provide(Worker.collector(config).pipe(Layer.provideMerge(storeLayer))),
+        Effect.mapError(Layers.nameDatabase(config))
       )
       if (!config.reports.enabled || !config.reports.collect)
         return yield* Console.log("collection is off (reports.enabled / reports.collect = false): nothing recorded")
@@ -207,12 +216,16 @@ const makeCommands = (environment: CliEnvironment) => {
         Options.withDescription("The UTC day to report, YYYY-MM-DD")
       ),
       spread: Options.boolean("spread").pipe(Options.withDescription("Pace the sends as the daily round does")),
+      strict: strictOption,
       json: Options.boolean("json").pipe(Options.withDescription("Print the round summary as JSON"))
     },
     (args) =>
       Effect.gen(function* () {
         const day = yield* parseDay("--day", args.day)
+        const future = JsonLines.futureDay(day, yield* Clock.currentTimeMillis)
+        if (future !== undefined) return yield* new CommandError({ reason: `--day: ${future}` })
         const config = yield* loadConfig(environment, args.config)
+        yield* Secrets.checkModes(Worker.dkimFiles(config), { strict: args.strict })
         const storeLayer = Layers.store(config)
         const services = Layer.mergeAll(
           Layers.reporter(config, storeLayer, { retries: false, cachedLookup: false }),
@@ -225,7 +238,7 @@ const makeCommands = (environment: CliEnvironment) => {
           // One attempt for each message just queued (and any other message due now); no waiting for retries.
           const pass = yield* delivery.runOnce
           return { round, pass }
-        }).pipe(Effect.provide(services))
+        }).pipe(Effect.provide(services), Effect.mapError(Layers.nameDatabase(config)))
         if (args.json) return yield* printJson({ ...round, delivery: pass })
         yield* Console.log(
           `day ${round.day}: ${round.keys.length} keys, ${round.reports} reports, ${round.queued} messages queued, ${round.deletedRows} stale rows deleted`

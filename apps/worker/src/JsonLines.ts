@@ -118,5 +118,18 @@ export const checkCounts = (row: ImportRow): string | undefined => {
   return undefined
 }
 
-export const decodeImport = (text: string): Either.Either<Array<NewResultRow>, LineError> =>
-  decodeLines(ImportRow, text, { allowedKeys: IMPORT_KEYS, check: checkCounts })
+/**
+ * Why `day` is refused as too far in the future, if it is: a day after tomorrow (UTC) cannot have
+ * sessions yet (tomorrow is allowed for clocks a little ahead), and such a row would wait unreported
+ * for as long as its mistake lasts.
+ */
+export const futureDay = (day: Day.Day, nowMillis: number): string | undefined => {
+  const latest = Day.addDays(Day.fromMillis(nowMillis), 1)
+  return day > latest ? `day ${day} is in the future (latest accepted: ${latest})` : undefined
+}
+
+export const decodeImport = (text: string, nowMillis: number): Either.Either<Array<NewResultRow>, LineError> =>
+  decodeLines(ImportRow, text, {
+    allowedKeys: IMPORT_KEYS,
+    check: (row) => checkCounts(row) ?? futureDay(row.day, nowMillis)
+  })
