@@ -277,9 +277,8 @@ describe("issue 11: hardening", () => {
         }
         const ok = yield* post("/api/suppressions", JSON.stringify({ address: "a@example.com", until: "2030-01-01" }))
         assert.strictEqual(ok.status, 201)
-        const list = (yield* Effect.promise(() => get("/api/suppressions").then((r) => r.json()))) as Array<{
-          until: string
-        }>
+        const listed = yield* get("/api/suppressions")
+        const list = (yield* Effect.promise(() => listed.json())) as Array<{ until: string }>
         assert.deepStrictEqual(
           list.map((s) => s.until),
           ["2030-01-01T00:00:00.000Z"]
