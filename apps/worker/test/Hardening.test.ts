@@ -112,7 +112,7 @@ describe("issue 11: hardening", () => {
         const summary = yield* get("/api/summary")
         assert.strictEqual(summary.status, 200)
       }).pipe(Effect.provide(NodeContext.layer)),
-    120_000
+    240_000
   )
 
   it.scoped(
@@ -151,7 +151,7 @@ describe("issue 11: hardening", () => {
         assert.strictEqual((yield* fs.stat(tokenFile)).mode & 0o777, 0o600)
         assert.isAbove((yield* fs.readFileString(tokenFile)).trim().length, 16)
       }).pipe(Effect.provide(NodeContext.layer)),
-    120_000
+    240_000
   )
 
   it.scoped(
@@ -215,7 +215,7 @@ describe("issue 11: hardening", () => {
           /^tlsrpt: config: dns\.servers\[0\] \(from TLSRPT_DNS_SERVERS\): expected an IP address/
         )
       }).pipe(Effect.provide(NodeContext.layer)),
-    120_000
+    240_000
   )
 
   it.scoped(
@@ -284,7 +284,7 @@ describe("issue 11: hardening", () => {
           ["2030-01-01T00:00:00.000Z"]
         )
       }).pipe(Effect.provide(NodeContext.layer)),
-    120_000
+    240_000
   )
 
   it.scoped(
@@ -325,6 +325,6 @@ describe("issue 11: hardening", () => {
           /^tlsrpt: http\.listen: cannot listen on 192\.0\.2\.1:0: the address is not on this machine$/
         )
       }).pipe(Effect.provide(NodeContext.layer)),
-    120_000
+    240_000
   )
 })
