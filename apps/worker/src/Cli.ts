@@ -18,7 +18,9 @@ import * as Config from "./Config.js"
 import * as Init from "./Init.js"
 import * as JsonLines from "./JsonLines.js"
 import * as Layers from "./Layers.js"
+import * as Secrets from "./Secrets.js"
 import * as Table from "./Table.js"
+import * as Terminal from "./Terminal.js"
 import * as Worker from "./Worker.js"
 
 export const VERSION = "0.1.0"
@@ -47,6 +49,10 @@ const configOption = Options.text("config").pipe(
   Options.optional
 )
 const jsonOption = Options.boolean("json").pipe(Options.withDescription("Print one JSON array instead of a table"))
+
+const strictOption = Options.boolean("strict").pipe(
+  Options.withDescription("Refuse to start when a secret file (DKIM key, admin token) is readable by group or others")
+)
 
 const root = Command.make("tlsrpt", { config: configOption })
 
@@ -90,12 +96,12 @@ const iso = (d: Date) => d.toISOString().replace(".000Z", "Z")
 
 const makeCommands = (environment: CliEnvironment) => {
   const withStore = <A, E, R>(config: Config.WorkerConfig, effect: Effect.Effect<A, E, R>) =>
-    Effect.provide(effect, Layers.store(config))
+    Effect.provide(effect, Layers.store(config)).pipe(Effect.mapError(Layers.nameDatabase(config)))
 
-  const worker = Command.make("worker", { config: configOption }, (args) =>
+  const worker = Command.make("worker", { config: configOption, strict: strictOption }, (args) =>
     Effect.gen(function* () {
       const config = yield* loadConfig(environment, args.config)
-      yield* Worker.run(config)
+      yield* Worker.run(config, { strict: args.strict }).pipe(Effect.mapError(Layers.nameDatabase(config)))
     })
   ).pipe(
     Command.withDescription(
@@ -150,7 +156,7 @@ const makeCommands = (environment: CliEnvironment) => {
     Effect.gen(function* () {
       const config = yield* loadConfig(environment, args.config)
       const text = yield* readInput(environment, args.file)
-      const rows = yield* JsonLines.decodeImport(text)
+      const rows = yield* JsonLines.decodeImport(text, yield* Clock.currentTimeMillis)
       yield* withStore(
         config,
         Effect.flatMap(ResultStore, (store) => store.addResults(rows))
@@ -168,13 +174,18 @@ const makeCommands = (environment: CliEnvironment) => {
       const config = yield* loadConfig(environment, args.config)
       const text = yield* readInput(environment, args.file)
       const lines = text.split("\n")
+      const now = yield* Clock.currentTimeMillis
       const outcomes: Array<SessionOutcome.SessionOutcome> = []
       const lineOf: Array<number> = []
       for (let i = 0; i < lines.length; i++) {
         if (lines[i]!.trim() === "") continue
+        const unreadable = JsonLines.checkLine(lines[i]!)
+        if (unreadable !== undefined) return yield* new JsonLines.LineError({ line: i + 1, reason: unreadable })
         const decoded = SessionOutcome.decodeOutcomeJson(lines[i]!)
         if (Either.isLeft(decoded))
           return yield* new JsonLines.LineError({ line: i + 1, reason: outcomeReason(decoded.left) })
+        const future = JsonLines.futureDay(Day.fromMillis(decoded.right.timestamp.getTime()), now)
+        if (future !== undefined) return yield* new JsonLines.LineError({ line: i + 1, reason: `timestamp: ${future}` })
         outcomes.push(decoded.right)
         lineOf.push(i + 1)
       }
@@ -183,7 +194,8 @@ const makeCommands = (environment: CliEnvironment) => {
         Effect.catchTag("OutcomeRefused", (e) =>
           Effect.fail(new JsonLines.LineError({ line: lineOf[e.index]!, reason: outcomeReason(e.invalid) }))
         ),
-        Effect.provide(Worker.collector(config).pipe(Layer.provideMerge(storeLayer)))
+        Effect.provide(Worker.collector(config).pipe(Layer.provideMerge(storeLayer))),
+        Effect.mapError(Layers.nameDatabase(config))
       )
       if (!config.reports.enabled || !config.reports.collect)
         return yield* Console.log("collection is off (reports.enabled / reports.collect = false): nothing recorded")
@@ -204,12 +216,16 @@ const makeCommands = (environment: CliEnvironment) => {
         Options.withDescription("The UTC day to report, YYYY-MM-DD")
       ),
       spread: Options.boolean("spread").pipe(Options.withDescription("Pace the sends as the daily round does")),
+      strict: strictOption,
       json: Options.boolean("json").pipe(Options.withDescription("Print the round summary as JSON"))
     },
     (args) =>
       Effect.gen(function* () {
         const day = yield* parseDay("--day", args.day)
+        const future = JsonLines.futureDay(day, yield* Clock.currentTimeMillis)
+        if (future !== undefined) return yield* new CommandError({ reason: `--day: ${future}` })
         const config = yield* loadConfig(environment, args.config)
+        yield* Secrets.checkModes(Worker.dkimFiles(config), { strict: args.strict })
         const storeLayer = Layers.store(config)
         const services = Layer.mergeAll(
           Layers.reporter(config, storeLayer, { retries: false, cachedLookup: false }),
@@ -222,7 +238,7 @@ const makeCommands = (environment: CliEnvironment) => {
           // One attempt for each message just queued (and any other message due now); no waiting for retries.
           const pass = yield* delivery.runOnce
           return { round, pass }
-        }).pipe(Effect.provide(services))
+        }).pipe(Effect.provide(services), Effect.mapError(Layers.nameDatabase(config)))
         if (args.json) return yield* printJson({ ...round, delivery: pass })
         yield* Console.log(
           `day ${round.day}: ${round.keys.length} keys, ${round.reports} reports, ${round.queued} messages queued, ${round.deletedRows} stale rows deleted`
@@ -397,11 +413,9 @@ const makeCommands = (environment: CliEnvironment) => {
     },
     (args) =>
       Effect.gen(function* () {
-        const until = new Date(args.until)
-        if (Number.isNaN(until.getTime()) || !/^\d{4}-\d{2}-\d{2}/.test(args.until))
-          return yield* new CommandError({
-            reason: `--until: not an ISO-8601 date-time: ${JSON.stringify(args.until)}`
-          })
+        const parsed = Admin.parseUntil(args.until)
+        if (Either.isLeft(parsed)) return yield* new CommandError({ reason: `--until: ${parsed.left}` })
+        const until = parsed.right
         const config = yield* loadConfig(environment, args.config)
         const entry = yield* withStore(
           config,
@@ -470,12 +484,12 @@ const makeCommands = (environment: CliEnvironment) => {
             return yield* Console.log(`${name}: no TLSRPT record; no reports would be sent to ${domain.ascii}`)
           case "MultipleTlsrptRecords":
             yield* Console.log(`${name}: ${e.records.length} TLSRPT records:`)
-            for (const r of e.records) yield* Console.log(`  ${r}`)
+            for (const r of e.records) yield* Console.log(`  ${Terminal.escapeControls(r)}`)
             return yield* Console.log("RFC 8460 §3: the domain does not implement TLSRPT; its results are discarded")
           case "TlsrptSyntaxError":
-            yield* Console.log(`${name}: ${e.txt}`)
+            yield* Console.log(`${name}: ${Terminal.escapeControls(e.txt)}`)
             return yield* Console.log(
-              `syntax error at ${e.position}: ${e.reason}; RFC 8460 §3: the domain does not implement TLSRPT, its results are discarded`
+              `syntax error at ${e.position}: ${Terminal.escapeControls(e.reason)}; RFC 8460 §3: the domain does not implement TLSRPT, its results are discarded`
             )
           case "TlsrptTemporaryError":
             return yield* new CommandError({
@@ -484,7 +498,7 @@ const makeCommands = (environment: CliEnvironment) => {
         }
       }
       const found = outcome.right
-      yield* Console.log(`${name}: ${found.txt}`)
+      yield* Console.log(`${name}: ${Terminal.escapeControls(found.txt)}`)
       const destinations = TlsrptRecord.destinations(found.record)
       const now = new Date(yield* Clock.currentTimeMillis)
       const lines = yield* withStore(

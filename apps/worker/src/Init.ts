@@ -8,7 +8,7 @@ import { FileSystem } from "@effect/platform"
 import { Domain } from "@tlsrpt/core"
 import { type DkimAlgorithm, generateDkimKeyPair } from "@tlsrpt/mail"
 import { Data, Effect, Either } from "effect"
-import { type ConfigFileJson, DEFAULT_LISTEN } from "./Config.js"
+import { type ConfigFileJson, DEFAULT_LISTEN, isSelector, SELECTOR_EXPECTED } from "./Config.js"
 import { generateToken } from "./Admin.js"
 
 export class InitError extends Data.TaggedError("InitError")<{ readonly reason: string }> {
@@ -46,6 +46,10 @@ export const run = (options: InitOptions) =>
     const parsed = Domain.parse(options.domain)
     if (Either.isLeft(parsed)) return yield* new InitError({ reason: `--domain: ${parsed.left.message}` })
     const domain = parsed.right.ascii
+    if (!isSelector(options.selector))
+      return yield* new InitError({
+        reason: `--selector: ${SELECTOR_EXPECTED}, got ${JSON.stringify(options.selector)}`
+      })
     const dir = NodePath.dirname(options.configFile)
     const keyName = `${options.selector}.${domain}.${options.algorithm === "rsa-sha256" ? "rsa" : "ed25519"}.pem`
     const keyFile = NodePath.join(dir, "dkim", keyName)

@@ -39,6 +39,7 @@ import { Day, Domain, PolicyResult, Report } from "@tlsrpt/core"
 import type { NewResultRow } from "@tlsrpt/store"
 import { type Brand, Either, ParseResult, Schema, type SchemaAST } from "effect"
 import {
+  COUNT_EXPECTED,
   formatPath,
   InvalidOutcome,
   isCount,
@@ -335,7 +336,7 @@ const checkPolicy = (p: SessionPolicy, i: number): InvalidOutcome | undefined =>
     if (d.additionalInformation !== undefined && !isText(d.additionalInformation))
       return invalid(NO_CRLF, at(i, `.failureDetails[${j}].additionalInformation`))
     if (d.failedSessionCount !== undefined && !isCount(d.failedSessionCount))
-      return invalid("expected a non-negative integer", at(i, `.failureDetails[${j}].failedSessionCount`))
+      return invalid(COUNT_EXPECTED, at(i, `.failureDetails[${j}].failedSessionCount`))
   }
   return undefined
 }

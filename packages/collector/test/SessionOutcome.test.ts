@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Domain, type PolicyResult } from "@tlsrpt/core"
+import { Domain, PolicyResult } from "@tlsrpt/core"
 import { Either, FastCheck as fc, Schema } from "effect"
 import * as SessionOutcome from "../src/SessionOutcome.js"
 import { jsonOutcome } from "./Arbitraries.js"
@@ -196,6 +196,25 @@ describe("SessionOutcome.check (typed input)", () => {
       "policies[0].policyLines[1]"
     )
     assert.strictEqual(field({ ...base, policies: [] }), "policies")
+  })
+
+  it("refuses a session's failed-session count above MAX_INPUT_COUNT (issue 11 point 3)", () => {
+    const base = outcome("example.com")
+    const withCount = (failedSessionCount: number) =>
+      check({
+        ...base,
+        policies: [
+          {
+            type: "sts",
+            result: "failure",
+            failureDetails: [{ resultType: "certificate-expired", failedSessionCount }]
+          }
+        ]
+      } as unknown as SessionOutcome.SessionOutcome)
+    assert.isUndefined(withCount(PolicyResult.MAX_INPUT_COUNT))
+    const refused = withCount(2 ** 53 - 1)
+    assert.strictEqual(refused?.field, "policies[0].failureDetails[0].failedSessionCount")
+    assert.match(refused?.reason ?? "", /up to 1000000000/)
   })
 })
 

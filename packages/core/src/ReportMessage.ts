@@ -12,6 +12,7 @@ import { createGunzip } from "node:zlib"
 import { Splitter, type SplitterChunk } from "@zone-eu/mailsplit"
 import { Data, Effect, Either } from "effect"
 import libmime from "libmime"
+import * as JsonDepth from "./JsonDepth.js"
 import * as Report from "./Report.js"
 
 /** docs/design.md#report-parsing: the message is read with a 15 MiB limit. */
@@ -202,6 +203,7 @@ const decodeJson = (bytes: Uint8Array): Effect.Effect<Report.Report, ReportMessa
   if (bytes.length > MAX_JSON_BYTES) return fail("json-too-large", `${bytes.length} bytes of JSON`)
   // Non-fatal decoding: invalid UTF-8 becomes U+FFFD, as Go's encoding/json does; a BOM is dropped.
   const text = new TextDecoder("utf-8").decode(bytes)
+  if (JsonDepth.exceeds(text)) return fail("invalid-json", `nested deeper than ${JsonDepth.MAX_DEPTH} levels`)
   return Either.match(parseJsonText(text), {
     onLeft: (detail) => fail("invalid-json", detail),
     onRight: (value) =>
