@@ -69,15 +69,23 @@ export const staleBefore = (day: Day.Day): Day.Day => Day.addDays(day, -2)
 const listEquals = (a: ReadonlyArray<string>, b: ReadonlyArray<string>) =>
   a.length === b.length && a.every((x, i) => x === b[i])
 
+/** The destination kind of a rua string by its scheme, compared case-insensitively (RFC 3986 §3.1). */
+export const kindOf = (uri: string): "mailto" | "https" | undefined => {
+  const scheme = uri.slice(0, Math.max(0, uri.indexOf(":"))).toLowerCase()
+  return scheme === "mailto" || scheme === "https" ? scheme : undefined
+}
+
 /**
- * The report's policies from the fetched rows, in query order (spec §9.8).
- * Phase 2 (spec §9.4 step 11): rows whose recipient domain already got this report at identical
- * addresses are skipped; each result's policy-domain becomes the recipient domain and, for host rows,
- * mx-host the original policy domain (spec §9.7).
+ * The report's policies from the fetched rows, in query order (spec §9.8), for the destinations of
+ * one kind. Phase 2 (spec §9.4 step 11): rows whose recipient domain already got this report at
+ * identical addresses of this kind are skipped (docs/design.md#phase-2-skip-per-kind); each result's
+ * policy-domain becomes the recipient domain and, for host rows, mx-host the original policy domain
+ * (spec §9.7).
  */
 export const policiesOf = (
   phase: "recipient-domain" | "policy-domain",
   rows: ReadonlyArray<ResultRow>,
+  kind: "mailto" | "https",
   reportingAddresses: ReadonlyArray<string>
 ): ReadonlyArray<PolicyResult.PolicyResult> => {
   let policies: ReadonlyArray<PolicyResult.PolicyResult> = []
@@ -86,7 +94,7 @@ export const policiesOf = (
       policies = PolicyResult.merge(policies, row.results)
       continue
     }
-    const stored = row.recipientDomainReportingAddresses
+    const stored = row.recipientDomainReportingAddresses.filter((uri) => kindOf(uri) === kind)
     if (stored.length > 0 && listEquals(stored, reportingAddresses)) continue
     const rewritten = row.results.map(
       (r): PolicyResult.PolicyResult => ({

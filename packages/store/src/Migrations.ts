@@ -69,6 +69,15 @@ export const migrations: Migrator.Loader = Migrator.fromRecord({
       UNIQUE (report_id, destination)
     )`
     yield* sql`CREATE INDEX outbox_status_next_attempt ON outbox (status, next_attempt_at)`
+  }),
+  // The days whose scheduled round completed, so that a round ending after midnight does not make the
+  // schedule skip a day (docs/design.md#schedule-catch-up).
+  "4_reported_days": Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`CREATE TABLE reported_days (
+      day TEXT PRIMARY KEY,
+      reported BIGINT NOT NULL
+    )`
   })
 })
 
