@@ -42,8 +42,9 @@ export const nextDayToReport = (last: Day.Day | undefined, yesterday: Day.Day): 
   if (last === undefined) return yesterday
   const after = Day.addDays(last, 1)
   const earliest = Day.addDays(yesterday, -CATCH_UP_DAYS)
-  const day = after < earliest ? earliest : after
-  return day <= yesterday ? day : undefined
+  // `YYYY-MM-DD` strings order as days.
+  if (after > yesterday) return undefined
+  return after < earliest ? earliest : (after as Day.Day)
 }
 
 export const loop = (config: Pick<ReporterConfig, "jitterMin" | "jitterMax">) =>
