@@ -214,7 +214,9 @@ describe("tlsrpt bin", () => {
         // A report from the field with a result type outside the IANA list (Stalwart sends "Other").
         const fromField = {
           ...report,
-          policies: [{ ...report.policies[0], "failure-details": [{ "result-type": "Other", "failed-session-count": 3 }] }]
+          policies: [
+            { ...report.policies[0], "failure-details": [{ "result-type": "Other", "failed-session-count": 3 }] }
+          ]
         }
         yield* fs.writeFile(NodePath.join(dir, "other.json"), new TextEncoder().encode(JSON.stringify(fromField)))
         const [parsed, parsedOther, httpsAdded, outbox, badUntil, badDay, extra, help] = yield* Effect.all(
