@@ -400,7 +400,7 @@ const makeCommands = (environment: CliEnvironment) => {
     "add",
     {
       config: configOption,
-      address: Args.text({ name: "ADDRESS" }),
+      address: Args.text({ name: "ADDRESS|URI" }),
       until: Options.text("until").pipe(
         Options.withPseudoName("ISO-8601"),
         Options.withDescription("ISO-8601 date-time the suppression ends")
@@ -425,7 +425,7 @@ const makeCommands = (environment: CliEnvironment) => {
         )
         yield* Console.log(`suppressed ${entry.address} until ${iso(entry.until)}`)
       })
-  ).pipe(Command.withDescription("Suppress reports to an address until a date"))
+  ).pipe(Command.withDescription("Suppress reports to a mail address or an https reporting URI until a date"))
 
   const suppressList = Command.make("list", { config: configOption, json: jsonOption }, (args) =>
     Effect.gen(function* () {
@@ -449,7 +449,7 @@ const makeCommands = (environment: CliEnvironment) => {
 
   const suppressRemove = Command.make(
     "remove",
-    { config: configOption, address: Args.text({ name: "ADDRESS" }) },
+    { config: configOption, address: Args.text({ name: "ADDRESS|URI" }) },
     (args) =>
       Effect.gen(function* () {
         const config = yield* loadConfig(environment, args.config)
@@ -460,7 +460,7 @@ const makeCommands = (environment: CliEnvironment) => {
         if (!removed) return yield* new CommandError({ reason: `${args.address} is not on the suppression list` })
         yield* Console.log(`removed ${args.address}`)
       })
-  ).pipe(Command.withDescription("Remove an address from the suppression list"))
+  ).pipe(Command.withDescription("Remove an address or https URI from the suppression list"))
 
   const suppress = Command.make("suppress").pipe(
     Command.withDescription("Manage the suppression list"),
@@ -517,12 +517,10 @@ const makeCommands = (environment: CliEnvironment) => {
                 ]
               }
               case "Https":
-                return [
-                  d.uri,
-                  config.reports.https
-                    ? "POST the gzip report (application/tlsrpt+gzip)"
-                    : "skip: https reporting is off (reports.https = false)"
-                ]
+                if (!config.reports.https) return [d.uri, "skip: https reporting is off (reports.https = false)"]
+                return (yield* store.isSuppressed(d.url, now))
+                  ? [d.uri, `skip: ${d.url} is on the suppression list`]
+                  : [d.uri, "POST the gzip report (application/tlsrpt+gzip)"]
               case "Unsupported":
                 return [d.uri, `skip: ${d.reason}`]
             }
@@ -543,8 +541,9 @@ const makeCommands = (environment: CliEnvironment) => {
         .pipe(Effect.mapError((e) => new CommandError({ reason: `cannot read ${args.file}: ${e.message}` })))
       // A bare report (.json, .json.gz, or gzip / JSON by content), else a mail message (.eml).
       const bare = /\.json(\.gz)?$/i.test(path) || (bytes[0] === 0x1f && bytes[1] === 0x8b) || bytes[0] === 0x7b /* { */
-      const report = yield* bare ? ReportMessage.parseJsonOrGzip(bytes) : ReportMessage.parse(bytes)
-      yield* printJson(Report.toJson(report))
+      // A report from anyone: result types outside the IANA list are kept (docs/design.md#received-result-types).
+      const report = yield* bare ? ReportMessage.parseJsonOrGzipReceived(bytes) : ReportMessage.parseReceived(bytes)
+      yield* printJson(Report.receivedToJson(report))
     })
   ).pipe(Command.withDescription("Print an incoming report (.eml, .json, .json.gz) as JSON"))
 

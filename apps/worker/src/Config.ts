@@ -209,8 +209,8 @@ export const ConfigFile = Schema.Struct({
       ),
       socketGroup: Schema.optional(Schema.Union(NonEmpty, Schema.Int.pipe(Schema.nonNegative()))),
       invalidDatagramDir: Schema.optional(Schema.NullOr(NonEmpty))
-      })
-    ),
+    })
+  ),
   delivery: Schema.optional(
     Schema.Struct({
       attempts: Schema.optional(Schema.Int.pipe(Schema.between(1, 100))),

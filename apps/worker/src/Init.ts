@@ -1,6 +1,6 @@
 /**
  * `tlsrpt init --domain D`: writes a config file and a DKIM key pair, and returns the DNS records to
- * publish: the DKIM key (`s=tlsrpt`, RFC 8460 §5.3) and a TLSRPT record for the host (RFC 8460 §3) so
+ * publish: the DKIM key (`s=email:tlsrpt`, docs/design.md#dkim-service-type) and a TLSRPT record for the host (RFC 8460 §3) so
  * reports about our own mail host come back to it.
  */
 import * as NodePath from "node:path"

@@ -115,8 +115,9 @@ export const schedule = <E, R>(config: WorkerConfig, storeLayer: Layer.Layer<Res
       Effect.logWarning(`reports: not sending: ${blocker.reason}`).pipe(Effect.annotateLogs({ key: blocker.key }))
     )
   }
+  // The schedule reads and records the reported days in the store (docs/design.md#schedule-catch-up).
   return ReporterSchedule.layer(reporterConfig(config, { retries: true })).pipe(
-    Layer.provide(reporter(config, storeLayer, { retries: true, cachedLookup: true }))
+    Layer.provide(Layer.merge(reporter(config, storeLayer, { retries: true, cachedLookup: true }), storeLayer))
   )
 }
 

@@ -385,8 +385,11 @@ const failureDetails = (
 
 const EMPTY: ReadonlyArray<string> = []
 
+// docs/design.md#tlsa-hex-case: hex in lower case, as mox prints TLSA records, so that one record
+// spelled in two cases is one policy and merges; then sorted (docs/design.md#result-constructors).
+const lowerHex = (record: string): string => (/[A-F]/.test(record) ? record.toLowerCase() : record)
 const sortedRecords = (records: ReadonlyArray<string>): ReadonlyArray<string> =>
-  records.length > 1 ? records.slice().sort() : records
+  records.length > 1 ? records.map(lowerHex).sort() : records.length === 1 ? [lowerHex(records[0]!)] : records
 
 /** The policy domain of a session policy. */
 export const policyDomainOf = (o: SessionOutcome, p: SessionPolicy): Domain.Domain => {

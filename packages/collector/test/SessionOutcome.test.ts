@@ -19,6 +19,21 @@ const refusal = (input: unknown): { field: string; reason: string } => {
 }
 
 describe("SessionOutcome JSON", () => {
+  it("TLSA hex is sent in lower case whatever the caller's case, so spellings merge (docs/design.md#tlsa-hex-case)", () => {
+    const policyString = (records: ReadonlyArray<string>) =>
+      toRows(
+        decoded({
+          timestamp: "2024-01-09T12:00:00Z",
+          recipientDomain: "example.com",
+          mxHost: "mx1.example.com",
+          policies: [{ type: "tlsa", records, baseDomain: "mx1.example.com", result: "success" }]
+        })
+      )[0]!.results[0]!.policy.policyString
+    assert.deepStrictEqual(policyString(["3 1 1 ABCDEF0123"]), ["3 1 1 abcdef0123"])
+    assert.deepStrictEqual(policyString(["3 1 1 FF", "2 1 1 aA"]), ["2 1 1 aa", "3 1 1 ff"])
+    assert.deepStrictEqual(policyString(["3 1 1 Ab"]), policyString(["3 1 1 aB"]))
+  })
+
   it("decodes the documented shape and converts it to rows (docs/design.md#rows-of-an-outcome)", () => {
     const o = decoded({
       timestamp: "2024-01-09T23:59:59Z",

@@ -53,6 +53,17 @@ const Count = Schema.transform(AnyCount, Schema.NonNegativeInt, {
   decode: (n) => Math.min(n, MAX_COUNT),
   encode: (n) => n
 })
+/**
+ * A result type outside the IANA list, as found in a report from the field (Stalwart sends
+ * `"Other"`): kept as written, so a received report still decodes and prints. Only the received-report
+ * schemas admit it; what we send is typed with `ResultType` (docs/design.md#received-result-types).
+ */
+export const UnknownResultType = Schema.String.pipe(Schema.brand("UnknownResultType"))
+export type UnknownResultType = typeof UnknownResultType.Type
+
+/** Receiving side: an IANA result type, else the unknown one as written. */
+export const ReceivedResultType = Schema.Union(ResultType, UnknownResultType)
+export type ReceivedResultType = typeof ReceivedResultType.Type
 
 /** A list that is always an array when encoded; `null` or a missing key decode to `[]`. */
 const list = <A, I>(item: Schema.Schema<A, I>, key: string) =>
@@ -88,24 +99,37 @@ export const Summary = Schema.Struct({
 })
 export type Summary = typeof Summary.Type
 
-export const FailureDetails = Schema.Struct({
-  resultType: Schema.propertySignature(ResultType).pipe(Schema.fromKey("result-type")),
-  sendingMtaIp: optionalString("sending-mta-ip"),
-  receivingMxHostname: optionalString("receiving-mx-hostname"),
-  receivingMxHelo: optionalString("receiving-mx-helo"),
-  receivingIp: optionalString("receiving-ip"),
-  failedSessionCount: count("failed-session-count"),
-  additionalInformation: optionalString("additional-information"),
-  failureReasonCode: optionalString("failure-reason-code")
-})
+const failureDetails = <A extends string, I extends string>(resultType: Schema.Schema<A, I>) =>
+  Schema.Struct({
+    resultType: Schema.propertySignature(resultType).pipe(Schema.fromKey("result-type")),
+    sendingMtaIp: optionalString("sending-mta-ip"),
+    receivingMxHostname: optionalString("receiving-mx-hostname"),
+    receivingMxHelo: optionalString("receiving-mx-helo"),
+    receivingIp: optionalString("receiving-ip"),
+    failedSessionCount: count("failed-session-count"),
+    additionalInformation: optionalString("additional-information"),
+    failureReasonCode: optionalString("failure-reason-code")
+  })
+
+export const FailureDetails = failureDetails(ResultType)
 export type FailureDetails = typeof FailureDetails.Type
 
-export const PolicyResult = Schema.Struct({
-  policy: Policy,
-  summary: Summary,
-  failureDetails: list(FailureDetails, "failure-details")
-})
+const policyResult = <A, I>(details: Schema.Schema<A, I>) =>
+  Schema.Struct({
+    policy: Policy,
+    summary: Summary,
+    failureDetails: list(details, "failure-details")
+  })
+
+export const PolicyResult = policyResult(FailureDetails)
 export type PolicyResult = typeof PolicyResult.Type
+
+/** A received report's failure details: any result type (docs/design.md#received-result-types). */
+export const ReceivedFailureDetails = failureDetails(ReceivedResultType)
+export type ReceivedFailureDetails = typeof ReceivedFailureDetails.Type
+
+export const ReceivedPolicyResult = policyResult(ReceivedFailureDetails)
+export type ReceivedPolicyResult = typeof ReceivedPolicyResult.Type
 
 const listEquals = (a: ReadonlyArray<string>, b: ReadonlyArray<string>): boolean => {
   if (a.length !== b.length) return false
