@@ -3,26 +3,28 @@
  * applied id in `effect_sql_migrations`, so a reopen runs nothing twice).
  *
  * Portable column types: TEXT, INTEGER (booleans as 0/1), BIGINT for epoch-millisecond times (a
- * PostgreSQL INTEGER is 32 bits; SQLite gives BIGINT integer affinity), BLOB for payloads. Only
- * `INTEGER PRIMARY KEY [AUTOINCREMENT]` is SQLite's spelling: the PostgreSQL layer will use an identity
- * column there, and `COLLATE "C"` on the domain columns so that `ORDER BY` is byte order as in
- * SQLite's default BINARY collation (spec §9.8).
+ * PostgreSQL INTEGER is 32 bits; SQLite gives BIGINT integer affinity). Ids, payload bytes and domain
+ * columns are spelled by the dialect (`Dialect.types`): write new migrations with those and plain
+ * portable SQL, never for one database only.
  */
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect } from "effect"
+import type { Dialect } from "./Dialect.js"
 
-export const migrations: Migrator.Loader = Migrator.fromRecord({
-  // Spec §6.1: one row per (policy domain, UTC day, recipient domain). Phase 1 reads rows in id order
-  // (spec §9.8): a new rowid is one above the largest present, so ids of live rows follow insertion.
-  // No AUTOINCREMENT here: with it every upsert that merges into an existing row burns an id.
-  "1_results": Effect.gen(function* () {
-    const sql = yield* SqlClient.SqlClient
-    yield* sql`CREATE TABLE results (
-      id INTEGER PRIMARY KEY,
-      policy_domain TEXT NOT NULL,
+export const migrations = (dialect: Dialect): Migrator.Loader => {
+  const t = (role: keyof Dialect["types"]) =>
+    SqlClient.SqlClient.pipe(Effect.map((sql) => sql.literal(dialect.types[role])))
+  return Migrator.fromRecord({
+    // Spec §6.1: one row per (policy domain, UTC day, recipient domain). Phase 1 reads rows in id order
+    // (spec §9.8): a new rowid is one above the largest present, so ids of live rows follow insertion.
+    "1_results": Effect.gen(function* () {
+      const sql = yield* SqlClient.SqlClient
+      yield* sql`CREATE TABLE results (
+      id ${yield* t("rowId")},
+      policy_domain ${yield* t("domain")} NOT NULL,
       day TEXT NOT NULL,
-      recipient_domain TEXT NOT NULL,
+      recipient_domain ${yield* t("domain")} NOT NULL,
       is_host INTEGER NOT NULL,
       send_report INTEGER NOT NULL,
       sent_to_recipient_domain INTEGER NOT NULL DEFAULT 0,
@@ -33,32 +35,32 @@ export const migrations: Migrator.Loader = Migrator.fromRecord({
       updated BIGINT NOT NULL,
       UNIQUE (policy_domain, day, recipient_domain)
     )`
-    // Phase 1 fetch (spec §9.8): equal index entries are ordered by id, so no sort is needed.
-    yield* sql`CREATE INDEX results_recipient_domain_day ON results (recipient_domain, day)`
-  }),
-  // Spec §6.4, with addresses normalised (DECISIONS.md §2, Q6).
-  "2_suppressions": Effect.gen(function* () {
-    const sql = yield* SqlClient.SqlClient
-    yield* sql`CREATE TABLE suppressions (
-      id INTEGER PRIMARY KEY AUTOINCREMENT,
+      // Phase 1 fetch (spec §9.8): equal index entries are ordered by id, so no sort is needed.
+      yield* sql`CREATE INDEX results_recipient_domain_day ON results (recipient_domain, day)`
+    }),
+    // Spec §6.4, with addresses normalised (DECISIONS.md §2, Q6).
+    "2_suppressions": Effect.gen(function* () {
+      const sql = yield* SqlClient.SqlClient
+      yield* sql`CREATE TABLE suppressions (
+      id ${yield* t("serialId")},
       address TEXT NOT NULL UNIQUE,
       until BIGINT NOT NULL,
       comment TEXT NOT NULL DEFAULT '',
       inserted BIGINT NOT NULL
     )`
-  }),
-  // DECISIONS.md §2: rows are marked sent and their messages enqueued in one transaction.
-  // UNIQUE (report_id, destination) makes enqueueing the same report twice a no-op.
-  "3_outbox": Effect.gen(function* () {
-    const sql = yield* SqlClient.SqlClient
-    yield* sql`CREATE TABLE outbox (
-      id INTEGER PRIMARY KEY AUTOINCREMENT,
+    }),
+    // DECISIONS.md §2: rows are marked sent and their messages enqueued in one transaction.
+    // UNIQUE (report_id, destination) makes enqueueing the same report twice a no-op.
+    "3_outbox": Effect.gen(function* () {
+      const sql = yield* SqlClient.SqlClient
+      yield* sql`CREATE TABLE outbox (
+      id ${yield* t("serialId")},
       kind TEXT NOT NULL,
       destination TEXT NOT NULL,
       envelope_from TEXT NOT NULL,
-      payload BLOB NOT NULL,
+      payload ${yield* t("bytes")} NOT NULL,
       report_id TEXT NOT NULL,
-      policy_domain TEXT NOT NULL,
+      policy_domain ${yield* t("domain")} NOT NULL,
       day TEXT NOT NULL,
       status TEXT NOT NULL,
       attempts INTEGER NOT NULL DEFAULT 0,
@@ -68,9 +70,10 @@ export const migrations: Migrator.Loader = Migrator.fromRecord({
       updated BIGINT NOT NULL,
       UNIQUE (report_id, destination)
     )`
-    yield* sql`CREATE INDEX outbox_status_next_attempt ON outbox (status, next_attempt_at)`
+      yield* sql`CREATE INDEX outbox_status_next_attempt ON outbox (status, next_attempt_at)`
+    })
   })
-})
+}
 
-/** Applies the pending migrations; returns the ones it ran. */
-export const run = Migrator.make({})({ loader: migrations })
+/** Applies the pending migrations, one process at a time; returns the ones it ran. */
+export const run = (dialect: Dialect) => dialect.exclusive(Migrator.make({})({ loader: migrations(dialect) }))

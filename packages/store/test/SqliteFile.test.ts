@@ -10,6 +10,7 @@ import { Effect, Layer } from "effect"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as Migrations from "../src/Migrations.js"
 import { type NewResultRow, ResultStore } from "../src/ResultStore.js"
+import { dialect } from "../src/sqlite/SqliteDialect.js"
 import { seedDay, seedRows } from "./Seed.js"
 
 const tempDir = Effect.acquireRelease(
@@ -81,7 +82,7 @@ describe("ResultStore.layer (SQLite file)", () => {
             [3, "outbox"]
           ]
         )
-        assert.deepStrictEqual(yield* Migrations.run, [])
+        assert.deepStrictEqual(yield* Migrations.run(dialect), [])
         assert.deepStrictEqual(yield* sql`PRAGMA journal_mode`, [{ journal_mode: "wal" }])
         assert.deepStrictEqual(yield* sql`PRAGMA synchronous`, [{ synchronous: 1 }])
         assert.deepStrictEqual(yield* sql`PRAGMA busy_timeout`, [{ timeout: 5000 }])
@@ -255,6 +256,10 @@ describe("ResultStore.layerSql", () => {
       assert.strictEqual((yield* store.keysUpTo(seedDay)).length, 6)
       const sql = yield* SqlClient.SqlClient
       assert.strictEqual((yield* sql`SELECT migration_id FROM effect_sql_migrations`).length, 3)
-    }).pipe(Effect.provide(ResultStore.layerSql.pipe(Layer.provideMerge(SqliteClient.layer({ filename: ":memory:" })))))
+    }).pipe(
+      Effect.provide(
+        ResultStore.layerSql(dialect).pipe(Layer.provideMerge(SqliteClient.layer({ filename: ":memory:" })))
+      )
+    )
   )
 })
