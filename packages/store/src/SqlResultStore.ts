@@ -99,8 +99,8 @@ const storeError =
  */
 const chunkSize = (left: number, max: number): number => (left >= max ? max : 2 ** Math.floor(Math.log2(left)))
 
-/** The upsert's columns, in the order of its parameters. */
-const UPSERT_COLUMNS = [
+/** The INSERT's columns, in the order of its parameters. */
+const INSERT_COLUMNS = [
   "policy_domain",
   "day",
   "recipient_domain",
@@ -190,7 +190,17 @@ interface Pending {
   readonly rows: Array<NewResultRow>
 }
 
+interface Merged {
+  readonly pending: Pending
+  /** The stored row's id; undefined for a new key. */
+  readonly id: number | undefined
+  readonly isHost: number
+  readonly sendReport: number
+  readonly results: string
+}
+
 interface ExistingRecord {
+  readonly id: number
   readonly policy_domain: string
   readonly day: string
   readonly recipient_domain: string
@@ -225,23 +235,30 @@ export const make = (dialect: Dialect): Effect.Effect<Service, never, SqlClient.
       if (text === undefined) {
         const tuples = sql.csv(Array.from({ length: n }, () => sql`(${""}, ${""}, ${""})`))
         // In key order, so that writers sharing keys lock them in one order (no deadlock within a step).
-        text = sql`SELECT policy_domain, day, recipient_domain, send_report, results
+        text = sql`SELECT id, policy_domain, day, recipient_domain, send_report, results
           FROM results WHERE (policy_domain, day, recipient_domain) IN (VALUES ${tuples})
           ORDER BY policy_domain, day, recipient_domain ${sql.literal(dialect.lockRows)}`.compile()[0]
         selectTexts.set(n, text)
       }
       return text
     }
-    const upsertTexts = new Map<number, string>()
-    const upsertText = (n: number): string => {
-      let text = upsertTexts.get(n)
+    // A plain UPDATE of the rows found (joined on id): an upsert would take a new id from PostgreSQL's
+    // identity sequence for every merged row, so a row's id would depend on how calls were batched.
+    // VALUES columns are column1… in both dialects; the CASTs type PostgreSQL's parameters.
+    const updateTexts = new Map<number, string>()
+    const updateText = (n: number): string => {
+      let text = updateTexts.get(n)
       if (text === undefined) {
-        const row = Object.fromEntries(UPSERT_COLUMNS.map((c) => [c, ""]))
-        text = sql`INSERT INTO results ${sql.insert(Array.from({ length: n }, () => row))}
-          ON CONFLICT (policy_domain, day, recipient_domain) DO UPDATE SET
-            is_host = excluded.is_host, send_report = excluded.send_report,
-            results = excluded.results, updated = excluded.updated`.compile()[0]
-        upsertTexts.set(n, text)
+        const tuples = sql.csv(
+          Array.from(
+            { length: n },
+            () =>
+              sql`(CAST(${0} AS BIGINT), CAST(${0} AS INTEGER), CAST(${0} AS INTEGER), CAST(${""} AS TEXT), CAST(${0} AS BIGINT))`
+          )
+        )
+        text = sql`UPDATE results SET is_host = v.column2, send_report = v.column3, results = v.column4,
+          updated = v.column5 FROM (VALUES ${tuples}) AS v WHERE results.id = v.column1`.compile()[0]
+        updateTexts.set(n, text)
       }
       return text
     }
@@ -249,7 +266,7 @@ export const make = (dialect: Dialect): Effect.Effect<Service, never, SqlClient.
     const insertText = (n: number): string => {
       let text = insertTexts.get(n)
       if (text === undefined) {
-        const row = Object.fromEntries(UPSERT_COLUMNS.map((c) => [c, ""]))
+        const row = Object.fromEntries(INSERT_COLUMNS.map((c) => [c, ""]))
         text = sql`INSERT INTO results ${sql.insert(Array.from({ length: n }, () => row))}
           ON CONFLICT (policy_domain, day, recipient_domain) DO NOTHING
           RETURNING policy_domain, day, recipient_domain`.compile()[0]
@@ -279,13 +296,12 @@ export const make = (dialect: Dialect): Effect.Effect<Service, never, SqlClient.
         else group.rows.push(row)
       }
       const pending = Array.from(groups.values())
-      const width = UPSERT_COLUMNS.length
 
-      /** The upsert's parameters for these keys: each key's rows folded into its stored row, or the first row. */
+      /** Each key's rows folded into its stored row, or into its first row (spec §6.2), in `keys` order. */
       const merged = (keys: ReadonlyArray<Pending>, stored: ReadonlyMap<string, ExistingRecord>) => {
-        const values: Array<string | number> = new Array(keys.length * width)
-        let v = 0
-        for (const p of keys) {
+        const out: Array<Merged> = new Array(keys.length)
+        for (let j = 0; j < keys.length; j++) {
+          const p = keys[j]!
           const found = stored.get(keyOf(p.policyDomain, p.day, p.recipientDomain))
           let results: ReadonlyArray<PolicyResult.PolicyResult>
           let sendReport: boolean
@@ -309,19 +325,32 @@ export const make = (dialect: Dialect): Effect.Effect<Service, never, SqlClient.
             // Spec §6.2 step 4: SendReport sticky true.
             sendReport = sendReport || row.sendReport
           }
-          // In UPSERT_COLUMNS order.
-          values[v++] = p.policyDomain
-          values[v++] = p.day
-          values[v++] = p.recipientDomain
-          // Spec §6.2 step 4, Q4: IsHost last writer wins.
-          values[v++] = flag(p.rows[p.rows.length - 1]!.isHost)
-          values[v++] = flag(sendReport)
-          values[v++] = StoredResults.encode(results)
-          values[v++] = now
-          values[v++] = now
+          out[j] = {
+            pending: p,
+            id: found?.id,
+            // Spec §6.2 step 4, Q4: IsHost last writer wins.
+            isHost: flag(p.rows[p.rows.length - 1]!.isHost),
+            sendReport: flag(sendReport),
+            results: StoredResults.encode(results)
+          }
         }
-        return Either.right(values)
+        return Either.right(out)
       }
+      /** In INSERT_COLUMNS order. */
+      const insertValues = (rows: ReadonlyArray<Merged>) =>
+        rows.flatMap((m) => [
+          m.pending.policyDomain,
+          m.pending.day,
+          m.pending.recipientDomain,
+          m.isHost,
+          m.sendReport,
+          m.results,
+          now,
+          now
+        ])
+      // The sent flags, the reporting addresses and `created` stay as they are (spec §6.2 step 4).
+      const updateValues = (rows: ReadonlyArray<Merged>) =>
+        rows.flatMap((m) => [m.id!, m.isHost, m.sendReport, m.results, now])
 
       const transaction = Effect.gen(function* () {
         // The statements run on the transaction's connection with precompiled text (see `selectText`).
@@ -353,8 +382,24 @@ export const make = (dialect: Dialect): Effect.Effect<Service, never, SqlClient.
               for (const r of found) stored.set(keyOf(r.policy_domain, r.day, r.recipient_domain), r)
             }
           )
-        const upsert = (keys: ReadonlyArray<Pending>) =>
-          Effect.flatMap(merged(keys, stored), (values) => conn.execute(upsertText(keys.length), values, undefined))
+        /** Runs `f` on `items` in chunks of power-of-two sizes (few distinct statements, see `chunkSize`). */
+        const inChunks = <T, A>(
+          items: ReadonlyArray<T>,
+          f: (chunk: ReadonlyArray<T>) => Effect.Effect<ReadonlyArray<A>, SqlError>
+        ) =>
+          Effect.gen(function* () {
+            const out: Array<A> = []
+            for (let k = 0; k < items.length; ) {
+              const m = chunkSize(items.length - k, STEP)
+              out.push(...(yield* f(items.slice(k, k + m))))
+              k += m
+            }
+            return out
+          })
+        const update = (keys: ReadonlyArray<Pending>) =>
+          Effect.flatMap(merged(keys, stored), (rows) =>
+            inChunks(rows, (chunk) => conn.execute(updateText(chunk.length), updateValues(chunk), undefined))
+          )
         // Keys are distinct, so each step (SELECT, merge, write of STEP keys) is independent of the
         // others; steps in key order give new keys their ids in first-seen order (spec §9.8 reads phase
         // 1 by id). A step's objects die young instead of living (and being promoted) for the whole batch.
@@ -364,23 +409,24 @@ export const make = (dialect: Dialect): Effect.Effect<Service, never, SqlClient.
           yield* select(step)
           const old = step.filter((p) => stored.has(keyOf(p.policyDomain, p.day, p.recipientDomain)))
           const fresh = step.filter((p) => !stored.has(keyOf(p.policyDomain, p.day, p.recipientDomain)))
-          // On conflict the sent flags, the reporting addresses and `created` stay as they are (spec §6.2
-          // step 4).
-          if (old.length > 0) yield* upsert(old)
+          if (old.length > 0) yield* update(old)
           if (fresh.length > 0) {
             stored.clear()
-            const values = yield* merged(fresh, stored)
-            const inserted: ReadonlyArray<ExistingRecord> = yield* conn.execute(
-              insertText(fresh.length),
-              values,
-              undefined
+            const rows = yield* merged(fresh, stored)
+            const inserted = yield* inChunks(
+              rows,
+              (chunk) =>
+                conn.execute(insertText(chunk.length), insertValues(chunk), undefined) as Effect.Effect<
+                  ReadonlyArray<ExistingRecord>,
+                  SqlError
+                >
             )
             if (inserted.length < fresh.length) {
               // Another writer inserted some of these keys since the SELECT: merge into its rows.
               const mine = new Set(inserted.map((r) => keyOf(r.policy_domain, r.day, r.recipient_domain)))
               const raced = fresh.filter((p) => !mine.has(keyOf(p.policyDomain, p.day, p.recipientDomain)))
               yield* select(raced)
-              yield* upsert(raced)
+              yield* update(raced)
             }
           }
           i += n

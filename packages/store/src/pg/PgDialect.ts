@@ -25,10 +25,24 @@ export const dialect: Dialect = {
   },
   lockRows: "FOR UPDATE",
   // A transaction-scoped advisory lock: the Migrator's own table lock comes after it creates its table,
-  // which two processes starting together would race on.
+  // which two processes starting together would race on. The table is created here, under the lock, as
+  // the Migrator would: its own existence probe is a failing statement, which would abort this
+  // transaction.
   exclusive: (self) =>
     Effect.flatMap(SqlClient.SqlClient, (sql) =>
-      sql.withTransaction(Effect.zipRight(sql`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK})`, self))
+      sql.withTransaction(
+        Effect.zipRight(
+          Effect.zipRight(
+            sql`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK})`,
+            sql`CREATE TABLE IF NOT EXISTS effect_sql_migrations (
+              migration_id integer primary key,
+              created_at timestamp with time zone not null default now(),
+              name text not null
+            )`
+          ),
+          self
+        )
+      )
     ),
   // 40P01 deadlock_detected, 40001 serialization_failure.
   isTransientConflict: (error) => {

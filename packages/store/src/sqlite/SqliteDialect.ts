@@ -2,7 +2,7 @@
  * SQLite's spellings (`@effect/sql-sqlite-node`, better-sqlite3). One connection and one writer: a
  * transaction has the database to itself, so nothing needs locking and no transaction loses a race.
  */
-import { Function } from "effect"
+import { identity } from "effect/Function"
 import type { Dialect } from "../Dialect.js"
 
 export const dialect: Dialect = {
@@ -17,6 +17,6 @@ export const dialect: Dialect = {
     domain: "TEXT"
   },
   lockRows: "",
-  exclusive: Function.identity,
+  exclusive: identity,
   isTransientConflict: () => false
 }
