@@ -27,6 +27,13 @@ export interface Dialect {
    * whole database for the transaction.
    */
   readonly lockRows: string
+  /**
+   * Run first in an `addResults` transaction where several processes write: makes their merges take
+   * turns. Row locks alone would deadlock: each writer meets the shared keys in its own order (new
+   * keys get ids in first-seen order, spec §9.8), across several statements. Undefined where the
+   * database has one writer anyway.
+   */
+  readonly lockWriters: string | undefined
   /** Runs `self` (the migrations) so that processes starting together take turns. */
   readonly exclusive: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | SqlError, R | SqlClient.SqlClient>
   /** A transaction that lost a race with another writer (deadlock, serialization failure): retry it whole. */

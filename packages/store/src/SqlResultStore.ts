@@ -5,9 +5,9 @@
  * booleans 0/1, JSON lists TEXT.
  *
  * `addResults` is safe with several writers on one database (one collector per MTA host on
- * PostgreSQL): it locks the rows it merges into (`Dialect.lockRows`), inserts new keys with
- * `ON CONFLICT DO NOTHING` and merges into the rows another writer inserted first, so counts of the
- * same key from several hosts add up and never overwrite each other.
+ * PostgreSQL): writers take turns (`Dialect.lockWriters`), lock the rows they merge into
+ * (`Dialect.lockRows`), insert new keys with `ON CONFLICT DO NOTHING` and merge into the rows another
+ * writer inserted first, so counts of the same key from several hosts add up, never overwrite.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
@@ -357,6 +357,7 @@ export const make = (dialect: Dialect): Effect.Effect<Service, never, SqlClient.
         const connection = yield* Effect.serviceOption(SqlClient.TransactionConnection)
         if (Option.isNone(connection)) return yield* Effect.dieMessage("addResults: no transaction connection")
         const conn = connection.value[0]
+        if (dialect.lockWriters !== undefined) yield* conn.execute(dialect.lockWriters, [], undefined)
         // Between steps: yield once the slice is over (see STEP). Every other runnable fiber gets its turn
         // before this one resumes, so the next slice lasts as long as that wait did.
         let sliceEnd = clock.unsafeCurrentTimeMillis() + SLICE_MILLIS

@@ -1,7 +1,8 @@
 /**
  * PostgreSQL's spellings (`@effect/sql-pg`). Many processes (one collector per MTA host) write into
- * one database at once, so `addResults` locks the rows it merges into and a transaction that
- * deadlocks with another writer is retried whole.
+ * one database at once: their `addResults` transactions take turns on an advisory lock (the
+ * collectors still aggregate in parallel; only their flushes queue), lock the rows they merge into,
+ * and one that still loses a race (deadlock, serialization failure) is retried whole.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
@@ -10,6 +11,8 @@ import type { Dialect } from "../Dialect.js"
 
 /** The advisory lock key the migrations run under ("tlsr" in ASCII). */
 const MIGRATION_LOCK = 0x746c7372
+/** The advisory lock key of `addResults` transactions ("tlsw"). */
+const WRITERS_LOCK = 0x746c7377
 
 const code = (error: SqlError): unknown =>
   typeof error.cause === "object" && error.cause !== null && "code" in error.cause ? error.cause.code : undefined
@@ -24,6 +27,8 @@ export const dialect: Dialect = {
     domain: 'TEXT COLLATE "C"'
   },
   lockRows: "FOR UPDATE",
+  // Transaction-scoped: released by the commit or rollback, also when the connection dies.
+  lockWriters: `SELECT pg_advisory_xact_lock(${WRITERS_LOCK})`,
   // A transaction-scoped advisory lock: the Migrator's own table lock comes after it creates its table,
   // which two processes starting together would race on. The table is created here, under the lock, as
   // the Migrator would: its own existence probe is a failing statement, which would abort this

@@ -17,6 +17,7 @@ export const dialect: Dialect = {
     domain: "TEXT"
   },
   lockRows: "",
+  lockWriters: undefined,
   exclusive: identity,
   isTransientConflict: () => false
 }
