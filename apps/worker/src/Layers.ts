@@ -10,8 +10,11 @@ import { ResultStore } from "@tlsrpt/store"
 import { Effect, Layer } from "effect"
 import { ConfigError, sendingBlocker, type WorkerConfig } from "./Config.js"
 
-/** The SQLite store (`database`), migrated on open. */
-export const store = (config: WorkerConfig) => ResultStore.layer({ filename: config.database })
+/** The store (`database`: a SQLite file, or PostgreSQL), migrated on open. */
+export const store = (config: WorkerConfig) =>
+  config.databaseConfig.type === "postgres"
+    ? ResultStore.layerPg({ url: config.databaseConfig.url })
+    : ResultStore.layer({ filename: config.databaseConfig.file })
 
 /** `host:port` / `[v6]:port` strings for node:dns. */
 export const dnsServers = (config: WorkerConfig): ReadonlyArray<string> =>
