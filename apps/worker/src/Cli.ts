@@ -6,6 +6,7 @@
 import * as NodePath from "node:path"
 import { Args, Command, Options } from "@effect/cli"
 import { FileSystem } from "@effect/platform"
+import * as SqlClient from "@effect/sql/SqlClient"
 import { type InvalidOutcome, SessionOutcome } from "@tlsrpt/collector"
 import { Day, Domain, Report, ReportMessage, TlsrptRecord } from "@tlsrpt/core"
 import { TlsrptLookup } from "@tlsrpt/dns"
@@ -467,6 +468,27 @@ const makeCommands = (environment: CliEnvironment) => {
     Command.withSubcommands([suppressAdd, suppressList, suppressRemove])
   )
 
+  // The worker and every command migrate the store on open (on PostgreSQL behind an advisory lock);
+  // this one does only that, e.g. before starting a fleet of workers on a new database.
+  const migrate = Command.make("migrate", { config: configOption }, (args) =>
+    Effect.gen(function* () {
+      const config = yield* loadConfig(environment, args.config)
+      const applied = yield* withStore(
+        config,
+        Effect.flatMap(
+          SqlClient.SqlClient,
+          (sql) =>
+            sql<{ readonly migration_id: number; readonly name: string }>`SELECT migration_id, name
+              FROM effect_sql_migrations ORDER BY migration_id`
+        )
+      )
+      const last = applied[applied.length - 1]
+      yield* Console.log(
+        `${config.database}: schema at migration ${last === undefined ? "none" : `${last.migration_id}_${last.name}`}`
+      )
+    })
+  ).pipe(Command.withDescription("Create or upgrade the store's schema and exit"))
+
   const lookup = Command.make("lookup", { config: configOption, domain: Args.text({ name: "DOMAIN" }) }, (args) =>
     Effect.gen(function* () {
       const domain = yield* parseDomain("DOMAIN", args.domain)
@@ -559,7 +581,8 @@ const makeCommands = (environment: CliEnvironment) => {
       outbox.pipe(Command.withSubcommands([outboxRetry])),
       suppress,
       lookup,
-      parse
+      parse,
+      migrate
     ])
   )
 }

@@ -155,9 +155,20 @@ export const TransportFile = Schema.Union(
   Schema.Struct({ type: Schema.Literal("dir"), dir: NonEmpty })
 )
 
+const PostgresUrl = Schema.String.pipe(
+  Schema.filter((s) => /^postgres(ql)?:\/\/./i.test(s) || "expected a postgres:// URL")
+)
+
+/** A SQLite file path (the default; the plain string form), or a PostgreSQL database shared by many workers. */
+export const DatabaseFile = Schema.Union(
+  NonEmpty,
+  Schema.Struct({ type: Schema.Literal("sqlite"), file: NonEmpty }),
+  Schema.Struct({ type: Schema.Literal("postgres"), url: PostgresUrl })
+)
+
 export const ConfigFile = Schema.Struct({
   dataDir: Schema.optional(NonEmpty),
-  database: Schema.optional(NonEmpty),
+  database: Schema.optional(DatabaseFile),
   submitter: Schema.optional(
     Schema.Struct({
       domain: DomainString,
@@ -246,12 +257,18 @@ export type TransportConfig =
   | { readonly type: "smtp"; readonly url: string }
   | { readonly type: "dir"; readonly dir: string }
 
+export type DatabaseConfig =
+  | { readonly type: "sqlite"; readonly file: string }
+  | { readonly type: "postgres"; readonly url: Redacted.Redacted<string> }
+
 export interface WorkerConfig {
   /** Absolute path of the file read, if any. */
   readonly configFile: string | undefined
   readonly dataDir: string
-  /** SQLite file path (absolute). */
+  /** SQLite file path (absolute), or the PostgreSQL URL without its password: for logs and pages. */
   readonly database: string
+  /** Where the store is: `Layers.store` opens it. */
+  readonly databaseConfig: DatabaseConfig
   readonly submitter: Submitter | undefined
   readonly dkim: ReadonlyArray<DkimKeyConfig>
   /** The keys read and checked at start-up (`load`); empty before. */
@@ -334,6 +351,8 @@ export const ENV_OVERRIDES: ReadonlyArray<EnvOverride> = [
 export const ENV_TRANSPORT_URL = "TLSRPT_TRANSPORT_URL"
 export const ENV_TRANSPORT_DIR = "TLSRPT_TRANSPORT_DIR"
 export const ENV_CONFIG = "TLSRPT_CONFIG"
+/** Overrides `database` with `{ "type": "postgres", "url": … }`. */
+export const ENV_DATABASE_URL = "TLSRPT_DATABASE_URL"
 
 const parseEnvValue = (kind: EnvKind, raw: string): unknown => {
   switch (kind) {
@@ -391,6 +410,15 @@ export const applyEnv = (
     target[o.path[o.path.length - 1]!] = parseEnvValue(o.kind, raw)
     sources.set(o.path.join("."), o.env)
   }
+  const databaseUrl = environment[ENV_DATABASE_URL]
+  if (databaseUrl !== undefined) {
+    if (environment.TLSRPT_DATABASE !== undefined)
+      return Either.left(
+        new ConfigError({ key: "database", reason: `set only one of TLSRPT_DATABASE and ${ENV_DATABASE_URL}` })
+      )
+    json.database = { type: "postgres", url: databaseUrl }
+    sources.set("database", ENV_DATABASE_URL)
+  }
   const url = environment[ENV_TRANSPORT_URL]
   const dir = environment[ENV_TRANSPORT_DIR]
   if (url !== undefined && dir !== undefined)
@@ -416,6 +444,17 @@ export const formatPath = (path: ReadonlyArray<PropertyKey>): string =>
     (acc, p) => (typeof p === "number" ? `${acc}[${p}]` : acc === "" ? String(p) : `${acc}.${String(p)}`),
     ""
   )
+
+/** A database URL fit for a log line. */
+const withoutPassword = (url: string): string => {
+  try {
+    const u = new URL(url)
+    if (u.password !== "") u.password = "***"
+    return u.toString()
+  } catch {
+    return "(unparsable URL)"
+  }
+}
 
 const sourceOf = (sources: ReadonlyMap<string, string>, key: string): string | undefined => {
   // `dns.servers[1]` came from TLSRPT_DNS_SERVERS; `transport.url` from TLSRPT_TRANSPORT_URL.
@@ -463,10 +502,18 @@ export const resolve = (
     Either.left(new ConfigError({ key, reason, env: sourceOf(sources, key) }))
 
   const dataDir = path("dataDir", file.dataDir ?? "data")
-  const database = file.database ?? NodePath.join(dataDir, "tlsrpt.db")
-  if (/^postgres(ql)?:/i.test(database))
-    return fail("database", "PostgreSQL is not supported yet; give a SQLite file path")
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(database)) return fail("database", "expected a SQLite file path")
+  const databaseFile = file.database ?? NodePath.join(dataDir, "tlsrpt.db")
+  let databaseConfig: DatabaseConfig
+  if (typeof databaseFile === "string" || databaseFile.type === "sqlite") {
+    const database = typeof databaseFile === "string" ? databaseFile : databaseFile.file
+    const key = typeof databaseFile === "string" ? "database" : "database.file"
+    if (/^postgres(ql)?:/i.test(database))
+      return fail(key, 'a PostgreSQL URL goes in { "type": "postgres", "url": … } (or TLSRPT_DATABASE_URL)')
+    if (/^[a-z][a-z0-9+.-]*:\/\//i.test(database)) return fail(key, "expected a SQLite file path")
+    databaseConfig = { type: "sqlite", file: path(key, database) }
+  } else {
+    databaseConfig = { type: "postgres", url: Redacted.make(databaseFile.url) }
+  }
 
   let submitter: Submitter | undefined
   if (file.submitter !== undefined) {
@@ -525,7 +572,9 @@ export const resolve = (
   return Either.right({
     configFile: options.configFile,
     dataDir,
-    database: path("database", database),
+    database:
+      databaseConfig.type === "sqlite" ? databaseConfig.file : withoutPassword(Redacted.value(databaseConfig.url)),
+    databaseConfig,
     submitter,
     dkim,
     dkimKeys: [],

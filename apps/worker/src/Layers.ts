@@ -11,8 +11,9 @@ import { ResultStore, StoreError } from "@tlsrpt/store"
 import { Data, Effect, Layer } from "effect"
 import { ConfigError, sendingBlocker, type WorkerConfig } from "./Config.js"
 
-/** A store failure, naming the database file (a full disk, a read-only or corrupt file are the operator's). */
+/** A store failure, naming the database (a full disk, a read-only or corrupt file are the operator's). */
 export class DatabaseError extends Data.TaggedError("DatabaseError")<{
+  /** The SQLite file, or the PostgreSQL URL without its password (`WorkerConfig.database`). */
   readonly file: string
   readonly cause: StoreError
 }> {
@@ -22,14 +23,17 @@ export class DatabaseError extends Data.TaggedError("DatabaseError")<{
   }
 }
 
-/** Wraps a `StoreError` into a `DatabaseError` for the config's file; other errors pass through. */
+/** Wraps a `StoreError` into a `DatabaseError` for the config's database; other errors pass through. */
 export const nameDatabase =
   (config: WorkerConfig) =>
   <E>(e: E): E | DatabaseError =>
     e instanceof StoreError ? new DatabaseError({ file: config.database, cause: e }) : e
 
-/** The SQLite store (`database`), migrated on open. */
-export const store = (config: WorkerConfig) => ResultStore.layer({ filename: config.database })
+/** The store (`database`: a SQLite file, or PostgreSQL), migrated on open. */
+export const store = (config: WorkerConfig) =>
+  config.databaseConfig.type === "postgres"
+    ? ResultStore.layerPg({ url: config.databaseConfig.url })
+    : ResultStore.layer({ filename: config.databaseConfig.file })
 
 /** `host:port` / `[v6]:port` strings for node:dns. */
 export const dnsServers = (config: WorkerConfig): ReadonlyArray<string> =>
