@@ -14,7 +14,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Report } from "@tlsrpt/core"
 import type { TestAnswer } from "@tlsrpt/dns"
 import { defaultConfig, type ReporterConfig } from "@tlsrpt/reporter"
-import { ResultStore } from "@tlsrpt/store"
+import { ResultStore, SuppressionList } from "@tlsrpt/store"
 import { Seed } from "@tlsrpt/testkit"
 import { Duration, Effect, Fiber, Ref, TestClock } from "effect"
 import { byRecipient, deliverAndParse, makeEnv, nextRound, startSchedule } from "@tlsrpt/testkit/simulation"
@@ -137,7 +137,10 @@ describe.each([
           const rows = Seed.rows({ withoutFailures: sc.withoutFailures ?? false })
           yield* store.addResults(sc.rows === "all" ? rows : rows.slice(0, 2))
           for (const s of sc.suppress ?? []) {
-            yield* store.suppressAdd({ address: s.address, until: new Date(START + Duration.toMillis(s.untilOffset)) })
+            yield* (yield* SuppressionList).add({
+              address: s.address,
+              until: new Date(START + Duration.toMillis(s.untilOffset))
+            })
           }
           // mox's test stubs sleepBetween (no pacing): scenario 4's one-minute suppression must still be
           // active when phase 2 sends. maxGap 0 does the same here.

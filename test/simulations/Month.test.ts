@@ -9,7 +9,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Day } from "@tlsrpt/core"
 import type { TestAnswer } from "@tlsrpt/dns"
 import { defaultConfig, RoundPlan } from "@tlsrpt/reporter"
-import { ResultStore } from "@tlsrpt/store"
+import { Outbox, ResultStore } from "@tlsrpt/store"
 import { Effect, Fiber, Ref, TestClock } from "effect"
 import { deliverAndParse, makeEnv, nextRound, record, resultRow, startSchedule } from "@tlsrpt/testkit/simulation"
 
@@ -103,7 +103,7 @@ describe("a simulated month", () => {
         assert.isTrue(expected.size > 100)
         assert.isTrue(keptKeys > 5, `only ${keptKeys} keys hit a temporary DNS error`)
         // The outbox holds no duplicate.
-        const outbox = yield* store.listOutbox()
+        const outbox = yield* (yield* Outbox).list()
         const ids = outbox.map((m) => `${m.reportId} ${m.destination}`)
         assert.strictEqual(new Set(ids).size, ids.length)
         assert.strictEqual(outbox.length, delivered.length)

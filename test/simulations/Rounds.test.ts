@@ -8,7 +8,7 @@ import type { Day } from "@tlsrpt/core"
 import type { TestAnswer } from "@tlsrpt/dns"
 import { defaultConfig, type ReporterConfig, ReporterLive } from "@tlsrpt/reporter"
 import type { ReportMailService } from "@tlsrpt/mail"
-import { ResultStore } from "@tlsrpt/store"
+import { Outbox, ResultStore, SuppressionList } from "@tlsrpt/store"
 import { Duration, Effect, FastCheck as fc, Fiber, Ref, TestClock } from "effect"
 import { deliverAndParse, makeEnv, nextRound, record, resultRow, startSchedule } from "@tlsrpt/testkit/simulation"
 
@@ -260,7 +260,10 @@ describe("destinations", () => {
           yield* store.addResults([
             resultRow({ policyDomain: "a.example", recipientDomain: "a.example", day: DAY, failure: 1 })
           ])
-          yield* store.suppressAdd({ address: "other.box@xn--74h.example", until: new Date(START + 86_400_000) })
+          yield* (yield* SuppressionList).add({
+            address: "other.box@xn--74h.example",
+            until: new Date(START + 86_400_000)
+          })
           const { rounds, fiber } = yield* startSchedule(config)
           yield* nextRound(rounds)
           const sent = yield* deliverAndParse
@@ -268,7 +271,7 @@ describe("destinations", () => {
             sent.map((s) => s.to),
             ["TLS-Reports@a.example"]
           )
-          const outbox = yield* store.listOutbox()
+          const outbox = yield* (yield* Outbox).list()
           assert.deepStrictEqual(
             outbox.map((m) => m.destination),
             ["TLS-Reports@a.example"]
@@ -286,7 +289,7 @@ describe("destinations", () => {
           resultRow({ policyDomain: "a.example", recipientDomain: "a.example", day, failure: 1 })
         yield* store.addResults([row(DAY)])
         // Expires 2024-01-10T12:00Z: active for the first round, over by the second.
-        yield* store.suppressAdd({
+        yield* (yield* SuppressionList).add({
           address: "HTTPS://Reports.A.Example:443/tlsrpt",
           until: new Date(Date.parse("2024-01-10T12:00:00Z"))
         })

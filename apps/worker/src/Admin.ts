@@ -16,7 +16,14 @@ import {
 } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Day, Domain, PolicyResult } from "@tlsrpt/core"
-import { type OutboxMessage, type ResultRow, ResultStore, type Suppression } from "@tlsrpt/store"
+import {
+  Outbox,
+  type OutboxMessage,
+  type ResultRow,
+  ResultStore,
+  type Suppression,
+  SuppressionList
+} from "@tlsrpt/store"
 import { Context, Data, Effect, Either, Layer, Option, Redacted, Schema } from "effect"
 import type { HostPort } from "./Config.js"
 import { Metrics, CONTENT_TYPE as METRICS_CONTENT_TYPE } from "./Metrics.js"
@@ -237,22 +244,22 @@ const summary = Effect.gen(function* () {
 }).pipe(Effect.catchTag("StoreError", storeFailure))
 
 const outbox = Effect.gen(function* () {
-  const store = yield* ResultStore
+  const store = yield* Outbox
   const params = yield* searchParams
   const status = params.get("status") ?? ""
   if (status !== "" && status !== "queued" && status !== "delivered" && status !== "failed")
     return problem(400, "status: expected queued, delivered or failed")
-  const messages = yield* store.listOutbox(status === "" ? {} : { status })
+  const messages = yield* store.list(status === "" ? {} : { status })
   return json(messages.map(toApiOutbox))
 }).pipe(Effect.catchTag("StoreError", storeFailure))
 
 const suppressions = Effect.gen(function* () {
-  const store = yield* ResultStore
-  return json((yield* store.suppressList).map(toApiSuppression))
+  const store = yield* SuppressionList
+  return json((yield* store.list).map(toApiSuppression))
 }).pipe(Effect.catchTag("StoreError", storeFailure))
 
 const addSuppression = Effect.gen(function* () {
-  const store = yield* ResultStore
+  const store = yield* SuppressionList
   const req = yield* HttpServerRequest.HttpServerRequest
   const length = Number(req.headers["content-length"] ?? "0")
   if (length > MAX_BODY_BYTES) return problem(413, `the body must be at most ${MAX_BODY_BYTES} bytes`)
@@ -265,7 +272,7 @@ const addSuppression = Effect.gen(function* () {
     return problem(400, `expected JSON {address, until, comment?} (comment at most ${MAX_COMMENT_LENGTH} characters)`)
   const until = parseUntil(input.value.until)
   if (Either.isLeft(until)) return problem(400, `until: ${until.left}`)
-  const entry = yield* store.suppressAdd({
+  const entry = yield* store.add({
     address: input.value.address,
     until: until.right,
     comment: input.value.comment
@@ -278,10 +285,10 @@ const addSuppression = Effect.gen(function* () {
 )
 
 const removeSuppression = Effect.gen(function* () {
-  const store = yield* ResultStore
+  const store = yield* SuppressionList
   const params = yield* HttpRouter.params
   const address = params.address ?? ""
-  const removed = yield* store.suppressRemove(address)
+  const removed = yield* store.remove(address)
   if (!removed) return problem(404, `no suppression for ${address}`)
   yield* Effect.logInfo("suppression removed").pipe(Effect.annotateLogs({ address }))
   return HttpServerResponse.empty({ status: 204 })

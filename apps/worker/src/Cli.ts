@@ -12,7 +12,7 @@ import { Day, Domain, Report, ReportMessage, TlsrptRecord } from "@tlsrpt/core"
 import { TlsrptLookup } from "@tlsrpt/dns"
 import { Delivery } from "@tlsrpt/mail"
 import { Reporter } from "@tlsrpt/reporter"
-import { ResultStore } from "@tlsrpt/store"
+import { Outbox, ResultStore, SuppressionList } from "@tlsrpt/store"
 import { Clock, Console, Data, Effect, Either, Layer, Option } from "effect"
 import * as Admin from "./Admin.js"
 import * as Config from "./Config.js"
@@ -341,7 +341,7 @@ const makeCommands = (environment: CliEnvironment) => {
         const config = yield* loadConfig(environment, args.config)
         const messages = yield* withStore(
           config,
-          Effect.flatMap(ResultStore, (s) => s.listOutbox({ status: Option.getOrUndefined(args.status) }))
+          Effect.flatMap(Outbox, (s) => s.list({ status: Option.getOrUndefined(args.status) }))
         )
         const api = messages.map(Admin.toApiOutbox)
         if (args.json) return yield* Console.log(JSON.stringify(api))
@@ -381,7 +381,7 @@ const makeCommands = (environment: CliEnvironment) => {
         const which = Option.isSome(args.id) ? { id: args.id.value } : ("failed" as const)
         const ids = yield* withStore(
           config,
-          Effect.flatMap(ResultStore, (s) => s.requeue(which, now))
+          Effect.flatMap(Outbox, (s) => s.requeue(which, now))
         )
         if (Option.isSome(args.id) && ids.length === 0)
           return yield* new CommandError({
@@ -420,8 +420,8 @@ const makeCommands = (environment: CliEnvironment) => {
         const config = yield* loadConfig(environment, args.config)
         const entry = yield* withStore(
           config,
-          Effect.flatMap(ResultStore, (s) =>
-            s.suppressAdd({ address: args.address, until, comment: Option.getOrUndefined(args.comment) })
+          Effect.flatMap(SuppressionList, (s) =>
+            s.add({ address: args.address, until, comment: Option.getOrUndefined(args.comment) })
           )
         )
         yield* Console.log(`suppressed ${entry.address} until ${iso(entry.until)}`)
@@ -433,7 +433,7 @@ const makeCommands = (environment: CliEnvironment) => {
       const config = yield* loadConfig(environment, args.config)
       const list = yield* withStore(
         config,
-        Effect.flatMap(ResultStore, (s) => s.suppressList)
+        Effect.flatMap(SuppressionList, (s) => s.list)
       )
       const api = list.map(Admin.toApiSuppression)
       if (args.json) return yield* Console.log(JSON.stringify(api))
@@ -456,7 +456,7 @@ const makeCommands = (environment: CliEnvironment) => {
         const config = yield* loadConfig(environment, args.config)
         const removed = yield* withStore(
           config,
-          Effect.flatMap(ResultStore, (s) => s.suppressRemove(args.address))
+          Effect.flatMap(SuppressionList, (s) => s.remove(args.address))
         )
         if (!removed) return yield* new CommandError({ reason: `${args.address} is not on the suppression list` })
         yield* Console.log(`removed ${args.address}`)
@@ -527,10 +527,10 @@ const makeCommands = (environment: CliEnvironment) => {
         config,
         Effect.forEach(destinations, (d) =>
           Effect.gen(function* () {
-            const store = yield* ResultStore
+            const suppressions = yield* SuppressionList
             switch (d._tag) {
               case "Mailto": {
-                const suppressed = yield* store.isSuppressed(d.address.normalized, now)
+                const suppressed = yield* suppressions.isSuppressed(d.address.normalized, now)
                 return [
                   d.uri,
                   suppressed
@@ -540,7 +540,7 @@ const makeCommands = (environment: CliEnvironment) => {
               }
               case "Https":
                 if (!config.reports.https) return [d.uri, "skip: https reporting is off (reports.https = false)"]
-                return (yield* store.isSuppressed(d.url, now))
+                return (yield* suppressions.isSuppressed(d.url, now))
                   ? [d.uri, `skip: ${d.url} is on the suppression list`]
                   : [d.uri, "POST the gzip report (application/tlsrpt+gzip)"]
               case "Unsupported":

@@ -7,7 +7,7 @@ import { type Collector, DatagramSource } from "@tlsrpt/collector"
 import { Dns, TlsrptLookup } from "@tlsrpt/dns"
 import { Delivery, defaultPoolSize, ReportMail, Transport } from "@tlsrpt/mail"
 import { defaultConfig, type Reporter, type ReporterConfig, ReporterLive, ReporterSchedule } from "@tlsrpt/reporter"
-import { ResultStore, StoreError } from "@tlsrpt/store"
+import { Store, StoreError } from "@tlsrpt/store"
 import { Data, Effect, Layer } from "effect"
 import { ConfigError, sendingBlocker, type WorkerConfig } from "./Config.js"
 
@@ -32,8 +32,8 @@ export const nameDatabase =
 /** The store (`database`: a SQLite file, or PostgreSQL), migrated on open. */
 export const store = (config: WorkerConfig) =>
   config.databaseConfig.type === "postgres"
-    ? ResultStore.layerPg({ url: config.databaseConfig.url })
-    : ResultStore.layer({ filename: config.databaseConfig.file })
+    ? Store.layerPg({ url: config.databaseConfig.url })
+    : Store.layer({ filename: config.databaseConfig.file })
 
 /** `host:port` / `[v6]:port` strings for node:dns. */
 export const dnsServers = (config: WorkerConfig): ReadonlyArray<string> =>
@@ -90,7 +90,7 @@ export const reporterConfig = (config: WorkerConfig, options: { readonly retries
 /** `Reporter` on the given store, with lookup and mail built from the config. */
 export const reporter = <E, R>(
   config: WorkerConfig,
-  storeLayer: Layer.Layer<ResultStore, E, R>,
+  storeLayer: Layer.Layer<Store.Store, E, R>,
   options: { readonly retries: boolean; readonly cachedLookup: boolean }
 ): Layer.Layer<Reporter, E | ConfigError, R> =>
   ReporterLive.layer(reporterConfig(config, options)).pipe(
@@ -100,7 +100,7 @@ export const reporter = <E, R>(
 /** Outbox delivery: `runOnce` only (CLI) or with its polling fiber (worker). */
 export const delivery = <E, R>(
   config: WorkerConfig,
-  storeLayer: Layer.Layer<ResultStore, E, R>,
+  storeLayer: Layer.Layer<Store.Store, E, R>,
   options: { readonly background: boolean }
 ) =>
   (options.background
@@ -112,7 +112,7 @@ export const delivery = <E, R>(
  * The daily report loop when sending is possible; otherwise one clear log line and nothing else
  * (the embedded default refuses to send until a submitter and a DKIM key are configured).
  */
-export const schedule = <E, R>(config: WorkerConfig, storeLayer: Layer.Layer<ResultStore, E, R>) => {
+export const schedule = <E, R>(config: WorkerConfig, storeLayer: Layer.Layer<Store.Store, E, R>) => {
   const blocker = sendingBlocker(config)
   if (blocker !== undefined) {
     return Layer.effectDiscard(

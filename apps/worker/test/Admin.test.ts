@@ -2,7 +2,7 @@ import { HttpClient, HttpClientRequest, HttpServer } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import { type Day, Domain, PolicyResult } from "@tlsrpt/core"
-import { ResultStore } from "@tlsrpt/store"
+import { Outbox, ResultStore, Store } from "@tlsrpt/store"
 import { Effect, Layer, Redacted } from "effect"
 import * as Admin from "../src/Admin.js"
 import { Metrics } from "../src/Metrics.js"
@@ -16,7 +16,7 @@ const Settings = Layer.succeed(Admin.AdminSettings, {
 
 const TestServer = HttpServer.serve(Admin.app).pipe(
   Layer.provideMerge(NodeHttpServer.layerTest),
-  Layer.provideMerge(Layer.mergeAll(ResultStore.layerMemory, Metrics.layerEffectOnly, Settings))
+  Layer.provideMerge(Layer.mergeAll(Store.layerMemory, Metrics.layerEffectOnly, Settings))
 )
 
 const authed = (req: HttpClientRequest.HttpClientRequest) => HttpClientRequest.bearerToken(req, TOKEN)
@@ -177,8 +177,7 @@ describe("Admin HTTP", () => {
 
     it.effect("outbox lists messages without payloads; status filter", () =>
       Effect.gen(function* () {
-        const store = yield* ResultStore
-        yield* store.enqueue([
+        yield* (yield* Outbox).enqueue([
           {
             kind: "mailto",
             destination: "tlsrpt@example.com",

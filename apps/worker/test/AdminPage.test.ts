@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url"
 import { HttpServer } from "@effect/platform"
 import { assert, describe, it } from "@effect/vitest"
 import { Day, Domain, PolicyResult } from "@tlsrpt/core"
-import { ResultStore } from "@tlsrpt/store"
+import { Outbox, ResultStore, Store, SuppressionList } from "@tlsrpt/store"
 import { Context, Effect, Layer, Redacted, Schedule } from "effect"
 import { chromium } from "playwright-core"
 import * as Admin from "../src/Admin.js"
@@ -65,14 +65,14 @@ const seed = Effect.gen(function* () {
     policyDomain: "example.com",
     day: day as Day.Day
   })
-  const ids = yield* store.enqueue([
+  const ids = yield* (yield* Outbox).enqueue([
     message("tlsrpt@example.com", "2024-01-07"),
     message("reports@example.com", "2024-01-08"),
     message("gone@example.com", "2024-01-09")
   ])
   const at = new Date("2024-01-10T00:05:00Z")
-  yield* store.markDelivered(ids[0]!, at)
-  yield* store.markAttemptFailed(ids[2]!, { error: "550 5.1.1 no such user", at, nextAttemptAt: undefined })
+  yield* (yield* Outbox).markDelivered(ids[0]!, at)
+  yield* (yield* Outbox).markAttemptFailed(ids[2]!, { error: "550 5.1.1 no such user", at, nextAttemptAt: undefined })
 })
 
 const Settings = Layer.succeed(Admin.AdminSettings, {
@@ -87,11 +87,10 @@ describe("admin page in Chromium", () => {
       Effect.gen(function* () {
         const context = yield* Layer.build(
           Admin.layer({ host: "127.0.0.1", port: 0 }).pipe(
-            Layer.provideMerge(Layer.mergeAll(ResultStore.layerMemory, Metrics.layerEffectOnly, Settings))
+            Layer.provideMerge(Layer.mergeAll(Store.layerMemory, Metrics.layerEffectOnly, Settings))
           )
         )
-        const store = Context.get(context, ResultStore)
-        yield* seed.pipe(Effect.provideService(ResultStore, store))
+        yield* seed.pipe(Effect.provide(context))
         const address = Context.get(context, HttpServer.HttpServer).address
         assert.strictEqual(address._tag, "TcpAddress")
         const base = address._tag === "TcpAddress" ? `http://127.0.0.1:${address.port}` : ""
@@ -180,7 +179,7 @@ describe("admin page in Chromium", () => {
         yield* Effect.promise(() => page.fill("#suppress-comment", "mailbox full"))
         yield* Effect.promise(() => page.click("#suppress-add"))
         yield* Effect.promise(() => page.waitForSelector('#suppressions tr[data-address="reports@example.com"]'))
-        const stored = yield* store.suppressList
+        const stored = yield* Context.get(context, SuppressionList).list
         assert.deepStrictEqual(
           stored.map((s) => [s.address, s.comment, s.until.getUTCFullYear()]),
           [["reports@example.com", "mailbox full", 2031]]
@@ -195,7 +194,7 @@ describe("admin page in Chromium", () => {
         yield* Effect.promise(() =>
           page.waitForSelector('#suppressions tr[data-address="reports@example.com"]', { state: "detached" })
         )
-        assert.deepStrictEqual(yield* store.suppressList, [])
+        assert.deepStrictEqual(yield* Context.get(context, SuppressionList).list, [])
         assert.deepStrictEqual(errors, [])
         yield* Effect.log(`screenshot: ${screenshot}`)
       }),

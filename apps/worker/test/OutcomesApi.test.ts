@@ -6,7 +6,7 @@ import { HttpClient, HttpClientRequest, HttpServer } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import { Collector } from "@tlsrpt/collector"
-import { ResultStore } from "@tlsrpt/store"
+import { ResultStore, Store } from "@tlsrpt/store"
 import { Effect, Layer, Redacted } from "effect"
 import * as Admin from "../src/Admin.js"
 import { Metrics } from "../src/Metrics.js"
@@ -20,7 +20,7 @@ const Settings = Layer.succeed(Admin.AdminSettings, {
 const TestServer = HttpServer.serve(Admin.app).pipe(
   Layer.provideMerge(NodeHttpServer.layerTest),
   Layer.provideMerge(Layer.mergeAll(Metrics.layerEffectOnly, Settings, Collector.layer())),
-  Layer.provideMerge(ResultStore.layerMemory)
+  Layer.provideMerge(Store.layerMemory)
 )
 
 const outcome = (domain: string, result: "success" | "failure") =>

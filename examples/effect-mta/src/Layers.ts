@@ -12,7 +12,7 @@ import { Dns, TlsrptLookup } from "@tlsrpt/dns"
 import { Delivery, ReportMail, Transport } from "@tlsrpt/mail"
 import { MtaSts } from "@tlsrpt/outcome"
 import { defaultConfig, ReporterLive, ReporterSchedule } from "@tlsrpt/reporter"
-import { ResultStore } from "@tlsrpt/store"
+import { Store } from "@tlsrpt/store"
 
 export const TlsReporting = (submitter: Submitter, dkim: ReadonlyArray<DkimKey>) =>
   Layer.mergeAll(
@@ -27,6 +27,6 @@ export const TlsReporting = (submitter: Submitter, dkim: ReadonlyArray<DkimKey>)
       ReportMail.layer({ submitter, dkim }),
       Transport.layerSmtp({ url: "smtp://127.0.0.1:25" })
     ]),
-    Layer.provideMerge(ResultStore.layer({ filename: "/var/lib/mta/tlsrpt.db" }))
+    Layer.provideMerge(Store.layer({ filename: "/var/lib/mta/tlsrpt.db" }))
   )
 // #endregion layers

@@ -17,7 +17,7 @@ import { execFileSync, spawn } from "node:child_process"
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { loadavg, tmpdir } from "node:os"
 import { join } from "node:path"
-import { ResultStore } from "@tlsrpt/store"
+import { ResultStore, Store } from "@tlsrpt/store"
 import { Context, Effect, Exit, Layer, Scope } from "effect"
 import { DgramSocket } from "node-unix-socket"
 import { Collector, type CollectorConfig } from "../src/Collector.js"
@@ -65,7 +65,7 @@ const withSource = <A>(name: string, use: (socket: string) => Effect.Effect<A>) 
     const ctx = yield* Layer.buildWithScope(
       DatagramSource.layer({ socket }).pipe(
         Layer.provideMerge(Collector.layer(collectorConfig)),
-        Layer.provideMerge(ResultStore.layer({ filename }))
+        Layer.provideMerge(Store.layer({ filename }))
       ),
       scope
     ).pipe(Effect.orDie)
@@ -77,7 +77,7 @@ const withSource = <A>(name: string, use: (socket: string) => Effect.Effect<A>) 
 
 const countRows = (filename: string) =>
   Effect.scoped(
-    Layer.build(ResultStore.layer({ filename })).pipe(
+    Layer.build(Store.layer({ filename })).pipe(
       Effect.flatMap((ctx) => Context.get(ctx, ResultStore).listResults()),
       Effect.map((rows) => {
         let sessions = 0

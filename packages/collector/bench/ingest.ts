@@ -1,6 +1,6 @@
 /**
  * `ingest`: 1,000,000 session outcomes over 10,000 recipient domains × 3 MX hosts each, 5 % failures,
- * through `Collector.record` (default config unless overridden) into a SQLite file (`ResultStore.layer`).
+ * through `Collector.record` (default config unless overridden) into a SQLite file (`Store.layer`).
  * Three runs, each on a fresh file in a temp directory (deleted afterwards). Prints outcomes/s
  * (median), flush latency (one `addResults` transaction, p99 over all runs), peak RSS and the database
  * size (with WAL), then one JSON line:
@@ -22,7 +22,7 @@ import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs"
 import { cpus, tmpdir } from "node:os"
 import { join } from "node:path"
 import { Day, Domain } from "@tlsrpt/core"
-import { type NewResultRow, ResultStore } from "@tlsrpt/store"
+import { type NewResultRow, ResultStore, Store } from "@tlsrpt/store"
 import { Context, Effect, Layer } from "effect"
 import { Collector, type CollectorConfig } from "../src/Collector.js"
 import type * as SessionOutcome from "../src/SessionOutcome.js"
@@ -159,7 +159,7 @@ const run = (templates: ReadonlyArray<SessionOutcome.SessionOutcome>, seq: Int32
     const { seconds, collector, dbBytes } = yield* Effect.scoped(
       Effect.gen(function* () {
         // The store is opened (and migrated) before the clock starts.
-        const store = yield* Layer.build(timedStore(flushMs).pipe(Layer.provide(ResultStore.layer({ filename }))))
+        const store = yield* Layer.build(timedStore(flushMs).pipe(Layer.provide(Store.layer({ filename }))))
         const t = performance.now()
         // Closing the collector's scope does the final flush: inside the timed part.
         const collector = yield* Effect.scoped(
@@ -177,7 +177,7 @@ const run = (templates: ReadonlyArray<SessionOutcome.SessionOutcome>, seq: Int32
     const closedBytes = dirBytes(dir)
     const stats = yield* collector.stats
     const rows = yield* Effect.scoped(
-      Layer.build(ResultStore.layer({ filename })).pipe(
+      Layer.build(Store.layer({ filename })).pipe(
         // Only the keys: decoding all 40,000 rows (listResults) would dominate the peak RSS, after the timed part.
         Effect.flatMap((ctx) => Context.get(ctx, ResultStore).keysUpTo(Day.fromMillis(T0.getTime()))),
         Effect.map((rs) => rs.length)

@@ -4,7 +4,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import type { Day } from "@tlsrpt/core"
-import { ResultStore } from "@tlsrpt/store"
+import { ResultStore, Store } from "@tlsrpt/store"
 import { Effect, Either, Fiber, Layer } from "effect"
 import { Collector } from "../src/Collector.js"
 import * as Datagram from "../src/Datagram.js"
@@ -13,7 +13,7 @@ const row = (d: string) =>
   Either.getOrThrow(Datagram.toRow({ d, policies: [{ "policy-type": 2, f: 0 }] }, "2026-01-15" as Day.Day))
 
 const Small = Collector.layer({ flushRows: 2, maxPendingKeys: 2, flushInterval: "1 hour" }).pipe(
-  Layer.provideMerge(ResultStore.layerMemory)
+  Layer.provideMerge(Store.layerMemory)
 )
 
 describe("Collector.offerRows", () => {

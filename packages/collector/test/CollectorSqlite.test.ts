@@ -6,7 +6,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { PolicyResult } from "@tlsrpt/core"
-import { type ResultRow, ResultStore } from "@tlsrpt/store"
+import { type ResultRow, ResultStore, Store } from "@tlsrpt/store"
 import { Context, Effect, Layer } from "effect"
 import { Collector, type CollectorConfig } from "../src/Collector.js"
 import type * as SessionOutcome from "../src/SessionOutcome.js"
@@ -22,7 +22,7 @@ const tempDb = Effect.acquireRelease(
 /** A collector on the file for the duration of `use`; closing it flushes, then closes the database. */
 const withCollector = <A, E>(filename: string, config: CollectorConfig, use: (c: Service) => Effect.Effect<A, E>) =>
   Effect.scoped(
-    Layer.build(Collector.layer(config).pipe(Layer.provide(ResultStore.layer({ filename })))).pipe(
+    Layer.build(Collector.layer(config).pipe(Layer.provide(Store.layer({ filename })))).pipe(
       Effect.flatMap((ctx) => use(Context.get(ctx, Collector)))
     )
   )
@@ -30,9 +30,7 @@ const withCollector = <A, E>(filename: string, config: CollectorConfig, use: (c:
 /** Opens the file afresh and lists every row. */
 const readAll = (filename: string) =>
   Effect.scoped(
-    Layer.build(ResultStore.layer({ filename })).pipe(
-      Effect.flatMap((ctx) => Context.get(ctx, ResultStore).listResults())
-    )
+    Layer.build(Store.layer({ filename })).pipe(Effect.flatMap((ctx) => Context.get(ctx, ResultStore).listResults()))
   )
 
 interface Totals {

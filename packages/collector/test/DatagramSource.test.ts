@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } 
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { assert, describe, it } from "@effect/vitest"
-import { type ResultRow, ResultStore } from "@tlsrpt/store"
+import { type ResultRow, ResultStore, Store } from "@tlsrpt/store"
 import { Context, Effect, Exit, Layer, Scope } from "effect"
 import { DgramSocket } from "node-unix-socket"
 import { Collector } from "../src/Collector.js"
@@ -40,7 +40,7 @@ const send = (c: DgramSocket, path: string, payload: string | Buffer) =>
 const run = (dir: string, payloads: ReadonlyArray<string | Buffer>, extra: Partial<DatagramSourceConfig> = {}) =>
   Effect.gen(function* () {
     const path = join(dir, "tlsrpt.sock")
-    const storeCtx = yield* Layer.build(ResultStore.layerMemory)
+    const storeCtx = yield* Layer.build(Store.layerMemory)
     const store = Context.get(storeCtx, ResultStore)
     const scope = yield* Scope.make()
     const ctx = yield* Layer.buildWithScope(
@@ -215,7 +215,7 @@ describe("DatagramSource", () => {
       yield* Layer.buildWithScope(
         DatagramSource.layer({ socket: path, socketMode: 0o620, socketGroup: process.getgid!() }).pipe(
           Layer.provide(Collector.layer()),
-          Layer.provide(ResultStore.layerMemory)
+          Layer.provide(Store.layerMemory)
         ),
         scope
       )

@@ -5,7 +5,7 @@
  * happen at about 0, 7.5, 22.5, 52.5, 112.5 minutes (mox's five, docs/design.md#delivery-attempts) and then every 4 hours
  * until about 24 hours have passed: long enough for greylisting and a receiver's outage. A temporary
  * failure on the last attempt, or a permanent one (SMTP 5xx) at once, leaves the message `failed` with
- * its last error (the dead letter, re-queued by `ResultStore.requeue`).
+ * its last error (the dead letter, re-queued by `Outbox.requeue`).
  *
  * Each pass claims its messages in the database (a lease with owner and expiry), so any number of
  * processes on one database deliver each message once. Because the reporter commits "rows sent" and
@@ -14,7 +14,7 @@
  */
 import { randomUUID } from "node:crypto"
 import { hostname } from "node:os"
-import { type OutboxMessage, ResultStore, type StoreError } from "@tlsrpt/store"
+import { Outbox, type OutboxMessage, type StoreError } from "@tlsrpt/store"
 import { Clock, Context, Duration, Effect, Layer, Metric } from "effect"
 import { Transport, type TransportError } from "./Transport.js"
 
@@ -112,11 +112,9 @@ export class Delivery extends Context.Tag("@tlsrpt/mail/Delivery")<
     readonly runOnce: Effect.Effect<DeliveryPass, StoreError>
   }
 >() {
-  static readonly make = (
-    options: ManualOptions = {}
-  ): Effect.Effect<Delivery["Type"], never, ResultStore | Transport> =>
+  static readonly make = (options: ManualOptions = {}): Effect.Effect<Delivery["Type"], never, Outbox | Transport> =>
     Effect.gen(function* () {
-      const store = yield* ResultStore
+      const store = yield* Outbox
       const transport = yield* Transport
       const batch = Math.max(1, options.batch ?? 50)
       const concurrency = Math.max(1, options.concurrency ?? 4)
@@ -194,7 +192,7 @@ export class Delivery extends Context.Tag("@tlsrpt/mail/Delivery")<
           const outcomes = yield* Effect.forEach(due, deliver, { concurrency })
           for (const outcome of outcomes) if (outcome !== "unrecorded") totals[outcome]++
         }
-        yield* Metric.set(outboxDepth, yield* store.countOutbox("queued"))
+        yield* Metric.set(outboxDepth, yield* store.count("queued"))
         return totals satisfies DeliveryPass
       })
 
@@ -202,14 +200,14 @@ export class Delivery extends Context.Tag("@tlsrpt/mail/Delivery")<
     })
 
   /** `runOnce` only, no background loop: for the CLI's `send`. */
-  static readonly layerManual = (options: ManualOptions = {}): Layer.Layer<Delivery, never, ResultStore | Transport> =>
+  static readonly layerManual = (options: ManualOptions = {}): Layer.Layer<Delivery, never, Outbox | Transport> =>
     Layer.effect(Delivery, Delivery.make(options))
 
   /**
    * `runOnce` plus a supervised background loop (a pass, then `pollInterval` of sleep, forever) that
    * lives as long as the layer. A failure or defect in one pass is logged and the loop goes on.
    */
-  static readonly layer = (options: DeliveryOptions = {}): Layer.Layer<Delivery, never, ResultStore | Transport> => {
+  static readonly layer = (options: DeliveryOptions = {}): Layer.Layer<Delivery, never, Outbox | Transport> => {
     const pollInterval = Duration.decode(options.pollInterval ?? Duration.seconds(30))
     const loop = Layer.scopedDiscard(
       Effect.gen(function* () {

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { assert, describe, it } from "@effect/vitest"
-import { ResultStore } from "@tlsrpt/store"
+import { Outbox, ResultStore, Store } from "@tlsrpt/store"
 import { SmtpSink } from "@tlsrpt/testkit"
 import { Effect, Layer, Logger } from "effect"
 import { Delivery } from "../src/Delivery.js"
@@ -57,7 +57,7 @@ describe("crash between the outbox transaction and delivery", () => {
       // "restart": a fresh process state opens the same file
       yield* Effect.gen(function* () {
         const store = yield* ResultStore
-        const queued = yield* store.listOutbox()
+        const queued = yield* (yield* Outbox).list()
         assert.lengthOf(queued, 1)
         assert.strictEqual(queued[0]!.status, "queued")
         assert.strictEqual(queued[0]!.attempts, 0)
@@ -70,14 +70,14 @@ describe("crash between the outbox transaction and delivery", () => {
         const second = yield* delivery.runOnce
         assert.deepStrictEqual(first, { delivered: 1, retried: 0, failed: 0 })
         assert.deepStrictEqual(second, { delivered: 0, retried: 0, failed: 0 })
-        const [m] = yield* store.listOutbox()
+        const [m] = yield* (yield* Outbox).list()
         assert.strictEqual(m!.status, "delivered")
         assert.strictEqual(m!.attempts, 1)
       }).pipe(
         Effect.provide(
           Delivery.layerManual().pipe(
             Layer.provide(Transport.layerSmtp({ url: sink.url })),
-            Layer.provideMerge(ResultStore.layer({ filename }))
+            Layer.provideMerge(Store.layer({ filename }))
           )
         )
       )
@@ -86,7 +86,7 @@ describe("crash between the outbox transaction and delivery", () => {
         Effect.provide(
           Delivery.layerManual().pipe(
             Layer.provide(Transport.layerSmtp({ url: sink.url })),
-            Layer.provide(ResultStore.layer({ filename }))
+            Layer.provide(Store.layer({ filename }))
           )
         )
       )

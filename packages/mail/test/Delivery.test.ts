@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { type OutboxMessage, ResultStore } from "@tlsrpt/store"
+import { Outbox, type OutboxMessage, Store } from "@tlsrpt/store"
 import { HttpSink, SmtpSink } from "@tlsrpt/testkit"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -15,22 +15,20 @@ const MINUTE = 60_000
 /** Delivery (no loop) over a fresh in-memory SQLite store and the given transport. */
 const provideDelivery =
   (transport: Layer.Layer<Transport, unknown>, options: Parameters<typeof Delivery.layerManual>[0] = {}) =>
-  <A, E>(effect: Effect.Effect<A, E, Delivery | ResultStore>) =>
+  <A, E>(effect: Effect.Effect<A, E, Delivery | Outbox>) =>
     effect.pipe(
       Effect.provide(
-        Delivery.layerManual(options).pipe(Layer.provide(transport), Layer.provideMerge(ResultStore.layerMemory))
+        Delivery.layerManual(options).pipe(Layer.provide(transport), Layer.provideMerge(Store.layerMemory))
       )
     )
 
 const runOnce = Effect.flatMap(Delivery, (d) => d.runOnce)
 
 const outbox = (id: number) =>
-  Effect.flatMap(ResultStore, (s) => s.listOutbox()).pipe(
-    Effect.map((all) => all.find((m) => m.id === id) as OutboxMessage)
-  )
+  Effect.flatMap(Outbox, (s) => s.list()).pipe(Effect.map((all) => all.find((m) => m.id === id) as OutboxMessage))
 
 const enqueue = (...messages: ReadonlyArray<ReturnType<typeof newMessage>>) =>
-  Effect.flatMap(ResultStore, (s) => s.enqueue(messages))
+  Effect.flatMap(Outbox, (s) => s.enqueue(messages))
 
 const pass = (delivered: number, retried: number, failed: number): DeliveryPass => ({ delivered, retried, failed })
 
@@ -218,7 +216,7 @@ describe("Delivery.runOnce", () => {
         assert.lengthOf(received, 6)
         assert.lengthOf(yield* sink.transactions, 7)
         assert.strictEqual(new Set(received.map((m) => m.to[0])).size, 6)
-        assert.lengthOf(yield* Effect.flatMap(ResultStore, (s) => s.listOutbox({ status: "queued" })), 1)
+        assert.lengthOf(yield* Effect.flatMap(Outbox, (s) => s.list({ status: "queued" })), 1)
       }).pipe(provideDelivery(Transport.layerSmtp({ url: sink.url }), { batch: 3, concurrency: 2 }))
     })
   )
@@ -259,10 +257,7 @@ describe("Delivery.runOnce", () => {
         )
       }).pipe(
         Effect.provide(
-          Delivery.layerManual().pipe(
-            Layer.provideMerge(Transport.layerTest()),
-            Layer.provideMerge(ResultStore.layerMemory)
-          )
+          Delivery.layerManual().pipe(Layer.provideMerge(Transport.layerTest()), Layer.provideMerge(Store.layerMemory))
         )
       )
     })
@@ -278,9 +273,9 @@ describe("Delivery.layer (background loop)", () => {
       let calls = 0
       // The store dies on the first pass only.
       const flakyStore = Layer.effect(
-        ResultStore,
-        Effect.map(ResultStore, (store) =>
-          ResultStore.of({
+        Outbox,
+        Effect.map(Outbox, (store) =>
+          Outbox.of({
             ...store,
             claimDue: (now, limit, lease) =>
               ++calls === 1
@@ -288,7 +283,7 @@ describe("Delivery.layer (background loop)", () => {
                 : store.claimDue(now, limit, lease)
           })
         )
-      ).pipe(Layer.provideMerge(ResultStore.layerMemory))
+      ).pipe(Layer.provideMerge(Store.layerMemory))
       const waitForSleep = TestClock.sleeps().pipe(
         Effect.zipLeft(Effect.yieldNow()),
         Effect.repeat({ until: (sleeps) => Chunk.size(sleeps) > 0 })
@@ -334,11 +329,11 @@ describe("claims (issue 11.2: several processes on one database)", () => {
       const instance = () =>
         Delivery.layerManual({ batch: 2, concurrency: 2 }).pipe(
           Layer.provide(Transport.layerSmtp({ url: sink.url })),
-          Layer.provideMerge(ResultStore.layer({ filename }))
+          Layer.provideMerge(Store.layer({ filename }))
         )
       const destinations = Array.from({ length: 8 }, (_, i) => `rua${i}@rcpt${i}.example`)
       yield* enqueue(...destinations.map((destination) => newMessage({ destination }))).pipe(
-        Effect.provide(ResultStore.layer({ filename }))
+        Effect.provide(Store.layer({ filename }))
       )
       const [a, b] = yield* Effect.all(
         [runOnce.pipe(Effect.provide(instance())), runOnce.pipe(Effect.provide(instance()))],
@@ -349,9 +344,7 @@ describe("claims (issue 11.2: several processes on one database)", () => {
       assert.strictEqual(a!.delivered + b!.delivered, 8)
       const received = yield* sink.received
       assert.deepStrictEqual(received.map((m) => m.to[0]).sort(), [...destinations].sort())
-      const all = yield* Effect.flatMap(ResultStore, (s) => s.listOutbox()).pipe(
-        Effect.provide(ResultStore.layer({ filename }))
-      )
+      const all = yield* Effect.flatMap(Outbox, (s) => s.list()).pipe(Effect.provide(Store.layer({ filename })))
       assert.deepStrictEqual(
         all.map((m) => [m.status, m.attempts]),
         destinations.map(() => ["delivered", 1])
@@ -361,7 +354,7 @@ describe("claims (issue 11.2: several processes on one database)", () => {
 
   it.effect("a claim keeps other owners off until it expires; recording the outcome or releasing ends it", () =>
     Effect.gen(function* () {
-      const store = yield* ResultStore
+      const store = yield* Outbox
       const [x, y] = yield* store.enqueue([
         newMessage({ destination: "x@a.example" }),
         newMessage({ destination: "y@a.example" })
@@ -386,7 +379,7 @@ describe("claims (issue 11.2: several processes on one database)", () => {
       assert.deepStrictEqual(ids(yield* store.claimDue(until, 10, { owner: "e", until: new Date(T0 + 20 * MINUTE) })), [
         x
       ])
-    }).pipe(Effect.provide(ResultStore.layerMemory))
+    }).pipe(Effect.provide(Store.layerMemory))
   )
 
   it.scoped("an interrupted attempt gives its claim back: another owner may take it at once", () =>
@@ -394,7 +387,7 @@ describe("claims (issue 11.2: several processes on one database)", () => {
       const http = yield* HttpSink.make({ script: ["hang", 201] })
       yield* TestClock.setTime(T0)
       yield* Effect.gen(function* () {
-        const store = yield* ResultStore
+        const store = yield* Outbox
         const [id] = yield* store.enqueue([
           newMessage({ kind: "https", destination: `${http.url}/r`, envelopeFrom: "", payload: gzipBody })
         ])
@@ -417,7 +410,7 @@ describe("the dead letter (issue 10.7)", () => {
   it.effect("a message that fails every attempt stays failed with its last error; requeue sends it again", () =>
     Effect.gen(function* () {
       const test = yield* TestTransport
-      const store = yield* ResultStore
+      const store = yield* Outbox
       yield* TestClock.setTime(T0)
       const schedule: RetrySchedule = { attempts: 3, backoff: Duration.minutes(10), maxBackoff: Duration.minutes(15) }
       yield* test.script(
@@ -437,7 +430,7 @@ describe("the dead letter (issue 10.7)", () => {
         assert.deepStrictEqual([m.status, m.attempts], ["failed", 3])
         assert.include(m.lastError, "greylisted 3")
         assert.deepStrictEqual(
-          (yield* store.listOutbox({ status: "failed" })).map((f) => f.id),
+          (yield* store.list({ status: "failed" })).map((f) => f.id),
           [id]
         )
         yield* TestClock.adjust(Duration.days(3))
@@ -453,6 +446,6 @@ describe("the dead letter (issue 10.7)", () => {
         assert.strictEqual((yield* outbox(id!)).status, "delivered")
         assert.deepStrictEqual(yield* store.requeue("failed", now), [])
       }).pipe(Effect.provide(Delivery.layerManual({ schedule })))
-    }).pipe(Effect.provide(Transport.layerTest().pipe(Layer.provideMerge(ResultStore.layerMemory))))
+    }).pipe(Effect.provide(Transport.layerTest().pipe(Layer.provideMerge(Store.layerMemory))))
   )
 })

@@ -21,7 +21,7 @@ import {
   ReportMail,
   Transport
 } from "@tlsrpt/mail"
-import { ResultStore } from "@tlsrpt/store"
+import { ResultStore, Store } from "@tlsrpt/store"
 import { Effect, Either, Layer, Logger, LogLevel } from "effect"
 import { defaultConfig, Reporter, RoundPlan } from "../src/index.js"
 import * as ReporterLive from "../src/ReporterLive.js"
@@ -88,7 +88,7 @@ const run = (n: number, privateKeyPem: string) =>
       })
     )
     const deps = Layer.mergeAll(
-      ResultStore.layer({ filename: join(dir, "tlsrpt.db") }),
+      Store.layer({ filename: join(dir, "tlsrpt.db") }),
       TlsrptLookup.layer.pipe(Layer.provide(Dns.layerTest(answers))),
       // as the worker app composes: on a thread per core (ComposePool)
       ReportMail.layer({ submitter, dkim: [key], workers: defaultPoolSize() }),

@@ -7,7 +7,7 @@
 import { type Day, Domain, type EmailAddress, PolicyResult, TlsrptRecord } from "@tlsrpt/core"
 import { TlsrptLookup } from "@tlsrpt/dns"
 import { gzipReport, ReportMail } from "@tlsrpt/mail"
-import { type NewOutboxMessage, ResultStore } from "@tlsrpt/store"
+import { type NewOutboxMessage, ResultStore, SuppressionList } from "@tlsrpt/store"
 import { Cause, Clock, Duration, Effect, Layer, Metric, Schedule } from "effect"
 import { type KeyOutcome, type KeyReport, Reporter, type ReporterConfig, ReporterError } from "./Reporter.js"
 import * as RoundPlan from "./RoundPlan.js"
@@ -58,6 +58,7 @@ const cleanupOf: Record<KeyOutcome, boolean> = {
 export const make = (config: ReporterConfig) =>
   Effect.gen(function* () {
     const store = yield* ResultStore
+    const suppressions = yield* SuppressionList
     const lookup = yield* TlsrptLookup
     const mail = yield* ReportMail
     const submitter = mail.submitter
@@ -167,7 +168,7 @@ export const make = (config: ReporterConfig) =>
         if (worth(mailPolicies)) {
           for (const d of mailto) {
             if (to.some((a) => a.normalized === d.address.normalized)) continue
-            if (yield* store.isSuppressed(d.address.normalized, now)) {
+            if (yield* suppressions.isSuppressed(d.address.normalized, now)) {
               yield* Metric.increment(suppressedCounter)
               yield* Effect.logInfo(`suppressed reporting address ${d.address.normalized}`)
             } else to.push(d.address)
@@ -178,7 +179,7 @@ export const make = (config: ReporterConfig) =>
           for (const d of https) {
             if (urls.includes(d.url)) continue
             // docs/design.md#suppression: https destinations can be suppressed as addresses can.
-            if (yield* store.isSuppressed(d.url, now)) {
+            if (yield* suppressions.isSuppressed(d.url, now)) {
               yield* Metric.increment(suppressedCounter)
               yield* Effect.logInfo(`suppressed reporting URI ${d.url}`)
             } else urls.push(d.url)

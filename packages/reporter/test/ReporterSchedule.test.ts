@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import type { Day } from "@tlsrpt/core"
-import { ResultStore } from "@tlsrpt/store"
+import { ResultStore, Store } from "@tlsrpt/store"
 import { Duration, Effect, Fiber, Queue, Random, TestClock } from "effect"
 import { defaultConfig, Reporter, ReporterError, type RoundSummary } from "../src/index.js"
 import * as ReporterSchedule from "../src/ReporterSchedule.js"
@@ -63,7 +63,7 @@ describe("ReporterSchedule (docs/design.md#timing-constants, docs/design.md#sche
       yield* TestClock.adjust(Duration.days(1))
       assert.strictEqual(yield* Queue.take(days), "2024-01-10")
       yield* Fiber.interrupt(fiber)
-    }).pipe(Effect.provide(ResultStore.layerMemory))
+    }).pipe(Effect.provide(Store.layerMemory))
   )
 
   it("nextDayToReport: the day after the last reported one, at most CATCH_UP_DAYS before yesterday", () => {
@@ -98,7 +98,7 @@ describe("ReporterSchedule (docs/design.md#timing-constants, docs/design.md#sche
       const store = yield* ResultStore
       assert.strictEqual(yield* store.lastReportedDay, "2024-01-10")
       yield* Fiber.interrupt(fiber)
-    }).pipe(Effect.provide(ResultStore.layerMemory))
+    }).pipe(Effect.provide(Store.layerMemory))
   )
 
   it.effect("after a restart, the days missed while down are reported oldest first (within the stale window)", () =>
@@ -120,7 +120,7 @@ describe("ReporterSchedule (docs/design.md#timing-constants, docs/design.md#sche
       )
       assert.strictEqual(yield* Queue.size(days), 0)
       yield* Fiber.interrupt(fiber)
-    }).pipe(Effect.provide(ResultStore.layerMemory))
+    }).pipe(Effect.provide(Store.layerMemory))
   )
 
   it.effect("a failed round is not recorded as reported: the next wake-up runs that day again", () =>
@@ -145,7 +145,7 @@ describe("ReporterSchedule (docs/design.md#timing-constants, docs/design.md#sche
       yield* TestClock.adjust(Duration.hours(11).pipe(Duration.sum(Duration.minutes(6))))
       assert.deepStrictEqual([yield* Queue.take(days), yield* Queue.take(days)], ["2024-01-08", "2024-01-09"])
       yield* Fiber.interrupt(fiber)
-    }).pipe(Effect.provide(ResultStore.layerMemory))
+    }).pipe(Effect.provide(Store.layerMemory))
   )
 
   it.effect("a defect in the loop restarts it with backoff, never ends it", () =>
@@ -172,6 +172,6 @@ describe("ReporterSchedule (docs/design.md#timing-constants, docs/design.md#sche
       assert.strictEqual(yield* Queue.take(days), "2024-01-09")
       assert.isNull(fiber.unsafePoll())
       yield* Fiber.interrupt(fiber)
-    }).pipe(Effect.provide(ResultStore.layerMemory))
+    }).pipe(Effect.provide(Store.layerMemory))
   )
 })

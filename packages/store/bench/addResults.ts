@@ -8,6 +8,7 @@ import { join } from "node:path"
 import { Day, Domain, PolicyResult } from "@tlsrpt/core"
 import { Effect } from "effect"
 import { type NewResultRow, ResultStore } from "../src/ResultStore.js"
+import * as Store from "../src/Store.js"
 
 const BATCH = 10_000
 const BATCHES = Number(process.env.BATCHES ?? 10)
@@ -69,8 +70,6 @@ const program = Effect.gen(function* () {
   }
 })
 
-const result = await Effect.runPromise(
-  program.pipe(Effect.provide(ResultStore.layer({ filename: join(dir, "results.db") })))
-)
+const result = await Effect.runPromise(program.pipe(Effect.provide(Store.layer({ filename: join(dir, "results.db") }))))
 rmSync(dir, { recursive: true, force: true })
 console.log(JSON.stringify(result))

@@ -1,24 +1,16 @@
 /**
- * The store of outgoing TLS results, the suppression list and the report outbox (mox's tlsrptdb,
- * docs/design.md#result-rows, plus the outbox, docs/design.md#outbox). A port: `layer` / `layerMemory` are
- * SQLite (`@effect/sql-sqlite-node`), `layerPg` is PostgreSQL (`@effect/sql-pg`, for many writers);
- * callers stay independent of the dialect.
+ * The store of outgoing TLS results (mox's tlsrptdb, docs/design.md#result-rows): one row per (policy
+ * domain, day, recipient domain), merged on add, read by the daily round, marked sent and cleaned up.
+ * A port beside `SuppressionList` and `Outbox`; the layers that serve all three on one database are in
+ * `Store` (SQLite `layer` / `layerMemory`, PostgreSQL `layerPg`), so callers stay independent of the
+ * dialect.
  *
- * Domains are stored in A-label form (docs/design.md#domain-normal-form: one normal form). Days are `YYYY-MM-DD`.
+ * Domains are stored in A-label form (docs/design.md#domain-normal-form). Days are `YYYY-MM-DD`.
  */
-import type * as SqlClient from "@effect/sql/SqlClient"
 import type { Day, Domain, PolicyResult } from "@tlsrpt/core"
-import { Context, Effect, Layer } from "effect"
-import type { Dialect } from "./Dialect.js"
-import * as Migrations from "./Migrations.js"
-import * as PgDatabase from "./pg/PgDatabase.js"
-import { dialect as pgDialect } from "./pg/PgDialect.js"
-import * as SqlResultStore from "./SqlResultStore.js"
-import { type InvalidAddress, type StoreError, StoreError as StoreErrorClass } from "./StoreError.js"
-import * as SqliteDatabase from "./sqlite/SqliteDatabase.js"
-import { dialect as sqliteDialect } from "./sqlite/SqliteDialect.js"
-
-export { InvalidAddress, StoreError } from "./StoreError.js"
+import { Context, type Effect } from "effect"
+import type { NewOutboxMessage } from "./Outbox.js"
+import type { StoreError } from "./StoreError.js"
 
 /** One aggregate to add (docs/design.md#row-merge); merged into the row with the same key. */
 export interface NewResultRow {
@@ -67,41 +59,6 @@ export interface ResultFilter {
   readonly day?: Day.Day | undefined
   /** Matches the policy domain or the recipient domain (A-label). */
   readonly domain?: string | undefined
-}
-
-export interface Suppression {
-  readonly id: number
-  /** A mail address (lower case, A-label domain) or an https URL (WHATWG form). */
-  readonly address: string
-  readonly until: Date
-  readonly comment: string
-  readonly inserted: Date
-}
-
-export type OutboxStatus = "queued" | "delivered" | "failed"
-
-/** A message to deliver: a signed report mail to one address, or a gzip body to one https URL. */
-export interface NewOutboxMessage {
-  readonly kind: "mailto" | "https"
-  /** The mail address as published (local part case kept, A-label domain), or the https URL. */
-  readonly destination: string
-  /** SMTP MAIL FROM for mail; empty for https. */
-  readonly envelopeFrom: string
-  /** The raw message (mail) or the gzip JSON body (https). */
-  readonly payload: Uint8Array
-  readonly reportId: string
-  readonly policyDomain: string
-  readonly day: Day.Day
-}
-
-export interface OutboxMessage extends NewOutboxMessage {
-  readonly id: number
-  readonly status: OutboxStatus
-  readonly attempts: number
-  readonly nextAttemptAt: Date
-  readonly lastError: string | undefined
-  readonly created: Date
-  readonly updated: Date
 }
 
 /** What a report round commits in ONE transaction (docs/design.md#one-transaction-for-mark-and-outbox: no loss, no duplicate). */
@@ -156,88 +113,5 @@ export class ResultStore extends Context.Tag("@tlsrpt/store/ResultStore")<
     readonly markDayReported: (day: Day.Day) => Effect.Effect<void, StoreError>
     /** The latest day recorded by `markDayReported`, if any. */
     readonly lastReportedDay: Effect.Effect<Day.Day | undefined, StoreError>
-
-    readonly suppressAdd: (entry: {
-      readonly address: string
-      readonly until: Date
-      readonly comment?: string | undefined
-    }) => Effect.Effect<Suppression, StoreError | InvalidAddress>
-    readonly suppressList: Effect.Effect<ReadonlyArray<Suppression>, StoreError>
-    readonly suppressRemove: (address: string) => Effect.Effect<boolean, StoreError | InvalidAddress>
-    readonly suppressExtend: (address: string, until: Date) => Effect.Effect<boolean, StoreError | InvalidAddress>
-    /** Active when `until > at`; the address is normalised before matching. */
-    readonly isSuppressed: (address: string, at: Date) => Effect.Effect<boolean, StoreError>
-
-    /** Enqueue outside a round (idempotent on (report-id, destination)). */
-    readonly enqueue: (messages: ReadonlyArray<NewOutboxMessage>) => Effect.Effect<ReadonlyArray<number>, StoreError>
-    /** Queued messages with nextAttemptAt ≤ now, oldest first (whether claimed or not). */
-    readonly dueMessages: (now: Date, limit: number) => Effect.Effect<ReadonlyArray<OutboxMessage>, StoreError>
-    /**
-     * Claims up to `limit` due messages (queued, nextAttemptAt ≤ now, no lease or an expired one) for
-     * `owner` until `until`, in the statement that selects them, so two processes never claim one
-     * message at once. Oldest first. Recording the attempt's outcome ends the lease.
-     */
-    readonly claimDue: (
-      now: Date,
-      limit: number,
-      lease: { readonly owner: string; readonly until: Date }
-    ) => Effect.Effect<ReadonlyArray<OutboxMessage>, StoreError>
-    /** Gives a claimed message back unattempted (an interrupted attempt): it is due again at once. */
-    readonly releaseClaim: (id: number, owner: string) => Effect.Effect<void, StoreError>
-    /**
-     * Queues failed messages again (one by id, or every failed one) with a fresh attempt count, due at
-     * `at`; a queued message given by id becomes due at `at`. Returns the ids re-queued.
-     */
-    readonly requeue: (
-      which: { readonly id: number } | "failed",
-      at: Date
-    ) => Effect.Effect<ReadonlyArray<number>, StoreError>
-    readonly markDelivered: (id: number, at: Date) => Effect.Effect<void, StoreError>
-    /** Records a failed attempt: `nextAttemptAt` to retry, or undefined for permanent failure. */
-    readonly markAttemptFailed: (
-      id: number,
-      failure: { readonly error: string; readonly at: Date; readonly nextAttemptAt: Date | undefined }
-    ) => Effect.Effect<void, StoreError>
-    /** How many outbox messages have this status (all when omitted), without loading them. */
-    readonly countOutbox: (status?: OutboxStatus) => Effect.Effect<number, StoreError>
-    readonly listOutbox: (filter?: {
-      readonly status?: OutboxStatus | undefined
-    }) => Effect.Effect<ReadonlyArray<OutboxMessage>, StoreError>
   }
->() {
-  /**
-   * The store in a SQLite file (parent directory created, WAL, migrated on open). Also provides the
-   * `SqlClient`, for tests and admin tools.
-   */
-  static readonly layer = (
-    options: SqliteDatabase.Options
-  ): Layer.Layer<ResultStore | SqlClient.SqlClient, StoreError> =>
-    Layer.effect(ResultStore, SqlResultStore.make(sqliteDialect)).pipe(
-      Layer.provideMerge(SqliteDatabase.layer(options))
-    )
-
-  /**
-   * The store in a PostgreSQL database shared by many processes (one collector per MTA host; counts
-   * of one key add up), migrated on open behind an advisory lock. Also provides the `SqlClient`.
-   */
-  static readonly layerPg = (options: PgDatabase.Options): Layer.Layer<ResultStore | SqlClient.SqlClient, StoreError> =>
-    Layer.effect(ResultStore, SqlResultStore.make(pgDialect)).pipe(Layer.provideMerge(PgDatabase.layer(options)))
-
-  /**
-   * The store on a `SqlClient` provided by the caller, in that client's dialect (`sqlite/`, `pg/`):
-   * runs the migrations, then serves the same queries.
-   */
-  static readonly layerSql = (dialect: Dialect): Layer.Layer<ResultStore, StoreError, SqlClient.SqlClient> =>
-    Layer.effect(
-      ResultStore,
-      Effect.zipRight(
-        Effect.mapError(Migrations.run(dialect), (cause) => new StoreErrorClass({ operation: "migrate", cause })),
-        SqlResultStore.make(dialect)
-      )
-    )
-
-  /** A private in-memory SQLite database: each build of the layer starts empty. */
-  static readonly layerMemory: Layer.Layer<ResultStore | SqlClient.SqlClient, StoreError> = Layer.suspend(() =>
-    ResultStore.layer({ filename: ":memory:" })
-  )
-}
+>() {}

@@ -11,26 +11,24 @@
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
-import { type Day, Domain, PolicyResult, SuppressionTarget } from "@tlsrpt/core"
-import { Clock, type Context, Effect, Either, Option, Schedule } from "effect"
+import { type Day, Domain, PolicyResult } from "@tlsrpt/core"
+import { Clock, Effect, Either, Layer, Option, Schedule } from "effect"
 import type { Dialect } from "./Dialect.js"
-import type {
-  DeleteKey,
-  MarkSent,
-  NewOutboxMessage,
-  NewResultRow,
-  OutboxMessage,
-  OutboxStatus,
-  ResultFilter,
-  ResultKey,
-  ResultRow,
-  ResultStore,
-  Suppression
+import type { NewOutboxMessage } from "./Outbox.js"
+import * as OutboxRecords from "./OutboxRecords.js"
+import {
+  type DeleteKey,
+  type MarkSent,
+  type NewResultRow,
+  type ResultFilter,
+  type ResultKey,
+  type ResultRow,
+  ResultStore
 } from "./ResultStore.js"
-import { InvalidAddress, StoreError } from "./StoreError.js"
+import { fromSqlError, StoreError } from "./StoreError.js"
 import * as StoredResults from "./StoredResults.js"
 
-export type Service = Context.Tag.Service<ResultStore>
+export type Service = ResultStore["Type"]
 
 /**
  * `addResults` works in steps of this many rows (keys per existence SELECT, 3 parameters each; rows
@@ -60,40 +58,6 @@ interface ResultRecord {
   readonly updated: number
 }
 
-interface SuppressionRecord {
-  readonly id: number
-  readonly address: string
-  readonly until: number
-  readonly comment: string
-  readonly inserted: number
-}
-
-interface OutboxRecord {
-  readonly id: number
-  readonly kind: string
-  readonly destination: string
-  readonly envelope_from: string
-  readonly payload: Uint8Array
-  readonly report_id: string
-  readonly policy_domain: string
-  readonly day: string
-  readonly status: string
-  readonly attempts: number
-  readonly next_attempt_at: number
-  readonly last_error: string | null
-  readonly created: number
-  readonly updated: number
-}
-
-const storeError =
-  (operation: string) =>
-  <A, E, R>(self: Effect.Effect<A, E | SqlError, R>): Effect.Effect<A, Exclude<E, SqlError> | StoreError, R> =>
-    Effect.catchIf(
-      self,
-      (e): e is SqlError => e instanceof SqlError,
-      (cause) => Effect.fail(new StoreError({ operation, cause }))
-    ) as Effect.Effect<A, Exclude<E, SqlError> | StoreError, R>
-
 /**
  * Rows in the next statement: a full chunk, else the largest power of two that fits, so that any batch
  * size uses at most log2(chunk) + 1 distinct statements (each prepared once).
@@ -117,10 +81,6 @@ const keyOf = (policyDomain: string, day: string, recipientDomain: string) =>
   `${policyDomain}\u0000${day}\u0000${recipientDomain}`
 
 const flag = (b: boolean): number => (b ? 1 : 0)
-
-/** BLOBs come back as `Buffer`s; hand out plain `Uint8Array` views (no copy) so callers compare equal. */
-const bytes = (u: Uint8Array): Uint8Array =>
-  Object.getPrototypeOf(u) === Uint8Array.prototype ? u : new Uint8Array(u.buffer, u.byteOffset, u.byteLength)
 
 const decodeStrings = (operation: string, text: string): Effect.Effect<ReadonlyArray<string>, StoreError> => {
   try {
@@ -154,35 +114,6 @@ const toResultRow = (operation: string, r: ResultRecord): Effect.Effect<ResultRo
 
 const toResultRows = (operation: string, records: ReadonlyArray<ResultRecord>) =>
   Effect.forEach(records, (r) => toResultRow(operation, r))
-
-const toSuppression = (r: SuppressionRecord): Suppression => ({
-  id: r.id,
-  address: r.address,
-  until: new Date(r.until),
-  comment: r.comment,
-  inserted: new Date(r.inserted)
-})
-
-const toOutboxMessage = (r: OutboxRecord): OutboxMessage => ({
-  id: r.id,
-  kind: r.kind as OutboxMessage["kind"],
-  destination: r.destination,
-  envelopeFrom: r.envelope_from,
-  payload: bytes(r.payload),
-  reportId: r.report_id,
-  policyDomain: r.policy_domain,
-  day: r.day as Day.Day,
-  status: r.status as OutboxStatus,
-  attempts: r.attempts,
-  nextAttemptAt: new Date(r.next_attempt_at),
-  lastError: r.last_error ?? undefined,
-  created: new Date(r.created),
-  updated: new Date(r.updated)
-})
-
-// A mail address or an https reporting URI, in one normal form (docs/design.md#suppression).
-const normalizeAddress = (address: string): Either.Either<string, InvalidAddress> =>
-  Either.mapLeft(SuppressionTarget.normalize(address), (e) => new InvalidAddress({ address, reason: e.reason }))
 
 /** The rows of one key in one `addResults` call, in call order. */
 interface Pending {
@@ -316,7 +247,7 @@ export const make = (dialect: Dialect): Effect.Effect<Service, never, SqlClient.
           } else {
             const decoded = StoredResults.decode(found.results)
             if (Either.isLeft(decoded))
-              return Either.left(new StoreError({ operation: "addResults", cause: decoded.left }))
+              return Either.left(new StoreError({ operation: "ResultStore.addResults", cause: decoded.left }))
             results = decoded.right
             sendReport = found.send_report === 1
             from = 0
@@ -437,7 +368,7 @@ export const make = (dialect: Dialect): Effect.Effect<Service, never, SqlClient.
         }
       })
       yield* sql.withTransaction(transaction).pipe(Effect.retry(conflictRetry(dialect)))
-    }, storeError("addResults"))
+    }, fromSqlError("ResultStore.addResults"))
 
     const keysUpTo = Effect.fn("ResultStore.keysUpTo")(function* (day: Day.Day) {
       const records = yield* sql<{
@@ -454,7 +385,7 @@ export const make = (dialect: Dialect): Effect.Effect<Service, never, SqlClient.
           sendReport: r.send_report === 1
         })
       )
-    }, storeError("keysUpTo"))
+    }, fromSqlError("ResultStore.keysUpTo"))
 
     // Phase 1 (docs/design.md#ordering): insertion order.
     const rowsByRecipientDomain = Effect.fn("ResultStore.rowsByRecipientDomain")(function* (
@@ -464,7 +395,7 @@ export const make = (dialect: Dialect): Effect.Effect<Service, never, SqlClient.
       const records = yield* sql<ResultRecord>`${selectResults}
         WHERE recipient_domain = ${recipientDomain} AND day = ${day} ORDER BY id`
       return yield* toResultRows("rowsByRecipientDomain", records)
-    }, storeError("rowsByRecipientDomain"))
+    }, fromSqlError("ResultStore.rowsByRecipientDomain"))
 
     // Phase 2 (docs/design.md#ordering): recipient domain in byte order (SQLite's BINARY collation; A-labels are ASCII), then id.
     const rowsByPolicyDomain = Effect.fn("ResultStore.rowsByPolicyDomain")(function* (
@@ -474,7 +405,7 @@ export const make = (dialect: Dialect): Effect.Effect<Service, never, SqlClient.
       const records = yield* sql<ResultRecord>`${selectResults}
         WHERE policy_domain = ${policyDomain} AND day = ${day} ORDER BY recipient_domain, id`
       return yield* toResultRows("rowsByPolicyDomain", records)
-    }, storeError("rowsByPolicyDomain"))
+    }, fromSqlError("ResultStore.rowsByPolicyDomain"))
 
     const listResults = Effect.fn("ResultStore.listResults")(function* (filter?: ResultFilter) {
       const clauses = []
@@ -489,31 +420,7 @@ export const make = (dialect: Dialect): Effect.Effect<Service, never, SqlClient.
         ${clauses.length > 0 ? sql`WHERE ${sql.and(clauses)}` : sql.literal("")}
         ORDER BY day, policy_domain, recipient_domain`
       return yield* toResultRows("listResults", records)
-    }, storeError("listResults"))
-
-    /** Inserts each message unless its (report-id, destination) is there already; the ids in input order. */
-    const insertOutbox = (messages: ReadonlyArray<NewOutboxMessage>, now: number) =>
-      Effect.forEach(messages, (m) =>
-        Effect.gen(function* () {
-          yield* sql`INSERT INTO outbox ${sql.insert({
-            kind: m.kind,
-            destination: m.destination,
-            envelope_from: m.envelopeFrom,
-            payload: m.payload,
-            report_id: m.reportId,
-            policy_domain: m.policyDomain,
-            day: m.day,
-            status: "queued",
-            attempts: 0,
-            next_attempt_at: now,
-            created: now,
-            updated: now
-          })} ON CONFLICT (report_id, destination) DO NOTHING`
-          const [row] = yield* sql<{ readonly id: number }>`SELECT id FROM outbox
-          WHERE report_id = ${m.reportId} AND destination = ${m.destination}`
-          return row!.id
-        })
-      )
+    }, fromSqlError("ResultStore.listResults"))
 
     // docs/design.md#one-transaction-for-mark-and-outbox: the mark and the messages commit together or not at all.
     const markSentAndEnqueue = Effect.fn("ResultStore.markSentAndEnqueue")(function* (
@@ -531,10 +438,10 @@ export const make = (dialect: Dialect): Effect.Effect<Service, never, SqlClient.
             yield* sql`UPDATE results SET sent_to_policy_domain = 1
               WHERE policy_domain = ${mark.policyDomain} AND day = ${mark.day}`
           }
-          return yield* insertOutbox(messages, now)
+          return yield* OutboxRecords.insert(sql, messages, now)
         })
       )
-    }, storeError("markSentAndEnqueue"))
+    }, fromSqlError("ResultStore.markSentAndEnqueue"))
 
     const countAndDelete = (where: ReturnType<typeof sql.and>) =>
       sql.withTransaction(
@@ -568,174 +475,25 @@ export const make = (dialect: Dialect): Effect.Effect<Service, never, SqlClient.
           )
         )
       )
-    }, storeError("deleteKeys"))
+    }, fromSqlError("ResultStore.deleteKeys"))
 
     // The schedule's record of the days whose round completed (docs/design.md#schedule-catch-up).
     const markDayReported = Effect.fn("ResultStore.markDayReported")(function* (day: Day.Day) {
       const now = yield* Clock.currentTimeMillis
       yield* sql`INSERT INTO reported_days ${sql.insert({ day, reported: now })}
         ON CONFLICT (day) DO UPDATE SET reported = excluded.reported`
-    }, storeError("markDayReported"))
+    }, fromSqlError("ResultStore.markDayReported"))
 
     const lastReportedDay = sql<{ readonly day: string | null }>`SELECT MAX(day) AS day FROM reported_days`.pipe(
       Effect.map((rows) => (rows[0]?.day ?? undefined) as Day.Day | undefined),
-      storeError("lastReportedDay"),
+      fromSqlError("ResultStore.lastReportedDay"),
       Effect.withSpan("ResultStore.lastReportedDay")
     )
 
     // docs/design.md#stale-cleanup.
     const deleteBefore = Effect.fn("ResultStore.deleteBefore")(function* (day: Day.Day) {
       return yield* countAndDelete(sql.and([sql`day < ${day}`]))
-    }, storeError("deleteBefore"))
-
-    const selectSuppression = (address: string) =>
-      sql<SuppressionRecord>`SELECT id, address, until, comment, inserted FROM suppressions WHERE address = ${address}`
-
-    // docs/design.md#suppression-list; the address normalised on write
-    // (docs/design.md#normalised-suppression-addresses). Adding an address again replaces its until and comment.
-    const suppressAdd = Effect.fn("ResultStore.suppressAdd")(function* (entry: {
-      readonly address: string
-      readonly until: Date
-      readonly comment?: string | undefined
-    }) {
-      const address = yield* normalizeAddress(entry.address)
-      const now = yield* Clock.currentTimeMillis
-      const [row] = yield* sql.withTransaction(
-        Effect.zipRight(
-          sql`INSERT INTO suppressions ${sql.insert({
-            address,
-            until: entry.until.getTime(),
-            comment: entry.comment ?? "",
-            inserted: now
-          })} ON CONFLICT (address) DO UPDATE SET until = excluded.until, comment = excluded.comment`,
-          selectSuppression(address)
-        )
-      )
-      return toSuppression(row!)
-    }, storeError("suppressAdd"))
-
-    const suppressList = sql<SuppressionRecord>`SELECT id, address, until, comment, inserted
-    FROM suppressions ORDER BY id DESC`.pipe(
-      Effect.map((records) => records.map(toSuppression)),
-      storeError("suppressList"),
-      Effect.withSpan("ResultStore.suppressList")
-    )
-
-    const suppressRemove = Effect.fn("ResultStore.suppressRemove")(function* (address: string) {
-      const normalized = yield* normalizeAddress(address)
-      const deleted = yield* sql`DELETE FROM suppressions WHERE address = ${normalized} RETURNING id`
-      return deleted.length > 0
-    }, storeError("suppressRemove"))
-
-    const suppressExtend = Effect.fn("ResultStore.suppressExtend")(function* (address: string, until: Date) {
-      const normalized = yield* normalizeAddress(address)
-      const updated = yield* sql`UPDATE suppressions SET until = ${until.getTime()}
-        WHERE address = ${normalized} RETURNING id`
-      return updated.length > 0
-    }, storeError("suppressExtend"))
-
-    // docs/design.md#suppression-and-queueing with both sides normalised. An address that does not parse cannot be on the
-    // list, since suppressAdd refuses it.
-    const isSuppressed = Effect.fn("ResultStore.isSuppressed")(function* (address: string, at: Date) {
-      const normalized = normalizeAddress(address)
-      if (Either.isLeft(normalized)) return false
-      const rows =
-        yield* sql`SELECT id FROM suppressions WHERE address = ${normalized.right} AND until > ${at.getTime()}`
-      return rows.length > 0
-    }, storeError("isSuppressed"))
-
-    const enqueue = Effect.fn("ResultStore.enqueue")(function* (messages: ReadonlyArray<NewOutboxMessage>) {
-      if (messages.length === 0) return []
-      const now = yield* Clock.currentTimeMillis
-      return yield* sql.withTransaction(insertOutbox(messages, now))
-    }, storeError("enqueue"))
-
-    const selectOutbox = sql.literal(
-      `SELECT id, kind, destination, envelope_from, payload, report_id, policy_domain, day, status, attempts,
-      next_attempt_at, last_error, created, updated FROM outbox`
-    )
-
-    const dueMessages = Effect.fn("ResultStore.dueMessages")(function* (now: Date, limit: number) {
-      const records = yield* sql<OutboxRecord>`${selectOutbox}
-        WHERE status = 'queued' AND next_attempt_at <= ${now.getTime()}
-        ORDER BY next_attempt_at, id LIMIT ${limit}`
-      return records.map(toOutboxMessage)
-    }, storeError("dueMessages"))
-
-    // One statement selects and leases. SQLite runs it under its write lock; PostgreSQL skips rows
-    // another claim holds locked (`Dialect.skipLocked`) and re-checks the outer WHERE on the rows it
-    // updates, so a row is never claimed twice while its lease runs. The pick is a MATERIALIZED CTE, run
-    // once: as an `IN (SELECT …)` PostgreSQL may re-run it per row, and SKIP LOCKED then skips the rows
-    // this very statement just leased and picks the next ones, past the limit.
-    const claimDue = Effect.fn("ResultStore.claimDue")(function* (
-      now: Date,
-      limit: number,
-      lease: { readonly owner: string; readonly until: Date }
-    ) {
-      const at = now.getTime()
-      const records = yield* sql<OutboxRecord>`WITH picked AS MATERIALIZED (SELECT id FROM outbox
-          WHERE status = 'queued' AND next_attempt_at <= ${at} AND (lease_until IS NULL OR lease_until <= ${at})
-          ORDER BY next_attempt_at, id LIMIT ${limit} ${sql.literal(dialect.skipLocked)})
-        UPDATE outbox SET lease_owner = ${lease.owner}, lease_until = ${lease.until.getTime()}
-        WHERE id IN (SELECT id FROM picked) AND status = 'queued' AND (lease_until IS NULL OR lease_until <= ${at})
-        RETURNING id, kind, destination, envelope_from, payload, report_id, policy_domain, day, status, attempts,
-          next_attempt_at, last_error, created, updated`
-      // RETURNING gives no order.
-      return records
-        .map(toOutboxMessage)
-        .sort((a, b) => a.nextAttemptAt.getTime() - b.nextAttemptAt.getTime() || a.id - b.id)
-    }, storeError("claimDue"))
-
-    const releaseClaim = Effect.fn("ResultStore.releaseClaim")(function* (id: number, owner: string) {
-      yield* sql`UPDATE outbox SET lease_owner = NULL, lease_until = NULL WHERE id = ${id} AND lease_owner = ${owner}`
-    }, storeError("releaseClaim"))
-
-    const requeue = Effect.fn("ResultStore.requeue")(function* (which: { readonly id: number } | "failed", at: Date) {
-      const t = at.getTime()
-      const rows = yield* which === "failed"
-        ? sql<{ readonly id: number }>`UPDATE outbox SET status = 'queued', attempts = 0, next_attempt_at = ${t},
-          lease_owner = NULL, lease_until = NULL, updated = ${t} WHERE status = 'failed' RETURNING id`
-        : sql<{ readonly id: number }>`UPDATE outbox SET status = 'queued',
-          attempts = CASE WHEN status = 'failed' THEN 0 ELSE attempts END, next_attempt_at = ${t}, updated = ${t}
-          WHERE id = ${which.id} AND status IN ('failed', 'queued') RETURNING id`
-      return rows.map((r) => r.id).sort((a, b) => a - b)
-    }, storeError("requeue"))
-
-    // The successful attempt counts as an attempt too. Recording an outcome ends the lease.
-    const markDelivered = Effect.fn("ResultStore.markDelivered")(function* (id: number, at: Date) {
-      yield* sql`UPDATE outbox SET status = 'delivered', attempts = attempts + 1, updated = ${at.getTime()},
-        lease_owner = NULL, lease_until = NULL WHERE id = ${id}`
-    }, storeError("markDelivered"))
-
-    const markAttemptFailed = Effect.fn("ResultStore.markAttemptFailed")(function* (
-      id: number,
-      failure: { readonly error: string; readonly at: Date; readonly nextAttemptAt: Date | undefined }
-    ) {
-      const at = failure.at.getTime()
-      if (failure.nextAttemptAt === undefined) {
-        yield* sql`UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ${failure.error},
-          updated = ${at}, lease_owner = NULL, lease_until = NULL WHERE id = ${id}`
-      } else {
-        yield* sql`UPDATE outbox SET attempts = attempts + 1, last_error = ${failure.error},
-          next_attempt_at = ${failure.nextAttemptAt.getTime()}, updated = ${at}, lease_owner = NULL,
-          lease_until = NULL WHERE id = ${id}`
-      }
-    }, storeError("markAttemptFailed"))
-
-    const listOutbox = Effect.fn("ResultStore.listOutbox")(function* (filter?: {
-      readonly status?: OutboxStatus | undefined
-    }) {
-      const records = yield* sql<OutboxRecord>`${selectOutbox}
-        ${filter?.status !== undefined ? sql`WHERE status = ${filter.status}` : sql.literal("")} ORDER BY id`
-      return records.map(toOutboxMessage)
-    }, storeError("listOutbox"))
-
-    const countOutbox = Effect.fn("ResultStore.countOutbox")(function* (status?: OutboxStatus) {
-      const rows = yield* sql<{ readonly n: number | bigint }>`SELECT COUNT(*) AS n FROM outbox ${
-        status !== undefined ? sql`WHERE status = ${status}` : sql.literal("")
-      }`
-      return Number(rows[0]?.n ?? 0)
-    }, storeError("countOutbox"))
+    }, fromSqlError("ResultStore.deleteBefore"))
 
     return {
       addResults,
@@ -747,20 +505,10 @@ export const make = (dialect: Dialect): Effect.Effect<Service, never, SqlClient.
       deleteKeys,
       deleteBefore,
       markDayReported,
-      lastReportedDay,
-      suppressAdd,
-      suppressList,
-      suppressRemove,
-      suppressExtend,
-      isSuppressed,
-      enqueue,
-      dueMessages,
-      claimDue,
-      releaseClaim,
-      requeue,
-      markDelivered,
-      markAttemptFailed,
-      listOutbox,
-      countOutbox
+      lastReportedDay
     }
   })
+
+/** The port on the ambient `SqlClient`, in that client's dialect. */
+export const layer = (dialect: Dialect): Layer.Layer<ResultStore, never, SqlClient.SqlClient> =>
+  Layer.effect(ResultStore, make(dialect))

@@ -1,8 +1,9 @@
 /**
- * The store's errors. They live apart from the `ResultStore` Tag so that the SQL implementation can
- * raise them without importing the Tag module (no import cycle); `ResultStore.ts` re-exports them.
+ * The store's errors, shared by its ports (`ResultStore`, `SuppressionList`, `Outbox`) and their SQL
+ * implementations.
  */
-import { Data } from "effect"
+import { SqlError } from "@effect/sql/SqlError"
+import { Data, Effect } from "effect"
 
 export class StoreError extends Data.TaggedError("StoreError")<{
   readonly operation: string
@@ -32,3 +33,13 @@ export class InvalidAddress extends Data.TaggedError("InvalidAddress")<{
     return `invalid address ${JSON.stringify(this.address)}: ${this.reason}`
   }
 }
+
+/** Turns the driver's `SqlError` into a `StoreError` naming the operation; other errors pass. */
+export const fromSqlError =
+  (operation: string) =>
+  <A, E, R>(self: Effect.Effect<A, E | SqlError, R>): Effect.Effect<A, Exclude<E, SqlError> | StoreError, R> =>
+    Effect.catchIf(
+      self,
+      (e): e is SqlError => e instanceof SqlError,
+      (cause) => Effect.fail(new StoreError({ operation, cause }))
+    ) as Effect.Effect<A, Exclude<E, SqlError> | StoreError, R>

@@ -7,13 +7,14 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { PgTestDatabase } from "@tlsrpt/testkit"
 import { Effect, Layer } from "effect"
-import { ResultStore, type StoreError } from "../src/ResultStore.js"
+import * as Store from "../src/Store.js"
+import type { StoreError } from "../src/StoreError.js"
 
 export interface StoreUnderTest {
   readonly label: string
   /** True where the database is not available here (the tests show as skipped). */
   readonly skip: boolean
-  readonly layer: Layer.Layer<ResultStore | SqlClient.SqlClient, StoreError>
+  readonly layer: Layer.Layer<Store.Store | SqlClient.SqlClient, StoreError>
   /** fast-check runs of a property that builds two stores per run. */
   readonly propertyRuns: number
   /** Makes inserting an outbox message to `destination` fail with `reason`; returns the undo. */
@@ -26,7 +27,7 @@ export interface StoreUnderTest {
 const sqlite: StoreUnderTest = {
   label: "sqlite",
   skip: false,
-  layer: ResultStore.layerMemory,
+  layer: Store.layerMemory,
   propertyRuns: 100,
   refuseOutbox: (destination, reason) =>
     Effect.flatMap(SqlClient.SqlClient, (sql) =>
@@ -41,7 +42,7 @@ const sqlite: StoreUnderTest = {
 const pg: StoreUnderTest = {
   label: "pg",
   skip: !PgTestDatabase.available(),
-  layer: Layer.unwrapScoped(Effect.map(PgTestDatabase.fresh, (url) => ResultStore.layerPg({ url, maxConnections: 4 }))),
+  layer: Layer.unwrapScoped(Effect.map(PgTestDatabase.fresh, (url) => Store.layerPg({ url, maxConnections: 4 }))),
   propertyRuns: 15,
   refuseOutbox: (destination, reason) =>
     Effect.flatMap(SqlClient.SqlClient, (sql) =>

@@ -9,6 +9,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { PgTestDatabase } from "@tlsrpt/testkit"
 import { Effect } from "effect"
 import { ResultStore } from "../src/ResultStore.js"
+import * as Store from "../src/Store.js"
 import { BATCHES, KEYS } from "./fixtures/PgWriter.js"
 
 const packageDir = fileURLToPath(new URL("..", import.meta.url))
@@ -35,7 +36,7 @@ const runWriter = (url: string, writer: number) =>
     return Effect.sync(() => child.kill("SIGKILL"))
   })
 
-describe.skipIf(!PgTestDatabase.available())("ResultStore.layerPg with several writer processes", () => {
+describe.skipIf(!PgTestDatabase.available())("Store.layerPg with several writer processes", () => {
   it.scopedLive(
     `${WRITERS} processes × ${BATCHES} batches × ${KEYS} overlapping keys: exact sums, one row per key`,
     () =>
@@ -47,7 +48,7 @@ describe.skipIf(!PgTestDatabase.available())("ResultStore.layerPg with several w
           { concurrency: "unbounded", discard: true }
         )
         const rows = yield* Effect.flatMap(ResultStore, (store) => store.listResults()).pipe(
-          Effect.provide(ResultStore.layerPg({ url }))
+          Effect.provide(Store.layerPg({ url }))
         )
         assert.strictEqual(rows.length, KEYS)
         const each = WRITERS * BATCHES

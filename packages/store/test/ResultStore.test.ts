@@ -1,7 +1,9 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Day, Domain, PolicyResult } from "@tlsrpt/core"
 import { Effect, Either, FastCheck as fc, TestClock } from "effect"
-import { type NewOutboxMessage, type NewResultRow, ResultStore, type ResultRow } from "../src/ResultStore.js"
+import { type NewOutboxMessage, Outbox } from "../src/Outbox.js"
+import { type NewResultRow, ResultStore, type ResultRow } from "../src/ResultStore.js"
+import { SuppressionList } from "../src/SuppressionList.js"
 import { dialects } from "./Dialects.js"
 import { seedDay, seedRows } from "./Seed.js"
 
@@ -440,7 +442,7 @@ for (const db of dialects) {
                 [1, addresses]
               ]
             )
-            const [queued] = yield* store.listOutbox()
+            const [queued] = yield* (yield* Outbox).list()
             assert.deepStrictEqual(
               [queued!.id, queued!.status, queued!.attempts, queued!.nextAttemptAt, queued!.created, queued!.lastError],
               [outboxIds[0], "queued", 0, new Date(7 * MINUTE), new Date(7 * MINUTE), undefined]
@@ -463,7 +465,7 @@ for (const db of dialects) {
               rows.filter((r) => r.sentToRecipientDomain).map((r) => r.id),
               [2, 1]
             )
-            assert.strictEqual((yield* store.listOutbox({ status: "queued" })).length, 3)
+            assert.strictEqual((yield* (yield* Outbox).list({ status: "queued" })).length, 3)
           }).pipe(Effect.provide(db.layer))
       )
 
@@ -479,8 +481,8 @@ for (const db of dialects) {
             ...messages
           ])
           assert.deepStrictEqual(second, [first[1], first[0], first[1]])
-          assert.deepStrictEqual(yield* store.enqueue(messages), first)
-          const outbox = yield* store.listOutbox()
+          assert.deepStrictEqual(yield* (yield* Outbox).enqueue(messages), first)
+          const outbox = yield* (yield* Outbox).list()
           assert.deepStrictEqual(
             outbox.map((m) => [m.id, m.destination, m.payload]),
             [
@@ -505,11 +507,11 @@ for (const db of dialects) {
           const messages = [message("a@xn--74h.example"), message("b@xn--74h.example")]
           const error = yield* Effect.flip(store.markSentAndEnqueue(mark, messages))
           assert.strictEqual(error._tag, "StoreError")
-          assert.strictEqual(error.operation, "markSentAndEnqueue")
+          assert.strictEqual(error.operation, "ResultStore.markSentAndEnqueue")
           assert.include(error.message, "refused by test")
           const rows = yield* store.listResults()
           assert.isTrue(rows.every((r) => !r.sentToRecipientDomain && r.recipientDomainReportingAddresses.length === 0))
-          assert.deepStrictEqual(yield* store.listOutbox(), [])
+          assert.deepStrictEqual(yield* (yield* Outbox).list(), [])
 
           yield* allow
           const ids = yield* store.markSentAndEnqueue(mark, messages)
@@ -519,12 +521,12 @@ for (const db of dialects) {
       )
     })
 
-    describe("ResultStore suppression list (docs/design.md#suppression-list, docs/design.md#normalised-suppression-addresses)", () => {
+    describe("SuppressionList (docs/design.md#suppression-list, docs/design.md#normalised-suppression-addresses)", () => {
       it.effect("stores the normal form; IDN and upper-case spellings match it", () =>
         Effect.gen(function* () {
-          const store = yield* ResultStore
+          const store = yield* SuppressionList
           yield* TestClock.setTime(1_000)
-          const s = yield* store.suppressAdd({ address: "TLS-Reports@☺.Example", until: new Date(10 * MINUTE) })
+          const s = yield* store.add({ address: "TLS-Reports@☺.Example", until: new Date(10 * MINUTE) })
           assert.deepStrictEqual(s, {
             id: 1,
             address: "tls-reports@xn--74h.example",
@@ -547,9 +549,9 @@ for (const db of dialects) {
 
       it.effect("https reporting URIs are suppressed too, in WHATWG form, with the same expiry rule", () =>
         Effect.gen(function* () {
-          const store = yield* ResultStore
+          const store = yield* SuppressionList
           const until = new Date(Date.UTC(2024, 0, 10))
-          const s = yield* store.suppressAdd({ address: "HTTPS://Reports.Example:443/tlsrpt", until })
+          const s = yield* store.add({ address: "HTTPS://Reports.Example:443/tlsrpt", until })
           assert.strictEqual(s.address, "https://reports.example/tlsrpt")
           const before = new Date(until.getTime() - 1)
           for (const spelling of ["https://reports.example/tlsrpt", "https://REPORTS.example/tlsrpt"]) {
@@ -557,21 +559,19 @@ for (const db of dialects) {
           }
           assert.isFalse(yield* store.isSuppressed("https://reports.example/other", before))
           assert.isFalse(yield* store.isSuppressed("https://reports.example/tlsrpt", until))
-          assert.isTrue(
-            yield* store.suppressExtend("https://reports.example:443/tlsrpt", new Date(until.getTime() + 10))
-          )
+          assert.isTrue(yield* store.extend("https://reports.example:443/tlsrpt", new Date(until.getTime() + 10)))
           assert.isTrue(yield* store.isSuppressed("https://reports.example/tlsrpt", until))
-          const refused = yield* Effect.flip(store.suppressAdd({ address: "http://reports.example/", until }))
+          const refused = yield* Effect.flip(store.add({ address: "http://reports.example/", until }))
           assert.strictEqual(refused._tag, "InvalidAddress")
-          assert.isTrue(yield* store.suppressRemove("https://Reports.example/tlsrpt"))
+          assert.isTrue(yield* store.remove("https://Reports.example/tlsrpt"))
         }).pipe(Effect.provide(db.layer))
       )
 
       it.effect("is active while until > at", () =>
         Effect.gen(function* () {
-          const store = yield* ResultStore
+          const store = yield* SuppressionList
           const until = new Date(Date.UTC(2024, 0, 10))
-          yield* store.suppressAdd({ address: "r@a.example", until })
+          yield* store.add({ address: "r@a.example", until })
           assert.isTrue(yield* store.isSuppressed("r@a.example", new Date(until.getTime() - 1)))
           assert.isFalse(yield* store.isSuppressed("r@a.example", until))
           assert.isFalse(yield* store.isSuppressed("r@a.example", new Date(until.getTime() + 1)))
@@ -582,25 +582,25 @@ for (const db of dialects) {
         "adding again replaces until and comment; list is newest first; remove and extend match by address",
         () =>
           Effect.gen(function* () {
-            const store = yield* ResultStore
-            yield* store.suppressAdd({ address: "a@a.example", until: new Date(1), comment: "first" })
-            yield* store.suppressAdd({ address: "b@b.example", until: new Date(2) })
-            const again = yield* store.suppressAdd({ address: "A@A.example", until: new Date(3), comment: "second" })
+            const store = yield* SuppressionList
+            yield* store.add({ address: "a@a.example", until: new Date(1), comment: "first" })
+            yield* store.add({ address: "b@b.example", until: new Date(2) })
+            const again = yield* store.add({ address: "A@A.example", until: new Date(3), comment: "second" })
             assert.deepStrictEqual([again.id, again.until, again.comment], [1, new Date(3), "second"])
             assert.deepStrictEqual(
-              (yield* store.suppressList).map((s) => [s.address, s.until.getTime(), s.comment]),
+              (yield* store.list).map((s) => [s.address, s.until.getTime(), s.comment]),
               [
                 ["b@b.example", 2, ""],
                 ["a@a.example", 3, "second"]
               ]
             )
-            assert.isTrue(yield* store.suppressExtend("B@b.example", new Date(20)))
-            assert.isFalse(yield* store.suppressExtend("c@c.example", new Date(20)))
+            assert.isTrue(yield* store.extend("B@b.example", new Date(20)))
+            assert.isFalse(yield* store.extend("c@c.example", new Date(20)))
             assert.isTrue(yield* store.isSuppressed("b@b.example", new Date(19)))
-            assert.isTrue(yield* store.suppressRemove("a@A.EXAMPLE"))
-            assert.isFalse(yield* store.suppressRemove("a@a.example"))
+            assert.isTrue(yield* store.remove("a@A.EXAMPLE"))
+            assert.isFalse(yield* store.remove("a@a.example"))
             assert.deepStrictEqual(
-              (yield* store.suppressList).map((s) => s.address),
+              (yield* store.list).map((s) => s.address),
               ["b@b.example"]
             )
           }).pipe(Effect.provide(db.layer))
@@ -608,22 +608,22 @@ for (const db of dialects) {
 
       it.effect("refuses an invalid address with InvalidAddress", () =>
         Effect.gen(function* () {
-          const store = yield* ResultStore
+          const store = yield* SuppressionList
           for (const address of ["no-at-sign", "a@", "a b@c.example", "a@-bad-.example"]) {
-            const error = yield* Effect.flip(store.suppressAdd({ address, until: new Date(1) }))
+            const error = yield* Effect.flip(store.add({ address, until: new Date(1) }))
             assert.strictEqual(error._tag, "InvalidAddress", address)
-            assert.strictEqual((yield* Effect.flip(store.suppressRemove(address)))._tag, "InvalidAddress")
-            assert.strictEqual((yield* Effect.flip(store.suppressExtend(address, new Date(2))))._tag, "InvalidAddress")
+            assert.strictEqual((yield* Effect.flip(store.remove(address)))._tag, "InvalidAddress")
+            assert.strictEqual((yield* Effect.flip(store.extend(address, new Date(2))))._tag, "InvalidAddress")
           }
-          assert.deepStrictEqual(yield* store.suppressList, [])
+          assert.deepStrictEqual(yield* store.list, [])
         }).pipe(Effect.provide(db.layer))
       )
     })
 
-    describe("ResultStore outbox", () => {
+    describe("Outbox", () => {
       it.effect("due → failed attempt → due again later → delivered; permanent failure is never due", () =>
         Effect.gen(function* () {
-          const store = yield* ResultStore
+          const store = yield* Outbox
           const t0 = Date.UTC(2024, 0, 10, 0, 5)
           yield* TestClock.setTime(t0)
           const [a, b] = yield* store.enqueue([
@@ -663,16 +663,16 @@ for (const db of dialects) {
           })
           assert.deepStrictEqual(yield* due(t0 + 365 * 24 * 60 * MINUTE), [])
 
-          const [failed] = yield* store.listOutbox({ status: "failed" })
+          const [failed] = yield* store.list({ status: "failed" })
           assert.deepStrictEqual(
             [failed!.id, failed!.attempts, failed!.lastError, failed!.nextAttemptAt, failed!.updated, failed!.created],
             [a, 2, "550 no such user", new Date(t0 + 7.5 * MINUTE), new Date(t0 + 8 * MINUTE), new Date(t0)]
           )
-          const [delivered] = yield* store.listOutbox({ status: "delivered" })
+          const [delivered] = yield* store.list({ status: "delivered" })
           assert.deepStrictEqual([delivered!.id, delivered!.attempts, delivered!.updated], [b, 1, new Date(t0 + 2)])
-          assert.deepStrictEqual(yield* store.listOutbox({ status: "queued" }), [])
+          assert.deepStrictEqual(yield* store.list({ status: "queued" }), [])
           assert.deepStrictEqual(
-            (yield* store.listOutbox()).map((m) => m.id),
+            (yield* store.list()).map((m) => m.id),
             [a, b]
           )
         }).pipe(Effect.provide(db.layer))
@@ -680,7 +680,7 @@ for (const db of dialects) {
 
       it.effect("claimDue leases due messages once; an expired lease, a release or a recorded outcome frees them", () =>
         Effect.gen(function* () {
-          const store = yield* ResultStore
+          const store = yield* Outbox
           const t0 = Date.UTC(2024, 0, 10, 0, 5)
           yield* TestClock.setTime(t0)
           const [a, b, c] = yield* store.enqueue([
@@ -715,7 +715,7 @@ for (const db of dialects) {
 
       it.effect("concurrent claims never hand one message to two owners", () =>
         Effect.gen(function* () {
-          const store = yield* ResultStore
+          const store = yield* Outbox
           const t0 = Date.UTC(2024, 0, 10, 0, 5)
           yield* TestClock.setTime(t0)
           const ids = yield* store.enqueue(
@@ -738,7 +738,7 @@ for (const db of dialects) {
 
       it.effect("requeue: failed messages queued again with a fresh count; a queued one due at once", () =>
         Effect.gen(function* () {
-          const store = yield* ResultStore
+          const store = yield* Outbox
           const t0 = Date.UTC(2024, 0, 10, 0, 5)
           yield* TestClock.setTime(t0)
           const [a, b, c] = yield* store.enqueue([
@@ -753,7 +753,7 @@ for (const db of dialects) {
           const [d] = yield* store.enqueue([message("d@a.example", { reportId: "r2" })])
           yield* store.markDelivered(d!, new Date(t0))
           assert.deepStrictEqual(yield* store.requeue({ id: c! }, new Date(t0 + 1)), [c])
-          const byId = Effect.map(store.listOutbox(), (ms) => new Map(ms.map((m) => [m.id, m])))
+          const byId = Effect.map(store.list(), (ms) => new Map(ms.map((m) => [m.id, m])))
           assert.deepStrictEqual(
             [(yield* byId).get(c!)!.attempts, (yield* byId).get(c!)!.nextAttemptAt],
             [1, new Date(t0 + 1)]
@@ -775,9 +775,9 @@ for (const db of dialects) {
 
       it.effect("enqueue of nothing returns nothing", () =>
         Effect.gen(function* () {
-          const store = yield* ResultStore
+          const store = yield* Outbox
           assert.deepStrictEqual(yield* store.enqueue([]), [])
-          assert.deepStrictEqual(yield* store.listOutbox(), [])
+          assert.deepStrictEqual(yield* store.list(), [])
         }).pipe(Effect.provide(db.layer))
       )
     })

@@ -9,7 +9,10 @@ import { Day, Domain, PolicyResult } from "@tlsrpt/core"
 import { Effect, Layer } from "effect"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as Migrations from "../src/Migrations.js"
+import { Outbox } from "../src/Outbox.js"
 import { type NewResultRow, ResultStore } from "../src/ResultStore.js"
+import * as Store from "../src/Store.js"
+import { SuppressionList } from "../src/SuppressionList.js"
 import { dialect } from "../src/sqlite/SqliteDialect.js"
 import { seedDay, seedRows } from "./Seed.js"
 
@@ -22,25 +25,28 @@ const packageDir = fileURLToPath(new URL("..", import.meta.url))
 
 /** Everything the store holds, read through the port. */
 const snapshot = Effect.gen(function* () {
-  const store = yield* ResultStore
   return {
-    results: yield* store.listResults(),
-    suppressions: yield* store.suppressList,
-    outbox: yield* store.listOutbox()
+    results: yield* (yield* ResultStore).listResults(),
+    suppressions: yield* (yield* SuppressionList).list,
+    outbox: yield* (yield* Outbox).list()
   }
 })
 
-describe("ResultStore.layer (SQLite file)", () => {
+describe("Store.layer (SQLite file)", () => {
   it.scoped("close and reopen keeps everything; migrations run once; WAL with synchronous NORMAL", () =>
     Effect.gen(function* () {
       const dir = yield* tempDir
       const filename = join(dir, "nested", "deeper", "results.db")
-      const layer = ResultStore.layer({ filename })
+      const layer = Store.layer({ filename })
 
       const written = yield* Effect.gen(function* () {
         const store = yield* ResultStore
         yield* store.addResults(seedRows)
-        yield* store.suppressAdd({ address: "r@☺.example", until: new Date(Date.UTC(2030, 0, 1)), comment: "asked" })
+        yield* (yield* SuppressionList).add({
+          address: "r@☺.example",
+          until: new Date(Date.UTC(2030, 0, 1)),
+          comment: "asked"
+        })
         yield* store.markSentAndEnqueue(
           {
             phase: "recipient-domain",
@@ -100,7 +106,7 @@ describe("ResultStore.layer (SQLite file)", () => {
   it.effect("an unusable path fails with StoreError(open <file>)", () =>
     Effect.gen(function* () {
       const error = yield* Effect.flip(
-        Effect.provide(ResultStore, ResultStore.layer({ filename: "/dev/null/not-a-directory/results.db" }))
+        Effect.provide(ResultStore, Store.layer({ filename: "/dev/null/not-a-directory/results.db" }))
       )
       assert.strictEqual(error._tag, "StoreError")
       // The operation names the file, for the operator.
@@ -116,7 +122,7 @@ describe("ResultStore.layer (SQLite file)", () => {
 
       // Reopening runs the migrator again and must find nothing to do.
       const rows = yield* Effect.flatMap(ResultStore, (store) => store.listResults()).pipe(
-        Effect.provide(ResultStore.layer({ filename }))
+        Effect.provide(Store.layer({ filename }))
       )
       // CrashWriter.ts: every batch adds 1 to 500 shared keys and creates 500 keys of its own.
       const shared = rows.filter((r) => r.policyDomain.startsWith("shared"))
@@ -178,7 +184,7 @@ describe("ResultStore.layer (SQLite file)", () => {
             details += r.results[0]!.failureDetails[0]!.failedSessionCount
           }
           assert.deepStrictEqual([success, failure, details], [1_000_000, 500_000, 500_000])
-        }).pipe(Effect.provide(ResultStore.layer({ filename: join(dir, "concurrent.db") })))
+        }).pipe(Effect.provide(Store.layer({ filename: join(dir, "concurrent.db") })))
       }),
     { timeout: 120_000 }
   )
@@ -219,7 +225,7 @@ describe("ResultStore.layer (SQLite file)", () => {
         ).pipe(Effect.map(([, counts]) => counts))
         for (const n of seen) assert.isTrue(n === 0 || n === rows.length, `saw ${n} rows`)
         assert.strictEqual((yield* store.listResults()).length, rows.length)
-      }).pipe(Effect.provide(ResultStore.layer({ filename: join(dir, "isolation.db") })))
+      }).pipe(Effect.provide(Store.layer({ filename: join(dir, "isolation.db") })))
     })
   )
 })
@@ -251,7 +257,7 @@ const killAfter = (filename: string, lines: number) =>
     return Effect.sync(() => child.kill("SIGKILL"))
   })
 
-describe("ResultStore.layerSql", () => {
+describe("Store.layerSql", () => {
   it.effect("migrates and serves on a caller's SqlClient", () =>
     Effect.gen(function* () {
       const store = yield* ResultStore
@@ -260,9 +266,7 @@ describe("ResultStore.layerSql", () => {
       const sql = yield* SqlClient.SqlClient
       assert.strictEqual((yield* sql`SELECT migration_id FROM effect_sql_migrations`).length, 5)
     }).pipe(
-      Effect.provide(
-        ResultStore.layerSql(dialect).pipe(Layer.provideMerge(SqliteClient.layer({ filename: ":memory:" })))
-      )
+      Effect.provide(Store.layerSql(dialect).pipe(Layer.provideMerge(SqliteClient.layer({ filename: ":memory:" }))))
     )
   )
 })

@@ -28,7 +28,7 @@ import {
   Transport
 } from "@tlsrpt/mail"
 import { Reporter, type ReporterConfig, ReporterLive, ReporterSchedule, type RoundSummary } from "@tlsrpt/reporter"
-import { ResultStore } from "@tlsrpt/store"
+import { Store } from "@tlsrpt/store"
 import { Chunk, Clock, Duration, Effect, Either, Layer, Option, Queue, Random, type Ref, TestClock } from "effect"
 
 export type DnsAnswers = ReadonlyMap<string, TestAnswer>
@@ -65,7 +65,7 @@ export const makeEnv = (options: {
         ? ReportMail.layer({ submitter, dkim: [key] })
         : Layer.effect(ReportMail, Effect.map(makeReportMail({ submitter, dkim: [key] }), wrap))
     const transport = Transport.layerTest()
-    const store = ResultStore.layerMemory
+    const store = Store.layerMemory
     return Delivery.layerManual().pipe(Layer.provideMerge(Layer.mergeAll(store, lookup, mail, transport)))
   })
 

@@ -1,0 +1,118 @@
+/**
+ * `Outbox` on any `@effect/sql` client, in portable SQL (`Migrations.ts` 3_outbox, 5_outbox_lease);
+ * what differs between databases comes from the `Dialect`.
+ */
+import * as SqlClient from "@effect/sql/SqlClient"
+import { Clock, Effect, Layer } from "effect"
+import type { Dialect } from "./Dialect.js"
+import { type NewOutboxMessage, Outbox, type OutboxStatus } from "./Outbox.js"
+import * as OutboxRecords from "./OutboxRecords.js"
+import { fromSqlError } from "./StoreError.js"
+
+/** The outbox on the ambient `SqlClient`; the schema must be migrated (`Migrations.run`). */
+export const make = (dialect: Dialect) =>
+  Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+
+    const enqueue = Effect.fn("Outbox.enqueue")(function* (messages: ReadonlyArray<NewOutboxMessage>) {
+      if (messages.length === 0) return []
+      const now = yield* Clock.currentTimeMillis
+      return yield* sql.withTransaction(OutboxRecords.insert(sql, messages, now))
+    }, fromSqlError("Outbox.enqueue"))
+
+    const selectOutbox = sql.literal(`SELECT ${OutboxRecords.COLUMNS} FROM outbox`)
+
+    const dueMessages = Effect.fn("Outbox.dueMessages")(function* (now: Date, limit: number) {
+      const records = yield* sql<OutboxRecords.OutboxRecord>`${selectOutbox}
+        WHERE status = 'queued' AND next_attempt_at <= ${now.getTime()}
+        ORDER BY next_attempt_at, id LIMIT ${limit}`
+      return records.map(OutboxRecords.toMessage)
+    }, fromSqlError("Outbox.dueMessages"))
+
+    // One statement selects and leases. SQLite runs it under its write lock; PostgreSQL skips rows
+    // another claim holds locked (`Dialect.skipLocked`) and re-checks the outer WHERE on the rows it
+    // updates, so a row is never claimed twice while its lease runs. The pick is a MATERIALIZED CTE, run
+    // once: as an `IN (SELECT …)` PostgreSQL may re-run it per row, and SKIP LOCKED then skips the rows
+    // this very statement just leased and picks the next ones, past the limit.
+    const claimDue = Effect.fn("Outbox.claimDue")(function* (
+      now: Date,
+      limit: number,
+      lease: { readonly owner: string; readonly until: Date }
+    ) {
+      const at = now.getTime()
+      const records = yield* sql<OutboxRecords.OutboxRecord>`WITH picked AS MATERIALIZED (SELECT id FROM outbox
+          WHERE status = 'queued' AND next_attempt_at <= ${at} AND (lease_until IS NULL OR lease_until <= ${at})
+          ORDER BY next_attempt_at, id LIMIT ${limit} ${sql.literal(dialect.skipLocked)})
+        UPDATE outbox SET lease_owner = ${lease.owner}, lease_until = ${lease.until.getTime()}
+        WHERE id IN (SELECT id FROM picked) AND status = 'queued' AND (lease_until IS NULL OR lease_until <= ${at})
+        RETURNING ${sql.literal(OutboxRecords.COLUMNS)}`
+      // RETURNING gives no order.
+      return records
+        .map(OutboxRecords.toMessage)
+        .sort((a, b) => a.nextAttemptAt.getTime() - b.nextAttemptAt.getTime() || a.id - b.id)
+    }, fromSqlError("Outbox.claimDue"))
+
+    const releaseClaim = Effect.fn("Outbox.releaseClaim")(function* (id: number, owner: string) {
+      yield* sql`UPDATE outbox SET lease_owner = NULL, lease_until = NULL WHERE id = ${id} AND lease_owner = ${owner}`
+    }, fromSqlError("Outbox.releaseClaim"))
+
+    const requeue = Effect.fn("Outbox.requeue")(function* (which: { readonly id: number } | "failed", at: Date) {
+      const t = at.getTime()
+      const rows = yield* which === "failed"
+        ? sql<{ readonly id: number }>`UPDATE outbox SET status = 'queued', attempts = 0, next_attempt_at = ${t},
+          lease_owner = NULL, lease_until = NULL, updated = ${t} WHERE status = 'failed' RETURNING id`
+        : sql<{ readonly id: number }>`UPDATE outbox SET status = 'queued',
+          attempts = CASE WHEN status = 'failed' THEN 0 ELSE attempts END, next_attempt_at = ${t}, updated = ${t}
+          WHERE id = ${which.id} AND status IN ('failed', 'queued') RETURNING id`
+      return rows.map((r) => r.id).sort((a, b) => a - b)
+    }, fromSqlError("Outbox.requeue"))
+
+    // The successful attempt counts as an attempt too. Recording an outcome ends the lease.
+    const markDelivered = Effect.fn("Outbox.markDelivered")(function* (id: number, at: Date) {
+      yield* sql`UPDATE outbox SET status = 'delivered', attempts = attempts + 1, updated = ${at.getTime()},
+        lease_owner = NULL, lease_until = NULL WHERE id = ${id}`
+    }, fromSqlError("Outbox.markDelivered"))
+
+    const markAttemptFailed = Effect.fn("Outbox.markAttemptFailed")(function* (
+      id: number,
+      failure: { readonly error: string; readonly at: Date; readonly nextAttemptAt: Date | undefined }
+    ) {
+      const at = failure.at.getTime()
+      if (failure.nextAttemptAt === undefined) {
+        yield* sql`UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ${failure.error},
+          updated = ${at}, lease_owner = NULL, lease_until = NULL WHERE id = ${id}`
+      } else {
+        yield* sql`UPDATE outbox SET attempts = attempts + 1, last_error = ${failure.error},
+          next_attempt_at = ${failure.nextAttemptAt.getTime()}, updated = ${at}, lease_owner = NULL,
+          lease_until = NULL WHERE id = ${id}`
+      }
+    }, fromSqlError("Outbox.markAttemptFailed"))
+
+    const list = Effect.fn("Outbox.list")(function* (filter?: { readonly status?: OutboxStatus | undefined }) {
+      const records = yield* sql<OutboxRecords.OutboxRecord>`${selectOutbox}
+        ${filter?.status !== undefined ? sql`WHERE status = ${filter.status}` : sql.literal("")} ORDER BY id`
+      return records.map(OutboxRecords.toMessage)
+    }, fromSqlError("Outbox.list"))
+
+    const count = Effect.fn("Outbox.count")(function* (status?: OutboxStatus) {
+      const rows = yield* sql<{ readonly n: number | bigint }>`SELECT COUNT(*) AS n FROM outbox ${
+        status !== undefined ? sql`WHERE status = ${status}` : sql.literal("")
+      }`
+      return Number(rows[0]?.n ?? 0)
+    }, fromSqlError("Outbox.count"))
+
+    return {
+      enqueue,
+      dueMessages,
+      claimDue,
+      releaseClaim,
+      requeue,
+      markDelivered,
+      markAttemptFailed,
+      list,
+      count
+    }
+  })
+
+export const layer = (dialect: Dialect): Layer.Layer<Outbox, never, SqlClient.SqlClient> =>
+  Layer.effect(Outbox, make(dialect))

@@ -1,0 +1,61 @@
+/**
+ * The store's ports (`ResultStore`, `SuppressionList`, `Outbox`) served together on ONE database: a
+ * SQLite file (`layer`, the embedded default), a private in-memory SQLite (`layerMemory`, for tests),
+ * PostgreSQL (`layerPg`, many processes on one database), or a `SqlClient` the caller provides
+ * (`layerSql`). A new dialect adds its folder (its `Dialect` and database Layer) and one layer here
+ * (docs/architecture.md#adding-a-store-dialect); the ports and their SQL stay as they are.
+ */
+import type * as SqlClient from "@effect/sql/SqlClient"
+import { Effect, Layer } from "effect"
+import type { Dialect } from "./Dialect.js"
+import * as Migrations from "./Migrations.js"
+import type { Outbox } from "./Outbox.js"
+import * as PgDatabase from "./pg/PgDatabase.js"
+import { dialect as pgDialect } from "./pg/PgDialect.js"
+import type { ResultStore } from "./ResultStore.js"
+import * as SqlOutbox from "./SqlOutbox.js"
+import * as SqlResultStore from "./SqlResultStore.js"
+import * as SqlSuppressionList from "./SqlSuppressionList.js"
+import { StoreError } from "./StoreError.js"
+import type { SuppressionList } from "./SuppressionList.js"
+import * as SqliteDatabase from "./sqlite/SqliteDatabase.js"
+import { dialect as sqliteDialect } from "./sqlite/SqliteDialect.js"
+
+/** Every port of the store. */
+export type Store = ResultStore | SuppressionList | Outbox
+
+/** The three ports on the ambient `SqlClient` of `dialect` (migrated already). */
+export const ports = (dialect: Dialect): Layer.Layer<Store, never, SqlClient.SqlClient> =>
+  Layer.mergeAll(SqlResultStore.layer(dialect), SqlSuppressionList.layer(dialect), SqlOutbox.layer(dialect))
+
+/**
+ * The store in a SQLite file (parent directory created, WAL, migrated on open). Also provides the
+ * `SqlClient`, for tests and admin tools.
+ */
+export const layer = (options: SqliteDatabase.Options): Layer.Layer<Store | SqlClient.SqlClient, StoreError> =>
+  ports(sqliteDialect).pipe(Layer.provideMerge(SqliteDatabase.layer(options)))
+
+/** A private in-memory SQLite database: each build of the layer starts empty. */
+export const layerMemory: Layer.Layer<Store | SqlClient.SqlClient, StoreError> = Layer.suspend(() =>
+  layer({ filename: ":memory:" })
+)
+
+/**
+ * The store in a PostgreSQL database shared by many processes (one collector per MTA host; counts of
+ * one key add up), migrated on open behind an advisory lock. Also provides the `SqlClient`.
+ */
+export const layerPg = (options: PgDatabase.Options): Layer.Layer<Store | SqlClient.SqlClient, StoreError> =>
+  ports(pgDialect).pipe(Layer.provideMerge(PgDatabase.layer(options)))
+
+/**
+ * The store on a `SqlClient` provided by the caller, in that client's dialect (`sqlite/`, `pg/`): runs
+ * the migrations, then serves the same queries.
+ */
+export const layerSql = (dialect: Dialect): Layer.Layer<Store, StoreError, SqlClient.SqlClient> =>
+  ports(dialect).pipe(
+    Layer.provide(
+      Layer.effectDiscard(
+        Effect.mapError(Migrations.run(dialect), (cause) => new StoreError({ operation: "migrate", cause }))
+      )
+    )
+  )
