@@ -55,24 +55,36 @@ const cleanupOf: Record<KeyOutcome, boolean> = {
   "kept-error": false
 }
 
-export const make = (config: ReporterConfig) =>
+const done = (
+  phase: Phase,
+  policyDomain: string,
+  day: Day.Day,
+  outcome: KeyOutcome,
+  queued = 0,
+  detail?: string
+): Effect.Effect<KeyReport> =>
+  Metric.increment(Metric.tagged(keysCounter, "outcome", outcome)).pipe(
+    Effect.as({ phase, policyDomain, day, outcome, queued, detail })
+  )
+
+/**
+ * The per-key work of docs/design.md#per-key-steps as a function of (phase, policy domain, day, retries, inBoth).
+ * It never fails: every outcome is a KeyReport. Exposed for the fleet, whose sharded entities run it for one key each.
+ */
+export type KeySender = (
+  phase: Phase,
+  policyDomain: string,
+  day: Day.Day,
+  retries: ReadonlyArray<Duration.Duration>,
+  inBoth: boolean
+) => Effect.Effect<KeyReport>
+
+export const makeKeySender = (config: ReporterConfig) =>
   Effect.gen(function* () {
     const store = yield* ResultStore
     const lookup = yield* TlsrptLookup
     const mail = yield* ReportMail
     const submitter = mail.submitter
-
-    const done = (
-      phase: Phase,
-      policyDomain: string,
-      day: Day.Day,
-      outcome: KeyOutcome,
-      queued = 0,
-      detail?: string
-    ): Effect.Effect<KeyReport> =>
-      Metric.increment(Metric.tagged(keysCounter, "outcome", outcome)).pipe(
-        Effect.as({ phase, policyDomain, day, outcome, queued, detail })
-      )
 
     /** The TLSRPT lookup, retried on temporary errors while `retries` allow (docs/design.md#temporary-dns-errors-keep-results). */
     const lookupWithRetries = (domain: Domain.Domain, retries: ReadonlyArray<Duration.Duration>) => {
@@ -224,6 +236,16 @@ export const make = (config: ReporterConfig) =>
         Effect.withSpan("Reporter.sendKey", { attributes: { phase, policyDomain: policyDomainText, day } })
       )
 
+    return sendKey satisfies KeySender
+  })
+
+/**
+ * The round around a per-key step: the plan, pacing, the two phases and the cleanup. `sendKey` is the
+ * local step (`makeKeySender`) or, in the fleet, a call to the key's entity; `concurrency` bounds unpaced sends.
+ */
+export const makeRound = (config: ReporterConfig, sendKey: KeySender, tuning?: { readonly concurrency?: number }) =>
+  Effect.gen(function* () {
+    const store = yield* ResultStore
     const runRound = Effect.fn("Reporter.runRound")(
       function* (day: Day.Day, options?: { readonly pace?: boolean }) {
         const pace = options?.pace ?? true
@@ -263,7 +285,7 @@ export const make = (config: ReporterConfig) =>
               )
             })
           })
-          return Effect.all(tasks, { concurrency: paced ? "unbounded" : 8 })
+          return Effect.all(tasks, { concurrency: paced ? "unbounded" : (tuning?.concurrency ?? 8) })
         }
 
         // docs/design.md#two-phases: phase 2 reads the reporting addresses phase 1 stored, so phase 1 finishes first.
@@ -306,5 +328,8 @@ export const make = (config: ReporterConfig) =>
 
     return Reporter.of({ runRound })
   })
+
+export const make = (config: ReporterConfig) =>
+  Effect.flatMap(makeKeySender(config), (sendKey) => makeRound(config, sendKey))
 
 export const layer = (config: ReporterConfig) => Layer.effect(Reporter, make(config))
