@@ -1,0 +1,2 @@
+export * as ReportKey from "./ReportKey.js"
+export * as ReportRound from "./ReportRound.js"
