@@ -14,7 +14,7 @@ import { defaultConfig, type ReporterConfig } from "@tlsrpt/reporter"
 import { ResultStore } from "@tlsrpt/store"
 import { Seed } from "@tlsrpt/testkit"
 import { Duration, Effect, Fiber, Ref, TestClock } from "effect"
-import { byRecipient, deliverAndParse, makeEnv, nextRound, startSchedule } from "../Simulation.js"
+import { byRecipient, deliverAndParse, makeEnv, nextRound, startSchedule } from "@tlsrpt/testkit/simulation"
 
 // The rows are of 2024-01-09; the process starts shortly after that day ended.
 const START = Date.parse("2024-01-10T00:05:00Z")

@@ -11,7 +11,7 @@ import type { TestAnswer } from "@tlsrpt/dns"
 import { defaultConfig, RoundPlan } from "@tlsrpt/reporter"
 import { ResultStore } from "@tlsrpt/store"
 import { Effect, Fiber, Ref, TestClock } from "effect"
-import { deliverAndParse, makeEnv, nextRound, record, resultRow, startSchedule } from "../Simulation.js"
+import { deliverAndParse, makeEnv, nextRound, record, resultRow, startSchedule } from "@tlsrpt/testkit/simulation"
 
 /** mulberry32: a tiny seeded PRNG, so the traffic is the same on every run. */
 const prng = (seed: number) => () => {

@@ -10,7 +10,7 @@ import { defaultConfig, type ReporterConfig, ReporterLive } from "@tlsrpt/report
 import type { ReportMailService } from "@tlsrpt/mail"
 import { ResultStore } from "@tlsrpt/store"
 import { Duration, Effect, FastCheck as fc, Fiber, Ref, TestClock } from "effect"
-import { deliverAndParse, makeEnv, nextRound, record, resultRow, startSchedule } from "../Simulation.js"
+import { deliverAndParse, makeEnv, nextRound, record, resultRow, startSchedule } from "@tlsrpt/testkit/simulation"
 
 const START = Date.parse("2024-01-10T00:05:00Z")
 const DAY = "2024-01-09" as Day.Day

@@ -23,6 +23,8 @@ export interface SmtpSinkOptions {
    * test that wants a plaintext relay gets one.
    */
   readonly starttls?: boolean | undefined
+  /** Offer STARTTLS with this key and certificate chain (PEM) instead of the built-in one. */
+  readonly tls?: { readonly key: string; readonly cert: string } | undefined
   /** Require nothing but accept AUTH PLAIN/LOGIN with these credentials (authOptional). */
   readonly auth?: { readonly user: string; readonly pass: string } | undefined
 }
@@ -99,7 +101,10 @@ export const make = (options: SmtpSinkOptions = {}): Effect.Effect<SmtpSink, nev
       return smtpError(code, message)
     }
 
-    const disabled = [...(options.starttls === true ? [] : ["STARTTLS"]), ...(options.auth ? [] : ["AUTH"])]
+    const disabled = [
+      ...(options.starttls === true || options.tls !== undefined ? [] : ["STARTTLS"]),
+      ...(options.auth ? [] : ["AUTH"])
+    ]
     const serverOptions: SMTPServerOptions = {
       logger: false,
       authOptional: true,
@@ -107,6 +112,7 @@ export const make = (options: SmtpSinkOptions = {}): Effect.Effect<SmtpSink, nev
       disableReverseLookup: true,
       disabledCommands: disabled,
       closeTimeout: 200,
+      ...(options.tls === undefined ? {} : { key: options.tls.key, cert: options.tls.cert }),
       onAuth(auth, _session, callback) {
         if (options.auth && auth.username === options.auth.user && auth.password === options.auth.pass) {
           callback(null, { user: auth.username })

@@ -1,0 +1,2 @@
+export * from "./Layers.js"
+export * from "./Mta.js"

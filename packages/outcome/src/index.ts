@@ -1,0 +1,6 @@
+export * as Attempt from "./Attempt.js"
+export * as Dane from "./Dane.js"
+export { MtaSts, type MtaStsConfig, type MtaStsService, make as makeMtaSts } from "./MtaSts.js"
+export * as PolicyInForce from "./PolicyInForce.js"
+export * as SmtpAttempt from "./SmtpAttempt.js"
+export * as TlsFailure from "./TlsFailure.js"
