@@ -9,6 +9,7 @@ import { FileSystem } from "@effect/platform"
 import { type InvalidOutcome, SessionOutcome } from "@tlsrpt/collector"
 import { Day, Domain, Report, ReportMessage, TlsrptRecord } from "@tlsrpt/core"
 import { TlsrptLookup } from "@tlsrpt/dns"
+import { ClusterStatus } from "@tlsrpt/fleet"
 import { Delivery } from "@tlsrpt/mail"
 import { Reporter } from "@tlsrpt/reporter"
 import { ResultStore } from "@tlsrpt/store"
@@ -17,6 +18,7 @@ import * as Admin from "./Admin.js"
 import * as Config from "./Config.js"
 import * as Init from "./Init.js"
 import * as JsonLines from "./JsonLines.js"
+import * as FleetMode from "./FleetMode.js"
 import * as Layers from "./Layers.js"
 import * as Table from "./Table.js"
 import * as Worker from "./Worker.js"
@@ -215,14 +217,17 @@ const makeCommands = (environment: CliEnvironment) => {
           Layers.reporter(config, storeLayer, { retries: false, cachedLookup: false }),
           Layers.delivery(config, storeLayer, { background: false })
         )
-        const { round, pass } = yield* Effect.gen(function* () {
-          const reporter = yield* Reporter
-          const delivery = yield* Delivery
-          const round = yield* reporter.runRound(day, { pace: args.spread })
-          // One attempt for each message just queued (and any other message due now); no waiting for retries.
-          const pass = yield* delivery.runOnce
-          return { round, pass }
-        }).pipe(Effect.provide(services))
+        // docs/design.md#fleet-round: with a cluster, the runners do the round and this waits for its deliveries.
+        const { round, pass } = yield* config.cluster !== undefined
+          ? FleetMode.send(config, day, { pace: args.spread })
+          : Effect.gen(function* () {
+              const reporter = yield* Reporter
+              const delivery = yield* Delivery
+              const round = yield* reporter.runRound(day, { pace: args.spread })
+              // One attempt for each message just queued (and any other message due now); no waiting for retries.
+              const pass = yield* delivery.runOnce
+              return { round, pass }
+            }).pipe(Effect.provide(services))
         if (args.json) return yield* printJson({ ...round, delivery: pass })
         yield* Console.log(
           `day ${round.day}: ${round.keys.length} keys, ${round.reports} reports, ${round.queued} messages queued, ${round.deletedRows} stale rows deleted`
@@ -487,6 +492,22 @@ const makeCommands = (environment: CliEnvironment) => {
     })
   ).pipe(Command.withDescription("Show a domain's TLSRPT record, its destinations and what would be done with them"))
 
+  const clusterStatus = Command.make("status", { config: configOption, json: jsonOption }, (args) =>
+    Effect.gen(function* () {
+      const config = yield* loadConfig(environment, args.config)
+      const status = yield* ClusterStatus.read({ shards: config.cluster?.shards ?? Config.DEFAULT_SHARDS }).pipe(
+        Effect.provide(Layers.store(config))
+      )
+      if (args.json) return yield* printJson(status)
+      if (config.cluster === undefined) yield* Console.log("no cluster configured: this worker runs as one process")
+      yield* Console.log(ClusterStatus.format(status))
+    })
+  ).pipe(Command.withDescription("Show the cluster's runners, shard ownership and the last rounds"))
+  const cluster = Command.make("cluster").pipe(
+    Command.withDescription("Fleet mode (the cluster section of the config)"),
+    Command.withSubcommands([clusterStatus])
+  )
+
   const parse = Command.make("parse", { file: Args.text({ name: "FILE" }) }, (args) =>
     Effect.gen(function* () {
       const fs = yield* FileSystem.FileSystem
@@ -503,7 +524,19 @@ const makeCommands = (environment: CliEnvironment) => {
 
   return root.pipe(
     Command.withDescription("TLS reporting (RFC 8460) for outgoing mail"),
-    Command.withSubcommands([worker, init, importCommand, record, send, results, outbox, suppress, lookup, parse])
+    Command.withSubcommands([
+      worker,
+      init,
+      importCommand,
+      record,
+      send,
+      results,
+      outbox,
+      suppress,
+      lookup,
+      parse,
+      cluster
+    ])
   )
 }
 

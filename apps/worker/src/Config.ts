@@ -159,6 +159,13 @@ export const ConfigFile = Schema.Struct({
     })
   ),
   transport: Schema.optional(TransportFile),
+  // docs/design.md#fleet-mode: absent = one process; present = this worker is a runner of the cluster.
+  cluster: Schema.optional(
+    Schema.Struct({
+      runnerAddress: hostPort(),
+      shards: Schema.optional(Schema.Int.pipe(Schema.between(1, 10_000)))
+    })
+  ),
   http: Schema.optional(
     Schema.Struct({
       listen: Schema.optional(hostPort()),
@@ -208,11 +215,16 @@ export interface WorkerConfig {
     readonly tries: number
   }
   readonly transport: TransportConfig
+  /** Fleet mode (docs/design.md#fleet-mode); undefined: a single process. */
+  readonly cluster?: { readonly runnerAddress: HostPort; readonly shards: number } | undefined
   readonly http: {
     readonly listen: HostPort
     readonly token: Redacted.Redacted<string> | undefined
   }
 }
+
+/** Shards of a cluster without `cluster.shards` (@effect/cluster's default). */
+export const DEFAULT_SHARDS = 300
 
 export const DEFAULT_LISTEN: HostPort = { host: "127.0.0.1", port: 8470 }
 
@@ -253,6 +265,7 @@ export const ENV_OVERRIDES: ReadonlyArray<EnvOverride> = [
   env("TLSRPT_DNS_SERVERS", "dns.servers", "list"),
   env("TLSRPT_DNS_TIMEOUT_MS", "dns.timeoutMs", "integer"),
   env("TLSRPT_DNS_TRIES", "dns.tries", "integer"),
+  env("TLSRPT_CLUSTER_RUNNER_ADDRESS", "cluster.runnerAddress"),
   env("TLSRPT_HTTP_LISTEN", "http.listen"),
   env("TLSRPT_HTTP_TOKEN", "http.token")
 ]
@@ -448,6 +461,10 @@ export const resolve = (
       tries: file.dns?.tries ?? 3
     },
     transport,
+    cluster:
+      file.cluster === undefined
+        ? undefined
+        : { runnerAddress: file.cluster.runnerAddress, shards: file.cluster.shards ?? DEFAULT_SHARDS },
     http: {
       listen: file.http?.listen ?? DEFAULT_LISTEN,
       token: file.http?.token === undefined ? undefined : Redacted.make(file.http.token)

@@ -11,6 +11,7 @@ import { Collector, type InvalidOutcome, SessionOutcome } from "@tlsrpt/collecto
 import { Data, Effect, Layer, Redacted } from "effect"
 import * as Admin from "./Admin.js"
 import { sendingBlocker, type WorkerConfig } from "./Config.js"
+import * as FleetMode from "./FleetMode.js"
 import * as Layers from "./Layers.js"
 import { Metrics } from "./Metrics.js"
 
@@ -53,7 +54,9 @@ export const layer = (config: WorkerConfig, token: Redacted.Redacted<string>) =>
     admin,
     collector(config).pipe(Layer.provide(storeLayer)),
     Layers.delivery(config, storeLayer, { background: true }),
-    Layers.schedule(config, storeLayer)
+    config.cluster === undefined
+      ? Layers.schedule(config, storeLayer)
+      : FleetMode.runner(config, config.cluster, storeLayer)
   )
 }
 
