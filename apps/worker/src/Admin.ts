@@ -14,6 +14,7 @@ import { Context, Effect, Either, Layer, Option, Redacted, Schema } from "effect
 import type { HostPort } from "./Config.js"
 import { Metrics, CONTENT_TYPE as METRICS_CONTENT_TYPE } from "./Metrics.js"
 import { PAGE_HTML } from "./admin/Page.js"
+import * as OutcomesApi from "./OutcomesApi.js"
 
 /** The token and what the page shows about the running configuration. */
 export class AdminSettings extends Context.Tag("@tlsrpt/worker/AdminSettings")<
@@ -262,7 +263,8 @@ export const router = HttpRouter.empty.pipe(
   HttpRouter.get("/api/outbox", outbox),
   HttpRouter.get("/api/suppressions", suppressions),
   HttpRouter.post("/api/suppressions", addSuppression),
-  HttpRouter.del("/api/suppressions/:address", removeSuppression)
+  HttpRouter.del("/api/suppressions/:address", removeSuppression),
+  HttpRouter.post("/api/outcomes", OutcomesApi.recordOutcomes)
 )
 
 /** Bearer token on everything but `/healthz`. */

@@ -352,6 +352,39 @@ const makeCommands = (environment: CliEnvironment) => {
       })
   ).pipe(Command.withDescription("List the report outbox with delivery statuses"))
 
+  // The dead letter's way out: a failed message gets a fresh schedule, due now.
+  const outboxRetry = Command.make(
+    "retry",
+    {
+      config: configOption,
+      id: Args.integer({ name: "ID" }).pipe(Args.optional),
+      failed: Options.boolean("failed").pipe(Options.withDescription("Re-queue every failed message"))
+    },
+    (args) =>
+      Effect.gen(function* () {
+        if (Option.isSome(args.id) === args.failed)
+          return yield* new CommandError({ reason: "outbox retry: give either an ID or --failed" })
+        const config = yield* loadConfig(environment, args.config)
+        const now = new Date(yield* Clock.currentTimeMillis)
+        const which = Option.isSome(args.id) ? { id: args.id.value } : ("failed" as const)
+        const ids = yield* withStore(
+          config,
+          Effect.flatMap(ResultStore, (s) => s.requeue(which, now))
+        )
+        if (Option.isSome(args.id) && ids.length === 0)
+          return yield* new CommandError({
+            reason: `outbox retry: no failed or queued message with id ${args.id.value}`
+          })
+        yield* Console.log(
+          ids.length === 0 ? "no failed messages" : `re-queued ${ids.length} message(s): ${ids.join(", ")}`
+        )
+      })
+  ).pipe(
+    Command.withDescription(
+      "Queue a failed message again (ID) or every failed one (--failed), with a fresh attempt schedule, due now"
+    )
+  )
+
   const suppressAdd = Command.make(
     "add",
     {
@@ -531,7 +564,7 @@ const makeCommands = (environment: CliEnvironment) => {
       record,
       send,
       results,
-      outbox,
+      outbox.pipe(Command.withSubcommands([outboxRetry])),
       suppress,
       lookup,
       parse,

@@ -10,7 +10,14 @@
 import * as NodePath from "node:path"
 import { FileSystem } from "@effect/platform"
 import { Domain, EmailAddress } from "@tlsrpt/core"
-import { type DkimKey, loadDkimKeys, makeSubmitter, type Submitter } from "@tlsrpt/mail"
+import {
+  type DkimKey,
+  defaultRetrySchedule,
+  loadDkimKeys,
+  makeSubmitter,
+  type RetrySchedule,
+  type Submitter
+} from "@tlsrpt/mail"
 import type { ReporterConfig } from "@tlsrpt/reporter"
 import { Data, Duration, Effect, Either, Option, ParseResult, Redacted, Schema } from "effect"
 
@@ -159,6 +166,27 @@ export const ConfigFile = Schema.Struct({
     })
   ),
   transport: Schema.optional(TransportFile),
+  collector: Schema.optional(
+    Schema.Struct({
+      /** The libtlsrpt datagram socket (Postfix `smtp_tlsrpt_socket_name`); `null` turns it off. */
+      socket: Schema.optional(Schema.NullOr(NonEmpty)),
+      socketMode: Schema.optional(
+        Schema.String.pipe(
+          Schema.pattern(/^0?[0-7]{3}$/, { message: () => 'expected an octal file mode such as "0660"' })
+        )
+      ),
+      socketGroup: Schema.optional(Schema.Union(NonEmpty, Schema.Int.pipe(Schema.nonNegative()))),
+      invalidDatagramDir: Schema.optional(Schema.NullOr(NonEmpty))
+    })
+  ),
+  delivery: Schema.optional(
+    Schema.Struct({
+      attempts: Schema.optional(Schema.Int.pipe(Schema.between(1, 100))),
+      backoff: Schema.optional(DurationString),
+      maxBackoff: Schema.optional(DurationString),
+      httpsAllowPrivate: Schema.optional(Schema.Boolean)
+    })
+  ),
   // docs/design.md#fleet-mode: absent = one process; present = this worker is a runner of the cluster.
   cluster: Schema.optional(
     Schema.Struct({
@@ -215,6 +243,15 @@ export interface WorkerConfig {
     readonly tries: number
   }
   readonly transport: TransportConfig
+  /** The libtlsrpt datagram socket (`collector.*`); `socket` undefined: not listening. */
+  readonly collector: {
+    readonly socket: string | undefined
+    readonly socketMode: number
+    readonly socketGroup: string | number | undefined
+    readonly invalidDatagramDir: string | undefined
+  }
+  /** The outbox's retry schedule, and whether https reports may go to non-public addresses. */
+  readonly delivery: RetrySchedule & { readonly httpsAllowPrivate: boolean }
   /** Fleet mode (docs/design.md#fleet-mode); undefined: a single process. */
   readonly cluster?: { readonly runnerAddress: HostPort; readonly shards: number } | undefined
   readonly http: {
@@ -231,7 +268,7 @@ export const DEFAULT_LISTEN: HostPort = { host: "127.0.0.1", port: 8470 }
 // ---------------------------------------------------------------------------------------------------
 // Environment overrides: TLSRPT_<KEY PATH IN SCREAMING SNAKE CASE>
 
-type EnvKind = "string" | "boolean" | "integer" | "list" | "json"
+type EnvKind = "string" | "boolean" | "integer" | "list" | "json" | "nullable"
 
 interface EnvOverride {
   readonly env: string
@@ -265,6 +302,11 @@ export const ENV_OVERRIDES: ReadonlyArray<EnvOverride> = [
   env("TLSRPT_DNS_SERVERS", "dns.servers", "list"),
   env("TLSRPT_DNS_TIMEOUT_MS", "dns.timeoutMs", "integer"),
   env("TLSRPT_DNS_TRIES", "dns.tries", "integer"),
+  env("TLSRPT_COLLECTOR_SOCKET", "collector.socket", "nullable"),
+  env("TLSRPT_DELIVERY_ATTEMPTS", "delivery.attempts", "integer"),
+  env("TLSRPT_DELIVERY_BACKOFF", "delivery.backoff"),
+  env("TLSRPT_DELIVERY_MAX_BACKOFF", "delivery.maxBackoff"),
+  env("TLSRPT_DELIVERY_HTTPS_ALLOW_PRIVATE", "delivery.httpsAllowPrivate", "boolean"),
   env("TLSRPT_CLUSTER_RUNNER_ADDRESS", "cluster.runnerAddress"),
   env("TLSRPT_HTTP_LISTEN", "http.listen"),
   env("TLSRPT_HTTP_TOKEN", "http.token")
@@ -278,6 +320,9 @@ const parseEnvValue = (kind: EnvKind, raw: string): unknown => {
   switch (kind) {
     case "string":
       return raw
+    // An empty value (or "null") turns the setting off, as `null` does in the file.
+    case "nullable":
+      return raw.trim() === "" || raw.trim() === "null" ? null : raw
     case "boolean": {
       const v = raw.trim().toLowerCase()
       if (["1", "true", "yes", "on"].includes(v)) return true
@@ -440,6 +485,17 @@ export const resolve = (
   if (Duration.greaterThan(reports.jitterMin, reports.jitterMax))
     return fail("reports.jitterMin", "must not be greater than reports.jitterMax")
 
+  const d = file.delivery ?? {}
+  const delivery = {
+    attempts: d.attempts ?? defaultRetrySchedule.attempts,
+    backoff: d.backoff ?? Duration.decode(defaultRetrySchedule.backoff),
+    maxBackoff: d.maxBackoff ?? Duration.decode(defaultRetrySchedule.maxBackoff),
+    httpsAllowPrivate: d.httpsAllowPrivate ?? false
+  }
+  if (Duration.toMillis(delivery.backoff) < 1000) return fail("delivery.backoff", "must be at least 1s")
+  if (Duration.lessThan(delivery.maxBackoff, delivery.backoff))
+    return fail("delivery.maxBackoff", "must not be less than delivery.backoff")
+
   const transport: TransportConfig =
     file.transport === undefined
       ? { type: "dir", dir: NodePath.join(dataDir, "outbox") }
@@ -461,6 +517,23 @@ export const resolve = (
       tries: file.dns?.tries ?? 3
     },
     transport,
+    collector: {
+      socket:
+        file.collector?.socket === null
+          ? undefined
+          : file.collector?.socket === undefined
+            ? NodePath.join(dataDir, "tlsrpt.sock")
+            : path("collector.socket", file.collector.socket),
+      socketMode: Number.parseInt(file.collector?.socketMode ?? "0660", 8),
+      socketGroup: file.collector?.socketGroup,
+      invalidDatagramDir:
+        file.collector?.invalidDatagramDir === null
+          ? undefined
+          : file.collector?.invalidDatagramDir === undefined
+            ? NodePath.join(dataDir, "invalid-datagrams")
+            : path("collector.invalidDatagramDir", file.collector.invalidDatagramDir)
+    },
+    delivery,
     cluster:
       file.cluster === undefined
         ? undefined

@@ -3,8 +3,9 @@
  * packages' Layers (ARCHITECTURE.md). Each function returns a Layer built once per command; layers
  * that several services share (the store) are passed in so one instance is memoised.
  */
+import { type Collector, DatagramSource } from "@tlsrpt/collector"
 import { Dns, TlsrptLookup } from "@tlsrpt/dns"
-import { Delivery, ReportMail, Transport } from "@tlsrpt/mail"
+import { Delivery, defaultPoolSize, ReportMail, Transport } from "@tlsrpt/mail"
 import { defaultConfig, type Reporter, type ReporterConfig, ReporterLive, ReporterSchedule } from "@tlsrpt/reporter"
 import { ResultStore } from "@tlsrpt/store"
 import { Effect, Layer } from "effect"
@@ -32,10 +33,16 @@ export const lookup = (config: WorkerConfig, options: { readonly cached: boolean
 /** The mail transport: an SMTP relay or a folder; https destinations are POSTed unless `reports.https` is off. */
 export const transport = (config: WorkerConfig) =>
   config.transport.type === "smtp"
-    ? Transport.layerSmtp({ url: config.transport.url, https: config.reports.https }).pipe(
-        Layer.mapError((e) => new ConfigError({ key: "transport.url", reason: e.reason }))
-      )
-    : Transport.layerDir({ dir: config.transport.dir, https: config.reports.https })
+    ? Transport.layerSmtp({
+        url: config.transport.url,
+        https: config.reports.https,
+        httpsAllowPrivate: config.delivery.httpsAllowPrivate
+      }).pipe(Layer.mapError((e) => new ConfigError({ key: "transport.url", reason: e.reason })))
+    : Transport.layerDir({
+        dir: config.transport.dir,
+        https: config.reports.https,
+        httpsAllowPrivate: config.delivery.httpsAllowPrivate
+      })
 
 /** Report composition and DKIM signing; fails (naming the key) when sending is not configured. */
 export const reportMail = (config: WorkerConfig) => {
@@ -44,7 +51,8 @@ export const reportMail = (config: WorkerConfig) => {
     return Layer.fail(
       new ConfigError({ key: blocker?.key ?? "submitter", reason: blocker?.reason ?? "not configured" })
     )
-  return ReportMail.layer({ submitter: config.submitter, dkim: config.dkimKeys }).pipe(
+  // composed and signed on one thread per core, so a round uses all of them (ComposePool)
+  return ReportMail.layer({ submitter: config.submitter, dkim: config.dkimKeys, workers: defaultPoolSize() }).pipe(
     Layer.mapError((e) => new ConfigError({ key: "dkim", reason: e.message }))
   )
 }
@@ -74,9 +82,10 @@ export const delivery = <E, R>(
   storeLayer: Layer.Layer<ResultStore, E, R>,
   options: { readonly background: boolean }
 ) =>
-  (options.background ? Delivery.layer() : Delivery.layerManual()).pipe(
-    Layer.provide(Layer.mergeAll(storeLayer, transport(config)))
-  )
+  (options.background
+    ? Delivery.layer({ schedule: config.delivery })
+    : Delivery.layerManual({ schedule: config.delivery })
+  ).pipe(Layer.provide(Layer.mergeAll(storeLayer, transport(config))))
 
 /**
  * The daily report loop when sending is possible; otherwise one clear log line and nothing else
@@ -91,5 +100,24 @@ export const schedule = <E, R>(config: WorkerConfig, storeLayer: Layer.Layer<Res
   }
   return ReporterSchedule.layer(reporterConfig(config, { retries: true })).pipe(
     Layer.provide(reporter(config, storeLayer, { retries: true, cachedLookup: true }))
+  )
+}
+
+/**
+ * The libtlsrpt datagram socket (`collector.socket`), feeding the given collector; nothing when it is
+ * off. A socket another collector holds is refused at start, naming the key.
+ */
+export const datagramSource = (config: WorkerConfig): Layer.Layer<never, ConfigError, Collector> => {
+  const c = config.collector
+  if (c.socket === undefined) return Layer.empty
+  const source = DatagramSource.layer({
+    socket: c.socket,
+    socketMode: c.socketMode,
+    socketGroup: c.socketGroup,
+    invalidDatagramDir: c.invalidDatagramDir
+  })
+  return Layer.effectDiscard(Effect.void).pipe(
+    Layer.provide(source),
+    Layer.mapError((e) => new ConfigError({ key: "collector.socket", reason: e.message }))
   )
 }

@@ -11,6 +11,7 @@ import { Collector, type InvalidOutcome, SessionOutcome } from "@tlsrpt/collecto
 import { Data, Effect, Layer, Redacted } from "effect"
 import * as Admin from "./Admin.js"
 import { sendingBlocker, type WorkerConfig } from "./Config.js"
+import * as DataDirLock from "./DataDirLock.js"
 import * as FleetMode from "./FleetMode.js"
 import * as Layers from "./Layers.js"
 import { Metrics } from "./Metrics.js"
@@ -49,10 +50,14 @@ export const layer = (config: WorkerConfig, token: Redacted.Redacted<string>) =>
       submitter: config.submitter?.domain.ascii
     }
   })
-  const admin = Admin.layer(config.http.listen).pipe(Layer.provide(Layer.mergeAll(storeLayer, Metrics.layer, settings)))
+  // One collector for the datagram socket and POST /api/outcomes; both close before its final flush.
+  const collectorLayer = collector(config).pipe(Layer.provide(storeLayer))
+  const admin = Admin.layer(config.http.listen).pipe(
+    Layer.provide(Layer.mergeAll(storeLayer, Metrics.layer, settings, collectorLayer))
+  )
   return Layer.mergeAll(
     admin,
-    collector(config).pipe(Layer.provide(storeLayer)),
+    Layers.datagramSource(config).pipe(Layer.provideMerge(collectorLayer)),
     Layers.delivery(config, storeLayer, { background: true }),
     config.cluster === undefined
       ? Layers.schedule(config, storeLayer)
@@ -62,6 +67,8 @@ export const layer = (config: WorkerConfig, token: Redacted.Redacted<string>) =>
 
 export const run = (config: WorkerConfig) =>
   Effect.gen(function* () {
+    // First of all: a second worker on this data directory stops here, having touched nothing.
+    yield* DataDirLock.acquire(config.dataDir)
     const token = yield* adminToken(config)
     yield* Effect.logInfo("tlsrpt worker starting").pipe(
       Effect.annotateLogs({
@@ -71,7 +78,7 @@ export const run = (config: WorkerConfig) =>
       })
     )
     yield* Layer.launch(layer(config, token)).pipe(Effect.onInterrupt(() => Effect.logInfo("tlsrpt worker stopped")))
-  })
+  }).pipe(Effect.scoped)
 
 /** The outcome at `index` (0-based, of the batch) was refused; nothing of the batch was recorded. */
 export class OutcomeRefused extends Data.TaggedError("OutcomeRefused")<{

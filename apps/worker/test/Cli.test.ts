@@ -239,6 +239,29 @@ describe("tlsrpt bin", () => {
   )
 
   it.scoped(
+    "outbox retry: --failed or one ID; an unknown ID or no argument is one line, exit 1",
+    () =>
+      Effect.gen(function* () {
+        const dir = yield* tempDir
+        const [retryAll, retryOne, retryUsage] = yield* Effect.all(
+          [
+            runBin(["outbox", "retry", "--failed"], { cwd: dir }),
+            runBin(["outbox", "retry", "5"], { cwd: dir }),
+            runBin(["outbox", "retry"], { cwd: dir })
+          ],
+          { concurrency: "unbounded" }
+        )
+        assert.strictEqual(retryAll.code, 0, retryAll.stderr)
+        assert.strictEqual(retryAll.stdout.trim(), "no failed messages")
+        assert.strictEqual(retryOne.code, 1)
+        assert.strictEqual(oneLine(retryOne), "tlsrpt: outbox retry: no failed or queued message with id 5")
+        assert.strictEqual(retryUsage.code, 1)
+        assert.strictEqual(oneLine(retryUsage), "tlsrpt: outbox retry: give either an ID or --failed")
+      }).pipe(Effect.provide(NodeContext.layer)),
+    120_000
+  )
+
+  it.scoped(
     "worker on the embedded default: data in ./data, refuses to send with one log line, SIGTERM → exit 0",
     () =>
       Effect.gen(function* () {
@@ -260,9 +283,20 @@ describe("tlsrpt bin", () => {
         })
         assert.isTrue(yield* fs.exists(NodePath.join(dir, "data", "tlsrpt.db")))
 
+        // Issue 11.2: a second worker on the same data directory refuses before it does anything.
+        const second = yield* runBin(["worker"], { cwd: dir, env: { TLSRPT_HTTP_LISTEN: "127.0.0.1:0" } })
+        assert.strictEqual(second.code, 1)
+        assert.strictEqual(
+          oneLine(second),
+          `tlsrpt: another tlsrpt worker (pid ${worker.child.pid}) runs on this data directory (${NodePath.join(dir, "data", "worker.lock")}); stop it first, or remove the file if that process is not a worker`
+        )
+        assert.notInclude(second.stdout, "tlsrpt worker starting")
+        assert.notInclude(second.stdout, "admin HTTP listening")
+
         worker.child.kill("SIGTERM")
         const exit = yield* worker.exited
         assert.deepStrictEqual(exit, { code: 0, signal: null })
+        assert.isFalse(yield* fs.exists(NodePath.join(dir, "data", "worker.lock")))
         // Logs: JSON lines (stdout is a pipe), one of them the refusal to send.
         const logs = worker
           .stdout()

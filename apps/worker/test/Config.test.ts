@@ -37,6 +37,26 @@ describe("Config", () => {
     assert.deepStrictEqual(Config.sendingBlocker(c)?.key, "submitter")
   })
 
+  it("collector: the socket defaults to <dataDir>/tlsrpt.sock; null or an empty TLSRPT_COLLECTOR_SOCKET turns it off", () => {
+    const c = Either.getOrThrow(resolved({}))
+    assert.deepStrictEqual(c.collector, {
+      socket: "/work/data/tlsrpt.sock",
+      socketMode: 0o660,
+      socketGroup: undefined,
+      invalidDatagramDir: "/work/data/invalid-datagrams"
+    })
+    assert.isUndefined(Either.getOrThrow(resolved({ collector: { socket: null } })).collector.socket)
+    assert.isUndefined(Either.getOrThrow(resolved({}, { TLSRPT_COLLECTOR_SOCKET: "" })).collector.socket)
+    const env = Either.getOrThrow(
+      resolved({ collector: { socketMode: "0620", socketGroup: 115 } }, { TLSRPT_COLLECTOR_SOCKET: "run/t.sock" })
+    )
+    assert.strictEqual(env.collector.socket, "/work/run/t.sock")
+    assert.strictEqual(env.collector.socketMode, 0o620)
+    assert.strictEqual(env.collector.socketGroup, 115)
+    const bad = decodeError({ collector: { socketMode: "rw-rw----" } })
+    assert.strictEqual(bad.key, "collector.socketMode")
+  })
+
   it("relative paths in the file resolve against the file's directory", () => {
     const c = Either.getOrThrow(
       resolved(
@@ -132,6 +152,40 @@ describe("Config", () => {
     assert.strictEqual(key({ reports: { jitterMin: "10m", jitterMax: "5m" } }), "reports.jitterMin")
   })
 
+  it("delivery: ~24 h of capped backoff by default; file keys and environment variables; bounds", () => {
+    const d = Either.getOrThrow(resolved({})).delivery
+    assert.deepStrictEqual(
+      [d.attempts, Duration.toMillis(d.backoff), Duration.toMillis(d.maxBackoff), d.httpsAllowPrivate],
+      [11, 450_000, 4 * 3_600_000, false]
+    )
+    const f = Either.getOrThrow(
+      resolved({ delivery: { attempts: 3, backoff: "1m", maxBackoff: "10m", httpsAllowPrivate: true } })
+    ).delivery
+    assert.deepStrictEqual(
+      [f.attempts, Duration.toMillis(f.backoff), Duration.toMillis(f.maxBackoff), f.httpsAllowPrivate],
+      [3, 60_000, 600_000, true]
+    )
+    const env = Either.getOrThrow(
+      resolved(
+        { delivery: { attempts: 3 } },
+        {
+          TLSRPT_DELIVERY_ATTEMPTS: "20",
+          TLSRPT_DELIVERY_BACKOFF: "5m",
+          TLSRPT_DELIVERY_MAX_BACKOFF: "6h",
+          TLSRPT_DELIVERY_HTTPS_ALLOW_PRIVATE: "yes"
+        }
+      )
+    ).delivery
+    assert.deepStrictEqual(
+      [env.attempts, Duration.toMillis(env.backoff), Duration.toMillis(env.maxBackoff), env.httpsAllowPrivate],
+      [20, 300_000, 6 * 3_600_000, true]
+    )
+    assert.strictEqual(decodeError({}, { TLSRPT_DELIVERY_ATTEMPTS: "0" }).key, "delivery.attempts")
+    const key = (json: unknown) => Either.flip(resolved(json)).pipe(Either.getOrThrow).key
+    assert.strictEqual(key({ delivery: { backoff: "10m", maxBackoff: "5m" } }), "delivery.maxBackoff")
+    assert.strictEqual(key({ delivery: { backoff: "10ms" } }), "delivery.backoff")
+  })
+
   it("durations: 4h, 5m, 240s, 1500ms, 1d and effect's long form", () => {
     const d = (s: string) => Duration.toMillis(Either.getOrThrow(resolved({ reports: { window: s } })).reports.window)
     assert.strictEqual(d("4h"), 14_400_000)
@@ -200,9 +254,17 @@ describe("Config", () => {
       ["rsa-sha256", "ed25519-sha256"]
     )
     assert.deepStrictEqual(c.transport, { type: "smtp", url: "smtp://127.0.0.1:25" })
+    assert.deepStrictEqual(c.collector, {
+      socket: "/var/spool/postfix/run/tlsrpt/tlsrpt.sock",
+      socketMode: 0o660,
+      socketGroup: "postfix",
+      invalidDatagramDir: "/var/lib/tlsrpt/invalid-datagrams"
+    })
     assert.deepStrictEqual(Object.keys(json).sort(), [
+      "collector",
       "dataDir",
       "database",
+      "delivery",
       "dkim",
       "dns",
       "http",

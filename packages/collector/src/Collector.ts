@@ -105,6 +105,14 @@ export class Collector extends Context.Tag("@tlsrpt/collector/Collector")<
     readonly recordUnknown: (input: unknown) => Effect.Effect<void, InvalidOutcome>
     /** Records rows built elsewhere (mox-style accounting); all or nothing. */
     readonly recordRows: (rows: ReadonlyArray<NewResultRow>) => Effect.Effect<void, InvalidOutcome>
+    /**
+     * Synchronous fast path for rows a source has already checked (the libtlsrpt datagram source):
+     * merges them and returns true, or takes nothing and returns false while the buffer is full (or
+     * the collector is closed). After false, wait for `space` and offer again.
+     */
+    readonly offerRows: (rows: ReadonlyArray<NewResultRow>) => boolean
+    /** Succeeds once the buffer has room (at once when it has); a defect once the collector is closed. */
+    readonly space: Effect.Effect<void>
     /** Writes everything recorded so far to the store now. On failure the data stays pending. */
     readonly flush: Effect.Effect<void, StoreError>
     readonly stats: Effect.Effect<CollectorStats>
@@ -171,6 +179,8 @@ const makeNoop = (): Service => {
         }
         return Effect.void
       }),
+    offerRows: () => true,
+    space: Effect.void,
     flush: Effect.void,
     stats: Effect.sync(() => ({ ...counters, pendingKeys: 0 }))
   }
@@ -356,6 +366,24 @@ const make = (config: CollectorConfig = {}): Effect.Effect<Service, never, Resul
           if (e !== undefined) return refuse(counters, e)
         }
         return admitRows(rows)
+      }),
+      offerRows: (rows) => {
+        if (closed) return false
+        if (isFull()) {
+          requestFlush()
+          space.unsafeClose()
+          return false
+        }
+        for (let i = 0; i < rows.length; i++) buffer.add(rows[i]!)
+        added(rows.length)
+        return true
+      },
+      space: Effect.suspend(() => {
+        if (closed) return Effect.dieMessage("Collector used after its scope was closed")
+        if (!isFull()) return Effect.void
+        requestFlush()
+        space.unsafeClose()
+        return space.await
       }),
       flush: flushNow.pipe(Effect.withSpan("Collector.flush")),
       stats: Effect.sync(() => ({ ...counters, pendingKeys: buffer.size + (inflight?.length ?? 0) }))

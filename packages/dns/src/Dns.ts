@@ -8,9 +8,33 @@ import { Context, Data, Duration, Effect, Layer, Ref } from "effect"
 
 /** One TXT record, its character-strings concatenated without spaces (RFC 8460 §3). */
 export interface TxtAnswer {
+  /** The record's octets decoded as UTF-8 (RFC 8460 §3 allows UTF-8 in the record). */
   readonly text: string
   /** Seconds the answer may be cached. */
   readonly ttl: number
+  /**
+   * Set when the octets are not valid UTF-8: the UTF-16 offset in `text` (where invalid sequences
+   * are U+FFFD) of the first invalid one. The caller decides (a TLSRPT record: syntax error).
+   */
+  readonly invalidUtf8At?: number | undefined
+}
+
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true })
+const lossyUtf8 = new TextDecoder("utf-8", { fatal: false, ignoreBOM: true })
+
+/**
+ * One record from `resolveTxt`'s character-strings. Node hands each octet over as one Latin-1 code
+ * unit, so encoding back as Latin-1 recovers the octets exactly; they are joined first (a character
+ * may span two character-strings), then decoded as UTF-8.
+ */
+export const decodeTxt = (chunks: ReadonlyArray<string>, ttl: number): TxtAnswer => {
+  const octets = Buffer.from(chunks.join(""), "latin1")
+  try {
+    return { text: strictUtf8.decode(octets), ttl }
+  } catch {
+    const text = lossyUtf8.decode(octets)
+    return { text, ttl, invalidUtf8At: Math.max(0, text.indexOf("\uFFFD")) }
+  }
 }
 
 /** NXDOMAIN (`ENOTFOUND`) or no TXT records at the name (`ENODATA`). */
@@ -130,7 +154,7 @@ export class Dns extends Context.Tag("@tlsrpt/dns/Dns")<
             const resolver = makeResolver()
             resolver.resolveTxt(name, (err, records) => {
               if (err) resume(Effect.fail(fromCode(name, err.code ?? "EUNKNOWN")))
-              else resume(Effect.succeed(records.map((chunks) => ({ text: chunks.join(""), ttl }))))
+              else resume(Effect.succeed(records.map((chunks) => decodeTxt(chunks, ttl))))
             })
             return Effect.sync(() => resolver.cancel())
           }).pipe(

@@ -98,6 +98,14 @@ const selectRecord = (ascii: string, answers: ReadonlyArray<TxtAnswer>): Either.
   const valid: Array<{ readonly answer: TxtAnswer; readonly record: TlsrptRecord.TlsrptRecord }> = []
   for (const answer of answers) {
     const parsed = TlsrptRecord.parse(answer.text)
+    // RFC 8460 §3: the record is UTF-8; a TLSRPT record that is not is invalid. Other TXT records are
+    // none of our business, whatever their bytes.
+    if (answer.invalidUtf8At !== undefined && (Either.isRight(parsed) || parsed.left._tag === "RecordSyntaxError")) {
+      const reason = "invalid UTF-8"
+      return Either.left(
+        new TlsrptSyntaxError({ domain: ascii, txt: answer.text, reason, position: answer.invalidUtf8At })
+      )
+    }
     if (Either.isRight(parsed)) valid.push({ answer, record: parsed.right })
     else if (parsed.left._tag === "RecordSyntaxError") {
       const { txt, reason, position } = parsed.left

@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Ref } from "effect"
-import { Dns, type TestAnswer } from "../src/Dns.js"
+import { Effect, FastCheck, Ref } from "effect"
+import { Dns, decodeTxt, type TestAnswer } from "../src/Dns.js"
 
 const txt = (name: string) => Effect.flatMap(Dns, (dns) => dns.txt(name))
 
@@ -58,5 +58,32 @@ describe("Dns.layerTestRef", () => {
       yield* Ref.set(ref, new Map())
       assert.strictEqual((yield* Effect.flip(run))._tag, "DnsNoRecords")
     })
+  )
+})
+
+describe("decodeTxt", () => {
+  // Node hands each octet of a character-string over as one Latin-1 code unit.
+  const asNode = (octets: Buffer, cuts: ReadonlyArray<number>): Array<string> => {
+    const points = [...new Set(cuts.map((c) => c % (octets.length + 1)))].sort((a, b) => a - b)
+    const bounds = [0, ...points, octets.length]
+    return bounds.slice(1).map((end, i) => octets.subarray(bounds[i], end).toString("latin1"))
+  }
+
+  it.prop(
+    "any text, its UTF-8 octets cut anywhere into character-strings, decodes to itself",
+    { text: FastCheck.string({ unit: "grapheme" }), cuts: FastCheck.array(FastCheck.nat(), { maxLength: 4 }) },
+    ({ text, cuts }) => {
+      const decoded = decodeTxt(asNode(Buffer.from(text, "utf8"), cuts), 60)
+      assert.deepStrictEqual(decoded, { text, ttl: 60 })
+    }
+  )
+
+  it.prop(
+    "octets with a byte that never occurs in UTF-8 are flagged at its offset",
+    { before: FastCheck.string({ unit: "grapheme-ascii" }), bad: FastCheck.constantFrom(0xc0, 0xc1, 0xf5, 0xff) },
+    ({ before, bad }) => {
+      const decoded = decodeTxt([Buffer.concat([Buffer.from(before), Buffer.from([bad])]).toString("latin1")], 60)
+      assert.strictEqual(decoded.invalidUtf8At, before.length)
+    }
   )
 })

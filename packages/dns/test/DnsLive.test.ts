@@ -120,6 +120,42 @@ describe("Dns.layer (live, loopback server)", () => {
     })
   )
 
+  it.scopedLive("character-strings are UTF-8 (RFC 8460 §3); invalid UTF-8 in a TLSRPT record is a syntax error", () =>
+    Effect.gen(function* () {
+      const utf8 = "v=TLSRPTv1; rua=mailto:j\u00f6rg@b\u00fccher.example"
+      // "v=TLSRPTv1; rua=mailto:a\xff@x.example": 0xFF never occurs in UTF-8
+      const invalid = Buffer.concat([
+        Buffer.from("v=TLSRPTv1; rua=mailto:a"),
+        Buffer.from([0xff]),
+        Buffer.from("@x.example")
+      ])
+      const server = yield* DnsServer.make({
+        "_smtp._tls.utf8.example": [utf8],
+        // split inside "ö": the two octets of one character in two character-strings
+        "_smtp._tls.split8.example": [
+          [Buffer.from("v=TLSRPTv1; rua=mailto:j\u00f6").subarray(0, 25), Buffer.from("\u00f6rg@b.example").subarray(1)]
+        ],
+        "_smtp._tls.invalid.example": [invalid],
+        // a record of other software with invalid UTF-8 is ignored like any non-TLSRPT TXT
+        "_smtp._tls.other.example": [Buffer.from([0x78, 0xff]), VALID]
+      })
+      yield* Effect.gen(function* () {
+        assert.deepStrictEqual(yield* txt("_smtp._tls.utf8.example."), [{ text: utf8, ttl: 300 }])
+        const found = yield* lookup("utf8.example")
+        assert.strictEqual(found.txt, utf8)
+        assert.deepStrictEqual(found.record.ruas, [["mailto:j\u00f6rg@b\u00fccher.example"]])
+        assert.strictEqual((yield* lookup("split8.example")).txt, "v=TLSRPTv1; rua=mailto:j\u00f6rg@b.example")
+        const bad = yield* Effect.flip(lookup("invalid.example"))
+        assert.strictEqual(bad._tag, "TlsrptSyntaxError")
+        if (bad._tag === "TlsrptSyntaxError") {
+          assert.strictEqual(bad.reason, "invalid UTF-8")
+          assert.strictEqual(bad.position, "v=TLSRPTv1; rua=mailto:a".length)
+        }
+        assert.strictEqual((yield* lookup("other.example")).txt, VALID)
+      }).pipe(Effect.provide(live(server)))
+    })
+  )
+
   it.scopedLive("an IDN policy domain is queried by its A-label", () =>
     Effect.gen(function* () {
       const server = yield* DnsServer.make({ "_smtp._tls.xn--74h.example": [VALID] })

@@ -1,27 +1,64 @@
 /**
- * The outbox delivery fiber: takes due messages from the store's outbox, hands each to the
- * `Transport`, and records the outcome. At most 5 attempts, backoff from 7.5 minutes doubling, so
- * attempts happen at about 0, 7.5, 22.5, 52.5 and 112.5 minutes; a temporary failure on the 5th
- * attempt is final (docs/design.md#delivery-attempts). A permanent failure (SMTP 5xx) is final at once.
+ * The outbox delivery fiber: claims due messages from the store's outbox, hands each to the
+ * `Transport`, and records the outcome. Retries follow a `RetrySchedule`: by default 11 attempts,
+ * the first retry after 7.5 minutes, each wait twice the one before and at most 4 hours, so attempts
+ * happen at about 0, 7.5, 22.5, 52.5, 112.5 minutes (mox's five, docs/design.md#delivery-attempts) and then every 4 hours
+ * until about 24 hours have passed: long enough for greylisting and a receiver's outage. A temporary
+ * failure on the last attempt, or a permanent one (SMTP 5xx) at once, leaves the message `failed` with
+ * its last error (the dead letter, re-queued by `ResultStore.requeue`).
  *
- * Because the reporter commits "rows sent" and "message queued" in one transaction (docs/design.md#one-transaction-for-mark-and-outbox),
- * a crash before delivery leaves the message queued and the next pass delivers it.
+ * Each pass claims its messages in the database (a lease with owner and expiry), so any number of
+ * processes on one database deliver each message once. Because the reporter commits "rows sent" and
+ * "message queued" in one transaction (docs/design.md#one-transaction-for-mark-and-outbox), a crash before delivery leaves the message
+ * queued and a later pass (after the lease expired) delivers it.
  */
+import { randomUUID } from "node:crypto"
+import { hostname } from "node:os"
 import { type OutboxMessage, ResultStore, type StoreError } from "@tlsrpt/store"
 import { Clock, Context, Duration, Effect, Layer, Metric } from "effect"
 import { Transport, type TransportError } from "./Transport.js"
 
-/** docs/design.md#delivery-attempts: queue MaxAttempts for reports. */
-export const MAX_ATTEMPTS = 5
-/** docs/design.md#delivery-attempts: the first retry waits 7.5 minutes; each further one twice as long. */
-export const FIRST_BACKOFF = Duration.millis(450_000)
+/** How often and how long a message is tried. */
+export interface RetrySchedule {
+  /** Attempts in all, the first one included (at least 1). */
+  readonly attempts: number
+  /** Wait after the first failed attempt; each further wait is twice the one before … */
+  readonly backoff: Duration.DurationInput
+  /** … but never longer than this. */
+  readonly maxBackoff: Duration.DurationInput
+}
+
+/** About 24 hours in all (see the module comment); the first five attempts are mox's (docs/design.md#delivery-attempts). */
+export const defaultRetrySchedule: RetrySchedule = {
+  attempts: 11,
+  backoff: Duration.millis(450_000),
+  maxBackoff: Duration.hours(4)
+}
 
 /**
  * When to try again after failed attempt number `attempt` (1-based) at `at`, or undefined when that
  * attempt was the last one.
  */
-export const nextAttemptAfter = (attempt: number, at: Date): Date | undefined =>
-  attempt >= MAX_ATTEMPTS ? undefined : new Date(at.getTime() + Duration.toMillis(FIRST_BACKOFF) * 2 ** (attempt - 1))
+export const nextAttemptAfter = (
+  attempt: number,
+  at: Date,
+  schedule: RetrySchedule = defaultRetrySchedule
+): Date | undefined => {
+  if (attempt >= schedule.attempts) return undefined
+  const first = Duration.toMillis(schedule.backoff)
+  const wait = Math.min(first * 2 ** Math.min(attempt - 1, 52), Duration.toMillis(schedule.maxBackoff))
+  return new Date(at.getTime() + wait)
+}
+
+/** The time from the first attempt to the last one, if every attempt fails temporarily. */
+export const retrySpan = (schedule: RetrySchedule = defaultRetrySchedule): Duration.Duration => {
+  let at = new Date(0)
+  for (let attempt = 1; ; attempt++) {
+    const next = nextAttemptAfter(attempt, at, schedule)
+    if (next === undefined) return Duration.millis(at.getTime())
+    at = next
+  }
+}
 
 export interface DeliveryPass {
   readonly delivered: number
@@ -38,7 +75,16 @@ export interface DeliveryOptions {
   readonly batch?: number | undefined
   /** Messages in flight at once (default 4). */
   readonly concurrency?: number | undefined
+  /** Attempts and backoff (default `defaultRetrySchedule`). */
+  readonly schedule?: RetrySchedule | undefined
+  /**
+   * How long a claim keeps other processes off a message (default 10 minutes): longer than any one
+   * attempt takes (SMTP timeouts of 60 s per step, https 30 s), so only a crashed process's claims expire.
+   */
+  readonly lease?: Duration.DurationInput | undefined
 }
+
+type ManualOptions = Omit<DeliveryOptions, "pollInterval">
 
 const deliveredTotal = Metric.counter("tlsrpt_reports_delivered_total", {
   description: "Outbox messages delivered, by kind",
@@ -60,20 +106,24 @@ export class Delivery extends Context.Tag("@tlsrpt/mail/Delivery")<
   Delivery,
   {
     /**
-     * One pass: every message due now gets one attempt. Passes are serialised, so the background
-     * loop and a CLI `send` never attempt the same message at once.
+     * One pass: every message due now and not claimed by another process gets one attempt. Passes of
+     * one instance are serialised; instances (and processes) exclude each other by their claims.
      */
     readonly runOnce: Effect.Effect<DeliveryPass, StoreError>
   }
 >() {
   static readonly make = (
-    options: Pick<DeliveryOptions, "batch" | "concurrency"> = {}
+    options: ManualOptions = {}
   ): Effect.Effect<Delivery["Type"], never, ResultStore | Transport> =>
     Effect.gen(function* () {
       const store = yield* ResultStore
       const transport = yield* Transport
       const batch = Math.max(1, options.batch ?? 50)
       const concurrency = Math.max(1, options.concurrency ?? 4)
+      const schedule = options.schedule ?? defaultRetrySchedule
+      const lease = Duration.toMillis(options.lease ?? Duration.minutes(10))
+      // Unique per instance, and says where a claim came from when an operator looks at the table.
+      const owner = `${hostname()}/${process.pid}/${randomUUID()}`
       const lock = yield* Effect.makeSemaphore(1)
 
       const record = (message: OutboxMessage, result: TransportError | undefined) =>
@@ -91,7 +141,7 @@ export class Delivery extends Context.Tag("@tlsrpt/mail/Delivery")<
             yield* Effect.logInfo("report delivered").pipe(log)
             return "delivered" as const
           }
-          const next = result.permanent ? undefined : nextAttemptAfter(attempt, at)
+          const next = result.permanent ? undefined : nextAttemptAfter(attempt, at, schedule)
           yield* store.markAttemptFailed(message.id, { error: result.message, at, nextAttemptAt: next })
           if (next === undefined) {
             yield* Effect.logError(`report delivery failed for good: ${result.message}`).pipe(log)
@@ -106,6 +156,9 @@ export class Delivery extends Context.Tag("@tlsrpt/mail/Delivery")<
       const deliver = (message: OutboxMessage): Effect.Effect<Outcome> =>
         transport.send(message).pipe(
           Effect.match({ onSuccess: () => undefined, onFailure: (e) => e }),
+          // Stopped mid-attempt (SIGTERM): not recorded; give the claim back so that the next process
+          // need not wait for the lease to expire. At most one duplicate, never a loss.
+          Effect.onInterrupt(() => Effect.ignore(store.releaseClaim(message.id, owner))),
           Effect.flatMap((result) => record(message, result)),
           Effect.tap((outcome) => {
             const counter =
@@ -134,7 +187,8 @@ export class Delivery extends Context.Tag("@tlsrpt/mail/Delivery")<
         // One attempt per message per pass, even if its outcome could not be recorded.
         const seen = new Set<number>()
         while (true) {
-          const due = (yield* store.dueMessages(now, batch)).filter((m) => !seen.has(m.id))
+          const until = new Date(now.getTime() + lease)
+          const due = (yield* store.claimDue(now, batch, { owner, until })).filter((m) => !seen.has(m.id))
           if (due.length === 0) break
           for (const m of due) seen.add(m.id)
           const outcomes = yield* Effect.forEach(due, deliver, { concurrency })
@@ -148,9 +202,8 @@ export class Delivery extends Context.Tag("@tlsrpt/mail/Delivery")<
     })
 
   /** `runOnce` only, no background loop: for the CLI's `send`. */
-  static readonly layerManual = (
-    options: Pick<DeliveryOptions, "batch" | "concurrency"> = {}
-  ): Layer.Layer<Delivery, never, ResultStore | Transport> => Layer.effect(Delivery, Delivery.make(options))
+  static readonly layerManual = (options: ManualOptions = {}): Layer.Layer<Delivery, never, ResultStore | Transport> =>
+    Layer.effect(Delivery, Delivery.make(options))
 
   /**
    * `runOnce` plus a supervised background loop (a pass, then `pollInterval` of sleep, forever) that

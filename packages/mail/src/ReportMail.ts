@@ -7,10 +7,11 @@
  */
 import { gzipSync } from "node:zlib"
 import { type Day, Domain, type EmailAddress, Report, ReportNaming } from "@tlsrpt/core"
-import { dkimSign } from "mailauth/lib/dkim/sign.js"
-import MimeNode from "nodemailer/lib/mime-node"
-import { Clock, Context, Data, Effect, Layer, Metric, Random } from "effect"
+import { Clock, Context, Data, Effect, Layer, Metric, Random, type Scope } from "effect"
 import { type DkimKey, type DkimKeyError, dkimKeyFromPem } from "./DkimKeys.js"
+import { makeComposePool } from "./ComposePool.js"
+import { type DkimSignerKey, type DkimSignerOptions, makeDkimSigner } from "./DkimSigner.js"
+import { type RenderJob, renderAndSign } from "./ReportMailRender.js"
 import { fromAddress, type Submitter } from "./Submitter.js"
 
 export interface ComposeInput {
@@ -61,6 +62,11 @@ export interface ReportMailConfig {
   readonly dkim: ReadonlyArray<DkimKey>
   /** Right-hand side of Message-IDs; default the submitter domain. */
   readonly hostname?: string | undefined
+  /**
+   * Worker threads that render and sign (ComposePool.ts); 0 or absent = in-thread. The worker app
+   * sizes it to the cores (`defaultPoolSize`), so a round uses all of them.
+   */
+  readonly workers?: number | undefined
 }
 
 /**
@@ -80,6 +86,22 @@ export const SIGNED_HEADERS: ReadonlyArray<string> = [
   "TLS-Required"
 ]
 
+/**
+ * Signed once more than they occur (RFC 6376 §8.15), as mox signs: nobody can add a second From,
+ * Subject or TLS-Report-Domain to a report, or a TLS-Required, without breaking the signature.
+ */
+export const OVERSIGNED_HEADERS: ReadonlyArray<string> = [
+  "From",
+  "To",
+  "Subject",
+  "Date",
+  "Message-ID",
+  "Content-Type",
+  "TLS-Report-Domain",
+  "TLS-Report-Submitter",
+  "TLS-Required"
+]
+
 export const reportsComposed = Metric.counter("tlsrpt_reports_composed_total", {
   description: "Report mails composed and DKIM-signed",
   incremental: true
@@ -88,35 +110,6 @@ export const reportsComposed = Metric.counter("tlsrpt_reports_composed_total", {
 /** The report as gzip-compressed JSON: the mail attachment and the https POST body (RFC 8460 §3, §5.3). */
 export const gzipReport = (report: Report.Report): Uint8Array =>
   gzipSync(Buffer.from(Report.encodeJsonString(report), "utf8"))
-
-// What mailauth's signer accepts at run time (lib/dkim/dkim-signer.js). Its index.d.ts types
-// `headerList` as string[], but lib/tools.js getSigningHeaderLines only honours a colon-separated
-// string and silently signs its own default list otherwise.
-interface SignatureData {
-  readonly signingDomain: string
-  readonly selector: string
-  readonly privateKey: string
-  readonly algorithm: string
-  readonly canonicalization: string
-}
-interface SignOptions {
-  readonly canonicalization: string
-  readonly headerList: string
-  readonly signTime: Date
-  readonly signatureData: ReadonlyArray<SignatureData>
-}
-interface SignResult {
-  readonly signatures: string
-  readonly errors: ReadonlyArray<{ readonly selector?: string; readonly err?: { readonly message?: string } }>
-}
-const sign = dkimSign as unknown as (input: Buffer, options: SignOptions) => Promise<SignResult>
-
-// Header names as RFC 8460 spells them; MimeNode would write `Tls-Report-Domain`.
-const HEADER_CASE: Readonly<Record<string, string>> = {
-  "tls-report-domain": "TLS-Report-Domain",
-  "tls-report-submitter": "TLS-Report-Submitter",
-  "tls-required": "TLS-Required"
-}
 
 const randomBytes = (n: number): Effect.Effect<Buffer> =>
   Effect.map(
@@ -151,13 +144,16 @@ export interface ReportMailService {
   readonly compose: (input: ComposeInput) => Effect.Effect<ComposedMail, ComposeError>
 }
 
-/**
- * Builds the service; fails when the submitter domain has no DKIM key (reporting refuses to start,
- * docs/design.md#explicit-submitter) or one of its keys is unusable.
- */
-export const makeReportMail = (
-  config: ReportMailConfig
-): Effect.Effect<ReportMailService, NoDkimKey | DkimKeyError | Domain.DomainError> =>
+/** Renders and signs one job: in-thread, or on the compose pool (ComposePool.ts). */
+type Render = (job: RenderJob) => Effect.Effect<Uint8Array, unknown>
+
+const make = <R>(
+  config: ReportMailConfig,
+  renderer: (signer: {
+    readonly keys: ReadonlyArray<DkimSignerKey>
+    readonly options: DkimSignerOptions
+  }) => Effect.Effect<Render, never, R>
+): Effect.Effect<ReportMailService, NoDkimKey | DkimKeyError | Domain.DomainError, R> =>
   Effect.gen(function* () {
     const { submitter } = config
     const hostname = yield* Domain.parse(config.hostname ?? submitter.domain.ascii)
@@ -167,14 +163,15 @@ export const makeReportMail = (
     )
     if (keys.length === 0) return yield* new NoDkimKey({ domain: submitter.domain.ascii })
     const from = fromAddress(submitter)
-    const signatureData = (): ReadonlyArray<SignatureData> =>
-      keys.map((k) => ({
-        signingDomain: submitter.domain.ascii,
+    const render = yield* renderer({
+      keys: keys.map((k) => ({
+        domain: submitter.domain.ascii,
         selector: k.selector,
-        privateKey: k.privateKeyPem,
         algorithm: k.algorithm,
-        canonicalization: "relaxed/relaxed"
-      }))
+        privateKeyPem: k.privateKeyPem
+      })),
+      options: { headers: SIGNED_HEADERS, oversign: OVERSIGNED_HEADERS }
+    })
 
     const compose = Effect.fn("ReportMail.compose")(function* (input: ComposeInput) {
       const policy = input.policyDomain
@@ -191,67 +188,24 @@ export const makeReportMail = (
       const messageId = `<${(yield* randomBytes(16)).toString("base64url")}@${hostname.ascii}>`
       const boundary = `tlsrpt-${(yield* randomBytes(12)).toString("hex")}`
       const subject = ReportNaming.subject(policy, submitter.domain, input.report.reportId)
-      const gzip = yield* Effect.try({
-        try: () => gzipReport(input.report),
-        catch: (e) => fail("cannot encode or gzip the report", e)
-      })
-
-      // MimeNode writes `report-type=tlsrpt` unquoted when it builds Content-Type itself; RFC 8460
-      // §5.3 spells it quoted, so the header is prepared here and the multipart fields set by hand.
-      const root = new MimeNode(false, {
+      const job: RenderJob = {
         hostname: hostname.ascii,
-        normalizeHeaderKey: (key) => HEADER_CASE[key.toLowerCase()] ?? key
-      })
-      root.contentType = "multipart/report"
-      root.multipart = "report"
-      root.boundary = boundary
-      root.setHeader("From", { address: from })
-      root.setHeader(
-        "To",
-        to.map((a) => ({ address: `${a.localPart}@${a.domain.ascii}` }))
-      )
-      root.setHeader("Subject", subject)
-      for (const [key, value] of Object.entries(ReportNaming.headers(policy, submitter.domain))) {
-        root.setHeader(key, value)
-      }
-      root.setHeader("TLS-Required", "No")
-      root.setHeader("Message-ID", messageId)
-      root.setHeader("Date", now)
-      root.setHeader("MIME-Version", "1.0")
-      root.setHeader("Content-Type", {
-        prepared: true,
-        foldLines: true,
-        value: `multipart/report; report-type="tlsrpt"; boundary="${boundary}"`
-      })
-      root.createChild("text/plain").setContent(textPart(submitter, policy, input.report.reportId, input.day))
-      root
-        .createChild(ReportNaming.MEDIA_TYPE_GZIP, {
-          filename: ReportNaming.filename(input.day, policy, submitter.domain)
+        from,
+        to: to.map((a) => `${a.localPart}@${a.domain.ascii}`),
+        subject,
+        reportHeaders: Object.entries(ReportNaming.headers(policy, submitter.domain)),
+        messageId,
+        date: now.getTime(),
+        boundary,
+        text: textPart(submitter, policy, input.report.reportId, input.day),
+        filename: ReportNaming.filename(input.day, policy, submitter.domain),
+        mediaType: ReportNaming.MEDIA_TYPE_GZIP,
+        reportJson: yield* Effect.try({
+          try: () => Report.encodeJsonString(input.report),
+          catch: (e) => fail("cannot encode the report", e)
         })
-        .setContent(Buffer.from(gzip))
-
-      const message = yield* Effect.tryPromise({
-        try: () => root.build(),
-        catch: (e) => fail("cannot build the MIME message", e)
-      })
-      const signed = yield* Effect.tryPromise({
-        try: () =>
-          sign(message, {
-            canonicalization: "relaxed/relaxed",
-            headerList: SIGNED_HEADERS.join(":"),
-            signTime: now,
-            signatureData: signatureData()
-          }),
-        catch: (e) => fail("DKIM signing failed", e)
-      })
-      if (signed.errors.length > 0) {
-        const first = signed.errors[0]!
-        return yield* fail(`DKIM signing with selector ${first.selector ?? "?"} failed: ${first.err?.message ?? "?"}`)
       }
-      // mailauth skips a key silently in some cases; every key must have signed.
-      const count = signed.signatures.match(/^DKIM-Signature:/gm)?.length ?? 0
-      if (count !== keys.length) return yield* fail(`${count} DKIM signatures for ${keys.length} keys`)
-      const raw = Buffer.concat([Buffer.from(signed.signatures, "latin1"), message])
+      const raw = yield* render(job).pipe(Effect.mapError((e) => fail("cannot build or DKIM-sign the message", e)))
       const smtputf8 = to.some((a) => /[^\x20-\x7e]/.test(a.localPart))
       yield* Metric.increment(reportsComposed)
       return { raw, messageId, subject, envelopeFrom: from, smtputf8 } satisfies ComposedMail
@@ -260,9 +214,33 @@ export const makeReportMail = (
     return { submitter, compose } satisfies ReportMailService
   })
 
+/**
+ * Builds the service, rendering and signing in-thread (tests, TestClock simulations, small
+ * deployments); fails when the submitter domain has no DKIM key (reporting refuses to start,
+ * docs/design.md#explicit-submitter) or one of its keys is unusable.
+ */
+export const makeReportMail = (
+  config: ReportMailConfig
+): Effect.Effect<ReportMailService, NoDkimKey | DkimKeyError | Domain.DomainError> =>
+  make(config, (init) =>
+    Effect.sync(() => {
+      const signer = makeDkimSigner(init.keys, init.options)
+      return (job: RenderJob) => Effect.try(() => renderAndSign(job, signer))
+    })
+  )
+
+/** The same service, rendering and signing on `size` worker threads, closed with the scope. */
+export const makeReportMailPooled = (
+  config: ReportMailConfig,
+  size: number
+): Effect.Effect<ReportMailService, NoDkimKey | DkimKeyError | Domain.DomainError, Scope.Scope> =>
+  make(config, (init) => Effect.map(makeComposePool(size, init), (pool) => pool.run))
+
 export class ReportMail extends Context.Tag("@tlsrpt/mail/ReportMail")<ReportMail, ReportMailService>() {
   static readonly layer = (
     config: ReportMailConfig
   ): Layer.Layer<ReportMail, NoDkimKey | DkimKeyError | Domain.DomainError> =>
-    Layer.effect(ReportMail, makeReportMail(config))
+    (config.workers ?? 0) > 0
+      ? Layer.scoped(ReportMail, makeReportMailPooled(config, config.workers ?? 0))
+      : Layer.effect(ReportMail, makeReportMail(config))
 }

@@ -6,7 +6,11 @@
  * status and every timeout is temporary ("retried like mail").
  */
 import { randomBytes } from "node:crypto"
+import { type LookupAddress, lookup as dnsLookup } from "node:dns"
 import { mkdir, rename, rm, writeFile } from "node:fs/promises"
+import * as Http from "node:http"
+import * as Https from "node:https"
+import { BlockList, isIP } from "node:net"
 import { join } from "node:path"
 import { ReportNaming } from "@tlsrpt/core"
 import type { OutboxMessage } from "@tlsrpt/store"
@@ -34,8 +38,10 @@ export interface SmtpOptions {
   readonly auth?: { readonly user: string; readonly pass: string } | undefined
   /** POST https reports (default true; `reports.https = false` turns it off). */
   readonly https?: boolean | undefined
-  /** Per-POST timeout (default 30 s). */
+  /** Bound of one whole POST: connect, request, response head and the body read (default 30 s). */
   readonly httpsTimeoutMs?: number | undefined
+  /** POST to hosts that resolve to loopback, private, link-local or unique-local addresses (default false). */
+  readonly httpsAllowPrivate?: boolean | undefined
   /** EHLO name (default: nodemailer's, the host name). */
   readonly hostname?: string | undefined
   /** Connect/greeting timeout and socket idle timeout (default 60 s). */
@@ -53,6 +59,7 @@ export interface DirOptions {
    */
   readonly httpsMode?: "write" | "post" | undefined
   readonly httpsTimeoutMs?: number | undefined
+  readonly httpsAllowPrivate?: boolean | undefined
 }
 
 /** One scripted outcome of the test transport. */
@@ -132,47 +139,178 @@ const smtpError = (destination: string, cause: unknown): TransportError => {
   return new TransportError({ destination, permanent, code, reason })
 }
 
+/** What `postHttps` reads of any response body: enough for an error text, never a payload. */
+export const MAX_RESPONSE_BYTES = 4096
+
 /**
- * POSTs the gzip report (RFC 8460 §3). Interruption aborts the request; the timeout runs on a real
- * timer (not the Effect Clock), so TestClock-driven tests still get real I/O.
+ * Addresses a report must not be POSTed to (RFC 6890 special-purpose ranges): unspecified, loopback,
+ * RFC 1918 private, shared (CGN), link-local, benchmarking, multicast and reserved IPv4; unspecified,
+ * loopback, unique-local (RFC 4193), link-local and multicast IPv6. Any domain may publish an https
+ * `rua=`, so without this a record could make us POST into the operator's own network.
  */
-const postHttps = (message: OutboxMessage, timeoutMs: number): Effect.Effect<void, TransportError> =>
-  Effect.tryPromise({
-    try: async (signal) => {
-      const response = await fetch(message.destination, {
-        method: "POST",
-        headers: { "Content-Type": ReportNaming.MEDIA_TYPE_GZIP },
-        body: message.payload,
-        // a redirect of a POST could turn it into a GET; treat it like any other non-2xx answer
-        redirect: "manual",
-        signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)])
+const NON_PUBLIC = (() => {
+  const list = new BlockList()
+  for (const [net, prefix] of [
+    ["0.0.0.0", 8],
+    ["10.0.0.0", 8],
+    ["100.64.0.0", 10],
+    ["127.0.0.0", 8],
+    ["169.254.0.0", 16],
+    ["172.16.0.0", 12],
+    ["192.0.0.0", 24],
+    ["192.168.0.0", 16],
+    ["198.18.0.0", 15],
+    ["224.0.0.0", 4],
+    ["240.0.0.0", 4]
+  ] as const)
+    list.addSubnet(net, prefix, "ipv4")
+  for (const [net, prefix] of [
+    ["::", 128],
+    ["::1", 128],
+    ["fc00::", 7],
+    ["fe80::", 10],
+    ["ff00::", 8]
+  ] as const)
+    list.addSubnet(net, prefix, "ipv6")
+  return list
+})()
+
+/** True for an address `NON_PUBLIC` covers; an IPv4-mapped IPv6 address is judged as its IPv4 address. */
+export const isNonPublicAddress = (address: string): boolean => {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)
+  if (mapped !== null) return NON_PUBLIC.check(mapped[1]!, "ipv4")
+  const family = isIP(address)
+  if (family === 0) return true
+  if (family === 6 && /^::ffff:[0-9a-f]{1,4}:[0-9a-f]{1,4}$/i.test(address)) {
+    // ::ffff:7f00:1 = ::ffff:127.0.0.1
+    const [hi, lo] = address
+      .slice(7)
+      .split(":")
+      .map((h) => Number.parseInt(h, 16)) as [number, number]
+    return NON_PUBLIC.check(`${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`, "ipv4")
+  }
+  return NON_PUBLIC.check(address, family === 4 ? "ipv4" : "ipv6")
+}
+
+class NonPublicAddress extends Error {
+  constructor(
+    readonly host: string,
+    readonly address: string
+  ) {
+    super(`${host} resolves to ${address}, not a public address`)
+  }
+}
+
+/**
+ * The socket's name lookup, refusing non-public answers. The connection goes to an address this
+ * checked, so a second resolution cannot swap in another (DNS rebinding).
+ */
+const publicLookup: Http.RequestOptions["lookup"] = (hostname, options, callback) => {
+  dnsLookup(hostname, { ...options, all: true }, (error, addresses: Array<LookupAddress>) => {
+    if (error) return callback(error, "", 0)
+    const refused = addresses.find((a) => isNonPublicAddress(a.address))
+    if (refused !== undefined) return callback(new NonPublicAddress(hostname, refused.address), "", 0)
+    const [first] = addresses
+    if (first === undefined) return callback(new Error(`${hostname}: no addresses`), "", 0)
+    if (options.all) return (callback as (e: null, a: Array<LookupAddress>) => void)(null, addresses)
+    return callback(null, first.address, first.family)
+  })
+}
+
+interface HttpsSettings {
+  readonly timeoutMs: number
+  readonly allowPrivate: boolean
+}
+
+const httpsSettings = (options: {
+  readonly httpsTimeoutMs?: number | undefined
+  readonly httpsAllowPrivate?: boolean | undefined
+}): HttpsSettings => ({
+  timeoutMs: options.httpsTimeoutMs ?? DEFAULT_HTTPS_TIMEOUT_MS,
+  allowPrivate: options.httpsAllowPrivate ?? false
+})
+
+/**
+ * POSTs the gzip report (RFC 8460 §3) with node:http(s) rather than fetch: fetch follows no
+ * fixed byte limit, and its socket's name lookup cannot be checked. One timer, real (not the Effect
+ * Clock, so TestClock-driven tests still get real I/O), bounds the whole exchange; at most
+ * `MAX_RESPONSE_BYTES` of the body are read, then the connection is dropped; a redirect is a
+ * non-2xx answer like any other (following it could turn the POST into a GET, or lead anywhere).
+ * Interruption destroys the request.
+ */
+const postHttps = (message: OutboxMessage, settings: HttpsSettings): Effect.Effect<void, TransportError> => {
+  const destination = message.destination
+  const fail = (permanent: boolean, reason: string, code?: number) =>
+    Effect.fail(new TransportError({ destination, permanent, code, reason }))
+  let url: URL
+  try {
+    url = new URL(destination)
+  } catch {
+    return fail(true, "not a URL")
+  }
+  if (url.protocol !== "https:" && url.protocol !== "http:") return fail(true, `unsupported scheme ${url.protocol}`)
+  const host = url.hostname.replace(/^\[(.*)\]$/, "$1")
+  // An IP literal is connected to without a lookup, so it is checked here.
+  if (!settings.allowPrivate && isIP(host) !== 0 && isNonPublicAddress(host)) {
+    return fail(true, new NonPublicAddress(host, host).message)
+  }
+  return Effect.async<{ readonly status: number; readonly body: string }, TransportError>((resume) => {
+    let settled = false
+    let status: number | undefined
+    const chunks: Array<Buffer> = []
+    let received = 0
+    const finish = (outcome: Effect.Effect<{ readonly status: number; readonly body: string }, TransportError>) => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      request.destroy()
+      resume(outcome)
+    }
+    const answered = () =>
+      finish(Effect.succeed({ status: status!, body: Buffer.concat(chunks).toString("utf8", 0, received) }))
+    const client = url.protocol === "https:" ? Https : Http
+    const request = client.request(url, {
+      method: "POST",
+      headers: { "Content-Type": ReportNaming.MEDIA_TYPE_GZIP, "Content-Length": message.payload.byteLength },
+      agent: false,
+      ...(settings.allowPrivate ? {} : { lookup: publicLookup })
+    })
+    const timer = setTimeout(() => {
+      // Once the status is known, a body that does not end does not change the answer.
+      if (status !== undefined) answered()
+      else finish(fail(false, `timeout after ${settings.timeoutMs} ms`))
+    }, settings.timeoutMs)
+    request.on("response", (response) => {
+      status = response.statusCode ?? 0
+      response.on("data", (chunk: Buffer) => {
+        chunks.push(chunk)
+        received += chunk.length
+        if (received >= MAX_RESPONSE_BYTES) {
+          received = MAX_RESPONSE_BYTES
+          answered()
+        }
       })
-      await response.arrayBuffer().catch(() => undefined)
-      return response.status
-    },
-    catch: (cause) =>
-      new TransportError({
-        destination: message.destination,
-        permanent: false,
-        reason:
-          cause instanceof Error && cause.name === "TimeoutError"
-            ? `timeout after ${timeoutMs} ms`
-            : errorText(cause instanceof Error && cause.cause instanceof Error ? cause.cause : cause)
-      })
+      response.on("end", answered)
+      response.on("error", answered)
+    })
+    request.on("error", (cause) => {
+      if (status !== undefined) return answered()
+      finish(fail(cause instanceof NonPublicAddress, errorText(cause)))
+    })
+    request.end(message.payload)
+    return Effect.sync(() => {
+      settled = true
+      clearTimeout(timer)
+      request.destroy()
+    })
   }).pipe(
-    Effect.flatMap((status) =>
+    Effect.flatMap(({ status, body }) =>
       status >= 200 && status < 300
         ? Effect.void
-        : Effect.fail(
-            new TransportError({
-              destination: message.destination,
-              permanent: false,
-              code: status,
-              reason: `HTTP status ${status}`
-            })
-          )
+        : fail(false, `HTTP status ${status}${body.trim() === "" ? "" : `: ${body.trim().slice(0, 200)}`}`, status)
     )
   )
+}
 
 const httpsDisabled = (message: OutboxMessage): TransportError =>
   new TransportError({ destination: message.destination, permanent: true, reason: "https reporting disabled" })
@@ -310,7 +448,7 @@ export class Transport extends Context.Tag("@tlsrpt/mail/Transport")<
           (m) => Effect.sync(() => m.close())
         )
         const https = options.https ?? true
-        const httpsTimeoutMs = options.httpsTimeoutMs ?? DEFAULT_HTTPS_TIMEOUT_MS
+        const httpsOptions = httpsSettings(options)
         const sendMail = (message: OutboxMessage) =>
           Effect.tryPromise({
             try: (signal) =>
@@ -325,7 +463,7 @@ export class Transport extends Context.Tag("@tlsrpt/mail/Transport")<
           message.kind === "mailto"
             ? sendMail(message)
             : https
-              ? postHttps(message, httpsTimeoutMs)
+              ? postHttps(message, httpsOptions)
               : Effect.fail(httpsDisabled(message))
         )
       })
@@ -338,7 +476,7 @@ export class Transport extends Context.Tag("@tlsrpt/mail/Transport")<
    */
   static readonly layerDir = (options: DirOptions): Layer.Layer<Transport> => {
     const https = options.https ?? true
-    const httpsTimeoutMs = options.httpsTimeoutMs ?? DEFAULT_HTTPS_TIMEOUT_MS
+    const httpsOptions = httpsSettings(options)
     return Layer.succeed(
       Transport,
       make((message) =>
@@ -347,7 +485,7 @@ export class Transport extends Context.Tag("@tlsrpt/mail/Transport")<
           : !https
             ? Effect.fail(httpsDisabled(message))
             : options.httpsMode === "post"
-              ? postHttps(message, httpsTimeoutMs)
+              ? postHttps(message, httpsOptions)
               : writeToDir(options.dir, message)
       )
     )

@@ -1,8 +1,11 @@
 import { assert, describe, it } from "@effect/vitest"
 import { type OutboxMessage, ResultStore } from "@tlsrpt/store"
 import { HttpSink, SmtpSink } from "@tlsrpt/testkit"
-import { Chunk, Deferred, Duration, Effect, Layer, TestClock } from "effect"
-import { Delivery, type DeliveryPass, nextAttemptAfter } from "../src/Delivery.js"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { Chunk, Deferred, Duration, Effect, FastCheck, Fiber, Layer, TestClock } from "effect"
+import { Delivery, type DeliveryPass, nextAttemptAfter, type RetrySchedule, retrySpan } from "../src/Delivery.js"
 import { TestTransport, Transport } from "../src/Transport.js"
 import { closedPort, gzipBody, newMessage, RAW } from "./Fixtures.js"
 
@@ -31,19 +34,51 @@ const enqueue = (...messages: ReadonlyArray<ReturnType<typeof newMessage>>) =>
 
 const pass = (delivered: number, retried: number, failed: number): DeliveryPass => ({ delivered, retried, failed })
 
-describe("nextAttemptAfter (docs/design.md#delivery-attempts)", () => {
-  it("gives attempts at 0, 7.5, 22.5, 52.5 and 112.5 minutes, and none after the 5th", () => {
+describe("nextAttemptAfter", () => {
+  const schedule = (attempts: number, options?: RetrySchedule) => {
     let at = new Date(T0)
     const times = [0]
-    for (let attempt = 1; attempt <= 5; attempt++) {
-      const next = nextAttemptAfter(attempt, at)
+    for (let attempt = 1; attempt <= attempts; attempt++) {
+      const next = nextAttemptAfter(attempt, at, options)
       if (next === undefined) break
       times.push((next.getTime() - T0) / MINUTE)
       at = next
     }
-    assert.deepStrictEqual(times, [0, 7.5, 22.5, 52.5, 112.5])
-    assert.isUndefined(nextAttemptAfter(5, at))
+    return times
+  }
+
+  it("by default: mox's five attempts (docs/design.md#delivery-attempts), then every 4 hours, about 24 hours in all", () => {
+    assert.deepStrictEqual(schedule(20), [0, 7.5, 22.5, 52.5, 112.5, 232.5, 472.5, 712.5, 952.5, 1192.5, 1432.5])
+    assert.strictEqual(Duration.toMinutes(retrySpan()), 1432.5)
+    assert.isUndefined(nextAttemptAfter(11, new Date(T0)))
   })
+
+  it("follows a configured schedule", () => {
+    const options = { attempts: 4, backoff: Duration.minutes(1), maxBackoff: Duration.minutes(3) }
+    assert.deepStrictEqual(schedule(10, options), [0, 1, 3, 6])
+    assert.deepStrictEqual(schedule(10, { ...options, attempts: 1 }), [0])
+  })
+
+  it.prop(
+    "waits never shrink and never pass the cap; the span is their sum",
+    { attempts: FastCheck.integer({ min: 1, max: 40 }), first: FastCheck.integer({ min: 1, max: 10 ** 7 }) },
+    ({ attempts, first }) => {
+      const options = { attempts, backoff: Duration.millis(first), maxBackoff: Duration.millis(first * 8) }
+      const times = [0]
+      for (let attempt = 1; ; attempt++) {
+        const next = nextAttemptAfter(attempt, new Date(times[times.length - 1]!), options)
+        if (next === undefined) break
+        times.push(next.getTime())
+      }
+      assert.lengthOf(times, attempts)
+      const waits = times.slice(1).map((t, i) => t - times[i]!)
+      for (const [i, w] of waits.entries()) {
+        assert.isAtMost(w, first * 8)
+        if (i > 0) assert.isAtLeast(w, waits[i - 1]!)
+      }
+      assert.strictEqual(Duration.toMillis(retrySpan(options)), times[times.length - 1])
+    }
+  )
 })
 
 describe("Delivery.runOnce", () => {
@@ -113,13 +148,13 @@ describe("Delivery.runOnce", () => {
     })
   )
 
-  it.effect("relay down: attempts at 0, 7.5, 22.5, 52.5, 112.5 minutes, then failed for good", () =>
+  it.effect("relay down: attempts at 0, 7.5, 22.5, 52.5, 112.5 minutes, then every 4 h; failed after ~24 h", () =>
     Effect.gen(function* () {
       const port = yield* closedPort
       yield* Effect.gen(function* () {
         yield* TestClock.setTime(T0)
         const [id] = yield* enqueue(newMessage())
-        const schedule = [0, 7.5, 22.5, 52.5, 112.5]
+        const schedule = [0, 7.5, 22.5, 52.5, 112.5, 232.5, 472.5, 712.5, 952.5, 1192.5, 1432.5]
         for (const [i, minutes] of schedule.entries()) {
           if (i > 0) {
             yield* TestClock.setTime(T0 + minutes * MINUTE - 1)
@@ -167,7 +202,7 @@ describe("Delivery.runOnce", () => {
           assert.strictEqual(r.headers["content-type"], "application/tlsrpt+gzip")
           assert.deepStrictEqual(r.body, gzipBody)
         }
-      }).pipe(provideDelivery(Transport.layerSmtp({ url: "smtp://127.0.0.1:1" })))
+      }).pipe(provideDelivery(Transport.layerSmtp({ url: "smtp://127.0.0.1:1", httpsAllowPrivate: true })))
     })
   )
 
@@ -247,10 +282,10 @@ describe("Delivery.layer (background loop)", () => {
         Effect.map(ResultStore, (store) =>
           ResultStore.of({
             ...store,
-            dueMessages: (now, limit) =>
+            claimDue: (now, limit, lease) =>
               ++calls === 1
                 ? Deferred.succeed(firstPass, undefined).pipe(Effect.zipRight(Effect.dieMessage("disk on fire")))
-                : store.dueMessages(now, limit)
+                : store.claimDue(now, limit, lease)
           })
         )
       ).pipe(Layer.provideMerge(ResultStore.layerMemory))
@@ -281,5 +316,143 @@ describe("Delivery.layer (background loop)", () => {
       yield* TestClock.adjust(Duration.minutes(10))
       assert.strictEqual(calls, before)
     })
+  )
+})
+
+const tempDir = Effect.acquireRelease(
+  Effect.sync(() => mkdtempSync(join(tmpdir(), "tlsrpt-delivery-"))),
+  (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+)
+
+describe("claims (issue 11.2: several processes on one database)", () => {
+  it.scoped("two Delivery instances on two connections to one SQLite file deliver each message once", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      const filename = join(dir, "tlsrpt.db")
+      const sink = yield* SmtpSink.make()
+      yield* TestClock.setTime(T0)
+      const instance = () =>
+        Delivery.layerManual({ batch: 2, concurrency: 2 }).pipe(
+          Layer.provide(Transport.layerSmtp({ url: sink.url })),
+          Layer.provideMerge(ResultStore.layer({ filename }))
+        )
+      const destinations = Array.from({ length: 8 }, (_, i) => `rua${i}@rcpt${i}.example`)
+      yield* enqueue(...destinations.map((destination) => newMessage({ destination }))).pipe(
+        Effect.provide(ResultStore.layer({ filename }))
+      )
+      const [a, b] = yield* Effect.all(
+        [runOnce.pipe(Effect.provide(instance())), runOnce.pipe(Effect.provide(instance()))],
+        {
+          concurrency: "unbounded"
+        }
+      )
+      assert.strictEqual(a!.delivered + b!.delivered, 8)
+      const received = yield* sink.received
+      assert.deepStrictEqual(received.map((m) => m.to[0]).sort(), [...destinations].sort())
+      const all = yield* Effect.flatMap(ResultStore, (s) => s.listOutbox()).pipe(
+        Effect.provide(ResultStore.layer({ filename }))
+      )
+      assert.deepStrictEqual(
+        all.map((m) => [m.status, m.attempts]),
+        destinations.map(() => ["delivered", 1])
+      )
+    })
+  )
+
+  it.effect("a claim keeps other owners off until it expires; recording the outcome or releasing ends it", () =>
+    Effect.gen(function* () {
+      const store = yield* ResultStore
+      const [x, y] = yield* store.enqueue([
+        newMessage({ destination: "x@a.example" }),
+        newMessage({ destination: "y@a.example" })
+      ])
+      const now = new Date(T0)
+      const until = new Date(T0 + 10 * MINUTE)
+      const ids = (ms: ReadonlyArray<OutboxMessage>) => ms.map((m) => m.id)
+      assert.deepStrictEqual(ids(yield* store.claimDue(now, 1, { owner: "a", until })), [x])
+      assert.deepStrictEqual(ids(yield* store.claimDue(now, 10, { owner: "b", until })), [y])
+      assert.deepStrictEqual(ids(yield* store.claimDue(now, 10, { owner: "c", until })), [])
+      // b gives y back (an interrupted attempt); a's claim on x runs until it expires
+      yield* store.releaseClaim(y!, "not-b")
+      assert.deepStrictEqual(ids(yield* store.claimDue(now, 10, { owner: "c", until })), [])
+      yield* store.releaseClaim(y!, "b")
+      assert.deepStrictEqual(ids(yield* store.claimDue(now, 10, { owner: "c", until })), [y])
+      assert.deepStrictEqual(ids(yield* store.claimDue(until, 10, { owner: "d", until: new Date(T0 + 20 * MINUTE) })), [
+        x,
+        y
+      ])
+      // a failed attempt ends the claim: due again at its next attempt time, for anyone
+      yield* store.markAttemptFailed(x!, { error: "451", at: until, nextAttemptAt: until })
+      assert.deepStrictEqual(ids(yield* store.claimDue(until, 10, { owner: "e", until: new Date(T0 + 20 * MINUTE) })), [
+        x
+      ])
+    }).pipe(Effect.provide(ResultStore.layerMemory))
+  )
+
+  it.scoped("an interrupted attempt gives its claim back: another owner may take it at once", () =>
+    Effect.gen(function* () {
+      const http = yield* HttpSink.make({ script: ["hang", 201] })
+      yield* TestClock.setTime(T0)
+      yield* Effect.gen(function* () {
+        const store = yield* ResultStore
+        const [id] = yield* store.enqueue([
+          newMessage({ kind: "https", destination: `${http.url}/r`, envelopeFrom: "", payload: gzipBody })
+        ])
+        const fiber = yield* Effect.fork(runOnce)
+        yield* http.take
+        yield* Fiber.interrupt(fiber)
+        const m = yield* outbox(id!)
+        assert.deepStrictEqual([m.status, m.attempts], ["queued", 0])
+        const claimed = yield* store.claimDue(new Date(T0), 10, { owner: "next", until: new Date(T0 + MINUTE) })
+        assert.deepStrictEqual(
+          claimed.map((c) => c.id),
+          [id]
+        )
+      }).pipe(provideDelivery(Transport.layerSmtp({ url: "smtp://127.0.0.1:1", httpsAllowPrivate: true })))
+    })
+  )
+})
+
+describe("the dead letter (issue 10.7)", () => {
+  it.effect("a message that fails every attempt stays failed with its last error; requeue sends it again", () =>
+    Effect.gen(function* () {
+      const test = yield* TestTransport
+      const store = yield* ResultStore
+      yield* TestClock.setTime(T0)
+      const schedule: RetrySchedule = { attempts: 3, backoff: Duration.minutes(10), maxBackoff: Duration.minutes(15) }
+      yield* test.script(
+        Array.from({ length: 3 }, (_, i) => ({ permanent: false, code: 451, reason: `greylisted ${i + 1}` })),
+        "tlsrpt@rcpt.example"
+      )
+      const [id, other] = yield* store.enqueue([newMessage(), newMessage({ destination: "ok@rcpt.example" })])
+      yield* Effect.gen(function* () {
+        const delivery = yield* Delivery
+        // ok@ is delivered on the first pass; the other one fails at 0, 10 and 25 minutes
+        assert.deepStrictEqual(yield* delivery.runOnce, pass(1, 1, 0))
+        yield* TestClock.setTime(T0 + 10 * MINUTE)
+        assert.deepStrictEqual(yield* delivery.runOnce, pass(0, 1, 0))
+        yield* TestClock.setTime(T0 + 25 * MINUTE)
+        assert.deepStrictEqual(yield* delivery.runOnce, pass(0, 0, 1))
+        let m = yield* outbox(id!)
+        assert.deepStrictEqual([m.status, m.attempts], ["failed", 3])
+        assert.include(m.lastError, "greylisted 3")
+        assert.deepStrictEqual(
+          (yield* store.listOutbox({ status: "failed" })).map((f) => f.id),
+          [id]
+        )
+        yield* TestClock.adjust(Duration.days(3))
+        assert.deepStrictEqual(yield* delivery.runOnce, pass(0, 0, 0))
+
+        // the operator re-queues it (a delivered message cannot be)
+        assert.deepStrictEqual(yield* store.requeue({ id: other! }, new Date(T0)), [])
+        const now = new Date(T0 + 3 * 24 * 60 * MINUTE + 25 * MINUTE)
+        assert.deepStrictEqual(yield* store.requeue("failed", now), [id])
+        m = yield* outbox(id!)
+        assert.deepStrictEqual([m.status, m.attempts, m.nextAttemptAt.getTime()], ["queued", 0, now.getTime()])
+        assert.deepStrictEqual(yield* delivery.runOnce, pass(1, 0, 0))
+        assert.strictEqual((yield* outbox(id!)).status, "delivered")
+        assert.deepStrictEqual(yield* store.requeue("failed", now), [])
+      }).pipe(Effect.provide(Delivery.layerManual({ schedule })))
+    }).pipe(Effect.provide(Transport.layerTest().pipe(Layer.provideMerge(ResultStore.layerMemory))))
   )
 })

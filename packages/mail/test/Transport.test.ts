@@ -4,8 +4,8 @@ import { join } from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import type { OutboxMessage } from "@tlsrpt/store"
 import { HttpSink, SmtpSink } from "@tlsrpt/testkit"
-import { Effect, Exit, type Layer, Metric, MetricState } from "effect"
-import { dirFileNames, TestTransport, Transport, TransportError } from "../src/Transport.js"
+import { Effect, Exit, FastCheck, type Layer, Metric, MetricState } from "effect"
+import { dirFileNames, isNonPublicAddress, TestTransport, Transport, TransportError } from "../src/Transport.js"
 import { closedPort, gzipBody, outboxMessage, RAW } from "./Fixtures.js"
 
 const send = (layer: Layer.Layer<Transport, unknown>, message: OutboxMessage) =>
@@ -143,7 +143,10 @@ describe("https reporting", () => {
   it.scoped("POSTs the gzip body as application/tlsrpt+gzip; 2xx is delivered", () =>
     Effect.gen(function* () {
       const http = yield* HttpSink.make({ script: [201] })
-      yield* send(Transport.layerSmtp({ url: "smtp://127.0.0.1:1" }), httpsMessage(`${http.url}/v1/tlsrpt`))
+      yield* send(
+        Transport.layerSmtp({ url: "smtp://127.0.0.1:1", httpsAllowPrivate: true }),
+        httpsMessage(`${http.url}/v1/tlsrpt`)
+      )
       const request = yield* http.take
       assert.strictEqual(request.method, "POST")
       assert.strictEqual(request.path, "/v1/tlsrpt")
@@ -155,7 +158,7 @@ describe("https reporting", () => {
   it.scoped("other statuses (4xx too) and timeouts are temporary", () =>
     Effect.gen(function* () {
       const http = yield* HttpSink.make({ script: [500, 404, 302, "hang"] })
-      const layer = Transport.layerSmtp({ url: "smtp://127.0.0.1:1", httpsTimeoutMs: 200 })
+      const layer = Transport.layerSmtp({ url: "smtp://127.0.0.1:1", httpsTimeoutMs: 200, httpsAllowPrivate: true })
       for (const status of [500, 404, 302]) {
         const error = failure(yield* Effect.exit(send(layer, httpsMessage(http.url))))
         assert.isFalse(error.permanent)
@@ -165,6 +168,77 @@ describe("https reporting", () => {
       assert.isFalse(timeout.permanent)
       assert.isUndefined(timeout.code)
       assert.match(timeout.reason, /timeout after 200 ms/)
+    })
+  )
+
+  // Issue 11.1: a policy domain's endpoint must not be able to exhaust memory or hold an attempt open.
+  it.scoped("reads at most a few KB of a response: an endless 200 body is delivered and the connection dropped", () =>
+    Effect.gen(function* () {
+      const http = yield* HttpSink.make({ script: [{ status: 200, body: "endless" }] })
+      const layer = Transport.layerSmtp({ url: "smtp://127.0.0.1:1", httpsTimeoutMs: 60_000, httpsAllowPrivate: true })
+      const exit = yield* Effect.exit(send(layer, httpsMessage(`${http.url}/r`)))
+      assert.isTrue(Exit.isSuccess(exit))
+      // The client stopped reading long before the server stopped writing (socket buffers only).
+      const written = yield* http.streamed
+      assert.isBelow(written, 32 * 1024 * 1024)
+    })
+  )
+
+  it.scoped("the timeout bounds the whole exchange; a body that never ends keeps the answered status", () =>
+    Effect.gen(function* () {
+      const http = yield* HttpSink.make({
+        script: [
+          { status: 503, body: "hang" },
+          { status: 200, body: "hang" }
+        ]
+      })
+      const layer = Transport.layerSmtp({ url: "smtp://127.0.0.1:1", httpsTimeoutMs: 300, httpsAllowPrivate: true })
+      const e503 = failure(yield* Effect.exit(send(layer, httpsMessage(http.url))))
+      assert.strictEqual(e503.code, 503)
+      assert.isFalse(e503.permanent)
+      assert.isTrue(Exit.isSuccess(yield* Effect.exit(send(layer, httpsMessage(http.url)))))
+    })
+  )
+
+  it.scoped("never follows a redirect", () =>
+    Effect.gen(function* () {
+      const target = yield* HttpSink.make()
+      const http = yield* HttpSink.make({ script: [{ status: 307, headers: { location: `${target.url}/x` } }] })
+      const layer = Transport.layerSmtp({ url: "smtp://127.0.0.1:1", httpsAllowPrivate: true })
+      const error = failure(yield* Effect.exit(send(layer, httpsMessage(http.url))))
+      assert.strictEqual(error.code, 307)
+      assert.isFalse(error.permanent)
+      assert.lengthOf(yield* http.requests, 1)
+      assert.lengthOf(yield* target.requests, 0)
+    })
+  )
+
+  it.scoped("refuses loopback, private, link-local and unique-local destinations unless allowed", () =>
+    Effect.gen(function* () {
+      const http = yield* HttpSink.make()
+      const layer = Transport.layerSmtp({ url: "smtp://127.0.0.1:1" })
+      const destinations = [
+        http.url,
+        `http://localhost:${http.port}/r`, // a name that resolves to loopback
+        "https://10.1.2.3/r",
+        "https://172.16.0.1/r",
+        "https://192.168.1.1/r",
+        "https://169.254.169.254/latest",
+        "https://[::1]/r",
+        "https://[fd00::1]/r",
+        "https://[fe80::1]/r",
+        "https://[::ffff:127.0.0.1]/r",
+        "https://0.0.0.0/r"
+      ]
+      for (const destination of destinations) {
+        const error = failure(yield* Effect.exit(send(layer, httpsMessage(destination))))
+        assert.isTrue(error.permanent, destination)
+        assert.match(error.reason, /not a public address/, destination)
+      }
+      assert.lengthOf(yield* http.requests, 0)
+      const allowed = Transport.layerSmtp({ url: "smtp://127.0.0.1:1", httpsAllowPrivate: true })
+      yield* send(allowed, httpsMessage(`http://localhost:${http.port}/r`))
+      assert.lengthOf(yield* http.requests, 1)
     })
   )
 
@@ -223,7 +297,7 @@ describe("Transport.layerDir", () => {
       assert.strictEqual(envelope.contentType, "application/tlsrpt+gzip")
       assert.lengthOf(yield* http.requests, 0)
 
-      yield* send(Transport.layerDir({ dir, httpsMode: "post" }), message)
+      yield* send(Transport.layerDir({ dir, httpsMode: "post", httpsAllowPrivate: true }), message)
       assert.deepStrictEqual((yield* http.take).body, gzipBody)
 
       const disabled = failure(yield* Effect.exit(send(Transport.layerDir({ dir, https: false }), message)))
@@ -270,5 +344,30 @@ describe("Transport.layerTest", () => {
         [2, 1]
       )
     }).pipe(Effect.provide(Transport.layerTest([{ permanent: false, code: 451 }])))
+  )
+})
+
+describe("isNonPublicAddress", () => {
+  it("public unicast is allowed, special-purpose ranges are not", () => {
+    for (const a of ["93.184.216.34", "8.8.8.8", "2606:4700::1111", "172.32.0.1", "::ffff:8.8.8.8"]) {
+      assert.isFalse(isNonPublicAddress(a), a)
+    }
+    for (const a of ["127.0.0.1", "10.0.0.1", "100.64.0.1", "169.254.1.1", "192.168.0.1", "224.0.0.1", "::", "::1"]) {
+      assert.isTrue(isNonPublicAddress(a), a)
+    }
+    for (const a of ["fc00::1", "fdff::1", "fe80::1", "ff02::1", "::ffff:7f00:1", "not an address"]) {
+      assert.isTrue(isNonPublicAddress(a), a)
+    }
+  })
+
+  it.prop(
+    "an IPv4 address and its IPv4-mapped IPv6 forms are judged alike",
+    { octets: FastCheck.tuple(FastCheck.nat(255), FastCheck.nat(255), FastCheck.nat(255), FastCheck.nat(255)) },
+    ({ octets: [a, b, c, d] }) => {
+      const v4 = `${a}.${b}.${c}.${d}`
+      const hex = `${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`
+      assert.strictEqual(isNonPublicAddress(`::ffff:${v4}`), isNonPublicAddress(v4))
+      assert.strictEqual(isNonPublicAddress(`::ffff:${hex}`), isNonPublicAddress(v4))
+    }
   )
 })

@@ -69,6 +69,13 @@ export const migrations: Migrator.Loader = Migrator.fromRecord({
       UNIQUE (report_id, destination)
     )`
     yield* sql`CREATE INDEX outbox_status_next_attempt ON outbox (status, next_attempt_at)`
+  }),
+  // A lease on a queued message (`claimDue`): the process that holds it until `lease_until` is the
+  // only one to attempt it, so any number of processes on one database deliver each message once.
+  "5_outbox_lease": Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`ALTER TABLE outbox ADD COLUMN lease_owner TEXT`
+    yield* sql`ALTER TABLE outbox ADD COLUMN lease_until BIGINT`
   })
 })
 

@@ -153,8 +153,28 @@ export class ResultStore extends Context.Tag("@tlsrpt/store/ResultStore")<
 
     /** Enqueue outside a round (idempotent on (report-id, destination)). */
     readonly enqueue: (messages: ReadonlyArray<NewOutboxMessage>) => Effect.Effect<ReadonlyArray<number>, StoreError>
-    /** Queued messages with nextAttemptAt ≤ now, oldest first. */
+    /** Queued messages with nextAttemptAt ≤ now, oldest first (whether claimed or not). */
     readonly dueMessages: (now: Date, limit: number) => Effect.Effect<ReadonlyArray<OutboxMessage>, StoreError>
+    /**
+     * Claims up to `limit` due messages (queued, nextAttemptAt ≤ now, no lease or an expired one) for
+     * `owner` until `until`, in the statement that selects them, so two processes never claim one
+     * message at once. Oldest first. Recording the attempt's outcome ends the lease.
+     */
+    readonly claimDue: (
+      now: Date,
+      limit: number,
+      lease: { readonly owner: string; readonly until: Date }
+    ) => Effect.Effect<ReadonlyArray<OutboxMessage>, StoreError>
+    /** Gives a claimed message back unattempted (an interrupted attempt): it is due again at once. */
+    readonly releaseClaim: (id: number, owner: string) => Effect.Effect<void, StoreError>
+    /**
+     * Queues failed messages again (one by id, or every failed one) with a fresh attempt count, due at
+     * `at`; a queued message given by id becomes due at `at`. Returns the ids re-queued.
+     */
+    readonly requeue: (
+      which: { readonly id: number } | "failed",
+      at: Date
+    ) => Effect.Effect<ReadonlyArray<number>, StoreError>
     readonly markDelivered: (id: number, at: Date) => Effect.Effect<void, StoreError>
     /** Records a failed attempt: `nextAttemptAt` to retry, or undefined for permanent failure. */
     readonly markAttemptFailed: (

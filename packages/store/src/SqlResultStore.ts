@@ -533,10 +533,48 @@ export const make: Effect.Effect<Service, never, SqlClient.SqlClient> = Effect.g
     return records.map(toOutboxMessage)
   }, storeError("dueMessages"))
 
-  // The successful attempt counts as an attempt too.
+  // One statement selects and leases (UPDATE … WHERE id IN (SELECT …) RETURNING): SQLite runs it under
+  // its write lock and PostgreSQL re-checks the WHERE on the rows it updates, so a row is never claimed
+  // twice while its lease runs.
+  const claimDue = Effect.fn("ResultStore.claimDue")(function* (
+    now: Date,
+    limit: number,
+    lease: { readonly owner: string; readonly until: Date }
+  ) {
+    const at = now.getTime()
+    const records = yield* sql<OutboxRecord>`UPDATE outbox
+        SET lease_owner = ${lease.owner}, lease_until = ${lease.until.getTime()}
+        WHERE id IN (SELECT id FROM outbox
+          WHERE status = 'queued' AND next_attempt_at <= ${at} AND (lease_until IS NULL OR lease_until <= ${at})
+          ORDER BY next_attempt_at, id LIMIT ${limit})
+          AND status = 'queued' AND (lease_until IS NULL OR lease_until <= ${at})
+        RETURNING id, kind, destination, envelope_from, payload, report_id, policy_domain, day, status, attempts,
+          next_attempt_at, last_error, created, updated`
+    // RETURNING gives no order.
+    return records
+      .map(toOutboxMessage)
+      .sort((a, b) => a.nextAttemptAt.getTime() - b.nextAttemptAt.getTime() || a.id - b.id)
+  }, storeError("claimDue"))
+
+  const releaseClaim = Effect.fn("ResultStore.releaseClaim")(function* (id: number, owner: string) {
+    yield* sql`UPDATE outbox SET lease_owner = NULL, lease_until = NULL WHERE id = ${id} AND lease_owner = ${owner}`
+  }, storeError("releaseClaim"))
+
+  const requeue = Effect.fn("ResultStore.requeue")(function* (which: { readonly id: number } | "failed", at: Date) {
+    const t = at.getTime()
+    const rows = yield* which === "failed"
+      ? sql<{ readonly id: number }>`UPDATE outbox SET status = 'queued', attempts = 0, next_attempt_at = ${t},
+          lease_owner = NULL, lease_until = NULL, updated = ${t} WHERE status = 'failed' RETURNING id`
+      : sql<{ readonly id: number }>`UPDATE outbox SET status = 'queued',
+          attempts = CASE WHEN status = 'failed' THEN 0 ELSE attempts END, next_attempt_at = ${t}, updated = ${t}
+          WHERE id = ${which.id} AND status IN ('failed', 'queued') RETURNING id`
+    return rows.map((r) => r.id).sort((a, b) => a - b)
+  }, storeError("requeue"))
+
+  // The successful attempt counts as an attempt too. Recording an outcome ends the lease.
   const markDelivered = Effect.fn("ResultStore.markDelivered")(function* (id: number, at: Date) {
-    yield* sql`UPDATE outbox SET status = 'delivered', attempts = attempts + 1, updated = ${at.getTime()}
-        WHERE id = ${id}`
+    yield* sql`UPDATE outbox SET status = 'delivered', attempts = attempts + 1, updated = ${at.getTime()},
+        lease_owner = NULL, lease_until = NULL WHERE id = ${id}`
   }, storeError("markDelivered"))
 
   const markAttemptFailed = Effect.fn("ResultStore.markAttemptFailed")(function* (
@@ -546,10 +584,11 @@ export const make: Effect.Effect<Service, never, SqlClient.SqlClient> = Effect.g
     const at = failure.at.getTime()
     if (failure.nextAttemptAt === undefined) {
       yield* sql`UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ${failure.error},
-          updated = ${at} WHERE id = ${id}`
+          updated = ${at}, lease_owner = NULL, lease_until = NULL WHERE id = ${id}`
     } else {
       yield* sql`UPDATE outbox SET attempts = attempts + 1, last_error = ${failure.error},
-          next_attempt_at = ${failure.nextAttemptAt.getTime()}, updated = ${at} WHERE id = ${id}`
+          next_attempt_at = ${failure.nextAttemptAt.getTime()}, updated = ${at}, lease_owner = NULL,
+          lease_until = NULL WHERE id = ${id}`
     }
   }, storeError("markAttemptFailed"))
 
@@ -584,6 +623,9 @@ export const make: Effect.Effect<Service, never, SqlClient.SqlClient> = Effect.g
     isSuppressed,
     enqueue,
     dueMessages,
+    claimDue,
+    releaseClaim,
+    requeue,
     markDelivered,
     markAttemptFailed,
     listOutbox,

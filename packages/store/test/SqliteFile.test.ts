@@ -78,7 +78,8 @@ describe("ResultStore.layer (SQLite file)", () => {
           [
             [1, "results"],
             [2, "suppressions"],
-            [3, "outbox"]
+            [3, "outbox"],
+            [5, "outbox_lease"]
           ]
         )
         assert.deepStrictEqual(yield* Migrations.run, [])
@@ -254,7 +255,7 @@ describe("ResultStore.layerSql", () => {
       yield* store.addResults(seedRows)
       assert.strictEqual((yield* store.keysUpTo(seedDay)).length, 6)
       const sql = yield* SqlClient.SqlClient
-      assert.strictEqual((yield* sql`SELECT migration_id FROM effect_sql_migrations`).length, 3)
+      assert.strictEqual((yield* sql`SELECT migration_id FROM effect_sql_migrations`).length, 4)
     }).pipe(Effect.provide(ResultStore.layerSql.pipe(Layer.provideMerge(SqliteClient.layer({ filename: ":memory:" })))))
   )
 })

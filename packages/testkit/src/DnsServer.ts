@@ -9,8 +9,12 @@ import * as net from "node:net"
 import { Context, Effect, Layer, type Scope } from "effect"
 import * as packet from "dns-packet"
 
-/** TXT records at a name: a string is one record (split into 255-octet character-strings), an array is one record of those character-strings. */
-export type TxtRecords = ReadonlyArray<string | ReadonlyArray<string>>
+/**
+ * TXT records at a name: a string is one record (its UTF-8 bytes split into 255-octet
+ * character-strings), an array is one record of those character-strings. `Uint8Array`s are sent as
+ * they are, so a test can serve bytes that are not UTF-8.
+ */
+export type TxtRecords = ReadonlyArray<string | Uint8Array | ReadonlyArray<string | Uint8Array>>
 
 /** What the server answers for a name. */
 export type DnsAnswer =
@@ -55,8 +59,8 @@ const normalizeName = (name: string): string => {
 }
 
 // RFC 1035 §3.3.14: a TXT record is one or more <character-string>s of at most 255 octets.
-const characterStrings = (record: string | ReadonlyArray<string>): Array<Buffer> => {
-  if (typeof record !== "string") return record.map((s) => Buffer.from(s))
+const characterStrings = (record: TxtRecords[number]): Array<Buffer> => {
+  if (typeof record !== "string" && !(record instanceof Uint8Array)) return record.map((s) => Buffer.from(s))
   const bytes = Buffer.from(record)
   const chunks: Array<Buffer> = []
   for (let o = 0; o < bytes.length; o += 255) chunks.push(bytes.subarray(o, o + 255))

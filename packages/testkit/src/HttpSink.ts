@@ -6,8 +6,20 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
 import { Effect, Queue, type Scope } from "effect"
 
-/** One step of the reply script: a status code, or "hang" (never answer, for client timeouts). */
-export type HttpReply = number | "hang"
+/**
+ * One step of the reply script: a status code, "hang" (never answer, for client timeouts), or a
+ * status with extra headers and a body: text, "endless" (64 KiB chunks for as long as the client
+ * reads, for memory bounds; the bytes written are reported by `streamed`), or "hang" (headers, then
+ * nothing).
+ */
+export type HttpReply =
+  | number
+  | "hang"
+  | {
+      readonly status: number
+      readonly headers?: Readonly<Record<string, string>> | undefined
+      readonly body?: string | "endless" | "hang" | undefined
+    }
 
 export interface HttpSinkOptions {
   /** One step per request, in order; once used up, every request gets `defaultStatus`. */
@@ -34,6 +46,8 @@ export interface HttpSink {
   readonly requests: Effect.Effect<ReadonlyArray<RecordedRequest>>
   /** Waits for the next request. */
   readonly take: Effect.Effect<RecordedRequest>
+  /** Waits for the next "endless" body to end (the client closed): the body bytes written to it. */
+  readonly streamed: Effect.Effect<number>
   /** Replaces the rest of the reply script. */
   readonly setScript: (script: ReadonlyArray<HttpReply>) => Effect.Effect<void>
 }
@@ -62,6 +76,19 @@ export const make = (options: HttpSinkOptions = {}): Effect.Effect<HttpSink, nev
     const requests: Array<RecordedRequest> = []
     const arrivals = yield* Effect.acquireRelease(Queue.unbounded<RecordedRequest>(), Queue.shutdown)
 
+    const ended = yield* Effect.acquireRelease(Queue.unbounded<number>(), Queue.shutdown)
+    const chunk = Buffer.alloc(64 * 1024, 0x61)
+    const stream = (res: ServerResponse): void => {
+      let written = 0
+      const more = (): void => {
+        while (!res.destroyed && res.write(chunk)) written += chunk.length
+        if (!res.destroyed) written += chunk.length
+      }
+      res.on("drain", more)
+      res.on("close", () => Queue.unsafeOffer(ended, written))
+      more()
+    }
+
     const handle = (req: IncomingMessage, res: ServerResponse): void => {
       const reply = script.shift() ?? defaultStatus
       readBody(req).then(
@@ -76,7 +103,14 @@ export const make = (options: HttpSinkOptions = {}): Effect.Effect<HttpSink, nev
           requests.push(recorded)
           Queue.unsafeOffer(arrivals, recorded)
           if (reply === "hang") return
-          res.writeHead(reply, { "content-type": "text/plain" }).end(`status ${reply}\n`)
+          if (typeof reply === "number") {
+            res.writeHead(reply, { "content-type": "text/plain" }).end(`status ${reply}\n`)
+            return
+          }
+          res.writeHead(reply.status, { "content-type": "text/plain", ...reply.headers })
+          if (reply.body === "hang") res.flushHeaders()
+          else if (reply.body === "endless") stream(res)
+          else res.end(reply.body ?? "")
         },
         () => res.destroy()
       )
@@ -101,6 +135,7 @@ export const make = (options: HttpSinkOptions = {}): Effect.Effect<HttpSink, nev
       url: `http://127.0.0.1:${port}`,
       requests: Effect.sync(() => [...requests]),
       take: Queue.take(arrivals),
+      streamed: Queue.take(ended),
       setScript: (next) =>
         Effect.sync(() => {
           script = [...next]

@@ -1,0 +1,157 @@
+/**
+ * `datagram`: Postfix/libtlsrpt datagrams into the DatagramSource → Collector → SQLite file.
+ *
+ * 1. Throughput: a C sender (bench/libtlsrpt-sender.c, compiled with `cc -O2` here) writes 200,000
+ *    datagrams in libtlsrpt's exact format over 10,000 domains, 5 % failures, with blocking sends (as
+ *    fast as the socket takes them). Timed from the first send to all rows committed (the source's
+ *    scope closed: socket drained, final flush done). Three runs on fresh files; the median is printed.
+ * 2. Offered load: non-blocking sends (MSG_DONTWAIT, as Postfix sends) paced at 10k, 50k and 100k
+ *    datagrams/s for 2 s each; a full receive queue (EAGAIN) is a datagram Postfix would lose.
+ *
+ * The kernel's queue for a Unix datagram socket is `net.unix.max_dgram_qlen` datagrams (10 by
+ * default): the figures depend on it, and it is printed. Peak RSS is the process's maxRSS.
+ *   {"bench":"datagram","datagramsPerSec":N,"dropsAt50k":N,"peakRssMb":N}
+ * Knobs: DATAGRAMS, DOMAINS, RUNS, LOAD_SECONDS; FLUSH_ROWS, FLUSH_INTERVAL_MS (the Collector's, default as in the worker).
+ */
+import { execFileSync, spawn } from "node:child_process"
+import { mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { loadavg, tmpdir } from "node:os"
+import { join } from "node:path"
+import { ResultStore } from "@tlsrpt/store"
+import { Context, Effect, Exit, Layer, Scope } from "effect"
+import { DgramSocket } from "node-unix-socket"
+import { Collector, type CollectorConfig } from "../src/Collector.js"
+import { DatagramSource } from "../src/DatagramSource.js"
+
+const env = (name: string, d: number) => (process.env[name] === undefined ? d : Number(process.env[name]))
+const DATAGRAMS = env("DATAGRAMS", 200_000)
+const DOMAINS = env("DOMAINS", 10_000)
+const RUNS = env("RUNS", 3)
+const LOAD_SECONDS = env("LOAD_SECONDS", 2)
+const FAILURE_PERMILLE = 50
+const collectorConfig: CollectorConfig = {
+  ...(process.env.FLUSH_ROWS === undefined ? {} : { flushRows: Number(process.env.FLUSH_ROWS) }),
+  ...(process.env.FLUSH_INTERVAL_MS === undefined ? {} : { flushInterval: Number(process.env.FLUSH_INTERVAL_MS) })
+}
+
+const work = mkdtempSync(join(tmpdir(), "tlsrpt-bench-dgram-"))
+const sender = join(work, "sender")
+execFileSync("cc", ["-O2", "-o", sender, join(import.meta.dirname, "libtlsrpt-sender.c")])
+
+interface Sent {
+  readonly sent: number
+  readonly drops: number
+  readonly errors: number
+  readonly seconds: number
+}
+
+const runSender = (socket: string, count: number, rate: number) =>
+  Effect.async<Sent>((resume) => {
+    const child = spawn(sender, [socket, String(count), String(DOMAINS), String(FAILURE_PERMILLE), String(rate)])
+    let out = ""
+    child.stdout.on("data", (d) => {
+      out += d
+    })
+    child.stderr.pipe(process.stderr)
+    child.on("close", () => resume(Effect.succeed(JSON.parse(out) as Sent)))
+  })
+
+/** Source + collector + SQLite file; `use` runs with the socket listening; returns when everything is committed. */
+const withSource = <A>(name: string, use: (socket: string) => Effect.Effect<A>) =>
+  Effect.gen(function* () {
+    const socket = join(work, `${name}.sock`)
+    const filename = join(work, `${name}.db`)
+    const scope = yield* Scope.make()
+    const ctx = yield* Layer.buildWithScope(
+      DatagramSource.layer({ socket }).pipe(
+        Layer.provideMerge(Collector.layer(collectorConfig)),
+        Layer.provideMerge(ResultStore.layer({ filename }))
+      ),
+      scope
+    ).pipe(Effect.orDie)
+    const a = yield* use(socket)
+    yield* Scope.close(scope, Exit.void)
+    const stats = yield* Context.get(ctx, DatagramSource).stats
+    return { a, stats, filename }
+  })
+
+const countRows = (filename: string) =>
+  Effect.scoped(
+    Layer.build(ResultStore.layer({ filename })).pipe(
+      Effect.flatMap((ctx) => Context.get(ctx, ResultStore).listResults()),
+      Effect.map((rows) => {
+        let sessions = 0
+        for (const r of rows)
+          for (const p of r.results)
+            sessions += p.summary.totalSuccessfulSessionCount + p.summary.totalFailureSessionCount
+        return { rows: rows.length, sessions }
+      })
+    )
+  )
+
+/**
+ * The floor on this machine right now: the same sender into a bare node-unix-socket receiver that only
+ * counts (no decoding, no store). The kernel queue and the CPU share set it, not the collector.
+ */
+const floor = Effect.gen(function* () {
+  const socket = join(work, "floor.sock")
+  const rx = new DgramSocket()
+  let n = 0
+  rx.on("data", () => {
+    n++
+  })
+  rx.bind(socket)
+  const t0 = performance.now()
+  yield* runSender(socket, DATAGRAMS, 0)
+  while (n < DATAGRAMS) yield* Effect.sleep(1)
+  rx.close()
+  return DATAGRAMS / ((performance.now() - t0) / 1000)
+})
+
+const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+
+const program = Effect.gen(function* () {
+  const qlen = readFileSync("/proc/sys/net/unix/max_dgram_qlen", "utf8").trim()
+  console.log(
+    `net.unix.max_dgram_qlen = ${qlen}; load average ${loadavg()
+      .map((l) => l.toFixed(1))
+      .join(" ")}`
+  )
+  console.log(`floor (bare receiver, counting only): ${Math.round(yield* floor)}/s`)
+  const rates: Array<number> = []
+  for (let run = 0; run < RUNS; run++) {
+    const t0 = performance.now()
+    const { a: sent, stats, filename } = yield* withSource(`run${run}`, (socket) => runSender(socket, DATAGRAMS, 0))
+    const seconds = (performance.now() - t0) / 1000
+    const stored = yield* countRows(filename).pipe(Effect.orDie)
+    if (stats.stored !== DATAGRAMS || stored.sessions !== DATAGRAMS || stored.rows !== DOMAINS)
+      throw new Error(
+        `run ${run}: sent ${sent.sent}, stored ${stats.stored}, ${stored.sessions} sessions in ${stored.rows} rows`
+      )
+    const rate = DATAGRAMS / seconds
+    rates.push(rate)
+    console.log(
+      `run ${run + 1}: ${DATAGRAMS} datagrams in ${seconds.toFixed(2)} s = ${Math.round(rate)}/s to all rows committed (sender alone ${sent.seconds.toFixed(2)} s), ${stored.rows} rows`
+    )
+  }
+  const drops: Record<number, number> = {}
+  for (const load of [10_000, 50_000, 100_000]) {
+    const { a: sent, stats } = yield* withSource(`load${load}`, (socket) =>
+      runSender(socket, load * LOAD_SECONDS, load)
+    )
+    drops[load] = sent.drops
+    console.log(
+      `offered ${load}/s for ${LOAD_SECONDS} s (non-blocking): ${sent.drops} dropped (EAGAIN) of ${load * LOAD_SECONDS}, ${stats.stored} stored, achieved ${Math.round((load * LOAD_SECONDS) / sent.seconds)}/s offered`
+    )
+  }
+  const peakRssMb = Math.round(process.resourceUsage().maxRSS / 1024)
+  const datagramsPerSec = Math.round(median(rates))
+  console.log(
+    `median ${datagramsPerSec} datagrams/s; peak RSS ${peakRssMb} MB; load average ${loadavg()
+      .map((l) => l.toFixed(1))
+      .join(" ")}`
+  )
+  console.log(JSON.stringify({ bench: "datagram", datagramsPerSec, dropsAt50k: drops[50_000], peakRssMb }))
+})
+
+Effect.runPromise(program.pipe(Effect.ensuring(Effect.sync(() => rmSync(work, { recursive: true, force: true })))))

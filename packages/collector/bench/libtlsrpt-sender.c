@@ -1,0 +1,84 @@
+/*
+ * Sends TLSRPT datagrams to a Unix datagram socket in exactly libtlsrpt's wire format (keys in its
+ * order, a space after the colon before string values, none before integers; no newline, no NUL).
+ * Compiled with `cc -O2` by bench/datagram.ts at bench time.
+ *
+ *   libtlsrpt-sender SOCKET COUNT DOMAINS FAILURE_PERMILLE RATE
+ *
+ * RATE 0: blocking sends as fast as the socket takes them (tlsrpt_set_blocking, libtlsrpt's benchmark
+ * mode). RATE > 0: that many datagrams per second, non-blocking (MSG_DONTWAIT, as Postfix sends), a
+ * full receive queue (EAGAIN) counts as a drop, as Postfix loses it. Prints one JSON line.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int build(char *buf, size_t cap, long i, long domains, long permille) {
+  long d = i % domains;
+  /* Spread failures evenly: datagram i fails when its permille bucket is below the rate. */
+  int fail = ((i * 7919) % 1000) < permille;
+  if (!fail)
+    return snprintf(buf, cap,
+      "{\"dpv\": \"1\",\"d\": \"d%ld.example\",\"pr\": \"v=TLSRPTv1; rua=mailto:tlsrpt@d%ld.example\","
+      "\"policies\":[{\"policy-type\":2,\"policy-domain\": \"d%ld.example\",\"policy-string\":"
+      "[\"version: STSv1\",\"mode: enforce\",\"mx: *.mail.d%ld.example\",\"max_age: 86400\"],"
+      "\"mx-host\":[\"*.mail.d%ld.example\"],\"t\":0,\"f\":0}]}",
+      d, d, d, d, d);
+  return snprintf(buf, cap,
+    "{\"dpv\": \"1\",\"d\": \"d%ld.example\",\"pr\": \"v=TLSRPTv1; rua=mailto:tlsrpt@d%ld.example\","
+    "\"policies\":[{\"policy-type\":2,\"policy-domain\": \"d%ld.example\",\"policy-string\":"
+    "[\"version: STSv1\",\"mode: enforce\",\"mx: *.mail.d%ld.example\",\"max_age: 86400\"],"
+    "\"mx-host\":[\"*.mail.d%ld.example\"],\"failure-details\":[{\"c\":202,\"s\": \"192.0.2.1\","
+    "\"n\": \"mx1.mail.d%ld.example\",\"h\": \"250-mx1.mail.d%ld.example\\r\\n250 STARTTLS\","
+    "\"r\": \"198.51.100.7\",\"f\": \"certificate name mismatch\"}],\"t\":1,\"f\":1}]}",
+    d, d, d, d, d, d, d);
+}
+
+int main(int argc, char **argv) {
+  if (argc != 6) {
+    fprintf(stderr, "usage: %s SOCKET COUNT DOMAINS FAILURE_PERMILLE RATE\n", argv[0]);
+    return 2;
+  }
+  long count = atol(argv[2]), domains = atol(argv[3]), permille = atol(argv[4]), rate = atol(argv[5]);
+  struct sockaddr_un addr;
+  memset(&addr, 0, sizeof addr);
+  addr.sun_family = AF_UNIX;
+  strncpy(addr.sun_path, argv[1], sizeof addr.sun_path - 1);
+  int fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+  if (fd < 0) { perror("socket"); return 1; }
+  char buf[2048];
+  long drops = 0, errors = 0;
+  double start = now();
+  for (long i = 0; i < count; i++) {
+    if (rate > 0) {
+      /* Pace in 1 ms steps: datagram i is due at start + i / rate. */
+      double due = start + (double)i / rate;
+      double t = now();
+      if (due > t + 0.001) {
+        struct timespec ts = { 0, (long)((due - t) * 1e9) };
+        nanosleep(&ts, NULL);
+      }
+    }
+    int len = build(buf, sizeof buf, i, domains, permille);
+    ssize_t r;
+    do r = sendto(fd, buf, len, rate > 0 ? MSG_DONTWAIT : 0, (struct sockaddr *)&addr, sizeof addr);
+    while (r < 0 && errno == EINTR);
+    if (r < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) drops++;
+      else errors++;
+    }
+  }
+  double secs = now() - start;
+  printf("{\"sent\":%ld,\"drops\":%ld,\"errors\":%ld,\"seconds\":%.3f}\n", count - drops - errors, drops, errors, secs);
+  return errors > 0 ? 1 : 0;
+}

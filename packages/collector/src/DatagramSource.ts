@@ -1,0 +1,330 @@
+/**
+ * Listens for libtlsrpt datagrams (Postfix ≥ 3.10, `smtp_tlsrpt_socket_name`) on an AF_UNIX
+ * SOCK_DGRAM socket and hands each one's row to the `Collector` (aggregation, batched flush).
+ *
+ * - Drains fast: a datagram is decoded and merged synchronously in the receive callback, no await.
+ *   libtlsrpt sends with MSG_DONTWAIT, so a full kernel queue (net.unix.max_dgram_qlen, 10 by
+ *   default) loses the datagram at the sender: the socket must be read at once.
+ * - Back-pressure: when the Collector's buffer is full, rows wait in a bounded queue until it has
+ *   room; past `maxParked` the datagram is counted as `dropped` (the socket library cannot stop
+ *   reading, so this is where the kernel would otherwise drop it: see the README).
+ * - Bad input never crashes nor stores part of a datagram: invalid UTF-8 is repaired (U+FFFD) and
+ *   kept; invalid JSON, wrong types or unknown codes are counted in
+ *   `tlsrpt_datagrams_total{outcome}`, logged at most once a minute with the count, and written to
+ *   `invalidDatagramDir` (bounded in files and bytes).
+ * - A stale socket file (a crashed collector) is replaced; a socket some process still reads is an
+ *   error (`SocketInUse`), never taken over.
+ * - Stop (scope close, SIGTERM): the path is unlinked first, so senders get ENOENT rather than a
+ *   queue nobody reads; then what the kernel already queued is read, and the socket closed. The
+ *   Collector's own finalizer (it outlives this layer) then flushes everything.
+ */
+import {
+  chmodSync,
+  chownSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  unlinkSync,
+  writeFile
+} from "node:fs"
+import { createConnection } from "node:net"
+import { dirname, join } from "node:path"
+import { Day } from "@tlsrpt/core"
+import type { NewResultRow } from "@tlsrpt/store"
+import { Context, Data, Effect, Either, Layer, Metric, Runtime, type Scope } from "effect"
+import { DgramSocket } from "node-unix-socket"
+import { Collector } from "./Collector.js"
+import * as Datagram from "./Datagram.js"
+
+export interface DatagramSourceConfig {
+  /** Absolute path of the socket. */
+  readonly socket: string
+  /** File mode of the socket, e.g. 0o660 (the MTA's user must be able to write). Default 0o660. */
+  readonly socketMode?: number | undefined
+  /** Group of the socket (name from /etc/group, or gid), e.g. `postfix`. Default: unchanged. */
+  readonly socketGroup?: string | number | undefined
+  /** Where invalid datagrams are written for inspection; none when undefined. */
+  readonly invalidDatagramDir?: string | undefined
+  /** Bounds of `invalidDatagramDir`. Defaults 1,000 files and 16 MiB. */
+  readonly maxInvalidFiles?: number | undefined
+  readonly maxInvalidBytes?: number | undefined
+  /** Rows held while the Collector is full. Default 100,000. */
+  readonly maxParked?: number | undefined
+}
+
+export class SocketInUse extends Data.TaggedError("SocketInUse")<{ readonly path: string }> {
+  override get message(): string {
+    return `${this.path}: a running collector is listening on this socket`
+  }
+}
+
+export class SocketError extends Data.TaggedError("SocketError")<{ readonly path: string; readonly reason: string }> {
+  override get message(): string {
+    return `${this.path}: ${this.reason}`
+  }
+}
+
+export type DatagramOutcome = "stored" | "repaired" | "invalid-json" | "invalid" | "dropped"
+
+const datagramsTotal = Metric.counter("tlsrpt_datagrams_total", {
+  description: "libtlsrpt datagrams received, by outcome (stored, repaired, invalid-json, invalid, dropped)",
+  incremental: true
+})
+const counterOf = (outcome: DatagramOutcome) => Metric.tagged(datagramsTotal, "outcome", outcome)
+const counters = {
+  stored: counterOf("stored"),
+  repaired: counterOf("repaired"),
+  "invalid-json": counterOf("invalid-json"),
+  invalid: counterOf("invalid"),
+  dropped: counterOf("dropped")
+} satisfies Record<DatagramOutcome, unknown>
+
+export interface DatagramStats {
+  readonly stored: number
+  readonly repaired: number
+  readonly "invalid-json": number
+  readonly invalid: number
+  readonly dropped: number
+}
+
+export class DatagramSource extends Context.Tag("@tlsrpt/collector/DatagramSource")<
+  DatagramSource,
+  {
+    readonly path: string
+    readonly stats: Effect.Effect<DatagramStats>
+  }
+>() {
+  static readonly layer = (
+    config: DatagramSourceConfig
+  ): Layer.Layer<DatagramSource, SocketInUse | SocketError, Collector> => Layer.scoped(DatagramSource, make(config))
+}
+
+/** What is at `path`: nothing, a socket someone reads, a stale socket, or something else. */
+const probe = (path: string): Effect.Effect<"free" | "live" | "stale" | "other"> =>
+  Effect.async((resume) => {
+    let st: ReturnType<typeof lstatSync>
+    try {
+      st = lstatSync(path)
+    } catch {
+      return resume(Effect.succeed("free"))
+    }
+    if (!st.isSocket()) return resume(Effect.succeed("other"))
+    // A stream connect to a bound datagram socket fails with EPROTOTYPE; to a socket file nobody
+    // holds, with ECONNREFUSED. Nothing is sent to a live collector.
+    const c = createConnection(path)
+    c.once("connect", () => {
+      c.destroy()
+      resume(Effect.succeed("live"))
+    })
+    c.once("error", (e: NodeJS.ErrnoException) => {
+      c.destroy()
+      resume(Effect.succeed(e.code === "ECONNREFUSED" ? "stale" : "live"))
+    })
+  })
+
+/** A group name from /etc/group (Node has no getgrnam), or a gid as given. */
+const gidOf = (group: string | number): number | undefined => {
+  if (typeof group === "number") return group
+  if (/^\d+$/.test(group)) return Number(group)
+  const line = readFileSync("/etc/group", "utf8")
+    .split("\n")
+    .find((l) => l.split(":")[0] === group)
+  return line === undefined ? undefined : Number(line.split(":")[2])
+}
+
+const syncOr = <A>(path: string, f: () => A): Effect.Effect<A, SocketError> =>
+  Effect.try({ try: f, catch: (e) => new SocketError({ path, reason: (e as Error).message }) })
+
+const ONE_MINUTE = 60_000
+
+const make = (
+  config: DatagramSourceConfig
+): Effect.Effect<Context.Tag.Service<DatagramSource>, SocketInUse | SocketError, Collector | Scope.Scope> =>
+  Effect.gen(function* () {
+    const collector = yield* Collector
+    const runtime = yield* Effect.runtime<never>()
+    const runFork = Runtime.runFork(runtime)
+    const clock = yield* Effect.clock
+    const path = config.socket
+    const maxParked = config.maxParked ?? 100_000
+
+    yield* syncOr(path, () => mkdirSync(dirname(path), { recursive: true }))
+    const state = yield* probe(path)
+    if (state === "live") return yield* new SocketInUse({ path })
+    if (state === "other") return yield* new SocketError({ path, reason: "exists and is not a socket; not replaced" })
+    if (state === "stale") {
+      yield* syncOr(path, () => unlinkSync(path))
+      yield* Effect.logWarning("replaced a stale datagram socket (a previous collector did not stop cleanly)").pipe(
+        Effect.annotateLogs({ socket: path })
+      )
+    }
+
+    const stats = { stored: 0, repaired: 0, "invalid-json": 0, invalid: 0, dropped: 0 }
+    const count = (outcome: DatagramOutcome) => {
+      stats[outcome]++
+      counters[outcome].unsafeUpdate(1, [])
+    }
+
+    // --- rate-limited logging (at most once a minute per kind, with the count since the last line)
+    const lastLog = new Map<string, { at: number; suppressed: number }>()
+    const logLimited = (kind: string, message: string, annotations: Record<string, unknown>) => {
+      const now = clock.unsafeCurrentTimeMillis()
+      const last = lastLog.get(kind)
+      if (last !== undefined && now - last.at < ONE_MINUTE) {
+        last.suppressed++
+        return
+      }
+      lastLog.set(kind, { at: now, suppressed: 0 })
+      runFork(
+        Effect.logWarning(message).pipe(
+          Effect.annotateLogs({ ...annotations, socket: path, sinceLastLog: (last?.suppressed ?? 0) + 1 }),
+          Effect.annotateLogs("service", "DatagramSource")
+        )
+      )
+    }
+
+    // --- invalid datagrams kept for inspection, bounded in files and bytes
+    const dumpDir = config.invalidDatagramDir
+    const maxFiles = config.maxInvalidFiles ?? 1000
+    const maxBytes = config.maxInvalidBytes ?? 16 * 1024 * 1024
+    let dumpFiles = 0
+    let dumpBytes = 0
+    if (dumpDir !== undefined) {
+      yield* syncOr(dumpDir, () => {
+        mkdirSync(dumpDir, { recursive: true, mode: 0o700 })
+        for (const f of readdirSync(dumpDir)) {
+          dumpFiles++
+          dumpBytes += statSync(join(dumpDir, f)).size
+        }
+      })
+    }
+    let dumpSeq = 0
+    const dump = (bytes: Buffer) => {
+      if (dumpDir === undefined || dumpFiles >= maxFiles || dumpBytes + bytes.length > maxBytes) return
+      dumpFiles++
+      dumpBytes += bytes.length
+      const name = `${new Date(clock.unsafeCurrentTimeMillis()).toISOString().replace(/[:.]/g, "")}-${process.pid}-${dumpSeq++}.datagram`
+      writeFile(join(dumpDir, name), bytes, { mode: 0o600 }, (e) => {
+        if (e !== null) logLimited("dump", "could not write an invalid datagram", { error: e.message })
+      })
+    }
+
+    // --- the receive path
+    let dayStart = 1
+    let dayEnd = 0
+    let day = "" as Day.Day
+    const today = (): Day.Day => {
+      const t = clock.unsafeCurrentTimeMillis()
+      if (t < dayStart || t >= dayEnd) {
+        day = Day.fromMillis(t)
+        dayStart = t - (t % Day.DAY_MILLIS)
+        dayEnd = dayStart + Day.DAY_MILLIS
+      }
+      return day
+    }
+
+    const parked: Array<NewResultRow> = []
+    let waiting = false
+    const drainParked = (): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        while (parked.length > 0) {
+          if (!collector.offerRows([parked[0]!])) return Effect.zipRight(collector.space, drainParked())
+          parked.shift()
+        }
+        waiting = false
+        return Effect.void
+      })
+
+    const offer = (row: NewResultRow) => {
+      if (parked.length === 0 && collector.offerRows([row])) return true
+      if (parked.length >= maxParked) return false
+      parked.push(row)
+      if (!waiting) {
+        waiting = true
+        runFork(drainParked())
+      }
+      return true
+    }
+
+    const onDatagram = (bytes: Buffer) => {
+      const decoded = Datagram.decode(bytes)
+      const row = Either.flatMap(decoded, (d) => Datagram.toRow(d.datagram, today()))
+      if (Either.isLeft(row)) {
+        const e = row.left
+        count(e.reason)
+        dump(bytes)
+        logLimited(e.reason, "invalid datagram; not stored", {
+          reason: e.reason,
+          field: e.field,
+          error: e.message,
+          bytes: bytes.length
+        })
+        return
+      }
+      const { datagram, repaired } = (decoded as Either.Right<never, Datagram.Decoded>).right
+      if (!offer(row.right)) {
+        count("dropped")
+        logLimited("dropped", "collector full; datagram dropped", { parked: parked.length })
+        return
+      }
+      count(repaired ? "repaired" : "stored")
+      if (repaired) logLimited("repaired", "datagram was not UTF-8; stored with U+FFFD", { domain: datagram.d })
+      if (datagram.dpv !== "1")
+        logLimited("dpv", "datagram protocol version not 1; processed as version 1", {
+          dpv: datagram.dpv ?? "(missing)"
+        })
+      if (Datagram.countMismatches(datagram).length > 0)
+        logLimited("t", "a policy's t differs from its number of failure details", { domain: datagram.d })
+    }
+
+    // --- the socket
+    let received = 0
+    const socket = yield* syncOr(path, () => {
+      const s = new DgramSocket()
+      s.on("data", (bytes: Buffer) => {
+        received++
+        onDatagram(bytes)
+      })
+      s.on("error", (e: Error) => logLimited("socket", "datagram socket error", { error: e.message }))
+      s.bind(path)
+      return s
+    })
+    yield* syncOr(path, () => {
+      chmodSync(path, config.socketMode ?? 0o660)
+      if (config.socketGroup !== undefined) {
+        const gid = gidOf(config.socketGroup)
+        if (gid === undefined) throw new Error(`socketGroup: no group ${String(config.socketGroup)}`)
+        chownSync(path, -1, gid)
+      }
+    }).pipe(Effect.tapError(() => Effect.sync(() => socket.close())))
+    yield* Effect.logInfo("listening for libtlsrpt datagrams").pipe(
+      Effect.annotateLogs({ socket: path, service: "DatagramSource" })
+    )
+
+    const turn = Effect.promise(() => new Promise<void>((r) => setImmediate(r)))
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function* () {
+        // Unlink first: new sends fail at the sender (not acknowledged); what is queued is still ours.
+        yield* Effect.sync(() => {
+          try {
+            unlinkSync(path)
+          } catch {}
+        })
+        let quiet = 0
+        for (let i = 0; quiet < 3 && i < 10_000; i++) {
+          const before = received
+          yield* turn
+          quiet = received === before ? quiet + 1 : 0
+        }
+        yield* Effect.sync(() => socket.close())
+        yield* drainParked()
+        yield* Effect.logInfo("datagram socket closed").pipe(
+          Effect.annotateLogs({ socket: path, service: "DatagramSource", ...stats })
+        )
+      })
+    )
+
+    return { path, stats: Effect.sync(() => ({ ...stats })) }
+  })

@@ -1,0 +1,136 @@
+/**
+ * Worker threads that render and DKIM-sign report mails (ComposeWorker.ts), so a report round uses
+ * every core: the RSA signature and gzip are the round's heaviest work and need nothing of the main
+ * thread's state. A job is plain data (ReportMailRender.ts `RenderJob`; Date, Message-ID and
+ * boundary are chosen by the caller from Clock and Random), so pool and in-thread give the same bytes.
+ */
+import { availableParallelism } from "node:os"
+import { createRequire } from "node:module"
+import { fileURLToPath, pathToFileURL } from "node:url"
+import { Worker } from "node:worker_threads"
+import { Data, Effect, type Scope } from "effect"
+import type { DkimSignerKey, DkimSignerOptions } from "./DkimSigner.js"
+import type { RenderJob } from "./ReportMailRender.js"
+
+export class ComposeWorkerError extends Data.TaggedError("ComposeWorkerError")<{ readonly reason: string }> {}
+
+export interface ComposePool {
+  readonly size: number
+  readonly run: (job: RenderJob) => Effect.Effect<Uint8Array, ComposeWorkerError>
+}
+
+type Reply = { readonly id: number; readonly raw: Uint8Array } | { readonly id: number; readonly error: string }
+type Pending = (result: Uint8Array | ComposeWorkerError) => void
+
+/** A pool as large as the machine has cores. */
+export const defaultPoolSize = (): number => availableParallelism()
+
+// From dist/ the thread runs the compiled ComposeWorker.js. From the TypeScript sources (tests, the
+// benchmarks under tsx) it runs ComposeWorker.ts through tsx, registered inside the thread: on
+// Node 20 loader hooks are not inherited by worker threads.
+const fromSource = fileURLToPath(import.meta.url).endsWith(".ts")
+const newWorker = (workerData: unknown): Worker => {
+  if (!fromSource) return new Worker(new URL("./ComposeWorker.js", import.meta.url), { workerData })
+  const tsxApi = new URL("./esm/api/index.mjs", pathToFileURL(createRequire(import.meta.url).resolve("tsx"))).href
+  const entry = new URL("./ComposeWorker.ts", import.meta.url).href
+  const code = `import(${JSON.stringify(tsxApi)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}) })`
+  return new Worker(code, { eval: true, workerData })
+}
+
+/** A thread that fails this often in a row without finishing a job is not replaced again. */
+const MAX_RESTARTS = 3
+
+/** Threads start on the first job and stop after this long without one: a worker at rest holds none. */
+const IDLE_MS = 30_000
+
+interface Slot {
+  worker: Worker | undefined
+  readonly pending: Map<number, Pending>
+  failures: number
+}
+
+export const makeComposePool = (
+  size: number,
+  init: { readonly keys: ReadonlyArray<DkimSignerKey>; readonly options: DkimSignerOptions }
+): Effect.Effect<ComposePool, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    let nextId = 0
+    let closed = false
+    let idleTimer: ReturnType<typeof setTimeout> | undefined
+    const slots: Array<Slot> = Array.from({ length: Math.max(1, size) }, () => ({
+      worker: undefined,
+      pending: new Map(),
+      failures: 0
+    }))
+
+    // Retiring a thread clears `slot.worker` first, so its exit is not taken for a failure.
+    const retire = () => {
+      for (const slot of slots) {
+        const worker = slot.worker
+        if (worker === undefined || slot.pending.size > 0) continue
+        slot.worker = undefined
+        void worker.terminate()
+      }
+    }
+    const whenIdle = () => {
+      if (slots.some((s) => s.pending.size > 0)) return
+      clearTimeout(idleTimer)
+      idleTimer = setTimeout(retire, IDLE_MS)
+      idleTimer.unref()
+    }
+
+    const spawn = (slot: Slot): Worker => {
+      const worker = newWorker(init)
+      worker.on("message", (reply: Reply) => {
+        slot.failures = 0
+        const done = slot.pending.get(reply.id)
+        slot.pending.delete(reply.id)
+        done?.("raw" in reply ? reply.raw : new ComposeWorkerError({ reason: reply.error }))
+        whenIdle()
+      })
+      // A thread that dies fails its jobs (the reporter keeps those keys for the next round) and is
+      // replaced, unless the pool is closing or it keeps failing.
+      const fail = (reason: string) => {
+        if (slot.worker !== worker) return
+        for (const done of slot.pending.values()) done(new ComposeWorkerError({ reason }))
+        slot.pending.clear()
+        slot.failures++
+        slot.worker = !closed && slot.failures <= MAX_RESTARTS ? spawn(slot) : undefined
+      }
+      worker.on("error", (e) => fail(`compose thread failed: ${e.message}`))
+      worker.on("exit", (code) => fail(`compose thread exited with code ${code}`))
+      return worker
+    }
+
+    yield* Effect.addFinalizer(() =>
+      Effect.promise(() => {
+        closed = true
+        clearTimeout(idleTimer)
+        const workers = slots.flatMap((s) => (s.worker === undefined ? [] : [s.worker]))
+        for (const s of slots) s.worker = undefined
+        return Promise.all(workers.map((w) => w.terminate()))
+      })
+    )
+
+    const run = (job: RenderJob) =>
+      Effect.async<Uint8Array, ComposeWorkerError>((resume) => {
+        clearTimeout(idleTimer)
+        // the least busy thread that has not given up; a retired one starts again
+        const usable = slots.filter((s) => s.failures <= MAX_RESTARTS)
+        if (closed || usable.length === 0) {
+          return resume(Effect.fail(new ComposeWorkerError({ reason: "no compose thread left" })))
+        }
+        const slot = usable.reduce((a, b) => (b.pending.size < a.pending.size ? b : a))
+        if (slot.worker === undefined) slot.worker = spawn(slot)
+        const worker = slot.worker
+        const id = nextId++
+        slot.pending.set(id, (r) => resume(r instanceof ComposeWorkerError ? Effect.fail(r) : Effect.succeed(r)))
+        worker.postMessage({ id, job })
+        return Effect.sync(() => {
+          slot.pending.delete(id)
+          whenIdle()
+        })
+      })
+
+    return { size: slots.length, run }
+  })

@@ -1,0 +1,97 @@
+import { readFileSync } from "node:fs"
+import { assert, describe, it } from "@effect/vitest"
+import { Day, Domain, EmailAddress, Report } from "@tlsrpt/core"
+import { Effect, Either, Random, TestClock } from "effect"
+import { makeComposePool } from "../src/ComposePool.js"
+import { dkimDnsName, dkimKeyFromPem, generateDkimKeyPair } from "../src/DkimKeys.js"
+import { makeReportMail, makeReportMailPooled, type ReportMailService } from "../src/ReportMail.js"
+import { makeSubmitter } from "../src/Submitter.js"
+import { verifyDkimpyAll, verifyMailauth } from "./DkimVerifiers.js"
+
+const seed = JSON.parse(readFileSync(new URL("../../testkit/fixtures/seed.json", import.meta.url), "utf8")) as {
+  readonly reports: { readonly report1: unknown }
+}
+const report1 = Either.getOrThrow(Report.fromJson(seed.reports.report1))
+const NOW = Date.UTC(2024, 0, 10, 0, 5, 7)
+const submitter = Either.getOrThrow(makeSubmitter({ domain: "mox.example" }))
+const keyPair = Effect.runPromise(generateDkimKeyPair("rsa-sha256"))
+const fixture = Effect.promise(() => keyPair).pipe(
+  Effect.map((pair) => {
+    const key = Either.getOrThrow(
+      dkimKeyFromPem({
+        domain: "mox.example",
+        selector: "pool",
+        algorithm: "rsa-sha256",
+        privateKeyPem: pair.privateKeyPem,
+        file: "pool"
+      })
+    )
+    return { key, records: new Map([[dkimDnsName(key), pair.dnsRecord]]) }
+  })
+)
+
+/** 12 reports to different policy domains, with the same Random seed each time. */
+const composeAll = (service: ReportMailService) =>
+  Effect.forEach(
+    Array.from({ length: 12 }, (_, i) => i),
+    (i) =>
+      service.compose({
+        report: report1,
+        policyDomain: Domain.unsafeMake(i % 3 === 0 ? `☺${i}.example` : `d${i}.example`),
+        day: Either.getOrThrow(Day.parse("2024-01-09")),
+        to: [Either.getOrThrow(EmailAddress.parse(`tlsrpt@d${i}.example`))]
+      }),
+    { concurrency: "unbounded" }
+  ).pipe(Effect.withRandom(Random.make(7)))
+
+describe("ComposePool", () => {
+  it.scoped("worker threads write the same signed bytes as the in-thread composer, and they verify", () =>
+    Effect.gen(function* () {
+      yield* TestClock.setTime(NOW)
+      const { key, records } = yield* fixture
+      const inThread = yield* composeAll(yield* makeReportMail({ submitter, dkim: [key] }))
+      const pooled = yield* composeAll(yield* makeReportMailPooled({ submitter, dkim: [key] }, 2))
+      assert.deepStrictEqual(
+        pooled.map((m) => Buffer.from(m.raw).toString("latin1")),
+        inThread.map((m) => Buffer.from(m.raw).toString("latin1"))
+      )
+      for (const m of pooled) assert.deepStrictEqual(yield* verifyMailauth(m.raw, records, NOW), ["pass"])
+      assert.deepStrictEqual(
+        yield* verifyDkimpyAll(
+          pooled.map((m) => m.raw),
+          records
+        ),
+        pooled.map(() => ["pass"])
+      )
+    })
+  )
+
+  it.scoped("a job that throws in a thread fails with its reason, and the pool goes on", () =>
+    Effect.gen(function* () {
+      const { key } = yield* fixture
+      const pool = yield* makeComposePool(1, {
+        keys: [{ domain: "mox.example", selector: "pool", algorithm: "rsa-sha256", privateKeyPem: key.privateKeyPem }],
+        options: { headers: ["From"], oversign: [] }
+      })
+      const good = {
+        hostname: "mox.example",
+        from: "postmaster@mox.example",
+        to: ["a@b.example"],
+        subject: "s",
+        reportHeaders: [],
+        messageId: "<x@mox.example>",
+        date: NOW,
+        boundary: "tlsrpt-0",
+        text: "t\r\n",
+        filename: "f.json.gz",
+        mediaType: "application/tlsrpt+gzip",
+        reportJson: "{}"
+      }
+      const bad = yield* Effect.flip(pool.run({ ...good, reportJson: undefined as unknown as string }))
+      assert.strictEqual(bad._tag, "ComposeWorkerError")
+      assert.match(bad.reason, /string|undefined/i)
+      const ok = yield* pool.run(good)
+      assert.match(Buffer.from(ok).toString("latin1"), /^DKIM-Signature: v=1; a=rsa-sha256;/)
+    })
+  )
+})
