@@ -19,7 +19,7 @@ import {
   type RoundSummary
 } from "@tlsrpt/reporter"
 import { ResultStore } from "@tlsrpt/store"
-import { Clock, Cron, Duration, Effect, Layer, PrimaryKey, Schedule, Schema } from "effect"
+import { Cause, Clock, Cron, Duration, Effect, Exit, Layer, PrimaryKey, Schedule, Schema } from "effect"
 import { KeyReportSchema, ReportKey, SendKey, entityId } from "./ReportKey.js"
 
 export const RoundSummarySchema = Schema.Struct({
@@ -108,11 +108,21 @@ export const layer = (config: ReporterConfig, options: RoundOptions = {}) =>
     { concurrency: 1 }
   )
 
-/** Asks the cluster for the round of `day` and waits for its summary. */
+/**
+ * Asks the cluster for the round of `day` and waits for its summary. When the runner running it goes
+ * away, the client may see an interruption although the stored message lives on (another runner takes
+ * it): the request is sent again with the same id, which the cluster answers from the stored reply.
+ */
 export const request = (run: RunRound) =>
   Effect.gen(function* () {
     const client = yield* ReportRound.client
-    return yield* client(run.day).Run(run)
+    for (let attempt = 1; ; attempt++) {
+      const exit = yield* Effect.exit(client(run.day).Run(run))
+      if (Exit.isSuccess(exit)) return exit.value
+      if (!Cause.isInterruptedOnly(exit.cause) || attempt >= 60) return yield* exit
+      yield* Effect.logWarning(`the round ${run.id} was interrupted on its runner; asking again`)
+      yield* Effect.sleep("1 second")
+    }
   })
 
 /** Asks for the round of `day` without waiting: the message is stored and some runner runs it. */
