@@ -21,7 +21,7 @@ export const slug = (heading: string): string =>
     .replace(/[^\p{L}\p{M}\p{N}\p{Pc} -]/gu, "")
     .replace(/ /g, "-")
 
-/** The anchors of a Markdown document's headings; a repeated heading gets `-1`, `-2`, … as on GitHub. */
+/** The anchors of a Markdown document's headings and explicit `<a id>` anchors; a repeated heading gets `-1`, `-2`, … as on GitHub. */
 export const anchorsOf = (markdown: string): ReadonlySet<string> => {
   const seen = new Map<string, number>()
   const anchors = new Set<string>()
@@ -29,6 +29,8 @@ export const anchorsOf = (markdown: string): ReadonlySet<string> => {
   for (const line of markdown.split("\n")) {
     if (/^\s*(```|~~~)/.test(line)) fenced = !fenced
     if (fenced) continue
+    // An explicit `<a id="…"></a>` anchor (GitHub keeps it) names a section whose heading may change.
+    for (const a of line.matchAll(/<a id="([^"]+)"><\/a>/g)) anchors.add(a[1]!)
     const m = /^#{1,6}\s+(.+?)\s*#*\s*$/.exec(line)
     if (!m) continue
     const base = slug(m[1]!)
@@ -92,7 +94,7 @@ export interface PackageRule {
 
 /** The "Packages and allowed imports" table of docs/architecture.md: rows `| \`@tlsrpt/x\` | … | core, store |`. */
 export const packageRules = (architecture: string): ReadonlyArray<PackageRule> =>
-  architecture.split("\n").flatMap((line) => {
+  architecture.split("\n").flatMap((line): ReadonlyArray<PackageRule> => {
     const cells = line.split("|").map((c) => c.trim())
     const m = /^`(@tlsrpt\/[\w/-]+)`$/.exec(cells[1] ?? "")
     if (!m || cells.length < 5) return []

@@ -4,8 +4,11 @@
  * day that just ended), let the paced round finish, deliver and parse every message back; then the
  * next two daily rounds send nothing and no result row is left.
  *
- * mox ignores `https:` reporting URIs; we support them (docs/design.md#https-reporting), so these scenarios run with
- * `https: false` to reproduce mox's expectations exactly. `https.test.ts` covers the https side.
+ * mox ignores `https:` reporting URIs; we support them. Every scenario runs twice: with `https: false`
+ * (mox's expectations exactly) and with the default config (https on), where the mails must be the
+ * same and ☺.example's `https://ignored.example/` gets its phase-1 report as a POST (captured by the
+ * test transport). The phase-2 skip compares addresses per destination kind
+ * (docs/design.md#phase-2-skip-per-kind), so https on adds no mail.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Report } from "@tlsrpt/core"
@@ -41,7 +44,11 @@ interface Scenario {
     readonly expired?: boolean
   }>
   readonly expect: Record<string, ReadonlyArray<Report.Report>>
+  /** With https on: the POSTs by URL. */
+  readonly https: Record<string, ReadonlyArray<Report.Report>>
 }
+
+const HTTPS = "https://ignored.example/"
 
 const r1 = Seed.report("report1")
 const r2 = Seed.report("report2")
@@ -62,13 +69,15 @@ const scenarios: ReadonlyArray<Scenario> = [
       "tls-reports1@mailhost.xn--74h.example": [r2],
       "tls-reports2@mailhost.xn--74h.example": [r2],
       "tls-reports3@mailhost.xn--74h.example": [r2]
-    }
+    },
+    https: { [HTTPS]: [r1] }
   },
   {
     name: "2: MX host with the recipient domain's rua: only the recipient domain gets a report",
     dns: (m) => m.set(MAILHOST, ["v=TLSRPTv1; rua=mailto:tls-reports@xn--74h.example"]),
     rows: "first 2",
-    expect: { "tls-reports@xn--74h.example": [r1] }
+    expect: { "tls-reports@xn--74h.example": [r1] },
+    https: { [HTTPS]: [r1] }
   },
   {
     name: "3: phase 2 skips rows already reported to identical addresses (report3 after report1)",
@@ -77,21 +86,24 @@ const scenarios: ReadonlyArray<Scenario> = [
       m.set("_smtp._tls.sharedsender.example.", ["v=TLSRPTv1; rua=mailto:tls-reports@xn--74h.example"])
     },
     rows: "all",
-    expect: { "tls-reports@xn--74h.example": [r1, r3] }
+    expect: { "tls-reports@xn--74h.example": [r1, r3] },
+    https: { [HTTPS]: [r1] }
   },
   {
     name: "4: active suppressions skip recipients, an expired one does not",
     dns: () => {},
     rows: "all",
     suppress: SUPPRESSIONS,
-    expect: { "tls-reports@xn--74h.example": [r1], "tls-reports2@mailhost.xn--74h.example": [r2] }
+    expect: { "tls-reports@xn--74h.example": [r1], "tls-reports2@mailhost.xn--74h.example": [r2] },
+    https: { [HTTPS]: [r1] }
   },
   {
     name: "5: without failures nothing is sent, and rows are still cleaned up",
     dns: () => {},
     rows: "all",
     withoutFailures: true,
-    expect: {}
+    expect: {},
+    https: {}
   },
   {
     name: "6: forAllSuccess sends success-only reports (suppressions of scenario 4 still active)",
@@ -103,11 +115,15 @@ const scenarios: ReadonlyArray<Scenario> = [
     expect: {
       "tls-reports@xn--74h.example": [Seed.report("report1", { withoutFailures: true })],
       "tls-reports2@mailhost.xn--74h.example": [Seed.report("report2", { withoutFailures: true })]
-    }
+    },
+    https: { [HTTPS]: [Seed.report("report1", { withoutFailures: true })] }
   }
 ]
 
-describe("mox reference test (docs/design.md#reference-scenarios) on TestClock", () => {
+describe.each([
+  { label: "https: false", https: false },
+  { label: "default config, https on", https: true }
+])("mox reference test (docs/design.md#reference-scenarios) on TestClock, $label", ({ https }) => {
   for (const sc of scenarios) {
     it.effect(sc.name, () =>
       Effect.gen(function* () {
@@ -125,15 +141,18 @@ describe("mox reference test (docs/design.md#reference-scenarios) on TestClock",
           }
           // mox's test stubs sleepBetween (no pacing): scenario 4's one-minute suppression must still be
           // active when phase 2 sends. maxGap 0 does the same here.
-          const config: ReporterConfig = { ...defaultConfig, https: false, maxGap: Duration.zero, ...sc.config }
+          const config: ReporterConfig = { ...defaultConfig, https, maxGap: Duration.zero, ...sc.config }
           const { rounds, fiber } = yield* startSchedule(config)
 
           // Run 1 starts at once, for the day that just ended.
           const first = yield* nextRound(rounds, { limit: config.window })
           assert.strictEqual(first.day, "2024-01-09")
-          const sent = yield* deliverAndParse
+          const delivered = yield* deliverAndParse
+          const sent = delivered.filter((s) => s.kind === "mailto")
           assert.deepStrictEqual(toJson(byRecipient(sent)), toJson(sc.expect))
-          assert.isTrue(sent.every((s) => s.kind === "mailto"))
+          const posted = delivered.filter((s) => s.kind !== "mailto")
+          assert.isTrue(posted.every((s) => s.kind === "https"))
+          assert.deepStrictEqual(toJson(byRecipient(posted)), toJson(https ? sc.https : {}))
           // docs/design.md#to-lists-only-the-recipients: the To header lists only the addresses the message is sent to.
           const active = (sc.suppress ?? []).filter((x) => Duration.toMillis(x.untilOffset) > 0).map((x) => x.address)
           for (const s of sent) {

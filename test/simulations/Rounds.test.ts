@@ -206,6 +206,141 @@ describe("keys and days", () => {
   )
 })
 
+describe("destinations", () => {
+  it.effect("a mixed mailto/https record in both phases: each kind skips only what its own addresses got", () =>
+    withEnv(
+      {
+        "_smtp._tls.c.example.": record("mailto:tlsrpt@c.example", "https://r.c.example/tlsrpt"),
+        "_smtp._tls.mx.example.": record("mailto:tlsrpt@c.example", "https://other.example/tlsrpt")
+      },
+      () =>
+        Effect.gen(function* () {
+          const store = yield* ResultStore
+          yield* store.addResults([
+            resultRow({ policyDomain: "c.example", recipientDomain: "c.example", day: DAY, failure: 1 }),
+            resultRow({ policyDomain: "mx.example", recipientDomain: "c.example", day: DAY, failure: 1 }),
+            resultRow({ policyDomain: "mx.example", recipientDomain: "d.example", day: DAY, failure: 1 })
+          ])
+          const { rounds, fiber } = yield* startSchedule({ ...config, https: true })
+          yield* nextRound(rounds)
+          const sent = yield* deliverAndParse
+          assert.deepStrictEqual(
+            sent.map((s) => [s.kind, s.to, s.report.reportId, s.report.policies.map((p) => p.policy.policyDomain)]),
+            [
+              ["mailto", "tlsrpt@c.example", "20240109.c.example@reports.example", ["c.example", "mx.example"]],
+              [
+                "https",
+                "https://r.c.example/tlsrpt",
+                "20240109.c.example@reports.example",
+                ["c.example", "mx.example"]
+              ],
+              // The same mail address got c.example's results in phase 1: only d.example's row is new to it.
+              ["mailto", "tlsrpt@c.example", "20240109.mx.example@reports.example", ["d.example"]],
+              // This https URI never got c.example's report: both recipient domains.
+              [
+                "https",
+                "https://other.example/tlsrpt",
+                "20240109.mx.example@reports.example",
+                ["c.example", "d.example"]
+              ]
+            ]
+          )
+          yield* Fiber.interrupt(fiber)
+          assert.deepStrictEqual(yield* store.listResults(), [])
+        })
+    )
+  )
+
+  it.effect("mail goes to the address as published (RFC 5321 §2.4); suppression still matches its normal form", () =>
+    withEnv(
+      { "_smtp._tls.a.example.": record("mailto:TLS-Reports@A.Example", "mailto:Other.Box@\u263a.example") },
+      () =>
+        Effect.gen(function* () {
+          const store = yield* ResultStore
+          yield* store.addResults([
+            resultRow({ policyDomain: "a.example", recipientDomain: "a.example", day: DAY, failure: 1 })
+          ])
+          yield* store.suppressAdd({ address: "other.box@xn--74h.example", until: new Date(START + 86_400_000) })
+          const { rounds, fiber } = yield* startSchedule(config)
+          yield* nextRound(rounds)
+          const sent = yield* deliverAndParse
+          assert.deepStrictEqual(
+            sent.map((s) => s.to),
+            ["TLS-Reports@a.example"]
+          )
+          const outbox = yield* store.listOutbox()
+          assert.deepStrictEqual(
+            outbox.map((m) => m.destination),
+            ["TLS-Reports@a.example"]
+          )
+          yield* Fiber.interrupt(fiber)
+        })
+    )
+  )
+
+  it.effect("an https reporting URI can be suppressed, in any spelling, until the suppression expires", () =>
+    withEnv({ "_smtp._tls.a.example.": record("mailto:tlsrpt@a.example", "https://reports.a.example/tlsrpt") }, () =>
+      Effect.gen(function* () {
+        const store = yield* ResultStore
+        const row = (day: Day.Day) =>
+          resultRow({ policyDomain: "a.example", recipientDomain: "a.example", day, failure: 1 })
+        yield* store.addResults([row(DAY)])
+        // Expires 2024-01-10T12:00Z: active for the first round, over by the second.
+        yield* store.suppressAdd({
+          address: "HTTPS://Reports.A.Example:443/tlsrpt",
+          until: new Date(Date.parse("2024-01-10T12:00:00Z"))
+        })
+        const { rounds, fiber } = yield* startSchedule({ ...config, https: true })
+        yield* nextRound(rounds)
+        assert.deepStrictEqual(
+          (yield* deliverAndParse).map((s) => [s.kind, s.to]),
+          [["mailto", "tlsrpt@a.example"]]
+        )
+        yield* store.addResults([row("2024-01-10" as Day.Day)])
+        yield* nextRound(rounds)
+        assert.deepStrictEqual(
+          (yield* deliverAndParse).map((s) => [s.kind, s.to]),
+          [
+            ["mailto", "tlsrpt@a.example"],
+            ["https", "https://reports.a.example/tlsrpt"]
+          ]
+        )
+        yield* Fiber.interrupt(fiber)
+      })
+    )
+  )
+})
+
+describe("cleanup per phase (docs/design.md#cleanup-per-phase)", () => {
+  it.effect("a key in both phases: a temporary DNS error in phase 2 keeps phase 2's rows", () =>
+    withEnv({ "_smtp._tls.x.example.": { error: "servfail" } }, () =>
+      Effect.gen(function* () {
+        const store = yield* ResultStore
+        yield* store.addResults([
+          // phase 1: never looked up (send-report false), so its rows may go
+          resultRow({ policyDomain: "x.example", recipientDomain: "x.example", day: DAY, sendReport: false }),
+          // phase 2: the lookup fails temporarily all round long, so its row must stay
+          resultRow({ policyDomain: "x.example", recipientDomain: "y.example", day: DAY, failure: 1 })
+        ])
+        const { rounds, fiber } = yield* startSchedule(config)
+        const first = yield* nextRound(rounds)
+        assert.deepStrictEqual(
+          first.keys.map((k) => [k.phase, k.outcome]),
+          [
+            ["recipient-domain", "not-requested"],
+            ["policy-domain", "kept-temporary"]
+          ]
+        )
+        assert.deepStrictEqual(
+          (yield* store.listResults()).map((r) => [r.policyDomain, r.recipientDomain]),
+          [["x.example", "y.example"]]
+        )
+        yield* Fiber.interrupt(fiber)
+      })
+    )
+  )
+})
+
 describe("bad records", () => {
   it.effect("a huge rua list is capped: the report goes to the first MAX_DESTINATIONS addresses only", () =>
     withEnv(

@@ -6,11 +6,18 @@
  */
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto"
 import { createServer } from "node:http"
-import { HttpMiddleware, HttpRouter, HttpServer, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import {
+  HttpIncomingMessage,
+  HttpMiddleware,
+  HttpRouter,
+  HttpServer,
+  HttpServerRequest,
+  HttpServerResponse
+} from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Day, Domain, PolicyResult } from "@tlsrpt/core"
 import { type OutboxMessage, type ResultRow, ResultStore, type Suppression } from "@tlsrpt/store"
-import { Context, Effect, Either, Layer, Option, Redacted, Schema } from "effect"
+import { Context, Data, Effect, Either, Layer, Option, Redacted, Schema } from "effect"
 import type { HostPort } from "./Config.js"
 import { Metrics, CONTENT_TYPE as METRICS_CONTENT_TYPE } from "./Metrics.js"
 import { PAGE_HTML } from "./admin/Page.js"
@@ -73,8 +80,8 @@ export const toApiRow = (row: ResultRow): ApiResultRow => ({
   sentToRecipientDomain: row.sentToRecipientDomain,
   sentToPolicyDomain: row.sentToPolicyDomain,
   policyTypes: [...new Set(row.results.map((r) => r.policy.policyType))],
-  success: row.results.reduce((n, r) => n + r.summary.totalSuccessfulSessionCount, 0),
-  failure: row.results.reduce((n, r) => n + r.summary.totalFailureSessionCount, 0),
+  success: row.results.reduce((n, r) => PolicyResult.addCounts(n, r.summary.totalSuccessfulSessionCount), 0),
+  failure: row.results.reduce((n, r) => PolicyResult.addCounts(n, r.summary.totalFailureSessionCount), 0),
   failureDetails: row.results.reduce((n, r) => n + r.failureDetails.length, 0),
   results: encodeResults(row.results),
   updated: row.updated.toISOString()
@@ -97,7 +104,10 @@ export const summarize = (rows: ReadonlyArray<ApiResultRow>): ReadonlyArray<ApiD
     const day = days.get(r.day) ?? new Map()
     days.set(r.day, day)
     const d = day.get(r.policyDomain) ?? { success: 0, failure: 0 }
-    day.set(r.policyDomain, { success: d.success + r.success, failure: d.failure + r.failure })
+    day.set(r.policyDomain, {
+      success: PolicyResult.addCounts(d.success, r.success),
+      failure: PolicyResult.addCounts(d.failure, r.failure)
+    })
   }
   return [...days.entries()]
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
@@ -107,8 +117,8 @@ export const summarize = (rows: ReadonlyArray<ApiResultRow>): ReadonlyArray<ApiD
         .map(([domain, c]) => ({ domain, ...c }))
       return {
         day,
-        success: list.reduce((n, d) => n + d.success, 0),
-        failure: list.reduce((n, d) => n + d.failure, 0),
+        success: list.reduce((n, d) => PolicyResult.addCounts(n, d.success), 0),
+        failure: list.reduce((n, d) => PolicyResult.addCounts(n, d.failure), 0),
         domains: list
       }
     })
@@ -138,11 +148,45 @@ export const toApiSuppression = (s: Suppression) => ({
   inserted: s.inserted.toISOString()
 })
 
+/** The longest suppression comment kept: a note for an operator, not a document. */
+export const MAX_COMMENT_LENGTH = 1000
+
 const SuppressionInput = Schema.Struct({
-  address: Schema.String,
-  until: Schema.String,
-  comment: Schema.optional(Schema.String)
+  address: Schema.String.pipe(Schema.maxLength(320)),
+  until: Schema.String.pipe(Schema.maxLength(64)),
+  comment: Schema.optional(Schema.String.pipe(Schema.maxLength(MAX_COMMENT_LENGTH)))
 })
+
+/** The largest `POST /api/suppressions` body read; the JSON above is well under 2 KB. */
+export const MAX_BODY_BYTES = 16_384
+
+const ISO_DATE_TIME = /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,3})?)?(Z|[+-]\d{2}:\d{2})?)?$/
+
+/**
+ * A suppression's end, strictly ISO-8601 (`YYYY-MM-DD`, 00:00 UTC, or `YYYY-MM-DDTHH:MM[:SS[.mmm]][Z|±HH:MM]`,
+ * UTC without a zone): `Date` alone accepts "1", "May 5" or "2024-02-30" (as March 1st), which would
+ * suppress for a surprising time.
+ */
+export const parseUntil = (s: string): Either.Either<Date, string> => {
+  const bad = Either.left(`not an ISO-8601 date-time (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ): ${JSON.stringify(s)}`)
+  const m = ISO_DATE_TIME.exec(s)
+  if (m === null) return bad
+  const [year, month, day, hour, minute, second] = [m[1], m[2], m[3], m[4] ?? "0", m[5] ?? "0", m[6] ?? "0"].map(Number)
+  // The calendar fields must exist as written (no 2024-02-30, no 25:00).
+  const fields = new Date(Date.UTC(year!, month! - 1, day!, hour!, minute!, second!))
+  if (
+    fields.getUTCFullYear() !== year ||
+    fields.getUTCMonth() !== month! - 1 ||
+    fields.getUTCDate() !== day ||
+    fields.getUTCHours() !== hour ||
+    fields.getUTCMinutes() !== minute ||
+    fields.getUTCSeconds() !== second
+  )
+    return bad
+  if (m[4] === undefined) return Either.right(fields)
+  const date = new Date(m[7] === undefined ? `${s}Z` : s)
+  return Number.isNaN(date.getTime()) ? bad : Either.right(date)
+}
 
 // ---------------------------------------------------------------------------------------------------
 // Handlers
@@ -209,11 +253,23 @@ const suppressions = Effect.gen(function* () {
 
 const addSuppression = Effect.gen(function* () {
   const store = yield* ResultStore
-  const input = yield* HttpServerRequest.schemaBodyJson(SuppressionInput).pipe(Effect.option)
-  if (Option.isNone(input)) return problem(400, "expected JSON {address, until, comment?}")
-  const until = new Date(input.value.until)
-  if (Number.isNaN(until.getTime())) return problem(400, `until: not an ISO-8601 date-time: ${input.value.until}`)
-  const entry = yield* store.suppressAdd({ address: input.value.address, until, comment: input.value.comment })
+  const req = yield* HttpServerRequest.HttpServerRequest
+  const length = Number(req.headers["content-length"] ?? "0")
+  if (length > MAX_BODY_BYTES) return problem(413, `the body must be at most ${MAX_BODY_BYTES} bytes`)
+  // A chunked body without a length is cut at the same limit while it is read.
+  const input = yield* HttpServerRequest.schemaBodyJson(SuppressionInput).pipe(
+    HttpIncomingMessage.withMaxBodySize(Option.some(MAX_BODY_BYTES)),
+    Effect.option
+  )
+  if (Option.isNone(input))
+    return problem(400, `expected JSON {address, until, comment?} (comment at most ${MAX_COMMENT_LENGTH} characters)`)
+  const until = parseUntil(input.value.until)
+  if (Either.isLeft(until)) return problem(400, `until: ${until.left}`)
+  const entry = yield* store.suppressAdd({
+    address: input.value.address,
+    until: until.right,
+    comment: input.value.comment
+  })
   yield* Effect.logInfo("suppression added").pipe(Effect.annotateLogs({ address: entry.address, until: entry.until }))
   return json(toApiSuppression(entry), 201)
 }).pipe(
@@ -301,5 +357,35 @@ export const layer = (listen: HostPort) =>
     Layer.merge(
       Layer.effectDiscard(HttpServer.addressFormattedWith((a) => Effect.logInfo(`admin HTTP listening on ${a}`)))
     ),
-    Layer.provideMerge(NodeHttpServer.layer(() => createServer(), { host: listen.host, port: listen.port }))
+    Layer.provideMerge(
+      NodeHttpServer.layer(() => createServer(), { host: listen.host, port: listen.port }).pipe(
+        Layer.mapError((e) => new ListenError({ address: formatHostPort(listen), cause: e.cause }))
+      )
+    )
   )
+
+/** The admin server cannot listen (the port is taken, the address is not ours): names the address. */
+export class ListenError extends Data.TaggedError("ListenError")<{
+  readonly address: string
+  readonly cause: unknown
+}> {
+  override get message(): string {
+    const c = this.cause as { readonly code?: unknown; readonly message?: unknown } | undefined
+    const why =
+      c?.code === "EADDRINUSE"
+        ? "the address is already in use (another tlsrpt worker or program?)"
+        : c?.code === "EADDRNOTAVAIL"
+          ? "the address is not on this machine"
+          : c?.code === "EACCES"
+            ? "permission denied (ports below 1024 need privileges)"
+            : String(c?.message ?? c)
+    return `http.listen: cannot listen on ${this.address}: ${why}`
+  }
+}
+
+const formatHostPort = (hp: HostPort): string =>
+  hp.host.includes(":") ? `[${hp.host}]:${hp.port}` : `${hp.host}:${hp.port}`
+
+/** Loopback addresses (127.0.0.0/8, ::1, localhost): anything else exposes the admin API to a network. */
+export const isLoopback = (host: string): boolean =>
+  host === "localhost" || host === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host) || /^::ffff:127\./i.test(host)

@@ -20,7 +20,9 @@ import * as Init from "./Init.js"
 import * as JsonLines from "./JsonLines.js"
 import * as FleetMode from "./FleetMode.js"
 import * as Layers from "./Layers.js"
+import * as Secrets from "./Secrets.js"
 import * as Table from "./Table.js"
+import * as Terminal from "./Terminal.js"
 import * as Worker from "./Worker.js"
 
 export const VERSION = "0.1.0"
@@ -49,6 +51,10 @@ const configOption = Options.text("config").pipe(
   Options.optional
 )
 const jsonOption = Options.boolean("json").pipe(Options.withDescription("Print one JSON array instead of a table"))
+
+const strictOption = Options.boolean("strict").pipe(
+  Options.withDescription("Refuse to start when a secret file (DKIM key, admin token) is readable by group or others")
+)
 
 const root = Command.make("tlsrpt", { config: configOption })
 
@@ -92,12 +98,12 @@ const iso = (d: Date) => d.toISOString().replace(".000Z", "Z")
 
 const makeCommands = (environment: CliEnvironment) => {
   const withStore = <A, E, R>(config: Config.WorkerConfig, effect: Effect.Effect<A, E, R>) =>
-    Effect.provide(effect, Layers.store(config))
+    Effect.provide(effect, Layers.store(config)).pipe(Effect.mapError(Layers.nameDatabase(config)))
 
-  const worker = Command.make("worker", { config: configOption }, (args) =>
+  const worker = Command.make("worker", { config: configOption, strict: strictOption }, (args) =>
     Effect.gen(function* () {
       const config = yield* loadConfig(environment, args.config)
-      yield* Worker.run(config)
+      yield* Worker.run(config, { strict: args.strict }).pipe(Effect.mapError(Layers.nameDatabase(config)))
     })
   ).pipe(
     Command.withDescription(
@@ -152,7 +158,7 @@ const makeCommands = (environment: CliEnvironment) => {
     Effect.gen(function* () {
       const config = yield* loadConfig(environment, args.config)
       const text = yield* readInput(environment, args.file)
-      const rows = yield* JsonLines.decodeImport(text)
+      const rows = yield* JsonLines.decodeImport(text, yield* Clock.currentTimeMillis)
       yield* withStore(
         config,
         Effect.flatMap(ResultStore, (store) => store.addResults(rows))
@@ -170,13 +176,18 @@ const makeCommands = (environment: CliEnvironment) => {
       const config = yield* loadConfig(environment, args.config)
       const text = yield* readInput(environment, args.file)
       const lines = text.split("\n")
+      const now = yield* Clock.currentTimeMillis
       const outcomes: Array<SessionOutcome.SessionOutcome> = []
       const lineOf: Array<number> = []
       for (let i = 0; i < lines.length; i++) {
         if (lines[i]!.trim() === "") continue
+        const unreadable = JsonLines.checkLine(lines[i]!)
+        if (unreadable !== undefined) return yield* new JsonLines.LineError({ line: i + 1, reason: unreadable })
         const decoded = SessionOutcome.decodeOutcomeJson(lines[i]!)
         if (Either.isLeft(decoded))
           return yield* new JsonLines.LineError({ line: i + 1, reason: outcomeReason(decoded.left) })
+        const future = JsonLines.futureDay(Day.fromMillis(decoded.right.timestamp.getTime()), now)
+        if (future !== undefined) return yield* new JsonLines.LineError({ line: i + 1, reason: `timestamp: ${future}` })
         outcomes.push(decoded.right)
         lineOf.push(i + 1)
       }
@@ -185,7 +196,8 @@ const makeCommands = (environment: CliEnvironment) => {
         Effect.catchTag("OutcomeRefused", (e) =>
           Effect.fail(new JsonLines.LineError({ line: lineOf[e.index]!, reason: outcomeReason(e.invalid) }))
         ),
-        Effect.provide(Worker.collector(config).pipe(Layer.provideMerge(storeLayer)))
+        Effect.provide(Worker.collector(config).pipe(Layer.provideMerge(storeLayer))),
+        Effect.mapError(Layers.nameDatabase(config))
       )
       if (!config.reports.enabled || !config.reports.collect)
         return yield* Console.log("collection is off (reports.enabled / reports.collect = false): nothing recorded")
@@ -206,12 +218,16 @@ const makeCommands = (environment: CliEnvironment) => {
         Options.withDescription("The UTC day to report, YYYY-MM-DD")
       ),
       spread: Options.boolean("spread").pipe(Options.withDescription("Pace the sends as the daily round does")),
+      strict: strictOption,
       json: Options.boolean("json").pipe(Options.withDescription("Print the round summary as JSON"))
     },
     (args) =>
       Effect.gen(function* () {
         const day = yield* parseDay("--day", args.day)
+        const future = JsonLines.futureDay(day, yield* Clock.currentTimeMillis)
+        if (future !== undefined) return yield* new CommandError({ reason: `--day: ${future}` })
         const config = yield* loadConfig(environment, args.config)
+        yield* Secrets.checkModes(Worker.dkimFiles(config), { strict: args.strict })
         const storeLayer = Layers.store(config)
         const services = Layer.mergeAll(
           Layers.reporter(config, storeLayer, { retries: false, cachedLookup: false }),
@@ -227,7 +243,7 @@ const makeCommands = (environment: CliEnvironment) => {
               // One attempt for each message just queued (and any other message due now); no waiting for retries.
               const pass = yield* delivery.runOnce
               return { round, pass }
-            }).pipe(Effect.provide(services))
+            }).pipe(Effect.provide(services), Effect.mapError(Layers.nameDatabase(config)))
         if (args.json) return yield* printJson({ ...round, delivery: pass })
         yield* Console.log(
           `day ${round.day}: ${round.keys.length} keys, ${round.reports} reports, ${round.queued} messages queued, ${round.deletedRows} stale rows deleted`
@@ -389,7 +405,7 @@ const makeCommands = (environment: CliEnvironment) => {
     "add",
     {
       config: configOption,
-      address: Args.text({ name: "ADDRESS" }),
+      address: Args.text({ name: "ADDRESS|URI" }),
       until: Options.text("until").pipe(
         Options.withPseudoName("ISO-8601"),
         Options.withDescription("ISO-8601 date-time the suppression ends")
@@ -402,11 +418,9 @@ const makeCommands = (environment: CliEnvironment) => {
     },
     (args) =>
       Effect.gen(function* () {
-        const until = new Date(args.until)
-        if (Number.isNaN(until.getTime()) || !/^\d{4}-\d{2}-\d{2}/.test(args.until))
-          return yield* new CommandError({
-            reason: `--until: not an ISO-8601 date-time: ${JSON.stringify(args.until)}`
-          })
+        const parsed = Admin.parseUntil(args.until)
+        if (Either.isLeft(parsed)) return yield* new CommandError({ reason: `--until: ${parsed.left}` })
+        const until = parsed.right
         const config = yield* loadConfig(environment, args.config)
         const entry = yield* withStore(
           config,
@@ -416,7 +430,7 @@ const makeCommands = (environment: CliEnvironment) => {
         )
         yield* Console.log(`suppressed ${entry.address} until ${iso(entry.until)}`)
       })
-  ).pipe(Command.withDescription("Suppress reports to an address until a date"))
+  ).pipe(Command.withDescription("Suppress reports to a mail address or an https reporting URI until a date"))
 
   const suppressList = Command.make("list", { config: configOption, json: jsonOption }, (args) =>
     Effect.gen(function* () {
@@ -440,7 +454,7 @@ const makeCommands = (environment: CliEnvironment) => {
 
   const suppressRemove = Command.make(
     "remove",
-    { config: configOption, address: Args.text({ name: "ADDRESS" }) },
+    { config: configOption, address: Args.text({ name: "ADDRESS|URI" }) },
     (args) =>
       Effect.gen(function* () {
         const config = yield* loadConfig(environment, args.config)
@@ -451,7 +465,7 @@ const makeCommands = (environment: CliEnvironment) => {
         if (!removed) return yield* new CommandError({ reason: `${args.address} is not on the suppression list` })
         yield* Console.log(`removed ${args.address}`)
       })
-  ).pipe(Command.withDescription("Remove an address from the suppression list"))
+  ).pipe(Command.withDescription("Remove an address or https URI from the suppression list"))
 
   const suppress = Command.make("suppress").pipe(
     Command.withDescription("Manage the suppression list"),
@@ -475,12 +489,12 @@ const makeCommands = (environment: CliEnvironment) => {
             return yield* Console.log(`${name}: no TLSRPT record; no reports would be sent to ${domain.ascii}`)
           case "MultipleTlsrptRecords":
             yield* Console.log(`${name}: ${e.records.length} TLSRPT records:`)
-            for (const r of e.records) yield* Console.log(`  ${r}`)
+            for (const r of e.records) yield* Console.log(`  ${Terminal.escapeControls(r)}`)
             return yield* Console.log("RFC 8460 §3: the domain does not implement TLSRPT; its results are discarded")
           case "TlsrptSyntaxError":
-            yield* Console.log(`${name}: ${e.txt}`)
+            yield* Console.log(`${name}: ${Terminal.escapeControls(e.txt)}`)
             return yield* Console.log(
-              `syntax error at ${e.position}: ${e.reason}; RFC 8460 §3: the domain does not implement TLSRPT, its results are discarded`
+              `syntax error at ${e.position}: ${Terminal.escapeControls(e.reason)}; RFC 8460 §3: the domain does not implement TLSRPT, its results are discarded`
             )
           case "TlsrptTemporaryError":
             return yield* new CommandError({
@@ -489,7 +503,7 @@ const makeCommands = (environment: CliEnvironment) => {
         }
       }
       const found = outcome.right
-      yield* Console.log(`${name}: ${found.txt}`)
+      yield* Console.log(`${name}: ${Terminal.escapeControls(found.txt)}`)
       const destinations = TlsrptRecord.destinations(found.record)
       const now = new Date(yield* Clock.currentTimeMillis)
       const lines = yield* withStore(
@@ -508,12 +522,10 @@ const makeCommands = (environment: CliEnvironment) => {
                 ]
               }
               case "Https":
-                return [
-                  d.uri,
-                  config.reports.https
-                    ? "POST the gzip report (application/tlsrpt+gzip)"
-                    : "skip: https reporting is off (reports.https = false)"
-                ]
+                if (!config.reports.https) return [d.uri, "skip: https reporting is off (reports.https = false)"]
+                return (yield* store.isSuppressed(d.url, now))
+                  ? [d.uri, `skip: ${d.url} is on the suppression list`]
+                  : [d.uri, "POST the gzip report (application/tlsrpt+gzip)"]
               case "Unsupported":
                 return [d.uri, `skip: ${d.reason}`]
             }
@@ -550,8 +562,9 @@ const makeCommands = (environment: CliEnvironment) => {
         .pipe(Effect.mapError((e) => new CommandError({ reason: `cannot read ${args.file}: ${e.message}` })))
       // A bare report (.json, .json.gz, or gzip / JSON by content), else a mail message (.eml).
       const bare = /\.json(\.gz)?$/i.test(path) || (bytes[0] === 0x1f && bytes[1] === 0x8b) || bytes[0] === 0x7b /* { */
-      const report = yield* bare ? ReportMessage.parseJsonOrGzip(bytes) : ReportMessage.parse(bytes)
-      yield* printJson(Report.toJson(report))
+      // A report from anyone: result types outside the IANA list are kept (docs/design.md#received-result-types).
+      const report = yield* bare ? ReportMessage.parseJsonOrGzipReceived(bytes) : ReportMessage.parseReceived(bytes)
+      yield* printJson(Report.receivedToJson(report))
     })
   ).pipe(Command.withDescription("Print an incoming report (.eml, .json, .json.gz) as JSON"))
 

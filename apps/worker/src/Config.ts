@@ -7,6 +7,7 @@
  *
  * Errors name the key (`dkim[0].privateKeyFile: …`); the bin exits with code 2 on them.
  */
+import { isIP } from "node:net"
 import * as NodePath from "node:path"
 import { FileSystem } from "@effect/platform"
 import { Domain, EmailAddress } from "@tlsrpt/core"
@@ -54,6 +55,20 @@ export const DurationString = Schema.transformOrFail(Schema.String, Schema.Durat
   },
   encode: (d) => ParseResult.succeed(`${Duration.toMillis(d)}ms`)
 })
+
+/**
+ * A duration within `[min, max]`. The round's window must end before the next day's round starts, and a
+ * timer beyond 2^31 ms fires at once or never (Node's setTimeout), so the ranges are the schedule's:
+ * window up to 23 h, gap and jitter up to 1 h.
+ */
+const boundedDuration = (min: Duration.Duration, max: Duration.Duration) =>
+  DurationString.pipe(
+    Schema.filter(
+      (d) =>
+        (Duration.greaterThanOrEqualTo(d, min) && Duration.lessThanOrEqualTo(d, max)) ||
+        `expected a duration between ${Duration.format(min)} and ${Duration.format(max)}, got ${Duration.format(d)}`
+    )
+  )
 
 export interface HostPort {
   readonly host: string
@@ -118,13 +133,19 @@ const SmtpUrl = Schema.String.pipe(
 
 const strict = { onExcessProperty: "error" } as const
 
+const SELECTOR_LABEL = /^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$/
+
+/**
+ * A DKIM selector (RFC 6376 §3.1): dot-separated DNS labels of letters, digits, `-` and `_`, each 1–63
+ * characters, not starting or ending with `-`. It becomes a DNS name and part of the key's file name
+ * (`init`), so nothing else (no `/`, no `..`) passes.
+ */
+export const isSelector = (s: string): boolean => s.length <= 200 && s.split(".").every((l) => SELECTOR_LABEL.test(l))
+export const SELECTOR_EXPECTED = "expected a DKIM selector: DNS labels of letters, digits, - and _, separated by dots"
+
 export const DkimKeyFile = Schema.Struct({
   domain: DomainString,
-  selector: Schema.String.pipe(
-    Schema.pattern(/^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/, {
-      message: () => "expected a DKIM selector (letters, digits, -, _, .)"
-    })
-  ),
+  selector: Schema.String.pipe(Schema.filter((s) => isSelector(s) || SELECTOR_EXPECTED)),
   privateKeyFile: NonEmpty,
   algorithm: Schema.Literal("rsa-sha256", "ed25519-sha256")
 })
@@ -152,16 +173,27 @@ export const ConfigFile = Schema.Struct({
       collect: Schema.optional(Schema.Boolean),
       forAllSuccess: Schema.optional(Schema.Boolean),
       https: Schema.optional(Schema.Boolean),
-      window: Schema.optional(DurationString),
-      maxGap: Schema.optional(DurationString),
-      jitterMin: Schema.optional(DurationString),
-      jitterMax: Schema.optional(DurationString)
+      window: Schema.optional(boundedDuration(Duration.zero, Duration.hours(23))),
+      maxGap: Schema.optional(boundedDuration(Duration.zero, Duration.hours(1))),
+      jitterMin: Schema.optional(boundedDuration(Duration.zero, Duration.hours(1))),
+      jitterMax: Schema.optional(boundedDuration(Duration.zero, Duration.hours(1)))
     })
   ),
   dns: Schema.optional(
     Schema.Struct({
-      servers: Schema.optional(Schema.Array(hostPort(53))),
-      timeoutMs: Schema.optional(Schema.Int.pipe(Schema.positive())),
+      // node:dns setServers takes IP addresses only; a host name would fail at the first lookup.
+      servers: Schema.optional(
+        Schema.Array(
+          hostPort(53).pipe(
+            Schema.filter(
+              (hp) =>
+                isIP(hp.host) !== 0 ||
+                `expected an IP address (a resolver's name cannot be resolved), got ${JSON.stringify(hp.host)}`
+            )
+          )
+        )
+      ),
+      timeoutMs: Schema.optional(Schema.Int.pipe(Schema.between(1, 60_000))),
       tries: Schema.optional(Schema.Int.pipe(Schema.between(1, 10)))
     })
   ),

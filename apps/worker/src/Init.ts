@@ -1,6 +1,6 @@
 /**
  * `tlsrpt init --domain D`: writes a config file and a DKIM key pair, and returns the DNS records to
- * publish: the DKIM key (`s=tlsrpt`, RFC 8460 §5.3) and a TLSRPT record for the host (RFC 8460 §3) so
+ * publish: the DKIM key (`s=email:tlsrpt`, docs/design.md#dkim-service-type) and a TLSRPT record for the host (RFC 8460 §3) so
  * reports about our own mail host come back to it.
  */
 import * as NodePath from "node:path"
@@ -8,7 +8,7 @@ import { FileSystem } from "@effect/platform"
 import { Domain } from "@tlsrpt/core"
 import { type DkimAlgorithm, generateDkimKeyPair } from "@tlsrpt/mail"
 import { Data, Effect, Either } from "effect"
-import { type ConfigFileJson, DEFAULT_LISTEN } from "./Config.js"
+import { type ConfigFileJson, DEFAULT_LISTEN, isSelector, SELECTOR_EXPECTED } from "./Config.js"
 import { generateToken } from "./Admin.js"
 
 export class InitError extends Data.TaggedError("InitError")<{ readonly reason: string }> {
@@ -46,6 +46,10 @@ export const run = (options: InitOptions) =>
     const parsed = Domain.parse(options.domain)
     if (Either.isLeft(parsed)) return yield* new InitError({ reason: `--domain: ${parsed.left.message}` })
     const domain = parsed.right.ascii
+    if (!isSelector(options.selector))
+      return yield* new InitError({
+        reason: `--selector: ${SELECTOR_EXPECTED}, got ${JSON.stringify(options.selector)}`
+      })
     const dir = NodePath.dirname(options.configFile)
     const keyName = `${options.selector}.${domain}.${options.algorithm === "rsa-sha256" ? "rsa" : "ed25519"}.pem`
     const keyFile = NodePath.join(dir, "dkim", keyName)

@@ -7,9 +7,26 @@ import { type Collector, DatagramSource } from "@tlsrpt/collector"
 import { Dns, TlsrptLookup } from "@tlsrpt/dns"
 import { Delivery, defaultPoolSize, ReportMail, Transport } from "@tlsrpt/mail"
 import { defaultConfig, type Reporter, type ReporterConfig, ReporterLive, ReporterSchedule } from "@tlsrpt/reporter"
-import { ResultStore } from "@tlsrpt/store"
-import { Effect, Layer } from "effect"
+import { ResultStore, StoreError } from "@tlsrpt/store"
+import { Data, Effect, Layer } from "effect"
 import { ConfigError, sendingBlocker, type WorkerConfig } from "./Config.js"
+
+/** A store failure, naming the database file (a full disk, a read-only or corrupt file are the operator's). */
+export class DatabaseError extends Data.TaggedError("DatabaseError")<{
+  readonly file: string
+  readonly cause: StoreError
+}> {
+  override get message(): string {
+    const message = this.cause.message
+    return message.includes(this.file) ? message : `database ${this.file}: ${message}`
+  }
+}
+
+/** Wraps a `StoreError` into a `DatabaseError` for the config's file; other errors pass through. */
+export const nameDatabase =
+  (config: WorkerConfig) =>
+  <E>(e: E): E | DatabaseError =>
+    e instanceof StoreError ? new DatabaseError({ file: config.database, cause: e }) : e
 
 /** The SQLite store (`database`), migrated on open. */
 export const store = (config: WorkerConfig) => ResultStore.layer({ filename: config.database })
@@ -98,8 +115,9 @@ export const schedule = <E, R>(config: WorkerConfig, storeLayer: Layer.Layer<Res
       Effect.logWarning(`reports: not sending: ${blocker.reason}`).pipe(Effect.annotateLogs({ key: blocker.key }))
     )
   }
+  // The schedule reads and records the reported days in the store (docs/design.md#schedule-catch-up).
   return ReporterSchedule.layer(reporterConfig(config, { retries: true })).pipe(
-    Layer.provide(reporter(config, storeLayer, { retries: true, cachedLookup: true }))
+    Layer.provide(Layer.merge(reporter(config, storeLayer, { retries: true, cachedLookup: true }), storeLayer))
   )
 }
 

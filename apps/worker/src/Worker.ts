@@ -15,22 +15,31 @@ import * as DataDirLock from "./DataDirLock.js"
 import * as FleetMode from "./FleetMode.js"
 import * as Layers from "./Layers.js"
 import { Metrics } from "./Metrics.js"
+import * as Secrets from "./Secrets.js"
 
-/** The configured token, else one kept in `<dataDir>/admin-token` (created 0600 on first start). */
-export const adminToken = (config: WorkerConfig) =>
+/**
+ * The configured token, else one kept in `<dataDir>/admin-token` (created 0600 on first start). A
+ * token file that is too short is replaced, and its mode set to 0600 (writing keeps an existing
+ * file's mode); a good one readable by others is warned about, or refused with `strict`.
+ */
+export const adminToken = (config: WorkerConfig, options: { readonly strict: boolean } = { strict: false }) =>
   Effect.gen(function* () {
     if (config.http.token !== undefined) return config.http.token
     const fs = yield* FileSystem.FileSystem
     const file = NodePath.join(config.dataDir, "admin-token")
     const existing = yield* fs.readFileString(file).pipe(Effect.option)
     if (existing._tag === "Some" && existing.value.trim().length >= 16) {
+      yield* Secrets.checkModes([{ key: "http.token", path: file }], options)
       yield* Effect.logInfo(`admin token: read from ${file} (set http.token to choose one)`)
       return Redacted.make(existing.value.trim())
     }
     const token = Admin.generateToken()
     yield* fs.makeDirectory(config.dataDir, { recursive: true })
     yield* fs.writeFileString(file, `${token}\n`, { mode: 0o600 })
-    yield* Effect.logInfo(`admin token: generated into ${file} (set http.token to choose one)`)
+    yield* fs.chmod(file, 0o600)
+    yield* Effect.logInfo(
+      `admin token: ${existing._tag === "Some" ? "too short, replaced" : "generated"} in ${file} (set http.token to choose one)`
+    )
     return Redacted.make(token)
   })
 
@@ -65,11 +74,16 @@ export const layer = (config: WorkerConfig, token: Redacted.Redacted<string>) =>
   )
 }
 
-export const run = (config: WorkerConfig) =>
+export const run = (config: WorkerConfig, options: { readonly strict: boolean } = { strict: false }) =>
   Effect.gen(function* () {
     // First of all: a second worker on this data directory stops here, having touched nothing.
     yield* DataDirLock.acquire(config.dataDir)
-    const token = yield* adminToken(config)
+    yield* Secrets.checkModes(dkimFiles(config), options)
+    const token = yield* adminToken(config, options)
+    if (!Admin.isLoopback(config.http.listen.host))
+      yield* Effect.logWarning(
+        `admin HTTP listens on ${config.http.listen.host}, not loopback: the API and its bearer token travel in clear text; put a TLS proxy in front of it or listen on 127.0.0.1`
+      ).pipe(Effect.annotateLogs({ key: "http.listen" }))
     yield* Effect.logInfo("tlsrpt worker starting").pipe(
       Effect.annotateLogs({
         config: config.configFile ?? "(embedded default)",
@@ -79,6 +93,10 @@ export const run = (config: WorkerConfig) =>
     )
     yield* Layer.launch(layer(config, token)).pipe(Effect.onInterrupt(() => Effect.logInfo("tlsrpt worker stopped")))
   }).pipe(Effect.scoped)
+
+/** The DKIM private key files of the configuration, as secrets to check. */
+export const dkimFiles = (config: WorkerConfig): ReadonlyArray<Secrets.SecretFile> =>
+  config.dkim.map((k, i) => ({ key: `dkim[${i}].privateKeyFile`, path: k.privateKeyFile }))
 
 /** The outcome at `index` (0-based, of the batch) was refused; nothing of the batch was recorded. */
 export class OutcomeRefused extends Data.TaggedError("OutcomeRefused")<{

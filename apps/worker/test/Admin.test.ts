@@ -161,6 +161,17 @@ describe("Admin HTTP", () => {
         assert.strictEqual((yield* del("reports@bücher.example")).status, 204)
         assert.strictEqual((yield* del("reports@bücher.example")).status, 404)
         assert.deepStrictEqual((yield* getJson("/api/suppressions")).body, [])
+
+        // An https reporting URI, normalised; removed by any spelling.
+        const url = yield* post({ address: "HTTPS://Reports.Example:443/tlsrpt", until: "2030-01-01T00:00:00Z" })
+        assert.strictEqual(url.status, 201)
+        assert.strictEqual(((yield* url.json) as { address: string }).address, "https://reports.example/tlsrpt")
+        assert.strictEqual(
+          (yield* post({ address: "http://reports.example/", until: "2030-01-01T00:00:00Z" })).status,
+          400
+        )
+        assert.strictEqual((yield* del("https://REPORTS.example/tlsrpt")).status, 204)
+        assert.deepStrictEqual((yield* getJson("/api/suppressions")).body, [])
       })
     )
 

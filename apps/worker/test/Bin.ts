@@ -26,6 +26,9 @@ export interface BinOptions {
   readonly cwd: string
   readonly env?: Readonly<Record<string, string>> | undefined
   readonly stdin?: string | undefined
+  /** Run as this user and group (only when the test runs as root: to meet file permissions as others do). */
+  readonly uid?: number | undefined
+  readonly gid?: number | undefined
 }
 
 /** A clean environment: no TLSRPT_* from the caller's shell leaks into a test. */
@@ -39,7 +42,9 @@ export const spawnBin = (args: ReadonlyArray<string>, options: BinOptions): Chil
   spawn(process.execPath, ["--conditions=source", "--import", TSX, MAIN, ...args], {
     cwd: options.cwd,
     env: { ...baseEnv(), ...options.env },
-    stdio: ["pipe", "pipe", "pipe"]
+    stdio: ["pipe", "pipe", "pipe"],
+    ...(options.uid === undefined ? {} : { uid: options.uid }),
+    ...(options.gid === undefined ? {} : { gid: options.gid })
   })
 
 /** Runs the bin to completion. */

@@ -211,9 +211,21 @@ describe("tlsrpt bin", () => {
         }
         const fs = yield* FileSystem.FileSystem
         yield* fs.writeFile(NodePath.join(dir, "r.json.gz"), gzipSync(JSON.stringify(report)))
-        const [parsed, outbox, badUntil, badDay, extra, help] = yield* Effect.all(
+        // A report from the field with a result type outside the IANA list (Stalwart sends "Other").
+        const fromField = {
+          ...report,
+          policies: [
+            { ...report.policies[0], "failure-details": [{ "result-type": "Other", "failed-session-count": 3 }] }
+          ]
+        }
+        yield* fs.writeFile(NodePath.join(dir, "other.json"), new TextEncoder().encode(JSON.stringify(fromField)))
+        const [parsed, parsedOther, httpsAdded, outbox, badUntil, badDay, extra, help] = yield* Effect.all(
           [
             runBin(["parse", "r.json.gz"], { cwd: dir }),
+            runBin(["parse", "other.json"], { cwd: dir }),
+            runBin(["suppress", "add", "HTTPS://Reports.Example:443/tlsrpt", "--until", "2031-02-03T04:05:06Z"], {
+              cwd: dir
+            }),
             runBin(["outbox", "--json"], { cwd: dir }),
             runBin(["suppress", "add", "a@example.com", "--until", "tomorrow"], { cwd: dir }),
             runBin(["send", "--day", "2024-02-30"], { cwd: dir }),
@@ -225,6 +237,15 @@ describe("tlsrpt bin", () => {
         assert.strictEqual(parsed.code, 0, parsed.stderr)
         assert.deepStrictEqual(JSON.parse(parsed.stdout)["report-id"], "20240109.example.com@sender.example")
         assert.deepStrictEqual(JSON.parse(parsed.stdout).policies[0].policy["mx-host"], ["mx.example.com"])
+        assert.strictEqual(parsedOther.code, 0, parsedOther.stderr)
+        assert.deepStrictEqual(JSON.parse(parsedOther.stdout).policies[0]["failure-details"], [
+          { "result-type": "Other", "failed-session-count": 3 }
+        ])
+        assert.strictEqual(httpsAdded.code, 0, httpsAdded.stderr)
+        assert.strictEqual(
+          httpsAdded.stdout.trim(),
+          "suppressed https://reports.example/tlsrpt until 2031-02-03T04:05:06Z"
+        )
         assert.deepStrictEqual(JSON.parse(outbox.stdout), [])
         assert.strictEqual(badUntil.code, 1)
         assert.match(oneLine(badUntil), /^tlsrpt: --until: /)

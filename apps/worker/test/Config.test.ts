@@ -4,7 +4,7 @@ import { FileSystem } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import { generateDkimKeyPair } from "@tlsrpt/mail"
-import { Duration, Effect, Either, Redacted } from "effect"
+import { Duration, Effect, Either, Redacted, Schema } from "effect"
 import * as Config from "../src/Config.js"
 
 const decodeError = (json: unknown, env: Record<string, string> = {}) => {
@@ -134,6 +134,21 @@ describe("Config", () => {
     )
   })
 
+  it("durations and DNS servers are bounded to what the schedule and node:dns can use (issue 11 points 6, 7)", () => {
+    const reason = (json: unknown) => decodeError(json).reason
+    assert.match(reason({ reports: { jitterMax: "25d" } }), /^expected a duration between 0 and 1h, got 25d/)
+    assert.strictEqual(decodeError({ reports: { jitterMin: "2h" } }).key, "reports.jitterMin")
+    assert.strictEqual(decodeError({ reports: { maxGap: "2h" } }).key, "reports.maxGap")
+    assert.strictEqual(decodeError({ reports: { window: "1d" } }).key, "reports.window")
+    assert.strictEqual(decodeError({ dns: { timeoutMs: 3_000_000 } }).key, "dns.timeoutMs")
+    const host = decodeError({ dns: { servers: ["10.0.0.1", "resolver.example:53"] } })
+    assert.strictEqual(host.key, "dns.servers[1]")
+    assert.match(host.reason, /^expected an IP address/)
+    assert.isTrue(Config.isSelector("tlsrpt") && Config.isSelector("s1._x-y.2024"))
+    for (const bad of ["../x", "a/b", "-a", "a-", "", "a..b", "a".repeat(64), "a b"])
+      assert.isFalse(Config.isSelector(bad), bad)
+  })
+
   it("an error from an environment variable names the variable too", () => {
     const e = decodeError({}, { TLSRPT_DNS_TIMEOUT_MS: "soon" })
     assert.strictEqual(e.key, "dns.timeoutMs")
@@ -192,7 +207,7 @@ describe("Config", () => {
     assert.strictEqual(d("5m"), 300_000)
     assert.strictEqual(d("240s"), 240_000)
     assert.strictEqual(d("1500ms"), 1500)
-    assert.strictEqual(d("1d"), 86_400_000)
+    assert.strictEqual(Duration.toMillis(Schema.decodeSync(Config.DurationString)("1d")), 86_400_000)
     assert.strictEqual(d("3 hours"), 10_800_000)
   })
 

@@ -239,8 +239,9 @@ export class ResultBuffer {
         if (p.details.length >= INDEX_FROM) p.index = indexOf(p.details)
       }
     } else for (let i = 0; i < details.length; i++) this.addDetail(p, details[i]!)
-    p.success += success
-    p.failure += failure
+    // Saturate at the top only: a negative pending sum must reach the stored row (docs/design.md#session-failure-details, `add`).
+    p.success = Math.min(PolicyResult.MAX_COUNT, p.success + success)
+    p.failure = Math.min(PolicyResult.MAX_COUNT, p.failure + failure)
   }
 
   private addDetail(p: PolicyEntry, d: PolicyResult.FailureDetails): void {
@@ -270,7 +271,7 @@ export class ResultBuffer {
         if (p.details!.length >= INDEX_FROM) p.index = indexOf(p.details!)
       }
     }
-    e.count += d.failedSessionCount
+    e.count = PolicyResult.addCounts(e.count, d.failedSessionCount)
   }
 
   /** The aggregate as rows (in first-seen key order), leaving the buffer empty. */

@@ -39,6 +39,7 @@ import { Day, Domain, PolicyResult, Report } from "@tlsrpt/core"
 import type { NewResultRow } from "@tlsrpt/store"
 import { type Brand, Either, ParseResult, Schema, type SchemaAST } from "effect"
 import {
+  COUNT_EXPECTED,
   formatPath,
   InvalidOutcome,
   isCount,
@@ -335,7 +336,7 @@ const checkPolicy = (p: SessionPolicy, i: number): InvalidOutcome | undefined =>
     if (d.additionalInformation !== undefined && !isText(d.additionalInformation))
       return invalid(NO_CRLF, at(i, `.failureDetails[${j}].additionalInformation`))
     if (d.failedSessionCount !== undefined && !isCount(d.failedSessionCount))
-      return invalid("expected a non-negative integer", at(i, `.failureDetails[${j}].failedSessionCount`))
+      return invalid(COUNT_EXPECTED, at(i, `.failureDetails[${j}].failedSessionCount`))
   }
   return undefined
 }
@@ -384,8 +385,11 @@ const failureDetails = (
 
 const EMPTY: ReadonlyArray<string> = []
 
+// docs/design.md#tlsa-hex-case: hex in lower case, as mox prints TLSA records, so that one record
+// spelled in two cases is one policy and merges; then sorted (docs/design.md#result-constructors).
+const lowerHex = (record: string): string => (/[A-F]/.test(record) ? record.toLowerCase() : record)
 const sortedRecords = (records: ReadonlyArray<string>): ReadonlyArray<string> =>
-  records.length > 1 ? records.slice().sort() : records
+  records.length > 1 ? records.map(lowerHex).sort() : records.length === 1 ? [lowerHex(records[0]!)] : records
 
 /** The policy domain of a session policy. */
 export const policyDomainOf = (o: SessionOutcome, p: SessionPolicy): Domain.Domain => {

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Domain, type PolicyResult } from "@tlsrpt/core"
+import { Domain, PolicyResult } from "@tlsrpt/core"
 import { Either, FastCheck as fc, Schema } from "effect"
 import * as SessionOutcome from "../src/SessionOutcome.js"
 import { jsonOutcome } from "./Arbitraries.js"
@@ -19,6 +19,21 @@ const refusal = (input: unknown): { field: string; reason: string } => {
 }
 
 describe("SessionOutcome JSON", () => {
+  it("TLSA hex is sent in lower case whatever the caller's case, so spellings merge (docs/design.md#tlsa-hex-case)", () => {
+    const policyString = (records: ReadonlyArray<string>) =>
+      toRows(
+        decoded({
+          timestamp: "2024-01-09T12:00:00Z",
+          recipientDomain: "example.com",
+          mxHost: "mx1.example.com",
+          policies: [{ type: "tlsa", records, baseDomain: "mx1.example.com", result: "success" }]
+        })
+      )[0]!.results[0]!.policy.policyString
+    assert.deepStrictEqual(policyString(["3 1 1 ABCDEF0123"]), ["3 1 1 abcdef0123"])
+    assert.deepStrictEqual(policyString(["3 1 1 FF", "2 1 1 aA"]), ["2 1 1 aa", "3 1 1 ff"])
+    assert.deepStrictEqual(policyString(["3 1 1 Ab"]), policyString(["3 1 1 aB"]))
+  })
+
   it("decodes the documented shape and converts it to rows (docs/design.md#rows-of-an-outcome)", () => {
     const o = decoded({
       timestamp: "2024-01-09T23:59:59Z",
@@ -196,6 +211,25 @@ describe("SessionOutcome.check (typed input)", () => {
       "policies[0].policyLines[1]"
     )
     assert.strictEqual(field({ ...base, policies: [] }), "policies")
+  })
+
+  it("refuses a session's failed-session count above MAX_INPUT_COUNT (issue 11 point 3)", () => {
+    const base = outcome("example.com")
+    const withCount = (failedSessionCount: number) =>
+      check({
+        ...base,
+        policies: [
+          {
+            type: "sts",
+            result: "failure",
+            failureDetails: [{ resultType: "certificate-expired", failedSessionCount }]
+          }
+        ]
+      } as unknown as SessionOutcome.SessionOutcome)
+    assert.isUndefined(withCount(PolicyResult.MAX_INPUT_COUNT))
+    const refused = withCount(2 ** 53 - 1)
+    assert.strictEqual(refused?.field, "policies[0].failureDetails[0].failedSessionCount")
+    assert.match(refused?.reason ?? "", /up to 1000000000/)
   })
 })
 

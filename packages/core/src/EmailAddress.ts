@@ -9,8 +9,13 @@ import * as Domain from "./Domain.js"
 export interface EmailAddress {
   readonly localPart: string
   readonly domain: Domain.Domain
-  /** `local@a-label-domain`, lower case. */
+  /** `local@a-label-domain`, lower case: for comparison only (suppression, de-duplication). */
   readonly normalized: string
+  /**
+   * `local@a-label-domain` with the local part as published: the SMTP recipient. RFC 5321 §2.4: the
+   * local part is case-sensitive, so only the receiver may fold it.
+   */
+  readonly mailbox: string
 }
 
 export class EmailAddressError extends Data.TaggedError("EmailAddressError")<{
@@ -44,7 +49,13 @@ export const parse = (input: string): Either.Either<EmailAddress, EmailAddressEr
   if (!LOCAL.test(localPart)) return fail("invalid local part")
   return Either.match(Domain.parse(input.slice(at + 1)), {
     onLeft: (e) => fail(`domain: ${e.reason}`),
-    onRight: (domain) => Either.right({ localPart, domain, normalized: `${lower}@${domain.ascii}` })
+    onRight: (domain) =>
+      Either.right({
+        localPart,
+        domain,
+        normalized: `${lower}@${domain.ascii}`,
+        mailbox: `${localPart}@${domain.ascii}`
+      })
   })
 }
 

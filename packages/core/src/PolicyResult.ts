@@ -25,7 +25,45 @@ export const ResultType = Schema.Literal(
 )
 export type ResultType = typeof ResultType.Type
 
-const Count = Schema.NonNegativeInt
+/**
+ * The largest count a sum reaches: sums saturate here instead of leaving the safe-integer range,
+ * where JSON numbers stop being exact and the encoder would refuse them.
+ */
+export const MAX_COUNT = Number.MAX_SAFE_INTEGER
+
+/**
+ * The largest count accepted on input for one row or one session (`import`, `record`, the collector):
+ * a billion sessions a day for one domain is beyond any real MTA, so a larger value is a mistake or
+ * an attack, refused before it is summed.
+ */
+export const MAX_INPUT_COUNT = 1_000_000_000
+
+/** `a + b` clamped to `[0, MAX_COUNT]`: counters never overflow the range every reader and encoder accepts. */
+export const addCounts = (a: number, b: number): number => Math.min(MAX_COUNT, Math.max(0, a + b))
+
+/**
+ * A count: any non-negative integer is read (lenient decode), clamped to `MAX_COUNT`, so a count
+ * stored before sums saturated still reads; only safe integers are written.
+ */
+const AnyCount = Schema.Number.pipe(
+  Schema.filter((n) => Number.isInteger(n) && n >= 0, { message: () => "expected a non-negative integer" })
+)
+const Count = Schema.transform(AnyCount, Schema.NonNegativeInt, {
+  strict: true,
+  decode: (n) => Math.min(n, MAX_COUNT),
+  encode: (n) => n
+})
+/**
+ * A result type outside the IANA list, as found in a report from the field (Stalwart sends
+ * `"Other"`): kept as written, so a received report still decodes and prints. Only the received-report
+ * schemas admit it; what we send is typed with `ResultType` (docs/design.md#received-result-types).
+ */
+export const UnknownResultType = Schema.String.pipe(Schema.brand("UnknownResultType"))
+export type UnknownResultType = typeof UnknownResultType.Type
+
+/** Receiving side: an IANA result type, else the unknown one as written. */
+export const ReceivedResultType = Schema.Union(ResultType, UnknownResultType)
+export type ReceivedResultType = typeof ReceivedResultType.Type
 
 /** A list that is always an array when encoded; `null` or a missing key decode to `[]`. */
 const list = <A, I>(item: Schema.Schema<A, I>, key: string) =>
@@ -61,24 +99,37 @@ export const Summary = Schema.Struct({
 })
 export type Summary = typeof Summary.Type
 
-export const FailureDetails = Schema.Struct({
-  resultType: Schema.propertySignature(ResultType).pipe(Schema.fromKey("result-type")),
-  sendingMtaIp: optionalString("sending-mta-ip"),
-  receivingMxHostname: optionalString("receiving-mx-hostname"),
-  receivingMxHelo: optionalString("receiving-mx-helo"),
-  receivingIp: optionalString("receiving-ip"),
-  failedSessionCount: count("failed-session-count"),
-  additionalInformation: optionalString("additional-information"),
-  failureReasonCode: optionalString("failure-reason-code")
-})
+const failureDetails = <A extends string, I extends string>(resultType: Schema.Schema<A, I>) =>
+  Schema.Struct({
+    resultType: Schema.propertySignature(resultType).pipe(Schema.fromKey("result-type")),
+    sendingMtaIp: optionalString("sending-mta-ip"),
+    receivingMxHostname: optionalString("receiving-mx-hostname"),
+    receivingMxHelo: optionalString("receiving-mx-helo"),
+    receivingIp: optionalString("receiving-ip"),
+    failedSessionCount: count("failed-session-count"),
+    additionalInformation: optionalString("additional-information"),
+    failureReasonCode: optionalString("failure-reason-code")
+  })
+
+export const FailureDetails = failureDetails(ResultType)
 export type FailureDetails = typeof FailureDetails.Type
 
-export const PolicyResult = Schema.Struct({
-  policy: Policy,
-  summary: Summary,
-  failureDetails: list(FailureDetails, "failure-details")
-})
+const policyResult = <A, I>(details: Schema.Schema<A, I>) =>
+  Schema.Struct({
+    policy: Policy,
+    summary: Summary,
+    failureDetails: list(details, "failure-details")
+  })
+
+export const PolicyResult = policyResult(FailureDetails)
 export type PolicyResult = typeof PolicyResult.Type
+
+/** A received report's failure details: any result type (docs/design.md#received-result-types). */
+export const ReceivedFailureDetails = failureDetails(ReceivedResultType)
+export type ReceivedFailureDetails = typeof ReceivedFailureDetails.Type
+
+export const ReceivedPolicyResult = policyResult(ReceivedFailureDetails)
+export type ReceivedPolicyResult = typeof ReceivedPolicyResult.Type
 
 const listEquals = (a: ReadonlyArray<string>, b: ReadonlyArray<string>): boolean => {
   if (a.length !== b.length) return false
@@ -104,7 +155,8 @@ export const detailsKeyEquals = (a: FailureDetails, b: FailureDetails): boolean 
   (a.failureReasonCode ?? "") === (b.failureReasonCode ?? "")
 
 /**
- * docs/design.md#counter-and-detail-add `Result.Add`: counters added and clamped at zero (negative inputs undo a success, docs/design.md#session-failure-details);
+ * docs/design.md#counter-and-detail-add `Result.Add`: counters added and clamped at zero (negative inputs undo a success, §7.5)
+ * and at `MAX_COUNT`;
  * each detail added to its equal-by-key entry, else appended.
  */
 export const add = (
@@ -117,13 +169,14 @@ export const add = (
   for (const d of details) {
     const i = merged.findIndex((e) => detailsKeyEquals(e, d))
     if (i === -1) merged.push(d)
-    else merged[i] = { ...merged[i]!, failedSessionCount: merged[i]!.failedSessionCount + d.failedSessionCount }
+    else
+      merged[i] = { ...merged[i]!, failedSessionCount: addCounts(merged[i]!.failedSessionCount, d.failedSessionCount) }
   }
   return {
     policy: result.policy,
     summary: {
-      totalSuccessfulSessionCount: Math.max(0, result.summary.totalSuccessfulSessionCount + success),
-      totalFailureSessionCount: Math.max(0, result.summary.totalFailureSessionCount + failure)
+      totalSuccessfulSessionCount: addCounts(result.summary.totalSuccessfulSessionCount, success),
+      totalFailureSessionCount: addCounts(result.summary.totalFailureSessionCount, failure)
     },
     failureDetails: merged
   }

@@ -5,7 +5,7 @@
  */
 import { Data, Either, ParseResult, Schema } from "effect"
 import * as Day from "./Day.js"
-import { PolicyResult } from "./PolicyResult.js"
+import * as PolicyResult from "./PolicyResult.js"
 
 // RFC 3339 date-time; the zone may be missing (Microsoft's reports, docs/design.md#lenient-decoding) and then means UTC.
 const RFC3339 = /^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-](\d{2}):(\d{2}))?$/
@@ -54,14 +54,25 @@ export type DateRange = typeof DateRange.Type
 const text = (key: string) =>
   Schema.optionalWith(Schema.String, { nullable: true, default: () => "" }).pipe(Schema.fromKey(key))
 
-export const Report = Schema.Struct({
-  organizationName: text("organization-name"),
-  dateRange: Schema.propertySignature(DateRange).pipe(Schema.fromKey("date-range")),
-  contactInfo: text("contact-info"),
-  reportId: text("report-id"),
-  policies: Schema.optionalWith(Schema.Array(PolicyResult), { nullable: true, default: () => [] })
-})
+const report = <A, I>(policyResult: Schema.Schema<A, I>) =>
+  Schema.Struct({
+    organizationName: text("organization-name"),
+    dateRange: Schema.propertySignature(DateRange).pipe(Schema.fromKey("date-range")),
+    contactInfo: text("contact-info"),
+    reportId: text("report-id"),
+    policies: Schema.optionalWith(Schema.Array(policyResult), { nullable: true, default: () => [] })
+  })
+
+/** A report as we send it: result types within the IANA list. */
+export const Report = report(PolicyResult.PolicyResult)
 export type Report = typeof Report.Type
+
+/**
+ * A report as received from anyone: result types outside the IANA list are kept as written
+ * (docs/design.md#received-result-types). Every `Report` is a `ReceivedReport`.
+ */
+export const ReceivedReport = report(PolicyResult.ReceivedPolicyResult)
+export type ReceivedReport = typeof ReceivedReport.Type
 /** The JSON shape on the wire. */
 export type ReportJson = typeof Report.Encoded
 
@@ -98,3 +109,16 @@ export const decodeJsonString = (json: string): Either.Either<Report, ReportDeco
   }
   return fromJson(value)
 }
+
+const decodeReceived = Schema.decodeUnknownEither(ReceivedReport, { errors: "first", onExcessProperty: "ignore" })
+
+/** Lenient decoding of a received report, any result type kept (docs/design.md#received-result-types). */
+export const fromJsonReceived = (value: unknown): Either.Either<ReceivedReport, ReportDecodeError> =>
+  Either.mapLeft(
+    decodeReceived(value),
+    (e) => new ReportDecodeError({ reason: ParseResult.TreeFormatter.formatErrorSync(e) })
+  )
+
+/** The JSON object of a received report, as `toJson` writes ours. */
+export const receivedToJson = (report: ReceivedReport): typeof ReceivedReport.Encoded =>
+  Schema.encodeSync(ReceivedReport)(report)

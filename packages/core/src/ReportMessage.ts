@@ -12,6 +12,7 @@ import { createGunzip } from "node:zlib"
 import { Splitter, type SplitterChunk } from "@zone-eu/mailsplit"
 import { Data, Effect, Either } from "effect"
 import libmime from "libmime"
+import * as JsonDepth from "./JsonDepth.js"
 import * as Report from "./Report.js"
 
 /** docs/design.md#report-parsing: the message is read with a 15 MiB limit. */
@@ -198,62 +199,86 @@ const parseJsonText = (text: string): Either.Either<unknown, string> => {
   }
 }
 
-const decodeJson = (bytes: Uint8Array): Effect.Effect<Report.Report, ReportMessageError> => {
-  if (bytes.length > MAX_JSON_BYTES) return fail("json-too-large", `${bytes.length} bytes of JSON`)
-  // Non-fatal decoding: invalid UTF-8 becomes U+FFFD, as Go's encoding/json does; a BOM is dropped.
-  const text = new TextDecoder("utf-8").decode(bytes)
-  return Either.match(parseJsonText(text), {
-    onLeft: (detail) => fail("invalid-json", detail),
-    onRight: (value) =>
-      Either.match(Report.fromJson(value), {
-        onLeft: (e) => fail("invalid-report", e.reason),
-        onRight: Effect.succeed
-      })
-  })
-}
+type Decode<R> = (value: unknown) => Either.Either<R, Report.ReportDecodeError>
+
+const decodeJson =
+  <R>(decode: Decode<R>) =>
+  (bytes: Uint8Array): Effect.Effect<R, ReportMessageError> => {
+    if (bytes.length > MAX_JSON_BYTES) return fail("json-too-large", `${bytes.length} bytes of JSON`)
+    // Non-fatal decoding: invalid UTF-8 becomes U+FFFD, as Go's encoding/json does; a BOM is dropped.
+    const text = new TextDecoder("utf-8").decode(bytes)
+    if (JsonDepth.exceeds(text)) return fail("invalid-json", `nested deeper than ${JsonDepth.MAX_DEPTH} levels`)
+    return Either.match(parseJsonText(text), {
+      onLeft: (detail) => fail("invalid-json", detail),
+      onRight: (value) =>
+        Either.match(decode(value), {
+          onLeft: (e) => fail("invalid-report", e.reason),
+          onRight: Effect.succeed
+        })
+    })
+  }
 
 /** A `+gzip` body, or plain JSON in it, which receivers accept too (docs/design.md#conservative-json). */
-const decodeGzipBody = (bytes: Uint8Array): Effect.Effect<Report.Report, ReportMessageError> => {
-  if (isGzip(bytes)) return Effect.flatMap(gunzip(bytes), decodeJson)
-  const first = bytes[skipPreamble(bytes)]
-  if (first === 0x7b || first === 0x5b) return decodeJson(bytes)
-  return fail("gzip", "neither gzip data nor plain JSON")
-}
+const decodeGzipBody =
+  <R>(decode: Decode<R>) =>
+  (bytes: Uint8Array): Effect.Effect<R, ReportMessageError> => {
+    if (isGzip(bytes)) return Effect.flatMap(gunzip(bytes), decodeJson(decode))
+    const first = bytes[skipPreamble(bytes)]
+    if (first === 0x7b || first === 0x5b) return decodeJson(decode)(bytes)
+    return fail("gzip", "neither gzip data nor plain JSON")
+  }
 
 const toBuffer = (input: Uint8Array | string): Buffer =>
   typeof input === "string" ? Buffer.from(input, "utf8") : Buffer.from(input.buffer, input.byteOffset, input.byteLength)
 
+const parseWith = <R>(decode: Decode<R>) =>
+  Effect.fnUntraced(function* (message: Uint8Array | string) {
+    // A string's UTF-8 form is at least as long as the string: no need to encode a huge one to refuse it.
+    const size = typeof message === "string" ? message.length : message.byteLength
+    if (size > MAX_MESSAGE_BYTES) return yield* fail("too-large", `message larger than ${MAX_MESSAGE_BYTES} bytes`)
+    const raw = toBuffer(message)
+    if (raw.length > MAX_MESSAGE_BYTES)
+      return yield* fail("too-large", `message larger than ${MAX_MESSAGE_BYTES} bytes`)
+    const found = yield* findReportPart(raw)
+    if (found === undefined) return yield* fail("no-report", "no tlsrpt report found")
+    if (found._tag === "WrongReportType") {
+      return yield* fail(
+        "wrong-report-type",
+        `multipart/report with report-type ${JSON.stringify(found.reportType ?? null)}`
+      )
+    }
+    const body = yield* decodeTransfer(found.node, found.chunks)
+    return yield* found.node.contentType === GZIP ? decodeGzipBody(decode)(body) : decodeJson(decode)(body)
+  })
+
+const parseJsonOrGzipWith = <R>(decode: Decode<R>) =>
+  Effect.fnUntraced(function* (bytes: Uint8Array | string) {
+    if (typeof bytes === "string") {
+      if (bytes.length > MAX_JSON_BYTES) return yield* fail("json-too-large", `${bytes.length} characters of JSON`)
+      return yield* decodeJson(decode)(Buffer.from(bytes, "utf8"))
+    }
+    return yield* isGzip(bytes) ? Effect.flatMap(gunzip(bytes), decodeJson(decode)) : decodeJson(decode)(bytes)
+  })
+
 /**
  * docs/design.md#report-parsing `ParseMessage`: the report in a raw message, as a whole-message `application/tlsrpt+json`
  * or `+gzip` body or as a direct child of `multipart/report; report-type=tlsrpt`. Decoding is the
- * lenient `Report` schema.
+ * lenient `Report` schema, result types within the IANA list (the check on what we send).
  */
-export const parse = Effect.fn("ReportMessage.parse")(function* (message: Uint8Array | string) {
-  // A string's UTF-8 form is at least as long as the string: no need to encode a huge one to refuse it.
-  const size = typeof message === "string" ? message.length : message.byteLength
-  if (size > MAX_MESSAGE_BYTES) return yield* fail("too-large", `message larger than ${MAX_MESSAGE_BYTES} bytes`)
-  const raw = toBuffer(message)
-  if (raw.length > MAX_MESSAGE_BYTES) return yield* fail("too-large", `message larger than ${MAX_MESSAGE_BYTES} bytes`)
-  const found = yield* findReportPart(raw)
-  if (found === undefined) return yield* fail("no-report", "no tlsrpt report found")
-  if (found._tag === "WrongReportType") {
-    return yield* fail(
-      "wrong-report-type",
-      `multipart/report with report-type ${JSON.stringify(found.reportType ?? null)}`
-    )
-  }
-  const body = yield* decodeTransfer(found.node, found.chunks)
-  return yield* found.node.contentType === GZIP ? decodeGzipBody(body) : decodeJson(body)
-})
+export const parse = (message: Uint8Array | string) =>
+  parseWith(Report.fromJson)(message).pipe(Effect.withSpan("ReportMessage.parse"))
 
 /**
  * A bare report file: gzip (by its magic bytes) or plain JSON, e.g. `….json.gz` or `….json`.
  * A string is taken as JSON text.
  */
-export const parseJsonOrGzip = Effect.fn("ReportMessage.parseJsonOrGzip")(function* (bytes: Uint8Array | string) {
-  if (typeof bytes === "string") {
-    if (bytes.length > MAX_JSON_BYTES) return yield* fail("json-too-large", `${bytes.length} characters of JSON`)
-    return yield* decodeJson(Buffer.from(bytes, "utf8"))
-  }
-  return yield* isGzip(bytes) ? Effect.flatMap(gunzip(bytes), decodeJson) : decodeJson(bytes)
-})
+export const parseJsonOrGzip = (bytes: Uint8Array | string) =>
+  parseJsonOrGzipWith(Report.fromJson)(bytes).pipe(Effect.withSpan("ReportMessage.parseJsonOrGzip"))
+
+/** `parse` for a report from anyone: result types outside the IANA list are kept (`ReceivedReport`). */
+export const parseReceived = (message: Uint8Array | string) =>
+  parseWith(Report.fromJsonReceived)(message).pipe(Effect.withSpan("ReportMessage.parseReceived"))
+
+/** `parseJsonOrGzip` for a report from anyone (`ReceivedReport`). */
+export const parseJsonOrGzipReceived = (bytes: Uint8Array | string) =>
+  parseJsonOrGzipWith(Report.fromJsonReceived)(bytes).pipe(Effect.withSpan("ReportMessage.parseJsonOrGzipReceived"))

@@ -5,6 +5,7 @@
  */
 import { Data, Either } from "effect"
 import * as EmailAddress from "./EmailAddress.js"
+import * as SuppressionTarget from "./SuppressionTarget.js"
 
 export interface Extension {
   readonly key: string
@@ -308,9 +309,15 @@ export const destination = (uri: string): Destination => {
   const colon = uri.indexOf(":")
   const scheme = colon < 0 ? "" : uri.slice(0, colon).toLowerCase()
   if (scheme === "mailto") {
-    const q = uri.indexOf("?", colon + 1)
-    const raw = uri.slice(colon + 1, q < 0 ? uri.length : q)
-    // The record escapes `,` `!` `;` inside a RUA (RFC 8460 §3); other escapes are left as written.
+    // As Go's url.Parse, which mox uses: the address is the opaque part, before `?` and `#`. A rest
+    // that starts with `/` (`mailto://x@y`) is an authority or path, not an address: mox skips it.
+    const opaque = uri.slice(colon + 1).split("#", 1)[0]!
+    if (opaque.startsWith("/"))
+      return { _tag: "Unsupported", uri, reason: "invalid mailto address: not an opaque mailto URI (RFC 6068 §2)" }
+    const q = opaque.indexOf("?")
+    const raw = q < 0 ? opaque : opaque.slice(0, q)
+    // The record escapes `,` `!` `;` inside a RUA (RFC 8460 §3); other escapes are left as written
+    // (docs/design.md#mailto-percent-decoding).
     const addr = raw.replace(/%(2c|21|3b)/gi, (m) => String.fromCharCode(Number.parseInt(m.slice(1), 16)))
     return Either.match(EmailAddress.parse(addr), {
       onLeft: (e) => ({ _tag: "Unsupported", uri, reason: `invalid mailto address: ${e.reason}` }),
@@ -318,10 +325,10 @@ export const destination = (uri: string): Destination => {
     })
   }
   if (scheme === "https") {
-    if (!URL.canParse(uri)) return { _tag: "Unsupported", uri, reason: "invalid https URL" }
-    const url = new URL(uri)
-    if (url.protocol !== "https:") return { _tag: "Unsupported", uri, reason: "invalid https URL" }
-    return { _tag: "Https", uri, url: url.href }
+    return Either.match(SuppressionTarget.normalizeUrl(uri), {
+      onLeft: () => ({ _tag: "Unsupported", uri, reason: "invalid https URL" }),
+      onRight: (url) => ({ _tag: "Https", uri, url })
+    })
   }
   return { _tag: "Unsupported", uri, reason: scheme === "" ? "missing scheme" : `unsupported scheme "${scheme}"` }
 }

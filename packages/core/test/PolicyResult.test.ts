@@ -243,3 +243,40 @@ describe("PolicyResult.merge properties", () => {
     }
   )
 })
+
+describe("PolicyResult counts stay in the safe-integer range (issue 11 point 3)", () => {
+  const max = PolicyResult.MAX_COUNT
+  it("add saturates at MAX_COUNT instead of leaving the safe range", () => {
+    const r = sts({
+      success: max,
+      failure: max,
+      failureDetails: [detail("certificate-expired", { failedSessionCount: max })]
+    })
+    const out = PolicyResult.add(r, max, 1, [detail("certificate-expired", { failedSessionCount: max })])
+    assert.deepStrictEqual(out.summary, { totalSuccessfulSessionCount: max, totalFailureSessionCount: max })
+    assert.strictEqual(out.failureDetails[0]!.failedSessionCount, max)
+    // what add returns always encodes
+    Schema.encodeSync(PolicyResult.PolicyResult)(out)
+  })
+
+  it.prop(
+    "merged sums always encode and decode back to themselves",
+    [fc.array(fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }), { minLength: 1, maxLength: 5 })],
+    ([counts]) => {
+      const merged = counts.reduce<Array<PR>>(
+        (acc, n) => PolicyResult.merge(acc, [sts({ success: n, failure: n })]),
+        []
+      )
+      const wire = Schema.encodeSync(Schema.Array(PolicyResult.PolicyResult))(merged)
+      assert.deepStrictEqual(Schema.decodeUnknownSync(Schema.Array(PolicyResult.PolicyResult))(wire), merged)
+    }
+  )
+
+  it("a count beyond the safe range reads clamped to MAX_COUNT (lenient decode)", () => {
+    const decoded = Schema.decodeUnknownSync(PolicyResult.Summary)({
+      "total-successful-session-count": 2 ** 54,
+      "total-failure-session-count": 3
+    })
+    assert.deepStrictEqual(decoded, { totalSuccessfulSessionCount: max, totalFailureSessionCount: 3 })
+  })
+})

@@ -224,3 +224,38 @@ describe("Report conservative encoding (docs/design.md#conservative-json)", () =
     assert.isTrue(dates.every((t) => t >= 0 && t <= Date.UTC(9999, 11, 31, 23, 59, 59, 999)))
   })
 })
+
+describe("received reports (docs/design.md#received-result-types)", () => {
+  const field = {
+    "organization-name": "Stalwart",
+    "date-range": { "start-datetime": "2024-01-09T00:00:00Z", "end-datetime": "2024-01-09T23:59:59Z" },
+    "contact-info": "postmaster@stalwart.example",
+    "report-id": "r1",
+    policies: [
+      {
+        policy: { "policy-type": "no-policy-found", "policy-domain": "x.example" },
+        summary: { "total-successful-session-count": 1, "total-failure-session-count": 2 },
+        "failure-details": [
+          { "result-type": "Other", "failed-session-count": 1 },
+          { "result-type": "certificate-expired", "failed-session-count": 1 }
+        ]
+      }
+    ]
+  }
+
+  it("a result type outside the IANA list is kept as written when received", () => {
+    const r = Either.getOrThrow(Report.fromJsonReceived(field))
+    assert.deepStrictEqual(
+      r.policies[0]!.failureDetails.map((d) => d.resultType),
+      ["Other", "certificate-expired"]
+    )
+    assert.deepStrictEqual(Report.receivedToJson(r).policies?.[0]?.["failure-details"]?.[0], {
+      "result-type": "Other",
+      "failed-session-count": 1
+    })
+  })
+
+  it("what we send stays within the IANA list: the sending schema refuses it", () => {
+    assert.isTrue(Either.isLeft(Report.fromJson(field)))
+  })
+})

@@ -306,3 +306,14 @@ describe("ReportMessage.parseJsonOrGzip", () => {
     })
   )
 })
+
+describe("ReportMessage nesting bound (issue 11 point 7)", () => {
+  it.effect("JSON nested 100,000 levels deep is refused as invalid-json, not a stack overflow", () =>
+    Effect.gen(function* () {
+      const deep = `{"organization-name":${'{"a":'.repeat(100_000)}1${"}".repeat(100_000)}}`
+      const e = yield* Effect.flip(ReportMessage.parseJsonOrGzip(deep))
+      assert.strictEqual(e.reason, "invalid-json")
+      assert.include(e.message, "nested deeper than 64")
+    })
+  )
+})

@@ -227,6 +227,30 @@ describe("TlsrptRecord.destinations", () => {
     assert.strictEqual(other?._tag === "Mailto" ? other.address.localPart : other?._tag, "a%41")
   })
 
+  it("mailto: as mox's parser (Go url.Parse, opaque part): mailto:// and mailto:/ are skipped", () => {
+    for (const uri of ["mailto://x@y.example", "mailto:/x@y.example", "MAILTO://tlsrpt@y.example?subject=r"]) {
+      const d = TlsrptRecord.destination(uri)
+      assert.strictEqual(d._tag, "Unsupported", uri)
+      if (d._tag === "Unsupported") assert.include(d.reason, "not an opaque mailto URI", uri)
+    }
+  })
+
+  it("mailto: ?parameters and #fragments are dropped; several addresses in one URI are skipped", () => {
+    const address = (uri: string) => {
+      const d = TlsrptRecord.destination(uri)
+      return d._tag === "Mailto" ? d.address.mailbox : d._tag
+    }
+    assert.strictEqual(address("mailto:r@y.example?subject=tlsrpt&body=x"), "r@y.example")
+    assert.strictEqual(address("mailto:r@y.example#frag"), "r@y.example")
+    assert.strictEqual(address("mailto:r@y.example?x=1#frag"), "r@y.example")
+    // RFC 6068 allows `to` lists; in a rua the comma is escaped, and mox's address parser refuses the
+    // result (its domain would be `y.example%2Cs@z.example`): we skip it as well.
+    assert.strictEqual(address("mailto:r@y.example%2Cs@z.example"), "Unsupported")
+    assert.strictEqual(address("mailto:?to=r@y.example"), "Unsupported")
+    // `%` is atext and other escapes are not decoded, as mox does.
+    assert.strictEqual(address("mailto:r%40x@y.example"), "r%40x@y.example")
+  })
+
   it("mailto: an IDN domain is normalised to its A-label", () => {
     const [d] = dests("v=TLSRPTv1; rua=mailto:tlsrpt@\u263a.example")
     assert.strictEqual(d?._tag, "Mailto")

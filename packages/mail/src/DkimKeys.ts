@@ -114,13 +114,15 @@ const publicKeyValue = (key: KeyObject): string => {
 }
 
 /**
- * The TXT record to publish at `<selector>._domainkey.<domain>`. `s=tlsrpt` limits the key to TLS
- * reports (RFC 8460 §5.3 asks for the service type); a key shared with other mail would need `s=*`.
+ * The TXT record to publish at `<selector>._domainkey.<domain>`, with `s=email:tlsrpt`: RFC 6376
+ * §3.6.1 email verifiers (mox among them) ignore a key whose service list has neither `email` nor `*`,
+ * and RFC 8460 §5.3 lets a receiver ignore a key without `tlsrpt`; the list satisfies both
+ * (docs/design.md#dkim-service-type, where the one verifier that refuses a list is named).
  */
 export const dkimDnsRecord = (privateKeyPem: string): string => {
   const key = createPrivateKey({ key: privateKeyPem, format: "pem" })
   const k = key.asymmetricKeyType === "ed25519" ? "ed25519" : "rsa"
-  return `v=DKIM1; k=${k}; s=tlsrpt; p=${publicKeyValue(key)}`
+  return `v=DKIM1; k=${k}; s=email:tlsrpt; p=${publicKeyValue(key)}`
 }
 
 /** The DNS name of a key's record, `<selector>._domainkey.<domain A-label>` (RFC 6376 §3.6.2.1). */

@@ -143,7 +143,7 @@ describe("generateDkimKeyPair", () => {
     Effect.gen(function* () {
       const { privateKeyPem, dnsRecord } = yield* generateDkimKeyPair("ed25519-sha256")
       const t = tags(dnsRecord)
-      assert.deepStrictEqual([t.v, t.k, t.s], ["DKIM1", "ed25519", "tlsrpt"])
+      assert.deepStrictEqual([t.v, t.k, t.s], ["DKIM1", "ed25519", "email:tlsrpt"])
       const raw = Buffer.from(t.p!, "base64")
       assert.strictEqual(raw.length, 32)
       const der = createPublicKey(privateKeyPem).export({ type: "spki", format: "der" })
@@ -155,7 +155,7 @@ describe("generateDkimKeyPair", () => {
     Effect.gen(function* () {
       const { privateKeyPem, dnsRecord } = yield* generateDkimKeyPair("rsa-sha256")
       const t = tags(dnsRecord)
-      assert.deepStrictEqual([t.v, t.k, t.s], ["DKIM1", "rsa", "tlsrpt"])
+      assert.deepStrictEqual([t.v, t.k, t.s], ["DKIM1", "rsa", "email:tlsrpt"])
       const pub = createPublicKey({ key: Buffer.from(t.p!, "base64"), format: "der", type: "spki" })
       assert.strictEqual(pub.asymmetricKeyDetails?.modulusLength, 2048)
       assert.strictEqual(pub.export(spki) as string, createPublicKey(privateKeyPem).export(spki) as string)
@@ -166,4 +166,51 @@ describe("generateDkimKeyPair", () => {
       )
     })
   )
+})
+
+/**
+ * How receivers judge a key record's `s=` (docs/design.md#dkim-service-type). mailauth, which signs and
+ * verifies in our tests, does not look at `s=`, so the rules are written out here.
+ */
+const serviceTypes = (record: string): ReadonlyArray<string> | undefined =>
+  tags(record)
+    .s?.split(":")
+    .map((x) => x.trim().toLowerCase())
+
+/** RFC 6376 §3.6.1 as mox applies it (dkim.ErrKeyNotForEmail): absent, or `email` or `*` in the list. */
+const moxAccepts = (record: string) => {
+  const s = serviceTypes(record)
+  return s === undefined || s.includes("email") || s.includes("*")
+}
+
+/** RFC 8460 §5.3: a receiver may ignore a report whose key does not declare the `tlsrpt` service type. */
+const rfc8460Accepts = (record: string) => serviceTypes(record)?.includes("tlsrpt") === true
+
+/** dkimpy 1.0.x (Debian): `s=` compared as one whole value against `*`, `email` (and `tlsrpt`). */
+const dkimpyAccepts = (record: string) => {
+  const s = tags(record).s
+  return s === undefined || s === "*" || s === "email" || s === "tlsrpt"
+}
+
+describe("the printed DKIM key record against receivers' s= rules (docs/design.md#dkim-service-type)", () => {
+  it.effect("s=email:tlsrpt passes mox's and RFC 8460's rules; only a whole-value comparison refuses it", () =>
+    Effect.gen(function* () {
+      for (const algorithm of ["rsa-sha256", "ed25519-sha256"] as const) {
+        const { dnsRecord } = yield* generateDkimKeyPair(algorithm)
+        assert.isTrue(moxAccepts(dnsRecord), dnsRecord)
+        assert.isTrue(rfc8460Accepts(dnsRecord), dnsRecord)
+        assert.isFalse(dkimpyAccepts(dnsRecord), dnsRecord)
+      }
+    })
+  )
+
+  it("the alternatives each fail a rule too: s=tlsrpt fails mox (and every email verifier), no s= fails RFC 8460", () => {
+    const onlyTlsrpt = "v=DKIM1; k=rsa; s=tlsrpt; p=AAAA"
+    const none = "v=DKIM1; k=rsa; p=AAAA"
+    assert.deepStrictEqual(
+      [moxAccepts(onlyTlsrpt), rfc8460Accepts(onlyTlsrpt), dkimpyAccepts(onlyTlsrpt)],
+      [false, true, true]
+    )
+    assert.deepStrictEqual([moxAccepts(none), rfc8460Accepts(none), dkimpyAccepts(none)], [true, false, true])
+  })
 })

@@ -1,6 +1,6 @@
 /**
  * `Reporter.layer`: the round of docs/design.md#the-daily-round on the store, the TLSRPT lookup and the report
- * mail composer, with the decisions of docs/design.md#where-we-differ-from-mox (temporary DNS errors keep and retry the key;
+ * mail composer, with the decisions of docs/design.md#temporary-dns-errors-keep-results (temporary DNS errors keep and retry the key;
  * syntax / multiple records discard it; mark-sent + outbox in one transaction; https destinations;
  * each report describes its own day).
  */
@@ -148,9 +148,10 @@ export const makeKeySender = (config: ReporterConfig) =>
         const https = kept.flatMap((d) => (d._tag === "Https" ? [d] : []))
         if (mailto.length === 0 && https.length === 0)
           return yield* done(phase, policyDomainText, day, "no-destinations")
-        // The rua strings as in DNS, compared in phase 2 to skip rows already reported to the same
-        // addresses (docs/design.md#reporting-destinations, docs/design.md#mx-host-rewrite).
-        const reportingAddresses = [...mailto, ...https].map((d) => d.uri)
+        // The rua strings as in DNS, stored by phase 1 and compared in phase 2 per destination kind
+        // (docs/design.md#reporting-destinations, docs/design.md#mx-host-rewrite; docs/design.md#phase-2-skip-per-kind).
+        const mailtoUris = mailto.map((d) => d.uri)
+        const httpsUris = https.map((d) => d.uri)
 
         const rows =
           phase === "recipient-domain"
@@ -159,31 +160,53 @@ export const makeKeySender = (config: ReporterConfig) =>
         if (rows.length === 0) return yield* done(phase, policyDomainText, day, "nothing-left", 0, "no rows")
         if (RoundPlan.alreadySent(phase, rows)) return yield* done(phase, policyDomainText, day, "already-sent")
 
-        const policies = RoundPlan.policiesOf(phase, rows, reportingAddresses)
-        if (policies.length === 0) return yield* done(phase, policyDomainText, day, "nothing-left")
-        if (!config.forAllSuccess && !PolicyResult.hasFailure(policies)) {
+        // In phase 1 both kinds get the same policies; in phase 2 each kind skips the rows its own
+        // addresses already got from the recipient domain's report.
+        const mailPolicies = mailto.length > 0 ? RoundPlan.policiesOf(phase, rows, "mailto", mailtoUris) : []
+        const httpsPolicies = https.length > 0 ? RoundPlan.policiesOf(phase, rows, "https", httpsUris) : []
+        if (mailPolicies.length === 0 && httpsPolicies.length === 0)
+          return yield* done(phase, policyDomainText, day, "nothing-left")
+        const worth = (policies: ReadonlyArray<PolicyResult.PolicyResult>) =>
+          policies.length > 0 && (config.forAllSuccess || PolicyResult.hasFailure(policies))
+        if (!worth(mailPolicies) && !worth(httpsPolicies)) {
           return yield* done(phase, policyDomainText, day, "no-failure")
         }
-        const report = RoundPlan.report(submitter, policyDomain, day, policies, {
-          mxHost: phase === "policy-domain" && inBoth
-        })
+        const reportOf = (policies: ReadonlyArray<PolicyResult.PolicyResult>) =>
+          RoundPlan.report(submitter, policyDomain, day, policies, { mxHost: phase === "policy-domain" && inBoth })
 
         const now = new Date(yield* Clock.currentTimeMillis)
         const to: Array<EmailAddress.EmailAddress> = []
-        for (const d of mailto) {
-          if (to.some((a) => a.normalized === d.address.normalized)) continue
-          if (yield* store.isSuppressed(d.address.normalized, now)) {
-            yield* Metric.increment(suppressedCounter)
-            yield* Effect.logInfo(`suppressed reporting address ${d.address.normalized}`)
-          } else to.push(d.address)
+        if (worth(mailPolicies)) {
+          for (const d of mailto) {
+            if (to.some((a) => a.normalized === d.address.normalized)) continue
+            if (yield* store.isSuppressed(d.address.normalized, now)) {
+              yield* Metric.increment(suppressedCounter)
+              yield* Effect.logInfo(`suppressed reporting address ${d.address.normalized}`)
+            } else to.push(d.address)
+          }
+        }
+        const urls: Array<string> = []
+        if (worth(httpsPolicies)) {
+          for (const d of https) {
+            if (urls.includes(d.url)) continue
+            // docs/design.md#suppression: https destinations can be suppressed as addresses can.
+            if (yield* store.isSuppressed(d.url, now)) {
+              yield* Metric.increment(suppressedCounter)
+              yield* Effect.logInfo(`suppressed reporting URI ${d.url}`)
+            } else urls.push(d.url)
+          }
         }
         const messages: Array<NewOutboxMessage> = []
+        let reportId = ""
         if (to.length > 0) {
+          const report = reportOf(mailPolicies)
+          reportId = report.reportId
           const composed = yield* mail.compose({ report, policyDomain, day, to })
           for (const address of to) {
             messages.push({
               kind: "mailto",
-              destination: address.normalized,
+              // RFC 5321 §2.4: delivered to the address as published; compared only in normal form.
+              destination: address.mailbox,
               envelopeFrom: composed.envelopeFrom,
               payload: composed.raw,
               reportId: report.reportId,
@@ -192,13 +215,14 @@ export const makeKeySender = (config: ReporterConfig) =>
             })
           }
         }
-        if (https.length > 0) {
+        if (urls.length > 0) {
+          const report = reportOf(httpsPolicies)
+          reportId = report.reportId
           const body = gzipReport(report)
-          for (const d of https) {
-            if (messages.some((m) => m.destination === d.url)) continue
+          for (const url of urls) {
             messages.push({
               kind: "https",
-              destination: d.url,
+              destination: url,
               envelopeFrom: "",
               payload: body,
               reportId: report.reportId,
@@ -211,7 +235,7 @@ export const makeKeySender = (config: ReporterConfig) =>
         yield* store
           .markSentAndEnqueue(
             phase === "recipient-domain"
-              ? { phase, recipientDomain: policyDomain.ascii, day, reportingAddresses }
+              ? { phase, recipientDomain: policyDomain.ascii, day, reportingAddresses: [...mailtoUris, ...httpsUris] }
               : { phase, policyDomain: policyDomain.ascii, day },
             messages
           )
@@ -219,7 +243,7 @@ export const makeKeySender = (config: ReporterConfig) =>
         if (messages.length === 0) return yield* done(phase, policyDomainText, day, "all-suppressed")
         yield* Metric.increment(reportsCounter)
         yield* Metric.incrementBy(messagesCounter, messages.length)
-        yield* Effect.logInfo(`report ${report.reportId} queued for ${messages.length} destination(s)`)
+        yield* Effect.logInfo(`report ${reportId} queued for ${messages.length} destination(s)`)
         return yield* done(phase, policyDomainText, day, "sent", messages.length)
       }).pipe(
         // docs/design.md#cleanup-matrix: store, compose and other errors keep the rows for the next round; a defect is
@@ -297,11 +321,11 @@ export const makeRound = (config: ReporterConfig, sendKey: KeySender, tuning?: {
         )
         const keys = [...phase1, ...phase2]
 
-        // docs/design.md#cleanup-matrix: a key in both maps is deleted if either phase asked for cleanup.
-        const remove = new Map<string, { policyDomain: string; day: Day.Day }>()
-        for (const k of keys) if (cleanupOf[k.outcome]) remove.set(`${k.policyDomain}\u0000${k.day}`, k)
+        // Each phase cleans up the rows it owns: mox deletes a key in both maps when either phase
+        // allows it, which loses the other phase's rows on a temporary DNS error
+        // (docs/design.md#cleanup-per-phase).
         const deleted = yield* store.deleteKeys(
-          [...remove.values()].map(({ policyDomain, day }) => ({ policyDomain, day }))
+          keys.filter((k) => cleanupOf[k.outcome]).map(({ phase, policyDomain, day }) => ({ phase, policyDomain, day }))
         )
         const kept = keys.filter((k) => !cleanupOf[k.outcome])
         const summary = {

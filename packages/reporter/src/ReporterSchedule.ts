@@ -1,10 +1,12 @@
 /**
  * The daily schedule (docs/design.md#schedule): a round at start for the day that just ended, then sleep until
- * the next 00:00 UTC plus a jitter drawn from the `Random` service, and repeat. Supervised: a defect
+ * the next 00:00 UTC plus a jitter drawn from the `Random` service, and repeat. Every ended day that
+ * was not reported gets its round, oldest first (docs/design.md#schedule-catch-up). Supervised: a defect
  * in the loop restarts it with backoff, never the process; interruption stops it between sends.
  */
 import { Day } from "@tlsrpt/core"
 import { Cause, Clock, Duration, Effect, Layer, Random, Schedule } from "effect"
+import { ResultStore } from "@tlsrpt/store"
 import { Reporter, type ReporterConfig } from "./Reporter.js"
 
 /** The instant of the next round after `nowMs`: next midnight UTC plus jitter. */
@@ -23,14 +25,53 @@ export const roundForYesterday = Effect.gen(function* () {
   return yield* reporter.runRound(Day.addDays(Day.fromMillis(now), -1))
 })
 
+/**
+ * How many ended days before yesterday a restarted schedule catches up on: older rows are stale (the
+ * round for yesterday deletes rows before yesterday − 2, docs/design.md#stale-cleanup), so their rounds would send
+ * nothing the stale cleanup keeps.
+ */
+export const CATCH_UP_DAYS = 2
+
+/**
+ * The next day to report: the day after the last reported one, from at most `CATCH_UP_DAYS` before
+ * yesterday; yesterday when nothing was reported yet; `undefined` when yesterday is done. mox counts
+ * days in its loop, so a round that ends after midnight never skips one; we keep the count in the
+ * store, so a restart does not skip one either (docs/design.md#schedule-catch-up).
+ */
+export const nextDayToReport = (last: Day.Day | undefined, yesterday: Day.Day): Day.Day | undefined => {
+  if (last === undefined) return yesterday
+  const after = Day.addDays(last, 1)
+  const earliest = Day.addDays(yesterday, -CATCH_UP_DAYS)
+  // `YYYY-MM-DD` strings order as days.
+  if (after > yesterday) return undefined
+  return after < earliest ? earliest : (after as Day.Day)
+}
+
 export const loop = (config: Pick<ReporterConfig, "jitterMin" | "jitterMax">) =>
   Effect.gen(function* () {
     const reporter = yield* Reporter
-    const round = Effect.gen(function* () {
-      const now = yield* Clock.currentTimeMillis
-      yield* reporter
-        .runRound(Day.addDays(Day.fromMillis(now), -1))
-        .pipe(Effect.catchAll((e) => Effect.logError("report round failed; its keys stay for the next round", e)))
+    const store = yield* ResultStore
+    /** Rounds for every ended day not yet reported, oldest first; time moves on while they run. */
+    const catchUp = Effect.gen(function* () {
+      for (;;) {
+        const now = yield* Clock.currentTimeMillis
+        const yesterday = Day.addDays(Day.fromMillis(now), -1)
+        const last = yield* store.lastReportedDay.pipe(
+          Effect.tapError((e) => Effect.logError("cannot read the reported days; reporting yesterday only", e)),
+          Effect.orElseSucceed(() => undefined)
+        )
+        const day = nextDayToReport(last, yesterday)
+        if (day === undefined) return
+        const done = yield* reporter.runRound(day).pipe(
+          Effect.zipRight(store.markDayReported(day)),
+          Effect.as(true),
+          Effect.catchAll((e) =>
+            Effect.logError("report round failed; its keys stay for the next round", e).pipe(Effect.as(false))
+          )
+        )
+        // A failed round is tried again at the next wake-up, not in a tight loop.
+        if (!done) return
+      }
     })
     const sleepUntilNext = Effect.gen(function* () {
       const now = yield* Clock.currentTimeMillis
@@ -38,9 +79,9 @@ export const loop = (config: Pick<ReporterConfig, "jitterMin" | "jitterMax">) =>
       yield* Effect.logDebug(`next report round at ${new Date(at).toISOString()}`)
       yield* Effect.sleep(Duration.millis(at - now))
     })
-    // docs/design.md#schedule: the first round runs at start, for the day that just ended.
-    yield* round
-    return yield* Effect.forever(Effect.zipRight(sleepUntilNext, round))
+    // docs/design.md#schedule: the first round runs at start, for the day that just ended (and any day missed).
+    yield* catchUp
+    return yield* Effect.forever(Effect.zipRight(sleepUntilNext, catchUp))
   })
 
 /** Restarts `self` after a defect or failure with capped exponential backoff; interruption stops it. */

@@ -20,7 +20,7 @@ export interface Plan {
   readonly recipientDomains: ReadonlyArray<PlannedKey>
   /** Keys where they differ (MX hosts, DANE). */
   readonly mxHosts: ReadonlyArray<PlannedKey>
-  /** Number of keys that will be sent, over both phases (docs/design.md#key-gathering). */
+  /** Number of keys that will be sent, over both phases (docs/design.md#key-gathering nsend). */
   readonly toSend: number
 }
 
@@ -69,15 +69,23 @@ export const staleBefore = (day: Day.Day): Day.Day => Day.addDays(day, -2)
 const listEquals = (a: ReadonlyArray<string>, b: ReadonlyArray<string>) =>
   a.length === b.length && a.every((x, i) => x === b[i])
 
+/** The destination kind of a rua string by its scheme, compared case-insensitively (RFC 3986 §3.1). */
+export const kindOf = (uri: string): "mailto" | "https" | undefined => {
+  const scheme = uri.slice(0, Math.max(0, uri.indexOf(":"))).toLowerCase()
+  return scheme === "mailto" || scheme === "https" ? scheme : undefined
+}
+
 /**
- * The report's policies from the fetched rows, in query order (docs/design.md#ordering).
- * Phase 2 (docs/design.md#mx-host-rewrite): rows whose recipient domain already got this report at identical
- * addresses are skipped; each result's policy-domain becomes the recipient domain and, for host rows,
- * mx-host the original policy domain (docs/design.md#mx-host-rewrite).
+ * The report's policies from the fetched rows, in query order (docs/design.md#ordering), for the destinations of
+ * one kind. Phase 2 (docs/design.md#mx-host-rewrite): rows whose recipient domain already got this report at
+ * identical addresses of this kind are skipped (docs/design.md#phase-2-skip-per-kind); each result's
+ * policy-domain becomes the recipient domain and, for host rows, mx-host the original policy domain
+ * (docs/design.md#mx-host-rewrite).
  */
 export const policiesOf = (
   phase: "recipient-domain" | "policy-domain",
   rows: ReadonlyArray<ResultRow>,
+  kind: "mailto" | "https",
   reportingAddresses: ReadonlyArray<string>
 ): ReadonlyArray<PolicyResult.PolicyResult> => {
   let policies: ReadonlyArray<PolicyResult.PolicyResult> = []
@@ -86,7 +94,7 @@ export const policiesOf = (
       policies = PolicyResult.merge(policies, row.results)
       continue
     }
-    const stored = row.recipientDomainReportingAddresses
+    const stored = row.recipientDomainReportingAddresses.filter((uri) => kindOf(uri) === kind)
     if (stored.length > 0 && listEquals(stored, reportingAddresses)) continue
     const rewritten = row.results.map(
       (r): PolicyResult.PolicyResult => ({

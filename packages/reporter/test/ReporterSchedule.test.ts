@@ -1,20 +1,27 @@
 import { assert, describe, it } from "@effect/vitest"
 import type { Day } from "@tlsrpt/core"
+import { ResultStore } from "@tlsrpt/store"
 import { Duration, Effect, Fiber, Queue, Random, TestClock } from "effect"
-import { defaultConfig, Reporter, type RoundSummary } from "../src/index.js"
+import { defaultConfig, Reporter, ReporterError, type RoundSummary } from "../src/index.js"
 import * as ReporterSchedule from "../src/ReporterSchedule.js"
 
 const summary = (day: Day.Day): RoundSummary => ({ day, keys: [], reports: 0, queued: 0, kept: [], deletedRows: 0 })
 
 /** A Reporter that records the day of each round and behaves as `script` says for the n-th round. */
-const scripted = (days: Queue.Queue<string>, script: (n: number) => "ok" | "die") => {
+const scripted = (days: Queue.Queue<string>, script: (n: number) => "ok" | "die" | "4h") => {
   let n = 0
   return Reporter.of({
     runRound: (day) =>
       Effect.suspend(() => {
         const step = script(n++)
         return Queue.offer(days, day).pipe(
-          Effect.zipRight(step === "die" ? Effect.dieMessage("boom") : Effect.succeed(summary(day)))
+          Effect.zipRight(
+            step === "die"
+              ? Effect.dieMessage("boom")
+              : step === "4h"
+                ? Effect.as(Effect.sleep(Duration.hours(4)), summary(day))
+                : Effect.succeed(summary(day))
+          )
         )
       })
   })
@@ -56,7 +63,89 @@ describe("ReporterSchedule (docs/design.md#timing-constants, docs/design.md#sche
       yield* TestClock.adjust(Duration.days(1))
       assert.strictEqual(yield* Queue.take(days), "2024-01-10")
       yield* Fiber.interrupt(fiber)
-    })
+    }).pipe(Effect.provide(ResultStore.layerMemory))
+  )
+
+  it("nextDayToReport: the day after the last reported one, at most CATCH_UP_DAYS before yesterday", () => {
+    const d = (s: string) => s as Day.Day
+    assert.strictEqual(ReporterSchedule.nextDayToReport(undefined, d("2024-01-09")), "2024-01-09")
+    assert.strictEqual(ReporterSchedule.nextDayToReport(d("2024-01-08"), d("2024-01-09")), "2024-01-09")
+    assert.strictEqual(ReporterSchedule.nextDayToReport(d("2024-01-09"), d("2024-01-09")), undefined)
+    assert.strictEqual(ReporterSchedule.nextDayToReport(d("2024-01-07"), d("2024-01-09")), "2024-01-08")
+    assert.strictEqual(ReporterSchedule.nextDayToReport(d("2023-12-01"), d("2024-01-09")), "2024-01-07")
+  })
+
+  it.effect("a round that ends after the next midnight: the day that ended meanwhile is reported at once", () =>
+    Effect.gen(function* () {
+      // A start-up round at 22:00 that takes the whole 4 h window ends at 02:00 the next day.
+      yield* TestClock.setTime(Date.parse("2024-01-09T22:00:00Z"))
+      const days = yield* Queue.unbounded<string>()
+      const fiber = yield* ReporterSchedule.loop(defaultConfig).pipe(
+        Effect.provideService(
+          Reporter,
+          scripted(days, (n) => (n === 0 ? "4h" : "ok"))
+        ),
+        Effect.fork
+      )
+      assert.strictEqual(yield* Queue.take(days), "2024-01-08")
+      yield* TestClock.adjust(Duration.hours(4))
+      // 2024-01-10T02:00Z: 2024-01-09 ended during the round and has not been reported.
+      assert.strictEqual(yield* Queue.take(days), "2024-01-09")
+      assert.strictEqual(yield* Queue.size(days), 0)
+      yield* TestClock.adjust(Duration.hours(22).pipe(Duration.sum(Duration.minutes(6))))
+      assert.strictEqual(yield* Queue.take(days), "2024-01-10")
+      assert.strictEqual(yield* Queue.size(days), 0)
+      const store = yield* ResultStore
+      assert.strictEqual(yield* store.lastReportedDay, "2024-01-10")
+      yield* Fiber.interrupt(fiber)
+    }).pipe(Effect.provide(ResultStore.layerMemory))
+  )
+
+  it.effect("after a restart, the days missed while down are reported oldest first (within the stale window)", () =>
+    Effect.gen(function* () {
+      const store = yield* ResultStore
+      yield* store.markDayReported("2024-01-02" as Day.Day)
+      yield* TestClock.setTime(Date.parse("2024-01-09T13:00:00Z"))
+      const days = yield* Queue.unbounded<string>()
+      const fiber = yield* ReporterSchedule.loop(defaultConfig).pipe(
+        Effect.provideService(
+          Reporter,
+          scripted(days, () => "ok")
+        ),
+        Effect.fork
+      )
+      assert.deepStrictEqual(
+        [yield* Queue.take(days), yield* Queue.take(days), yield* Queue.take(days)],
+        ["2024-01-06", "2024-01-07", "2024-01-08"]
+      )
+      assert.strictEqual(yield* Queue.size(days), 0)
+      yield* Fiber.interrupt(fiber)
+    }).pipe(Effect.provide(ResultStore.layerMemory))
+  )
+
+  it.effect("a failed round is not recorded as reported: the next wake-up runs that day again", () =>
+    Effect.gen(function* () {
+      yield* (yield* ResultStore).markDayReported("2024-01-07" as Day.Day)
+      yield* TestClock.setTime(Date.parse("2024-01-09T13:00:00Z"))
+      const days = yield* Queue.unbounded<string>()
+      let n = 0
+      const failing = Reporter.of({
+        runRound: (day) =>
+          Queue.offer(days, day).pipe(
+            Effect.zipRight(
+              n++ === 0 ? Effect.fail(new ReporterError({ day, reason: "disk full" })) : Effect.succeed(summary(day))
+            )
+          )
+      })
+      const fiber = yield* ReporterSchedule.loop(defaultConfig).pipe(
+        Effect.provideService(Reporter, failing),
+        Effect.fork
+      )
+      assert.strictEqual(yield* Queue.take(days), "2024-01-08")
+      yield* TestClock.adjust(Duration.hours(11).pipe(Duration.sum(Duration.minutes(6))))
+      assert.deepStrictEqual([yield* Queue.take(days), yield* Queue.take(days)], ["2024-01-08", "2024-01-09"])
+      yield* Fiber.interrupt(fiber)
+    }).pipe(Effect.provide(ResultStore.layerMemory))
   )
 
   it.effect("a defect in the loop restarts it with backoff, never ends it", () =>
@@ -83,6 +172,6 @@ describe("ReporterSchedule (docs/design.md#timing-constants, docs/design.md#sche
       assert.strictEqual(yield* Queue.take(days), "2024-01-09")
       assert.isNull(fiber.unsafePoll())
       yield* Fiber.interrupt(fiber)
-    })
+    }).pipe(Effect.provide(ResultStore.layerMemory))
   )
 })

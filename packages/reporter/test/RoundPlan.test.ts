@@ -108,7 +108,7 @@ describe("RoundPlan.policiesOf (docs/design.md#mx-host-rewrite)", () => {
       row({ id: 1, policyDomain: a, recipientDomain: a, results: [sts] }),
       row({ id: 2, policyDomain: "mailhost.xn--74h.example", recipientDomain: a, results: [tlsa(10, 1)] })
     ]
-    const ps = RoundPlan.policiesOf("recipient-domain", rows, ["mailto:x@xn--74h.example"])
+    const ps = RoundPlan.policiesOf("recipient-domain", rows, "mailto", ["mailto:x@xn--74h.example"])
     assert.deepStrictEqual(ps, [sts, tlsa(10, 1)])
   })
 
@@ -122,7 +122,7 @@ describe("RoundPlan.policiesOf (docs/design.md#mx-host-rewrite)", () => {
       }),
       row({ id: 2, policyDomain: "mailhost.xn--74h.example", recipientDomain: a, results: [tlsa(10, 1)] })
     ]
-    const ps = RoundPlan.policiesOf("policy-domain", rows, ["mailto:r@mailhost.xn--74h.example"])
+    const ps = RoundPlan.policiesOf("policy-domain", rows, "mailto", ["mailto:r@mailhost.xn--74h.example"])
     assert.deepStrictEqual(
       ps.map((p) => [p.policy.policyDomain, p.policy.mxHost]),
       [
@@ -150,10 +150,46 @@ describe("RoundPlan.policiesOf (docs/design.md#mx-host-rewrite)", () => {
       })
     ]
     assert.deepStrictEqual(
-      RoundPlan.policiesOf("policy-domain", rows, addrs).map((p) => p.policy.policyDomain),
+      RoundPlan.policiesOf("policy-domain", rows, "mailto", addrs).map((p) => p.policy.policyDomain),
       ["sharedsender.example"]
     )
-    assert.strictEqual(RoundPlan.policiesOf("policy-domain", rows, ["mailto:other@example.com", ...addrs]).length, 2)
+    assert.strictEqual(
+      RoundPlan.policiesOf("policy-domain", rows, "mailto", ["mailto:other@example.com", ...addrs]).length,
+      2
+    )
+  })
+
+  it("phase 2 compares the stored addresses per destination kind (mailto and https apart)", () => {
+    // Phase 1 stored the recipient domain's whole list, mailto and https mixed.
+    const stored = ["mailto:tls-reports@xn--74h.example", "https://reports.example/tlsrpt"]
+    const rows = [
+      row({
+        id: 3,
+        policyDomain: "mailhost.xn--74h.example",
+        recipientDomain: "sharedsender.example",
+        results: [tlsa(1, 1)]
+      }),
+      row({
+        id: 2,
+        policyDomain: "mailhost.xn--74h.example",
+        recipientDomain: a,
+        results: [tlsa(1, 1)],
+        recipientDomainReportingAddresses: stored
+      })
+    ]
+    const domains = (kind: "mailto" | "https", addrs: ReadonlyArray<string>) =>
+      RoundPlan.policiesOf("policy-domain", rows, kind, addrs).map((p) => p.policy.policyDomain)
+    // The MX host's record lists only the same mail address: ☺.example's row is skipped for mail.
+    assert.deepStrictEqual(domains("mailto", ["mailto:tls-reports@xn--74h.example"]), ["sharedsender.example"])
+    // The same https URI: skipped for https as well. Strings compare as written in DNS (docs/design.md#per-key-steps
+    // step 11), so another spelling counts as another list.
+    assert.deepStrictEqual(domains("https", ["https://reports.example/tlsrpt"]), ["sharedsender.example"])
+    assert.deepStrictEqual(domains("https", ["HTTPS://reports.example/tlsrpt"]), ["sharedsender.example", a])
+    // A different https URI has not seen ☺.example's results.
+    assert.deepStrictEqual(domains("https", ["https://other.example/"]), ["sharedsender.example", a])
+    assert.strictEqual(RoundPlan.kindOf("MAILTO:x@y"), "mailto")
+    assert.strictEqual(RoundPlan.kindOf("https://x"), "https")
+    assert.strictEqual(RoundPlan.kindOf("ftp://x"), undefined)
   })
 
   it("already-sent guard (docs/design.md#already-sent-guard)", () => {

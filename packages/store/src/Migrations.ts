@@ -70,6 +70,15 @@ export const migrations: Migrator.Loader = Migrator.fromRecord({
     )`
     yield* sql`CREATE INDEX outbox_status_next_attempt ON outbox (status, next_attempt_at)`
   }),
+  // The days whose scheduled round completed, so that a round ending after midnight does not make the
+  // schedule skip a day (docs/design.md#schedule-catch-up).
+  "4_reported_days": Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    yield* sql`CREATE TABLE reported_days (
+      day TEXT PRIMARY KEY,
+      reported BIGINT NOT NULL
+    )`
+  }),
   // A lease on a queued message (`claimDue`): the process that holds it until `lease_until` is the
   // only one to attempt it, so any number of processes on one database deliver each message once.
   "5_outbox_lease": Effect.gen(function* () {

@@ -44,6 +44,13 @@ export interface ResultRow {
   readonly updated: Date
 }
 
+/** A (policy domain, day) key to clean up, optionally only the rows of one phase. */
+export interface DeleteKey {
+  readonly policyDomain: string
+  readonly day: Day.Day
+  readonly phase?: "recipient-domain" | "policy-domain" | undefined
+}
+
 /** What the reporter needs to gather keys (docs/design.md#key-gathering). */
 export interface ResultKey {
   readonly policyDomain: string
@@ -60,7 +67,7 @@ export interface ResultFilter {
 
 export interface Suppression {
   readonly id: number
-  /** Normalised: lower case, A-label domain. */
+  /** A mail address (lower case, A-label domain) or an https URL (WHATWG form). */
   readonly address: string
   readonly until: Date
   readonly comment: string
@@ -72,7 +79,7 @@ export type OutboxStatus = "queued" | "delivered" | "failed"
 /** A message to deliver: a signed report mail to one address, or a gzip body to one https URL. */
 export interface NewOutboxMessage {
   readonly kind: "mailto" | "https"
-  /** Normalised mail address, or the https URL. */
+  /** The mail address as published (local part case kept, A-label domain), or the https URL. */
   readonly destination: string
   /** SMTP MAIL FROM for mail; empty for https. */
   readonly envelopeFrom: string
@@ -133,12 +140,18 @@ export class ResultStore extends Context.Tag("@tlsrpt/store/ResultStore")<
       mark: MarkSent,
       messages: ReadonlyArray<NewOutboxMessage>
     ) => Effect.Effect<ReadonlyArray<number>, StoreError>
-    /** Deletes every row of each (policy domain, day) key, in one transaction (docs/design.md#cleanup-matrix). */
-    readonly deleteKeys: (
-      keys: ReadonlyArray<{ readonly policyDomain: string; readonly day: Day.Day }>
-    ) => Effect.Effect<number, StoreError>
+    /**
+     * Deletes the rows of each (policy domain, day) key, in one transaction (docs/design.md#cleanup-matrix cleanup): all of
+     * them, or with `phase` only those the phase owns (recipient domain = policy domain for phase 1,
+     * the others for phase 2; docs/design.md#cleanup-per-phase).
+     */
+    readonly deleteKeys: (keys: ReadonlyArray<DeleteKey>) => Effect.Effect<number, StoreError>
     /** Stale cleanup: deletes rows with day < `day` (docs/design.md#stale-cleanup). Returns the number deleted. */
     readonly deleteBefore: (day: Day.Day) => Effect.Effect<number, StoreError>
+    /** Records that the scheduled round for `day` completed (docs/design.md#schedule-catch-up). */
+    readonly markDayReported: (day: Day.Day) => Effect.Effect<void, StoreError>
+    /** The latest day recorded by `markDayReported`, if any. */
+    readonly lastReportedDay: Effect.Effect<Day.Day | undefined, StoreError>
 
     readonly suppressAdd: (entry: {
       readonly address: string

@@ -9,9 +9,10 @@
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
-import { type Day, Domain, EmailAddress, PolicyResult } from "@tlsrpt/core"
+import { type Day, Domain, PolicyResult, SuppressionTarget } from "@tlsrpt/core"
 import { Clock, type Context, Effect, Either, Option } from "effect"
 import type {
+  DeleteKey,
   MarkSent,
   NewOutboxMessage,
   NewResultRow,
@@ -176,8 +177,9 @@ const toOutboxMessage = (r: OutboxRecord): OutboxMessage => ({
   updated: new Date(r.updated)
 })
 
+// A mail address or an https reporting URI, in one normal form (docs/design.md#suppression).
 const normalizeAddress = (address: string): Either.Either<string, InvalidAddress> =>
-  Either.mapLeft(EmailAddress.normalize(address), (e) => new InvalidAddress({ address, reason: e.reason }))
+  Either.mapLeft(SuppressionTarget.normalize(address), (e) => new InvalidAddress({ address, reason: e.reason }))
 
 /** The rows of one key in one `addResults` call, in call order. */
 interface Pending {
@@ -443,19 +445,44 @@ export const make: Effect.Effect<Service, never, SqlClient.SqlClient> = Effect.g
       })
     )
 
-  // docs/design.md#cleanup-matrix: every recipient domain of the (policy domain, day) key.
-  const deleteKeys = Effect.fn("ResultStore.deleteKeys")(function* (
-    keys: ReadonlyArray<{ readonly policyDomain: string; readonly day: Day.Day }>
-  ) {
+  // docs/design.md#cleanup-matrix cleanup of (policy domain, day) keys; with a phase, only the rows that phase owns
+  // (docs/design.md#cleanup-per-phase).
+  const deleteKeys = Effect.fn("ResultStore.deleteKeys")(function* (keys: ReadonlyArray<DeleteKey>) {
     if (keys.length === 0) return 0
     return yield* sql.withTransaction(
       Effect.reduce(keys, 0, (n, k) =>
-        Effect.map(countAndDelete(sql.and([sql`policy_domain = ${k.policyDomain}`, sql`day = ${k.day}`])), (d) => n + d)
+        Effect.map(
+          countAndDelete(
+            sql.and([
+              sql`policy_domain = ${k.policyDomain}`,
+              sql`day = ${k.day}`,
+              ...(k.phase === "recipient-domain"
+                ? [sql`recipient_domain = policy_domain`]
+                : k.phase === "policy-domain"
+                  ? [sql`recipient_domain <> policy_domain`]
+                  : [])
+            ])
+          ),
+          (d) => n + d
+        )
       )
     )
   }, storeError("deleteKeys"))
 
-  // docs/design.md#stale-cleanup.
+  // The schedule's record of the days whose round completed (docs/design.md#schedule-catch-up).
+  const markDayReported = Effect.fn("ResultStore.markDayReported")(function* (day: Day.Day) {
+    const now = yield* Clock.currentTimeMillis
+    yield* sql`INSERT INTO reported_days ${sql.insert({ day, reported: now })}
+        ON CONFLICT (day) DO UPDATE SET reported = excluded.reported`
+  }, storeError("markDayReported"))
+
+  const lastReportedDay = sql<{ readonly day: string }>`SELECT MAX(day) AS day FROM reported_days`.pipe(
+    Effect.map((rows) => (rows[0]?.day ?? undefined) as Day.Day | undefined),
+    storeError("lastReportedDay"),
+    Effect.withSpan("ResultStore.lastReportedDay")
+  )
+
+  // docs/design.md#stale-cleanup stale cleanup.
   const deleteBefore = Effect.fn("ResultStore.deleteBefore")(function* (day: Day.Day) {
     return yield* countAndDelete(sql.and([sql`day < ${day}`]))
   }, storeError("deleteBefore"))
@@ -616,6 +643,8 @@ export const make: Effect.Effect<Service, never, SqlClient.SqlClient> = Effect.g
     markSentAndEnqueue,
     deleteKeys,
     deleteBefore,
+    markDayReported,
+    lastReportedDay,
     suppressAdd,
     suppressList,
     suppressRemove,

@@ -6,7 +6,7 @@ import { mkdir } from "node:fs/promises"
 import { dirname } from "node:path"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
-import { Effect, Layer } from "effect"
+import { Cause, Effect, Layer, Option } from "effect"
 import * as Migrations from "./Migrations.js"
 import { StoreError } from "./StoreError.js"
 
@@ -40,8 +40,14 @@ export const layer = (options: Options): Layer.Layer<SqlClient.SqlClient | Sqlit
     yield* sql`PRAGMA synchronous = NORMAL`
     yield* Migrations.run
   })
+  // The driver throws on open (a corrupt file, a read-only one): that is the operator's to fix, so it
+  // becomes a StoreError naming the file and the driver's reason rather than a defect.
+  const operation = `open ${options.filename}`
   return Layer.effectDiscard(setup).pipe(
     Layer.provideMerge(Layer.unwrapEffect(open)),
-    Layer.mapError((cause) => (cause instanceof StoreError ? cause : new StoreError({ operation: "open", cause })))
+    Layer.catchAllCause((cause) => {
+      const e = Option.getOrElse(Cause.failureOption(cause), () => Cause.squash(cause))
+      return Layer.fail(new StoreError({ operation, cause: e instanceof StoreError ? e.cause : e }))
+    })
   )
 }

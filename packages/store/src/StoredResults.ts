@@ -47,7 +47,9 @@ const POLICY_TYPES: ReadonlySet<unknown> = new Set(PolicyResult.PolicyType.liter
 const RESULT_TYPES: ReadonlySet<unknown> = new Set(PolicyResult.ResultType.literals)
 
 const isObject = (u: unknown): u is Json => typeof u === "object" && u !== null && !Array.isArray(u)
+/** As the `PolicyResult` Schema: any non-negative integer reads, clamped to `MAX_COUNT` (`count`). */
 const isCount = (u: unknown): u is number => typeof u === "number" && Number.isInteger(u) && u >= 0
+const count = (n: number): number => Math.min(n, PolicyResult.MAX_COUNT)
 const isStrings = (u: unknown): u is ReadonlyArray<string> => Array.isArray(u) && u.every((s) => typeof s === "string")
 
 /** Thrown inside the fast path only, caught right below: the text is not in the form `encode` writes. */
@@ -66,7 +68,7 @@ const fastDetails = (u: unknown): PolicyResult.FailureDetails => {
     -readonly [K in keyof PolicyResult.FailureDetails]: PolicyResult.FailureDetails[K]
   } = {
     resultType: u["result-type"] as PolicyResult.ResultType,
-    failedSessionCount: u["failed-session-count"]
+    failedSessionCount: count(u["failed-session-count"])
   }
   const sendingMtaIp = optional(u, "sending-mta-ip")
   if (sendingMtaIp !== undefined) d.sendingMtaIp = sendingMtaIp
@@ -105,7 +107,7 @@ const fastResult = (u: unknown): PolicyResult.PolicyResult => {
     throw NOT_CANONICAL
   return {
     policy: { policyType: policyType as PolicyResult.PolicyType, policyString, policyDomain, mxHost },
-    summary: { totalSuccessfulSessionCount: success, totalFailureSessionCount: failure },
+    summary: { totalSuccessfulSessionCount: count(success), totalFailureSessionCount: count(failure) },
     failureDetails: details.map(fastDetails)
   }
 }

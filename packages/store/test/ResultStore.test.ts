@@ -346,6 +346,41 @@ describe("ResultStore queries (docs/design.md#ordering, on the seed's rows)", ()
         assert.deepStrictEqual(ids(yield* store.listResults()), [7])
       }).pipe(Effect.provide(ResultStore.layerMemory))
   )
+
+  it.effect("deleteKeys with a phase removes only the rows that phase owns (docs/design.md#cleanup-per-phase)", () =>
+    Effect.gen(function* () {
+      const store = yield* ResultStore
+      const x = D("x.example")
+      yield* store.addResults([
+        row({ policyDomain: x, recipientDomain: x, day: seedDay, results: [] }),
+        row({ policyDomain: x, recipientDomain: D("y.example"), day: seedDay, results: [] }),
+        row({ policyDomain: x, recipientDomain: D("z.example"), day: seedDay, results: [] })
+      ])
+      const left = Effect.map(store.listResults(), (rows) => rows.map((r) => r.recipientDomain))
+      assert.strictEqual(
+        yield* store.deleteKeys([{ policyDomain: "x.example", day: seedDay, phase: "policy-domain" }]),
+        2
+      )
+      assert.deepStrictEqual(yield* left, ["x.example"])
+      yield* store.addResults([row({ policyDomain: x, recipientDomain: D("y.example"), day: seedDay, results: [] })])
+      assert.strictEqual(
+        yield* store.deleteKeys([{ policyDomain: "x.example", day: seedDay, phase: "recipient-domain" }]),
+        1
+      )
+      assert.deepStrictEqual(yield* left, ["y.example"])
+    }).pipe(Effect.provide(ResultStore.layerMemory))
+  )
+
+  it.effect("reported days: none at first, then the latest one recorded", () =>
+    Effect.gen(function* () {
+      const store = yield* ResultStore
+      assert.strictEqual(yield* store.lastReportedDay, undefined)
+      yield* store.markDayReported("2024-01-09" as Day.Day)
+      yield* store.markDayReported("2024-01-08" as Day.Day)
+      yield* store.markDayReported("2024-01-09" as Day.Day)
+      assert.strictEqual(yield* store.lastReportedDay, "2024-01-09")
+    }).pipe(Effect.provide(ResultStore.layerMemory))
+  )
 })
 
 describe("ResultStore.markSentAndEnqueue (docs/design.md#one-transaction-for-mark-and-outbox: one transaction)", () => {
@@ -483,6 +518,26 @@ describe("ResultStore suppression list (docs/design.md#suppression-list, docs/de
       }
       assert.isFalse(yield* store.isSuppressed("tls-reports1@xn--74h.example", at))
       assert.isFalse(yield* store.isSuppressed("not an address", at))
+    }).pipe(Effect.provide(ResultStore.layerMemory))
+  )
+
+  it.effect("https reporting URIs are suppressed too, in WHATWG form, with the same expiry rule", () =>
+    Effect.gen(function* () {
+      const store = yield* ResultStore
+      const until = new Date(Date.UTC(2024, 0, 10))
+      const s = yield* store.suppressAdd({ address: "HTTPS://Reports.Example:443/tlsrpt", until })
+      assert.strictEqual(s.address, "https://reports.example/tlsrpt")
+      const before = new Date(until.getTime() - 1)
+      for (const spelling of ["https://reports.example/tlsrpt", "https://REPORTS.example/tlsrpt"]) {
+        assert.isTrue(yield* store.isSuppressed(spelling, before), spelling)
+      }
+      assert.isFalse(yield* store.isSuppressed("https://reports.example/other", before))
+      assert.isFalse(yield* store.isSuppressed("https://reports.example/tlsrpt", until))
+      assert.isTrue(yield* store.suppressExtend("https://reports.example:443/tlsrpt", new Date(until.getTime() + 10)))
+      assert.isTrue(yield* store.isSuppressed("https://reports.example/tlsrpt", until))
+      const refused = yield* Effect.flip(store.suppressAdd({ address: "http://reports.example/", until }))
+      assert.strictEqual(refused._tag, "InvalidAddress")
+      assert.isTrue(yield* store.suppressRemove("https://Reports.example/tlsrpt"))
     }).pipe(Effect.provide(ResultStore.layerMemory))
   )
 

@@ -79,6 +79,7 @@ describe("ResultStore.layer (SQLite file)", () => {
             [1, "results"],
             [2, "suppressions"],
             [3, "outbox"],
+            [4, "reported_days"],
             [5, "outbox_lease"]
           ]
         )

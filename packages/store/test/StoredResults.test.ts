@@ -42,6 +42,25 @@ describe("StoredResults (the results column)", () => {
     )
   })
 
+  it("reads a count past 2^53 (stored before sums saturated) clamped to MAX_COUNT, as the Schema does (issue 11 point 3)", () => {
+    const text = JSON.stringify([
+      {
+        policy: { "policy-type": "sts", "policy-string": [], "policy-domain": "a.example", "mx-host": [] },
+        summary: { "total-successful-session-count": 2 ** 54, "total-failure-session-count": 1 },
+        "failure-details": [{ "result-type": "certificate-expired", "failed-session-count": 2 ** 60 }]
+      }
+    ])
+    const fast = Either.getOrThrow(StoredResults.decode(text))
+    assert.strictEqual(fast[0]!.summary.totalSuccessfulSessionCount, PolicyResult.MAX_COUNT)
+    assert.strictEqual(fast[0]!.failureDetails[0]!.failedSessionCount, PolicyResult.MAX_COUNT)
+    assert.deepStrictEqual(fast, Schema.decodeSync(Schema.parseJson(Schema.Array(PolicyResult.PolicyResult)))(text))
+    // and it encodes again (the Schema's encoder accepts only safe integers)
+    assert.strictEqual(
+      StoredResults.encode(fast),
+      JSON.stringify(Schema.encodeSync(Schema.Array(PolicyResult.PolicyResult))(fast))
+    )
+  })
+
   it("refuses text that is no list of results", () => {
     for (const text of ["not json", "{}", '[{"policy":{}}]', '[{"policy":{"policy-type":"sts"},"summary":{}}]']) {
       assert.isTrue(Either.isLeft(StoredResults.decode(text)), text)
