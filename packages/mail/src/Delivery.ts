@@ -182,13 +182,15 @@ export class Delivery extends Context.Tag("@tlsrpt/mail/Delivery")<
         )
 
       const pass = Effect.gen(function* () {
-        const now = new Date(yield* Clock.currentTimeMillis)
         const totals = { delivered: 0, retried: 0, failed: 0 }
         // One attempt per message per pass, even if its outcome could not be recorded.
         const seen = new Set<number>()
         while (true) {
-          const until = new Date(now.getTime() + lease)
-          const due = (yield* store.claimDue(now, batch, { owner, until })).filter((m) => !seen.has(m.id))
+          // Each batch's claim runs from the time it is taken: a pass may outlast the lease, and a claim
+          // dated from the pass's start would already be expired for the other processes (docs/design.md#fleet-delivery).
+          const claimedAt = new Date(yield* Clock.currentTimeMillis)
+          const until = new Date(claimedAt.getTime() + lease)
+          const due = (yield* store.claimDue(claimedAt, batch, { owner, until })).filter((m) => !seen.has(m.id))
           if (due.length === 0) break
           for (const m of due) seen.add(m.id)
           const outcomes = yield* Effect.forEach(due, deliver, { concurrency })

@@ -389,6 +389,34 @@ describe("claims (issue 11.2: several processes on one database)", () => {
     }).pipe(Effect.provide(ResultStore.layerMemory))
   )
 
+  it.scoped(
+    "a pass longer than the lease claims each batch from the clock of that batch: no second owner takes it",
+    () =>
+      Effect.gen(function* () {
+        yield* TestClock.setTime(T0)
+        const store = yield* ResultStore
+        const sent: Array<number> = []
+        // each attempt takes one minute; the lease is two
+        const slow = Transport.of({
+          send: (m) => Effect.sleep(Duration.minutes(1)).pipe(Effect.as(void sent.push(m.id)))
+        })
+        const make = Delivery.make({ batch: 1, concurrency: 1, lease: Duration.minutes(2) }).pipe(
+          Effect.provideService(Transport, slow)
+        )
+        const [a, b] = [yield* make, yield* make]
+        yield* store.enqueue([1, 2, 3].map((i) => newMessage({ destination: `r${i}@rcpt.example` })))
+        const passA = yield* Effect.fork(a.runOnce)
+        yield* TestClock.adjust(Duration.minutes(2))
+        // A claimed the third message at T0 + 2 min; B comes 30 s later and must find it claimed
+        yield* TestClock.adjust(Duration.seconds(30))
+        const passB = yield* Effect.fork(b.runOnce)
+        yield* TestClock.adjust(Duration.minutes(2))
+        const [ra, rb] = [yield* Fiber.join(passA), yield* Fiber.join(passB)]
+        assert.deepStrictEqual([ra.delivered, rb.delivered], [3, 0])
+        assert.strictEqual(new Set(sent).size, sent.length)
+      }).pipe(Effect.provide(ResultStore.layerMemory))
+  )
+
   it.scoped("an interrupted attempt gives its claim back: another owner may take it at once", () =>
     Effect.gen(function* () {
       const http = yield* HttpSink.make({ script: ["hang", 201] })
