@@ -119,9 +119,10 @@ export const request = (run: RunRound) =>
     for (let attempt = 1; ; attempt++) {
       const exit = yield* Effect.exit(client(run.day).Run(run))
       if (Exit.isSuccess(exit)) return exit.value
-      if (!Cause.isInterruptedOnly(exit.cause) || attempt >= 60) return yield* exit
-      yield* Effect.logWarning(`the round ${run.id} was interrupted on its runner; asking again`)
-      yield* Effect.sleep("1 second")
+      // up to ~10 minutes: long enough for a dead runner's lock to expire and its shards to move
+      if (!Cause.isInterruptedOnly(exit.cause) || attempt >= 120) return yield* exit
+      if (attempt === 1) yield* Effect.logWarning(`the round ${run.id} was interrupted on its runner; asking again`)
+      yield* Effect.sleep(Duration.seconds(Math.min(5, attempt)))
     }
   })
 

@@ -118,6 +118,8 @@ describe.skipIf(!FleetPg.available())("fleet on PostgreSQL, three runner process
               s.runners.filter((r) => r.alive && r.shardCount > 0).length === 3 ? s : undefined
             )
           )
+          // the runners refresh their assignments every few seconds: let them agree first
+          yield* Effect.sleep("10 seconds")
           const store = yield* ResultStore
           const round = yield* ReportRound.request(
             new ReportRound.RunRound({ id: "fault-1", day: DAY, pace: false })
