@@ -256,7 +256,7 @@ describe("ResultStore.layerSql", () => {
       yield* store.addResults(seedRows)
       assert.strictEqual((yield* store.keysUpTo(seedDay)).length, 6)
       const sql = yield* SqlClient.SqlClient
-      assert.strictEqual((yield* sql`SELECT migration_id FROM effect_sql_migrations`).length, 4)
+      assert.strictEqual((yield* sql`SELECT migration_id FROM effect_sql_migrations`).length, 5)
     }).pipe(Effect.provide(ResultStore.layerSql.pipe(Layer.provideMerge(SqliteClient.layer({ filename: ":memory:" })))))
   )
 })
