@@ -34,7 +34,8 @@ import {
   Schedule,
   type Scope
 } from "effect"
-import { checkRow, type InvalidOutcome } from "./InvalidOutcome.js"
+import type { InvalidOutcome } from "./InvalidOutcome.js"
+import { checkRow } from "./internal/OutcomeCheck.js"
 import { ResultBuffer } from "./ResultBuffer.js"
 import { check, decodeOutcome, forEachRow, type RowView, type SessionOutcome } from "./SessionOutcome.js"
 
