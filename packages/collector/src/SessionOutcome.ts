@@ -210,21 +210,10 @@ export const encodeOutcome: (outcome: SessionOutcome) => SessionOutcomeJson = Sc
 // ---------------------------------------------------------------------------------------------------
 // Conversion to result rows (docs/design.md#rows-of-an-outcome)
 
-// Outcomes arrive in time order, so the day of the previous one nearly always matches.
-let cachedStart = 1
-let cachedEnd = 0
-let cachedDay = "" as Day.Day
+const dayOfMillis = Day.makeFromMillisCached()
 
 /** The UTC day of an instant (docs/design.md#rows-of-an-outcome DayUTC). */
-export const dayOf = (ts: Date): Day.Day => {
-  const t = ts.getTime()
-  if (t < cachedStart || t >= cachedEnd) {
-    cachedDay = Day.fromMillis(t)
-    cachedStart = t - (t % Day.DAY_MILLIS)
-    cachedEnd = cachedStart + Day.DAY_MILLIS
-  }
-  return cachedDay
-}
+export const dayOf = (ts: Date): Day.Day => dayOfMillis(ts.getTime())
 
 type MutableDetails = { -readonly [K in keyof PolicyResult.FailureDetails]: PolicyResult.FailureDetails[K] }
 
