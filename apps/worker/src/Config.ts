@@ -137,6 +137,7 @@ export const ConfigFile = Schema.Struct({
       )
     })
   )
+  // cluster: the fleet's section goes here, shaped by what @tlsrpt/fleet takes (its variables: config/Environment.ts)
 })
 export type ConfigFile = typeof ConfigFile.Type
 export type ConfigFileJson = typeof ConfigFile.Encoded
