@@ -6,8 +6,9 @@
 import { type Collector, DatagramSource } from "@tlsrpt/collector"
 import { Dns, TlsrptLookup } from "@tlsrpt/dns"
 import { Delivery, defaultPoolSize, ReportMail, Transport } from "@tlsrpt/mail"
-import { defaultConfig, type Reporter, type ReporterConfig, ReporterLive, ReporterSchedule } from "@tlsrpt/reporter"
+import { type Reporter, type ReporterConfig, ReporterLive, ReporterSchedule } from "@tlsrpt/reporter"
 import { ResultStore, StoreError } from "@tlsrpt/store"
+import type * as SqlClient from "@effect/sql/SqlClient"
 import { Data, Effect, Layer } from "effect"
 import { ConfigError, sendingBlocker, type WorkerConfig } from "./Config.js"
 
@@ -28,8 +29,16 @@ export const nameDatabase =
   <E>(e: E): E | DatabaseError =>
     e instanceof StoreError ? new DatabaseError({ file: config.database, cause: e }) : e
 
-/** The SQLite store (`database`), migrated on open. */
-export const store = (config: WorkerConfig) => ResultStore.layer({ filename: config.database })
+/**
+ * The store (`database`), migrated on open. PostgreSQL: `ResultStore.layerPg({ url })` arrives with
+ * the store's PostgreSQL dialect (branch i14); until that is merged the postgres form is refused here.
+ */
+export const store = (
+  config: WorkerConfig
+): Layer.Layer<ResultStore | SqlClient.SqlClient, StoreError | ConfigError> =>
+  config.databaseConfig.type === "postgres"
+    ? Layer.fail(new ConfigError({ key: "database", reason: "this build has no PostgreSQL store" }))
+    : ResultStore.layer({ filename: config.databaseConfig.file })
 
 /** `host:port` / `[v6]:port` strings for node:dns. */
 export const dnsServers = (config: WorkerConfig): ReadonlyArray<string> =>
@@ -80,7 +89,7 @@ export const reportMail = (config: WorkerConfig) => {
  */
 export const reporterConfig = (config: WorkerConfig, options: { readonly retries: boolean }): ReporterConfig => {
   const { enabled: _enabled, collect: _collect, ...reporter } = config.reports
-  return { ...reporter, temporaryRetries: options.retries ? defaultConfig.temporaryRetries : [] }
+  return options.retries ? reporter : { ...reporter, temporaryRetries: [] }
 }
 
 /** `Reporter` on the given store, with lookup and mail built from the config. */

@@ -14,6 +14,7 @@
  */
 import { randomUUID } from "node:crypto"
 import { hostname } from "node:os"
+import { Supervise } from "@tlsrpt/core"
 import { type OutboxMessage, ResultStore, type StoreError } from "@tlsrpt/store"
 import { Clock, Context, Duration, Effect, Layer, Metric } from "effect"
 import { Transport, type TransportError } from "./Transport.js"
@@ -208,22 +209,21 @@ export class Delivery extends Context.Tag("@tlsrpt/mail/Delivery")<
     Layer.effect(Delivery, Delivery.make(options))
 
   /**
-   * `runOnce` plus a supervised background loop (a pass, then `pollInterval` of sleep, forever) that
-   * lives as long as the layer. A failure or defect in one pass is logged and the loop goes on.
+   * `runOnce` plus a background loop (a pass, then `pollInterval` of sleep, forever) that lives as long
+   * as the layer. A failure or defect in a pass is logged by `Supervise.supervise`, which restarts the
+   * loop after its backoff (docs/architecture.md#background-loops).
    */
   static readonly layer = (options: DeliveryOptions = {}): Layer.Layer<Delivery, never, ResultStore | Transport> => {
     const pollInterval = Duration.decode(options.pollInterval ?? Duration.seconds(30))
     const loop = Layer.scopedDiscard(
-      Effect.gen(function* () {
-        const delivery = yield* Delivery
-        yield* delivery.runOnce.pipe(
-          Effect.catchAllCause((cause) => Effect.logError("delivery pass failed", cause)),
+      Effect.flatMap(Delivery, (delivery) =>
+        delivery.runOnce.pipe(
           Effect.zipRight(Effect.sleep(pollInterval)),
           Effect.forever,
-          Effect.annotateLogs({ service: "Delivery" }),
+          Supervise.supervise("delivery"),
           Effect.forkScoped
         )
-      })
+      )
     )
     return loop.pipe(Layer.provideMerge(Delivery.layerManual(options)))
   }

@@ -270,52 +270,62 @@ describe("Delivery.runOnce", () => {
 })
 
 describe("Delivery.layer (background loop)", () => {
-  it.scoped("polls on its interval, survives a defect in one pass, and stops with its scope", () =>
-    Effect.gen(function* () {
-      const sink = yield* SmtpSink.make()
-      yield* TestClock.setTime(T0)
-      const firstPass = yield* Deferred.make<void>()
-      let calls = 0
-      // The store dies on the first pass only.
-      const flakyStore = Layer.effect(
-        ResultStore,
-        Effect.map(ResultStore, (store) =>
-          ResultStore.of({
-            ...store,
-            claimDue: (now, limit, lease) =>
-              ++calls === 1
-                ? Deferred.succeed(firstPass, undefined).pipe(Effect.zipRight(Effect.dieMessage("disk on fire")))
-                : store.claimDue(now, limit, lease)
-          })
+  it.scoped(
+    "survives a defect in one pass (supervised restart after 1 s), polls on its interval, stops with its scope",
+    () =>
+      Effect.gen(function* () {
+        const sink = yield* SmtpSink.make()
+        yield* TestClock.setTime(T0)
+        const firstPass = yield* Deferred.make<void>()
+        let calls = 0
+        // The store dies on the first pass only.
+        const flakyStore = Layer.effect(
+          ResultStore,
+          Effect.map(ResultStore, (store) =>
+            ResultStore.of({
+              ...store,
+              claimDue: (now, limit, lease) =>
+                ++calls === 1
+                  ? Deferred.succeed(firstPass, undefined).pipe(Effect.zipRight(Effect.dieMessage("disk on fire")))
+                  : store.claimDue(now, limit, lease)
+            })
+          )
+        ).pipe(Layer.provideMerge(ResultStore.layerMemory))
+        const waitForSleep = TestClock.sleeps().pipe(
+          Effect.zipLeft(Effect.yieldNow()),
+          Effect.repeat({ until: (sleeps) => Chunk.size(sleeps) > 0 })
         )
-      ).pipe(Layer.provideMerge(ResultStore.layerMemory))
-      const waitForSleep = TestClock.sleeps().pipe(
-        Effect.zipLeft(Effect.yieldNow()),
-        Effect.repeat({ until: (sleeps) => Chunk.size(sleeps) > 0 })
-      )
 
-      yield* Effect.gen(function* () {
-        yield* Deferred.await(firstPass)
-        yield* waitForSleep
-        yield* enqueue(newMessage())
-        assert.lengthOf(yield* sink.received, 0)
-        yield* TestClock.adjust(Duration.seconds(30))
-        const mail = yield* sink.take
-        assert.strictEqual(Buffer.from(mail.raw).toString(), RAW)
-        assert.isAtLeast(calls, 2)
-      }).pipe(
-        Effect.provide(
-          Delivery.layer({ pollInterval: Duration.seconds(30) }).pipe(
-            Layer.provide(Transport.layerSmtp({ url: sink.url })),
-            Layer.provideMerge(flakyStore)
+        yield* Effect.gen(function* () {
+          yield* Deferred.await(firstPass)
+          // The pass died: the supervisor restarts the loop after its first backoff (1 s).
+          yield* waitForSleep
+          yield* enqueue(newMessage())
+          yield* TestClock.adjust(Duration.millis(999))
+          assert.lengthOf(yield* sink.received, 0)
+          yield* TestClock.adjust(Duration.millis(1))
+          assert.strictEqual(Buffer.from((yield* sink.take).raw).toString(), RAW)
+          // Then a pass every pollInterval.
+          yield* waitForSleep
+          yield* enqueue(newMessage({ destination: "second@rcpt.example" }))
+          yield* TestClock.adjust(Duration.seconds(29))
+          assert.lengthOf(yield* sink.received, 1)
+          yield* TestClock.adjust(Duration.seconds(1))
+          assert.deepStrictEqual((yield* sink.take).to, ["second@rcpt.example"])
+          assert.isAtLeast(calls, 3)
+        }).pipe(
+          Effect.provide(
+            Delivery.layer({ pollInterval: Duration.seconds(30) }).pipe(
+              Layer.provide(Transport.layerSmtp({ url: sink.url })),
+              Layer.provideMerge(flakyStore)
+            )
           )
         )
-      )
-      // the loop is gone with its layer: time passing makes no more passes
-      const before = calls
-      yield* TestClock.adjust(Duration.minutes(10))
-      assert.strictEqual(calls, before)
-    })
+        // the loop is gone with its layer: time passing makes no more passes
+        const before = calls
+        yield* TestClock.adjust(Duration.minutes(10))
+        assert.strictEqual(calls, before)
+      })
   )
 })
 

@@ -41,13 +41,12 @@ export const layer = (options: Options): Layer.Layer<SqlClient.SqlClient | Sqlit
     yield* Migrations.run
   })
   // The driver throws on open (a corrupt file, a read-only one): that is the operator's to fix, so it
-  // becomes a StoreError naming the file and the driver's reason rather than a defect.
-  const operation = `open ${options.filename}`
+  // becomes a StoreError with the driver's reason rather than a defect (the worker adds the file name).
   return Layer.effectDiscard(setup).pipe(
     Layer.provideMerge(Layer.unwrapEffect(open)),
     Layer.catchAllCause((cause) => {
       const e = Option.getOrElse(Cause.failureOption(cause), () => Cause.squash(cause))
-      return Layer.fail(new StoreError({ operation, cause: e instanceof StoreError ? e.cause : e }))
+      return Layer.fail(new StoreError({ operation: "open", cause: e instanceof StoreError ? e.cause : e }))
     })
   )
 }
