@@ -29,15 +29,10 @@ export const nameDatabase =
   <E>(e: E): E | DatabaseError =>
     e instanceof StoreError ? new DatabaseError({ file: config.database, cause: e }) : e
 
-/**
- * The store (`database`), migrated on open. PostgreSQL: `ResultStore.layerPg({ url })` arrives with
- * the store's PostgreSQL dialect (branch i14); until that is merged the postgres form is refused here.
- */
-export const store = (
-  config: WorkerConfig
-): Layer.Layer<ResultStore | SqlClient.SqlClient, StoreError | ConfigError> =>
+/** The store (`database`: a SQLite file, or PostgreSQL), migrated on open. */
+export const store = (config: WorkerConfig): Layer.Layer<ResultStore | SqlClient.SqlClient, StoreError> =>
   config.databaseConfig.type === "postgres"
-    ? Layer.fail(new ConfigError({ key: "database", reason: "this build has no PostgreSQL store" }))
+    ? ResultStore.layerPg({ url: config.databaseConfig.url })
     : ResultStore.layer({ filename: config.databaseConfig.file })
 
 /** `host:port` / `[v6]:port` strings for node:dns. */

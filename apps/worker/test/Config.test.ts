@@ -156,9 +156,37 @@ describe("Config", () => {
     assert.match(e.message, /^config: dns\.timeoutMs \(from TLSRPT_DNS_TIMEOUT_MS\): /)
   })
 
-  it("cross-key rules: PostgreSQL not yet, contact-info domain, jitter bounds", () => {
+  it("database: a SQLite path (string or { type: sqlite }), { type: postgres, url }, or TLSRPT_DATABASE_URL", () => {
+    const sqlite = Either.getOrThrow(resolved({ database: { type: "sqlite", file: "state/t.db" } }))
+    assert.deepStrictEqual(sqlite.databaseConfig, { type: "sqlite", file: "/work/state/t.db" })
+    assert.strictEqual(sqlite.database, "/work/state/t.db")
+    const plain = Either.getOrThrow(resolved({ database: "state/t.db" }))
+    assert.deepStrictEqual(plain.databaseConfig, sqlite.databaseConfig)
+
+    const pg = Either.getOrThrow(
+      resolved({ database: { type: "postgres", url: "postgres://u:secret@db:5432/tlsrpt" } })
+    )
+    assert.strictEqual(pg.databaseConfig.type, "postgres")
+    if (pg.databaseConfig.type === "postgres")
+      assert.strictEqual(Redacted.value(pg.databaseConfig.url), "postgres://u:secret@db:5432/tlsrpt")
+    // The password never reaches a log line.
+    assert.strictEqual(pg.database, "postgres://u:***@db:5432/tlsrpt")
+
+    const fromEnv = Either.getOrThrow(
+      resolved({ database: "state/t.db" }, { TLSRPT_DATABASE_URL: "postgresql://db/tlsrpt" })
+    )
+    assert.strictEqual(fromEnv.database, "postgresql://db/tlsrpt")
+    const bad = decodeError({}, { TLSRPT_DATABASE_URL: "mysql://db/tlsrpt" })
+    assert.strictEqual(bad.env, "TLSRPT_DATABASE_URL")
+    assert.isTrue(
+      Either.isLeft(Config.applyEnv({}, { TLSRPT_DATABASE_URL: "postgres://db/x", TLSRPT_DATABASE: "x.db" }))
+    )
+  })
+
+  it("cross-key rules: a PostgreSQL URL as a SQLite path, contact-info domain, jitter bounds", () => {
     const key = (json: unknown) => Either.flip(resolved(json)).pipe(Either.getOrThrow).key
     assert.strictEqual(key({ database: "postgres://db/tlsrpt" }), "database")
+    assert.strictEqual(key({ database: { type: "sqlite", file: "postgres://db/tlsrpt" } }), "database.file")
     assert.strictEqual(
       key({ submitter: { domain: "example.com", contactInfo: "ops@other.example" } }),
       "submitter.contactInfo"

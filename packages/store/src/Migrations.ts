@@ -3,26 +3,30 @@
  * applied id in `effect_sql_migrations`, so a reopen runs nothing twice).
  *
  * Portable column types: TEXT, INTEGER (booleans as 0/1), BIGINT for epoch-millisecond times (a
- * PostgreSQL INTEGER is 32 bits; SQLite gives BIGINT integer affinity), BLOB for payloads. Only
- * `INTEGER PRIMARY KEY [AUTOINCREMENT]` is SQLite's spelling: the PostgreSQL layer will use an identity
- * column there, and `COLLATE "C"` on the domain columns so that `ORDER BY` is byte order as in
- * SQLite's default BINARY collation (docs/design.md#ordering).
+ * PostgreSQL INTEGER is 32 bits; SQLite gives BIGINT integer affinity). Ids, payload bytes and domain
+ * columns are spelled by the dialect (`Dialect.types`; domains compare in byte order,
+ * docs/design.md#ordering): write new migrations with those and plain portable SQL, never for one
+ * database only.
  */
 import * as Migrator from "@effect/sql/Migrator"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect } from "effect"
+import type { Dialect } from "./Dialect.js"
 
-export const migrations: Migrator.Loader = Migrator.fromRecord({
-  // docs/design.md#result-rows: one row per (policy domain, UTC day, recipient domain). Phase 1 reads rows in id order
-  // (docs/design.md#ordering): a new rowid is one above the largest present, so ids of live rows follow insertion.
-  // No AUTOINCREMENT here: with it every upsert that merges into an existing row burns an id.
-  "1_results": Effect.gen(function* () {
-    const sql = yield* SqlClient.SqlClient
-    yield* sql`CREATE TABLE results (
-      id INTEGER PRIMARY KEY,
-      policy_domain TEXT NOT NULL,
+export const migrations = (dialect: Dialect): Migrator.Loader => {
+  const t = (role: keyof Dialect["types"]) =>
+    SqlClient.SqlClient.pipe(Effect.map((sql) => sql.literal(dialect.types[role])))
+  return Migrator.fromRecord({
+    // docs/design.md#result-rows: one row per (policy domain, UTC day, recipient domain). Phase 1 reads
+    // rows in id order (docs/design.md#ordering): a new id is one above the largest present, so ids of
+    // live rows follow insertion.
+    "1_results": Effect.gen(function* () {
+      const sql = yield* SqlClient.SqlClient
+      yield* sql`CREATE TABLE results (
+      id ${yield* t("rowId")},
+      policy_domain ${yield* t("domain")} NOT NULL,
       day TEXT NOT NULL,
-      recipient_domain TEXT NOT NULL,
+      recipient_domain ${yield* t("domain")} NOT NULL,
       is_host INTEGER NOT NULL,
       send_report INTEGER NOT NULL,
       sent_to_recipient_domain INTEGER NOT NULL DEFAULT 0,
@@ -33,32 +37,33 @@ export const migrations: Migrator.Loader = Migrator.fromRecord({
       updated BIGINT NOT NULL,
       UNIQUE (policy_domain, day, recipient_domain)
     )`
-    // Phase 1 fetch (docs/design.md#ordering): equal index entries are ordered by id, so no sort is needed.
-    yield* sql`CREATE INDEX results_recipient_domain_day ON results (recipient_domain, day)`
-  }),
-  // docs/design.md#suppression-list, with addresses normalised (docs/design.md#normalised-suppression-addresses).
-  "2_suppressions": Effect.gen(function* () {
-    const sql = yield* SqlClient.SqlClient
-    yield* sql`CREATE TABLE suppressions (
-      id INTEGER PRIMARY KEY AUTOINCREMENT,
+      // Phase 1 fetch (docs/design.md#ordering): equal index entries are ordered by id, so no sort is needed.
+      yield* sql`CREATE INDEX results_recipient_domain_day ON results (recipient_domain, day)`
+    }),
+    // docs/design.md#suppression-list, with addresses normalised (docs/design.md#normalised-suppression-addresses).
+    "2_suppressions": Effect.gen(function* () {
+      const sql = yield* SqlClient.SqlClient
+      yield* sql`CREATE TABLE suppressions (
+      id ${yield* t("serialId")},
       address TEXT NOT NULL UNIQUE,
       until BIGINT NOT NULL,
       comment TEXT NOT NULL DEFAULT '',
       inserted BIGINT NOT NULL
     )`
-  }),
-  // docs/design.md#one-transaction-for-mark-and-outbox: rows are marked sent and their messages enqueued in one transaction.
-  // UNIQUE (report_id, destination) makes enqueueing the same report twice a no-op.
-  "3_outbox": Effect.gen(function* () {
-    const sql = yield* SqlClient.SqlClient
-    yield* sql`CREATE TABLE outbox (
-      id INTEGER PRIMARY KEY AUTOINCREMENT,
+    }),
+    // docs/design.md#one-transaction-for-mark-and-outbox: rows are marked sent and their messages
+    // enqueued in one transaction. UNIQUE (report_id, destination) makes enqueueing the same report
+    // twice a no-op.
+    "3_outbox": Effect.gen(function* () {
+      const sql = yield* SqlClient.SqlClient
+      yield* sql`CREATE TABLE outbox (
+      id ${yield* t("serialId")},
       kind TEXT NOT NULL,
       destination TEXT NOT NULL,
       envelope_from TEXT NOT NULL,
-      payload BLOB NOT NULL,
+      payload ${yield* t("bytes")} NOT NULL,
       report_id TEXT NOT NULL,
-      policy_domain TEXT NOT NULL,
+      policy_domain ${yield* t("domain")} NOT NULL,
       day TEXT NOT NULL,
       status TEXT NOT NULL,
       attempts INTEGER NOT NULL DEFAULT 0,
@@ -68,25 +73,26 @@ export const migrations: Migrator.Loader = Migrator.fromRecord({
       updated BIGINT NOT NULL,
       UNIQUE (report_id, destination)
     )`
-    yield* sql`CREATE INDEX outbox_status_next_attempt ON outbox (status, next_attempt_at)`
-  }),
-  // The days whose scheduled round completed, so that a round ending after midnight does not make the
-  // schedule skip a day (docs/design.md#schedule-catch-up).
-  "4_reported_days": Effect.gen(function* () {
-    const sql = yield* SqlClient.SqlClient
-    yield* sql`CREATE TABLE reported_days (
+      yield* sql`CREATE INDEX outbox_status_next_attempt ON outbox (status, next_attempt_at)`
+    }),
+    // The days whose scheduled round completed, so that a round ending after midnight does not make the
+    // schedule skip a day (docs/design.md#schedule-catch-up).
+    "4_reported_days": Effect.gen(function* () {
+      const sql = yield* SqlClient.SqlClient
+      yield* sql`CREATE TABLE reported_days (
       day TEXT PRIMARY KEY,
       reported BIGINT NOT NULL
     )`
-  }),
-  // A lease on a queued message (`claimDue`): the process that holds it until `lease_until` is the
-  // only one to attempt it, so any number of processes on one database deliver each message once.
-  "5_outbox_lease": Effect.gen(function* () {
-    const sql = yield* SqlClient.SqlClient
-    yield* sql`ALTER TABLE outbox ADD COLUMN lease_owner TEXT`
-    yield* sql`ALTER TABLE outbox ADD COLUMN lease_until BIGINT`
+    }),
+    // A lease on a queued message (`claimDue`): the process that holds it until `lease_until` is the
+    // only one to attempt it, so any number of processes on one database deliver each message once.
+    "5_outbox_lease": Effect.gen(function* () {
+      const sql = yield* SqlClient.SqlClient
+      yield* sql`ALTER TABLE outbox ADD COLUMN lease_owner TEXT`
+      yield* sql`ALTER TABLE outbox ADD COLUMN lease_until BIGINT`
+    })
   })
-})
+}
 
-/** Applies the pending migrations; returns the ones it ran. */
-export const run = Migrator.make({})({ loader: migrations })
+/** Applies the pending migrations, one process at a time; returns the ones it ran. */
+export const run = (dialect: Dialect) => dialect.exclusive(Migrator.make({})({ loader: migrations(dialect) }))

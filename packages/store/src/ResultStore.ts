@@ -1,18 +1,22 @@
 /**
  * The store of outgoing TLS results, the suppression list and the report outbox (mox's tlsrptdb,
- * docs/design.md#result-rows, plus the outbox, docs/design.md#outbox). A port: `layer` / `layerMemory` are SQLite
- * (`@effect/sql-sqlite-node`); a PostgreSQL layer comes later behind the same Tag, so keep callers
- * independent of the dialect.
+ * docs/design.md#result-rows, plus the outbox, docs/design.md#outbox). A port: `layer` / `layerMemory` are
+ * SQLite (`@effect/sql-sqlite-node`), `layerPg` is PostgreSQL (`@effect/sql-pg`, for many writers);
+ * callers stay independent of the dialect.
  *
  * Domains are stored in A-label form (docs/design.md#domain-normal-form: one normal form). Days are `YYYY-MM-DD`.
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
 import type { Day, Domain, PolicyResult } from "@tlsrpt/core"
 import { Context, Effect, Layer } from "effect"
+import type { Dialect } from "./Dialect.js"
 import * as Migrations from "./Migrations.js"
-import * as SqliteDatabase from "./SqliteDatabase.js"
+import * as PgDatabase from "./pg/PgDatabase.js"
+import { dialect as pgDialect } from "./pg/PgDialect.js"
 import * as SqlResultStore from "./SqlResultStore.js"
 import { type InvalidAddress, type StoreError, StoreError as StoreErrorClass } from "./StoreError.js"
+import * as SqliteDatabase from "./sqlite/SqliteDatabase.js"
+import { dialect as sqliteDialect } from "./sqlite/SqliteDialect.js"
 
 export { InvalidAddress, StoreError } from "./StoreError.js"
 
@@ -208,19 +212,29 @@ export class ResultStore extends Context.Tag("@tlsrpt/store/ResultStore")<
   static readonly layer = (
     options: SqliteDatabase.Options
   ): Layer.Layer<ResultStore | SqlClient.SqlClient, StoreError> =>
-    Layer.effect(ResultStore, SqlResultStore.make).pipe(Layer.provideMerge(SqliteDatabase.layer(options)))
+    Layer.effect(ResultStore, SqlResultStore.make(sqliteDialect)).pipe(
+      Layer.provideMerge(SqliteDatabase.layer(options))
+    )
 
   /**
-   * The store on a `SqlClient` provided by the caller (another SQLite setup, later PostgreSQL): runs
-   * the migrations, then serves the same portable queries.
+   * The store in a PostgreSQL database shared by many processes (one collector per MTA host; counts
+   * of one key add up), migrated on open behind an advisory lock. Also provides the `SqlClient`.
    */
-  static readonly layerSql: Layer.Layer<ResultStore, StoreError, SqlClient.SqlClient> = Layer.effect(
-    ResultStore,
-    Effect.zipRight(
-      Effect.mapError(Migrations.run, (cause) => new StoreErrorClass({ operation: "migrate", cause })),
-      SqlResultStore.make
+  static readonly layerPg = (options: PgDatabase.Options): Layer.Layer<ResultStore | SqlClient.SqlClient, StoreError> =>
+    Layer.effect(ResultStore, SqlResultStore.make(pgDialect)).pipe(Layer.provideMerge(PgDatabase.layer(options)))
+
+  /**
+   * The store on a `SqlClient` provided by the caller, in that client's dialect (`sqlite/`, `pg/`):
+   * runs the migrations, then serves the same queries.
+   */
+  static readonly layerSql = (dialect: Dialect): Layer.Layer<ResultStore, StoreError, SqlClient.SqlClient> =>
+    Layer.effect(
+      ResultStore,
+      Effect.zipRight(
+        Effect.mapError(Migrations.run(dialect), (cause) => new StoreErrorClass({ operation: "migrate", cause })),
+        SqlResultStore.make(dialect)
+      )
     )
-  )
 
   /** A private in-memory SQLite database: each build of the layer starts empty. */
   static readonly layerMemory: Layer.Layer<ResultStore | SqlClient.SqlClient, StoreError> = Layer.suspend(() =>

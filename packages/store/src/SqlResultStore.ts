@@ -1,16 +1,19 @@
 /**
- * `ResultStore` on any `@effect/sql` client. The queries are written to run unchanged on SQLite and
- * PostgreSQL: plain TEXT/INTEGER columns, `ON CONFLICT … DO UPDATE`, row-value `IN (VALUES …)`,
- * `RETURNING`, no dialect functions. Times are epoch milliseconds, booleans 0/1, JSON lists TEXT.
+ * `ResultStore` on any `@effect/sql` client. The queries are written once for every dialect: plain
+ * TEXT/INTEGER columns, `ON CONFLICT`, row-value `IN (VALUES …)`, `RETURNING`, no dialect functions;
+ * the few differences come from the `Dialect` (`sqlite/`, `pg/`). Times are epoch milliseconds,
+ * booleans 0/1, JSON lists TEXT.
  *
- * `addResults` assumes it is the only writer of a key while its transaction runs: true for SQLite (one
- * connection, one writer); the PostgreSQL layer has to lock the keys (or retry on a serialization
- * failure) between its SELECT and its upsert.
+ * `addResults` is safe with several writers on one database (one collector per MTA host on
+ * PostgreSQL): writers take turns (`Dialect.lockWriters`), lock the rows they merge into
+ * (`Dialect.lockRows`), insert new keys with `ON CONFLICT DO NOTHING` and merge into the rows another
+ * writer inserted first, so counts of the same key from several hosts add up, never overwrite.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
 import { type Day, Domain, PolicyResult, SuppressionTarget } from "@tlsrpt/core"
-import { Clock, type Context, Effect, Either, Option } from "effect"
+import { Clock, type Context, Effect, Either, Option, Schedule } from "effect"
+import type { Dialect } from "./Dialect.js"
 import type {
   DeleteKey,
   MarkSent,
@@ -97,8 +100,8 @@ const storeError =
  */
 const chunkSize = (left: number, max: number): number => (left >= max ? max : 2 ** Math.floor(Math.log2(left)))
 
-/** The upsert's columns, in the order of its parameters. */
-const UPSERT_COLUMNS = [
+/** The INSERT's columns, in the order of its parameters. */
+const INSERT_COLUMNS = [
   "policy_domain",
   "day",
   "recipient_domain",
@@ -189,7 +192,17 @@ interface Pending {
   readonly rows: Array<NewResultRow>
 }
 
+interface Merged {
+  readonly pending: Pending
+  /** The stored row's id; undefined for a new key. */
+  readonly id: number | undefined
+  readonly isHost: number
+  readonly sendReport: number
+  readonly results: string
+}
+
 interface ExistingRecord {
+  readonly id: number
   readonly policy_domain: string
   readonly day: string
   readonly recipient_domain: string
@@ -197,467 +210,557 @@ interface ExistingRecord {
   readonly results: string
 }
 
+/** A transaction that deadlocked with another writer is retried whole, after a short random pause. */
+const conflictRetry = (dialect: Dialect) => ({
+  while: (e: unknown) => e instanceof SqlError && dialect.isTransientConflict(e),
+  times: 20,
+  schedule: Schedule.jittered(Schedule.exponential("5 millis"))
+})
+
 /** The store on the ambient `SqlClient`; the schema must be migrated (`Migrations.run`). */
-export const make: Effect.Effect<Service, never, SqlClient.SqlClient> = Effect.gen(function* () {
-  const sql = yield* SqlClient.SqlClient
+export const make = (dialect: Dialect): Effect.Effect<Service, never, SqlClient.SqlClient> =>
+  Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
 
-  const selectResults = sql.literal(
-    `SELECT id, policy_domain, day, recipient_domain, is_host, send_report, sent_to_recipient_domain,
+    const selectResults = sql.literal(
+      `SELECT id, policy_domain, day, recipient_domain, is_host, send_report, sent_to_recipient_domain,
       sent_to_policy_domain, recipient_domain_reporting_addresses, results, created, updated FROM results`
-  )
+    )
 
-  // addResults runs a few thousand statements per flush; building each through the tagged template
-  // (and preparing each distinct size) cost more than SQLite's own work. So each statement's text is
-  // compiled once per size, by the client's own compiler (dialect-neutral placeholders), and executed
-  // on the transaction's connection, whose prepare cache then always hits.
-  const selectTexts = new Map<number, string>()
-  const selectText = (n: number): string => {
-    let text = selectTexts.get(n)
-    if (text === undefined) {
-      const tuples = sql.csv(Array.from({ length: n }, () => sql`(${""}, ${""}, ${""})`))
-      text = sql`SELECT policy_domain, day, recipient_domain, send_report, results
-          FROM results WHERE (policy_domain, day, recipient_domain) IN (VALUES ${tuples})`.compile()[0]
-      selectTexts.set(n, text)
+    // addResults runs a few thousand statements per flush; building each through the tagged template
+    // (and preparing each distinct size) cost more than SQLite's own work. So each statement's text is
+    // compiled once per size, by the client's own compiler (dialect-neutral placeholders), and executed
+    // on the transaction's connection, whose prepare cache then always hits.
+    const selectTexts = new Map<number, string>()
+    const selectText = (n: number): string => {
+      let text = selectTexts.get(n)
+      if (text === undefined) {
+        const tuples = sql.csv(Array.from({ length: n }, () => sql`(${""}, ${""}, ${""})`))
+        // In key order, so that writers sharing keys lock them in one order (no deadlock within a step).
+        text = sql`SELECT id, policy_domain, day, recipient_domain, send_report, results
+          FROM results WHERE (policy_domain, day, recipient_domain) IN (VALUES ${tuples})
+          ORDER BY policy_domain, day, recipient_domain ${sql.literal(dialect.lockRows)}`.compile()[0]
+        selectTexts.set(n, text)
+      }
+      return text
     }
-    return text
-  }
-  const upsertTexts = new Map<number, string>()
-  const upsertText = (n: number): string => {
-    let text = upsertTexts.get(n)
-    if (text === undefined) {
-      const row = Object.fromEntries(UPSERT_COLUMNS.map((c) => [c, ""]))
-      text = sql`INSERT INTO results ${sql.insert(Array.from({ length: n }, () => row))}
-          ON CONFLICT (policy_domain, day, recipient_domain) DO UPDATE SET
-            is_host = excluded.is_host, send_report = excluded.send_report,
-            results = excluded.results, updated = excluded.updated`.compile()[0]
-      upsertTexts.set(n, text)
+    // A plain UPDATE of the rows found (joined on id): an upsert would take a new id from PostgreSQL's
+    // identity sequence for every merged row, so a row's id would depend on how calls were batched.
+    // VALUES columns are column1… in both dialects; the CASTs type PostgreSQL's parameters.
+    const updateTexts = new Map<number, string>()
+    const updateText = (n: number): string => {
+      let text = updateTexts.get(n)
+      if (text === undefined) {
+        const tuples = sql.csv(
+          Array.from(
+            { length: n },
+            () =>
+              sql`(CAST(${0} AS BIGINT), CAST(${0} AS INTEGER), CAST(${0} AS INTEGER), CAST(${""} AS TEXT), CAST(${0} AS BIGINT))`
+          )
+        )
+        text = sql`UPDATE results SET is_host = v.column2, send_report = v.column3, results = v.column4,
+          updated = v.column5 FROM (VALUES ${tuples}) AS v WHERE results.id = v.column1`.compile()[0]
+        updateTexts.set(n, text)
+      }
+      return text
     }
-    return text
-  }
+    const insertTexts = new Map<number, string>()
+    const insertText = (n: number): string => {
+      let text = insertTexts.get(n)
+      if (text === undefined) {
+        const row = Object.fromEntries(INSERT_COLUMNS.map((c) => [c, ""]))
+        text = sql`INSERT INTO results ${sql.insert(Array.from({ length: n }, () => row))}
+          ON CONFLICT (policy_domain, day, recipient_domain) DO NOTHING
+          RETURNING policy_domain, day, recipient_domain`.compile()[0]
+        insertTexts.set(n, text)
+      }
+      return text
+    }
 
-  /**
-   * docs/design.md#row-merge for one call. Rows are grouped by key first; folding each key's rows in call order into
-   * the stored row is what the spec's row-by-row loop does, since rows of other keys do not interact.
-   * Then, STEP keys at a time (one transaction throughout), one SELECT finds their stored rows and one
-   * upsert writes the merged rows.
-   */
-  const addResults = Effect.fn("ResultStore.addResults")(function* (rows: ReadonlyArray<NewResultRow>) {
-    if (rows.length === 0) return
-    const clock = yield* Effect.clock
-    const now = clock.unsafeCurrentTimeMillis()
-    // Between steps: yield once the slice is over (see STEP). Every other runnable fiber gets its turn
-    // before this one resumes, so the next slice lasts as long as that wait did.
-    let sliceEnd = now + SLICE_MILLIS
-    const pause = Effect.suspend(() => {
-      const before = clock.unsafeCurrentTimeMillis()
-      if (before < sliceEnd) return Effect.void
-      return Effect.map(Effect.yieldNow(), () => {
-        const after = clock.unsafeCurrentTimeMillis()
-        sliceEnd = after + Math.max(SLICE_MILLIS, after - before)
-      })
-    })
-    const groups = new Map<string, Pending>()
-    for (const row of rows) {
-      const policyDomain = row.policyDomain.ascii
-      const recipientDomain = row.recipientDomain.ascii
-      const key = keyOf(policyDomain, row.day, recipientDomain)
-      const group = groups.get(key)
-      if (group === undefined) groups.set(key, { policyDomain, day: row.day, recipientDomain, rows: [row] })
-      else group.rows.push(row)
-    }
-    const pending = Array.from(groups.values())
+    /**
+     * docs/design.md#row-merge for one call. Rows are grouped by key first; folding each key's rows in call order into
+     * the stored row is what the spec's row-by-row loop does, since rows of other keys do not interact.
+     * Then, STEP keys at a time (one transaction throughout): one SELECT finds and locks their stored
+     * rows, one upsert writes those merged; one INSERT … DO NOTHING adds the new keys in first-seen order;
+     * a new key another writer inserted meanwhile is then locked and merged into like a stored one.
+     */
+    const addResults = Effect.fn("ResultStore.addResults")(function* (rows: ReadonlyArray<NewResultRow>) {
+      if (rows.length === 0) return
+      const clock = yield* Effect.clock
+      const now = clock.unsafeCurrentTimeMillis()
+      const groups = new Map<string, Pending>()
+      for (const row of rows) {
+        const policyDomain = row.policyDomain.ascii
+        const recipientDomain = row.recipientDomain.ascii
+        const key = keyOf(policyDomain, row.day, recipientDomain)
+        const group = groups.get(key)
+        if (group === undefined) groups.set(key, { policyDomain, day: row.day, recipientDomain, rows: [row] })
+        else group.rows.push(row)
+      }
+      const pending = Array.from(groups.values())
 
-    yield* sql.withTransaction(
-      Effect.gen(function* () {
+      /** Each key's rows folded into its stored row, or into its first row (docs/design.md#row-merge), in `keys` order. */
+      const merged = (keys: ReadonlyArray<Pending>, stored: ReadonlyMap<string, ExistingRecord>) => {
+        const out: Array<Merged> = new Array(keys.length)
+        for (let j = 0; j < keys.length; j++) {
+          const p = keys[j]!
+          const found = stored.get(keyOf(p.policyDomain, p.day, p.recipientDomain))
+          let results: ReadonlyArray<PolicyResult.PolicyResult>
+          let sendReport: boolean
+          let from: number
+          if (found === undefined) {
+            // docs/design.md#row-merge: a new row holds the first row's results as they are.
+            results = p.rows[0]!.results
+            sendReport = p.rows[0]!.sendReport
+            from = 1
+          } else {
+            const decoded = StoredResults.decode(found.results)
+            if (Either.isLeft(decoded))
+              return Either.left(new StoreError({ operation: "addResults", cause: decoded.left }))
+            results = decoded.right
+            sendReport = found.send_report === 1
+            from = 0
+          }
+          for (let k = from; k < p.rows.length; k++) {
+            const row = p.rows[k]!
+            results = PolicyResult.merge(results, row.results)
+            // docs/design.md#row-merge: SendReport sticky true.
+            sendReport = sendReport || row.sendReport
+          }
+          out[j] = {
+            pending: p,
+            id: found?.id,
+            // docs/design.md#row-merge: IsHost last writer wins.
+            isHost: flag(p.rows[p.rows.length - 1]!.isHost),
+            sendReport: flag(sendReport),
+            results: StoredResults.encode(results)
+          }
+        }
+        return Either.right(out)
+      }
+      /** In INSERT_COLUMNS order. */
+      const insertValues = (rows: ReadonlyArray<Merged>) =>
+        rows.flatMap((m) => [
+          m.pending.policyDomain,
+          m.pending.day,
+          m.pending.recipientDomain,
+          m.isHost,
+          m.sendReport,
+          m.results,
+          now,
+          now
+        ])
+      // The sent flags, the reporting addresses and `created` stay as they are (docs/design.md#row-merge).
+      const updateValues = (rows: ReadonlyArray<Merged>) =>
+        rows.flatMap((m) => [m.id!, m.isHost, m.sendReport, m.results, now])
+
+      const transaction = Effect.gen(function* () {
         // The statements run on the transaction's connection with precompiled text (see `selectText`).
-        const transaction = yield* Effect.serviceOption(SqlClient.TransactionConnection)
-        if (Option.isNone(transaction)) return yield* Effect.dieMessage("addResults: no transaction connection")
-        const conn = transaction.value[0]
-        // Keys are distinct, so each step (SELECT, merge, upsert of STEP keys) is independent of the
+        const connection = yield* Effect.serviceOption(SqlClient.TransactionConnection)
+        if (Option.isNone(connection)) return yield* Effect.dieMessage("addResults: no transaction connection")
+        const conn = connection.value[0]
+        if (dialect.lockWriters !== undefined) yield* conn.execute(dialect.lockWriters, [], undefined)
+        // Between steps: yield once the slice is over (see STEP). Every other runnable fiber gets its turn
+        // before this one resumes, so the next slice lasts as long as that wait did.
+        let sliceEnd = clock.unsafeCurrentTimeMillis() + SLICE_MILLIS
+        const pause = Effect.suspend(() => {
+          const before = clock.unsafeCurrentTimeMillis()
+          if (before < sliceEnd) return Effect.void
+          return Effect.map(Effect.yieldNow(), () => {
+            const after = clock.unsafeCurrentTimeMillis()
+            sliceEnd = after + Math.max(SLICE_MILLIS, after - before)
+          })
+        })
+        const stored = new Map<string, ExistingRecord>()
+        /** Reads (and, where several write, locks) the stored rows of these keys into `stored`. */
+        const select = (keys: ReadonlyArray<Pending>) =>
+          Effect.map(
+            conn.execute(
+              selectText(keys.length),
+              keys.flatMap((p) => [p.policyDomain, p.day, p.recipientDomain]),
+              undefined
+            ) as Effect.Effect<ReadonlyArray<ExistingRecord>, SqlError>,
+            (found) => {
+              stored.clear()
+              for (const r of found) stored.set(keyOf(r.policy_domain, r.day, r.recipient_domain), r)
+            }
+          )
+        /** Runs `f` on `items` in chunks of power-of-two sizes (few distinct statements, see `chunkSize`). */
+        const inChunks = <T, A>(
+          items: ReadonlyArray<T>,
+          f: (chunk: ReadonlyArray<T>) => Effect.Effect<ReadonlyArray<A>, SqlError>
+        ) =>
+          Effect.gen(function* () {
+            const out: Array<A> = []
+            for (let k = 0; k < items.length; ) {
+              const m = chunkSize(items.length - k, STEP)
+              out.push(...(yield* f(items.slice(k, k + m))))
+              k += m
+            }
+            return out
+          })
+        const update = (keys: ReadonlyArray<Pending>) =>
+          Effect.flatMap(merged(keys, stored), (rows) =>
+            inChunks(rows, (chunk) => conn.execute(updateText(chunk.length), updateValues(chunk), undefined))
+          )
+        // Keys are distinct, so each step (SELECT, merge, write of STEP keys) is independent of the
         // others; steps in key order give new keys their ids in first-seen order (docs/design.md#ordering reads phase
         // 1 by id). A step's objects die young instead of living (and being promoted) for the whole batch.
-        const width = UPSERT_COLUMNS.length
-        const existing = new Map<string, ExistingRecord>()
         for (let i = 0; i < pending.length; ) {
           const n = chunkSize(pending.length - i, STEP)
-          const keys: Array<string> = new Array(n * 3)
-          for (let j = 0; j < n; j++) {
-            const p = pending[i + j]!
-            keys[j * 3] = p.policyDomain
-            keys[j * 3 + 1] = p.day
-            keys[j * 3 + 2] = p.recipientDomain
-          }
-          const found: ReadonlyArray<ExistingRecord> = yield* conn.execute(selectText(n), keys, undefined)
-          existing.clear()
-          for (const r of found) existing.set(keyOf(r.policy_domain, r.day, r.recipient_domain), r)
-
-          const values: Array<string | number> = new Array(n * width)
-          let v = 0
-          for (let j = 0; j < n; j++) {
-            const p = pending[i + j]!
-            const stored = existing.get(keyOf(p.policyDomain, p.day, p.recipientDomain))
-            let results: ReadonlyArray<PolicyResult.PolicyResult>
-            let sendReport: boolean
-            let from: number
-            if (stored === undefined) {
-              // docs/design.md#row-merge: a new row holds the first row's results as they are.
-              results = p.rows[0]!.results
-              sendReport = p.rows[0]!.sendReport
-              from = 1
-            } else {
-              const decoded = StoredResults.decode(stored.results)
-              if (Either.isLeft(decoded)) return yield* new StoreError({ operation: "addResults", cause: decoded.left })
-              results = decoded.right
-              sendReport = stored.send_report === 1
-              from = 0
+          const step = pending.slice(i, i + n)
+          yield* select(step)
+          const old = step.filter((p) => stored.has(keyOf(p.policyDomain, p.day, p.recipientDomain)))
+          const fresh = step.filter((p) => !stored.has(keyOf(p.policyDomain, p.day, p.recipientDomain)))
+          if (old.length > 0) yield* update(old)
+          if (fresh.length > 0) {
+            stored.clear()
+            const rows = yield* merged(fresh, stored)
+            const inserted = yield* inChunks(
+              rows,
+              (chunk) =>
+                conn.execute(insertText(chunk.length), insertValues(chunk), undefined) as Effect.Effect<
+                  ReadonlyArray<ExistingRecord>,
+                  SqlError
+                >
+            )
+            if (inserted.length < fresh.length) {
+              // Another writer inserted some of these keys since the SELECT: merge into its rows.
+              const mine = new Set(inserted.map((r) => keyOf(r.policy_domain, r.day, r.recipient_domain)))
+              const raced = fresh.filter((p) => !mine.has(keyOf(p.policyDomain, p.day, p.recipientDomain)))
+              yield* select(raced)
+              yield* update(raced)
             }
-            for (let k = from; k < p.rows.length; k++) {
-              const row = p.rows[k]!
-              results = PolicyResult.merge(results, row.results)
-              // docs/design.md#row-merge: SendReport sticky true.
-              sendReport = sendReport || row.sendReport
-            }
-            // In UPSERT_COLUMNS order.
-            values[v++] = p.policyDomain
-            values[v++] = p.day
-            values[v++] = p.recipientDomain
-            // docs/design.md#row-merge: IsHost last writer wins.
-            values[v++] = flag(p.rows[p.rows.length - 1]!.isHost)
-            values[v++] = flag(sendReport)
-            values[v++] = StoredResults.encode(results)
-            values[v++] = now
-            values[v++] = now
           }
-          // On conflict the sent flags, the reporting addresses and `created` stay as they are (docs/design.md#row-merge
-          // step 4).
-          yield* conn.execute(upsertText(n), values, undefined)
           i += n
           yield* pause
         }
       })
-    )
-  }, storeError("addResults"))
+      yield* sql.withTransaction(transaction).pipe(Effect.retry(conflictRetry(dialect)))
+    }, storeError("addResults"))
 
-  const keysUpTo = Effect.fn("ResultStore.keysUpTo")(function* (day: Day.Day) {
-    const records = yield* sql<{
-      readonly policy_domain: string
-      readonly day: string
-      readonly recipient_domain: string
-      readonly send_report: number
-    }>`SELECT policy_domain, day, recipient_domain, send_report FROM results WHERE day <= ${day} ORDER BY id`
-    return records.map(
-      (r): ResultKey => ({
-        policyDomain: r.policy_domain,
-        day: r.day as Day.Day,
-        recipientDomain: r.recipient_domain,
-        sendReport: r.send_report === 1
-      })
-    )
-  }, storeError("keysUpTo"))
+    const keysUpTo = Effect.fn("ResultStore.keysUpTo")(function* (day: Day.Day) {
+      const records = yield* sql<{
+        readonly policy_domain: string
+        readonly day: string
+        readonly recipient_domain: string
+        readonly send_report: number
+      }>`SELECT policy_domain, day, recipient_domain, send_report FROM results WHERE day <= ${day} ORDER BY id`
+      return records.map(
+        (r): ResultKey => ({
+          policyDomain: r.policy_domain,
+          day: r.day as Day.Day,
+          recipientDomain: r.recipient_domain,
+          sendReport: r.send_report === 1
+        })
+      )
+    }, storeError("keysUpTo"))
 
-  // Phase 1 (docs/design.md#ordering): insertion order.
-  const rowsByRecipientDomain = Effect.fn("ResultStore.rowsByRecipientDomain")(function* (
-    recipientDomain: string,
-    day: Day.Day
-  ) {
-    const records = yield* sql<ResultRecord>`${selectResults}
+    // Phase 1 (docs/design.md#ordering): insertion order.
+    const rowsByRecipientDomain = Effect.fn("ResultStore.rowsByRecipientDomain")(function* (
+      recipientDomain: string,
+      day: Day.Day
+    ) {
+      const records = yield* sql<ResultRecord>`${selectResults}
         WHERE recipient_domain = ${recipientDomain} AND day = ${day} ORDER BY id`
-    return yield* toResultRows("rowsByRecipientDomain", records)
-  }, storeError("rowsByRecipientDomain"))
+      return yield* toResultRows("rowsByRecipientDomain", records)
+    }, storeError("rowsByRecipientDomain"))
 
-  // Phase 2 (docs/design.md#ordering): recipient domain in byte order (SQLite's BINARY collation; A-labels are ASCII), then id.
-  const rowsByPolicyDomain = Effect.fn("ResultStore.rowsByPolicyDomain")(function* (
-    policyDomain: string,
-    day: Day.Day
-  ) {
-    const records = yield* sql<ResultRecord>`${selectResults}
+    // Phase 2 (docs/design.md#ordering): recipient domain in byte order (SQLite's BINARY collation; A-labels are ASCII), then id.
+    const rowsByPolicyDomain = Effect.fn("ResultStore.rowsByPolicyDomain")(function* (
+      policyDomain: string,
+      day: Day.Day
+    ) {
+      const records = yield* sql<ResultRecord>`${selectResults}
         WHERE policy_domain = ${policyDomain} AND day = ${day} ORDER BY recipient_domain, id`
-    return yield* toResultRows("rowsByPolicyDomain", records)
-  }, storeError("rowsByPolicyDomain"))
+      return yield* toResultRows("rowsByPolicyDomain", records)
+    }, storeError("rowsByPolicyDomain"))
 
-  const listResults = Effect.fn("ResultStore.listResults")(function* (filter?: ResultFilter) {
-    const clauses = []
-    if (filter?.day !== undefined) clauses.push(sql`day = ${filter.day}`)
-    if (filter?.domain !== undefined) {
-      // People type domains in any spelling; rows hold A-labels.
-      const input = filter.domain
-      const domain = Either.match(Domain.parse(input), { onLeft: () => input, onRight: (d) => d.ascii })
-      clauses.push(sql`(policy_domain = ${domain} OR recipient_domain = ${domain})`)
-    }
-    const records = yield* sql<ResultRecord>`${selectResults}
+    const listResults = Effect.fn("ResultStore.listResults")(function* (filter?: ResultFilter) {
+      const clauses = []
+      if (filter?.day !== undefined) clauses.push(sql`day = ${filter.day}`)
+      if (filter?.domain !== undefined) {
+        // People type domains in any spelling; rows hold A-labels.
+        const input = filter.domain
+        const domain = Either.match(Domain.parse(input), { onLeft: () => input, onRight: (d) => d.ascii })
+        clauses.push(sql`(policy_domain = ${domain} OR recipient_domain = ${domain})`)
+      }
+      const records = yield* sql<ResultRecord>`${selectResults}
         ${clauses.length > 0 ? sql`WHERE ${sql.and(clauses)}` : sql.literal("")}
         ORDER BY day, policy_domain, recipient_domain`
-    return yield* toResultRows("listResults", records)
-  }, storeError("listResults"))
+      return yield* toResultRows("listResults", records)
+    }, storeError("listResults"))
 
-  /** Inserts each message unless its (report-id, destination) is there already; the ids in input order. */
-  const insertOutbox = (messages: ReadonlyArray<NewOutboxMessage>, now: number) =>
-    Effect.forEach(messages, (m) =>
-      Effect.gen(function* () {
-        yield* sql`INSERT INTO outbox ${sql.insert({
-          kind: m.kind,
-          destination: m.destination,
-          envelope_from: m.envelopeFrom,
-          payload: m.payload,
-          report_id: m.reportId,
-          policy_domain: m.policyDomain,
-          day: m.day,
-          status: "queued",
-          attempts: 0,
-          next_attempt_at: now,
-          created: now,
-          updated: now
-        })} ON CONFLICT (report_id, destination) DO NOTHING`
-        const [row] = yield* sql<{ readonly id: number }>`SELECT id FROM outbox
+    /** Inserts each message unless its (report-id, destination) is there already; the ids in input order. */
+    const insertOutbox = (messages: ReadonlyArray<NewOutboxMessage>, now: number) =>
+      Effect.forEach(messages, (m) =>
+        Effect.gen(function* () {
+          yield* sql`INSERT INTO outbox ${sql.insert({
+            kind: m.kind,
+            destination: m.destination,
+            envelope_from: m.envelopeFrom,
+            payload: m.payload,
+            report_id: m.reportId,
+            policy_domain: m.policyDomain,
+            day: m.day,
+            status: "queued",
+            attempts: 0,
+            next_attempt_at: now,
+            created: now,
+            updated: now
+          })} ON CONFLICT (report_id, destination) DO NOTHING`
+          const [row] = yield* sql<{ readonly id: number }>`SELECT id FROM outbox
           WHERE report_id = ${m.reportId} AND destination = ${m.destination}`
-        return row!.id
-      })
-    )
+          return row!.id
+        })
+      )
 
-  // docs/design.md#one-transaction-for-mark-and-outbox: the mark and the messages commit together or not at all.
-  const markSentAndEnqueue = Effect.fn("ResultStore.markSentAndEnqueue")(function* (
-    mark: MarkSent,
-    messages: ReadonlyArray<NewOutboxMessage>
-  ) {
-    const now = yield* Clock.currentTimeMillis
-    return yield* sql.withTransaction(
-      Effect.gen(function* () {
-        if (mark.phase === "recipient-domain") {
-          yield* sql`UPDATE results SET sent_to_recipient_domain = 1,
+    // docs/design.md#one-transaction-for-mark-and-outbox: the mark and the messages commit together or not at all.
+    const markSentAndEnqueue = Effect.fn("ResultStore.markSentAndEnqueue")(function* (
+      mark: MarkSent,
+      messages: ReadonlyArray<NewOutboxMessage>
+    ) {
+      const now = yield* Clock.currentTimeMillis
+      return yield* sql.withTransaction(
+        Effect.gen(function* () {
+          if (mark.phase === "recipient-domain") {
+            yield* sql`UPDATE results SET sent_to_recipient_domain = 1,
                 recipient_domain_reporting_addresses = ${JSON.stringify(mark.reportingAddresses)}
               WHERE recipient_domain = ${mark.recipientDomain} AND day = ${mark.day}`
-        } else {
-          yield* sql`UPDATE results SET sent_to_policy_domain = 1
+          } else {
+            yield* sql`UPDATE results SET sent_to_policy_domain = 1
               WHERE policy_domain = ${mark.policyDomain} AND day = ${mark.day}`
-        }
-        return yield* insertOutbox(messages, now)
-      })
-    )
-  }, storeError("markSentAndEnqueue"))
+          }
+          return yield* insertOutbox(messages, now)
+        })
+      )
+    }, storeError("markSentAndEnqueue"))
 
-  const countAndDelete = (where: ReturnType<typeof sql.and>) =>
-    sql.withTransaction(
-      Effect.gen(function* () {
-        const [row] = yield* sql<{ readonly n: number }>`SELECT COUNT(*) AS n FROM results WHERE ${where}`
-        const n = Number(row!.n)
-        if (n > 0) yield* sql`DELETE FROM results WHERE ${where}`
-        return n
-      })
-    )
+    const countAndDelete = (where: ReturnType<typeof sql.and>) =>
+      sql.withTransaction(
+        Effect.gen(function* () {
+          const [row] = yield* sql<{ readonly n: number }>`SELECT COUNT(*) AS n FROM results WHERE ${where}`
+          const n = Number(row!.n)
+          if (n > 0) yield* sql`DELETE FROM results WHERE ${where}`
+          return n
+        })
+      )
 
-  // docs/design.md#cleanup-matrix cleanup of (policy domain, day) keys; with a phase, only the rows that phase owns
-  // (docs/design.md#cleanup-per-phase).
-  const deleteKeys = Effect.fn("ResultStore.deleteKeys")(function* (keys: ReadonlyArray<DeleteKey>) {
-    if (keys.length === 0) return 0
-    return yield* sql.withTransaction(
-      Effect.reduce(keys, 0, (n, k) =>
-        Effect.map(
-          countAndDelete(
-            sql.and([
-              sql`policy_domain = ${k.policyDomain}`,
-              sql`day = ${k.day}`,
-              ...(k.phase === "recipient-domain"
-                ? [sql`recipient_domain = policy_domain`]
-                : k.phase === "policy-domain"
-                  ? [sql`recipient_domain <> policy_domain`]
-                  : [])
-            ])
-          ),
-          (d) => n + d
+    // docs/design.md#cleanup-matrix cleanup of (policy domain, day) keys; with a phase, only the rows that
+    // phase owns (docs/design.md#cleanup-per-phase).
+    const deleteKeys = Effect.fn("ResultStore.deleteKeys")(function* (keys: ReadonlyArray<DeleteKey>) {
+      if (keys.length === 0) return 0
+      return yield* sql.withTransaction(
+        Effect.reduce(keys, 0, (n, k) =>
+          Effect.map(
+            countAndDelete(
+              sql.and([
+                sql`policy_domain = ${k.policyDomain}`,
+                sql`day = ${k.day}`,
+                ...(k.phase === "recipient-domain"
+                  ? [sql`recipient_domain = policy_domain`]
+                  : k.phase === "policy-domain"
+                    ? [sql`recipient_domain <> policy_domain`]
+                    : [])
+              ])
+            ),
+            (d) => n + d
+          )
         )
       )
-    )
-  }, storeError("deleteKeys"))
+    }, storeError("deleteKeys"))
 
-  // The schedule's record of the days whose round completed (docs/design.md#schedule-catch-up).
-  const markDayReported = Effect.fn("ResultStore.markDayReported")(function* (day: Day.Day) {
-    const now = yield* Clock.currentTimeMillis
-    yield* sql`INSERT INTO reported_days ${sql.insert({ day, reported: now })}
+    // The schedule's record of the days whose round completed (docs/design.md#schedule-catch-up).
+    const markDayReported = Effect.fn("ResultStore.markDayReported")(function* (day: Day.Day) {
+      const now = yield* Clock.currentTimeMillis
+      yield* sql`INSERT INTO reported_days ${sql.insert({ day, reported: now })}
         ON CONFLICT (day) DO UPDATE SET reported = excluded.reported`
-  }, storeError("markDayReported"))
+    }, storeError("markDayReported"))
 
-  const lastReportedDay = sql<{ readonly day: string }>`SELECT MAX(day) AS day FROM reported_days`.pipe(
-    Effect.map((rows) => (rows[0]?.day ?? undefined) as Day.Day | undefined),
-    storeError("lastReportedDay"),
-    Effect.withSpan("ResultStore.lastReportedDay")
-  )
-
-  // docs/design.md#stale-cleanup stale cleanup.
-  const deleteBefore = Effect.fn("ResultStore.deleteBefore")(function* (day: Day.Day) {
-    return yield* countAndDelete(sql.and([sql`day < ${day}`]))
-  }, storeError("deleteBefore"))
-
-  const selectSuppression = (address: string) =>
-    sql<SuppressionRecord>`SELECT id, address, until, comment, inserted FROM suppressions WHERE address = ${address}`
-
-  // docs/design.md#suppression-list; the address normalised on write (docs/design.md#normalised-suppression-addresses). Adding an address again replaces
-  // its until and comment.
-  const suppressAdd = Effect.fn("ResultStore.suppressAdd")(function* (entry: {
-    readonly address: string
-    readonly until: Date
-    readonly comment?: string | undefined
-  }) {
-    const address = yield* normalizeAddress(entry.address)
-    const now = yield* Clock.currentTimeMillis
-    const [row] = yield* sql.withTransaction(
-      Effect.zipRight(
-        sql`INSERT INTO suppressions ${sql.insert({
-          address,
-          until: entry.until.getTime(),
-          comment: entry.comment ?? "",
-          inserted: now
-        })} ON CONFLICT (address) DO UPDATE SET until = excluded.until, comment = excluded.comment`,
-        selectSuppression(address)
-      )
+    const lastReportedDay = sql<{ readonly day: string | null }>`SELECT MAX(day) AS day FROM reported_days`.pipe(
+      Effect.map((rows) => (rows[0]?.day ?? undefined) as Day.Day | undefined),
+      storeError("lastReportedDay"),
+      Effect.withSpan("ResultStore.lastReportedDay")
     )
-    return toSuppression(row!)
-  }, storeError("suppressAdd"))
 
-  const suppressList = sql<SuppressionRecord>`SELECT id, address, until, comment, inserted
+    // docs/design.md#stale-cleanup.
+    const deleteBefore = Effect.fn("ResultStore.deleteBefore")(function* (day: Day.Day) {
+      return yield* countAndDelete(sql.and([sql`day < ${day}`]))
+    }, storeError("deleteBefore"))
+
+    const selectSuppression = (address: string) =>
+      sql<SuppressionRecord>`SELECT id, address, until, comment, inserted FROM suppressions WHERE address = ${address}`
+
+    // docs/design.md#suppression-list; the address normalised on write
+    // (docs/design.md#normalised-suppression-addresses). Adding an address again replaces its until and comment.
+    const suppressAdd = Effect.fn("ResultStore.suppressAdd")(function* (entry: {
+      readonly address: string
+      readonly until: Date
+      readonly comment?: string | undefined
+    }) {
+      const address = yield* normalizeAddress(entry.address)
+      const now = yield* Clock.currentTimeMillis
+      const [row] = yield* sql.withTransaction(
+        Effect.zipRight(
+          sql`INSERT INTO suppressions ${sql.insert({
+            address,
+            until: entry.until.getTime(),
+            comment: entry.comment ?? "",
+            inserted: now
+          })} ON CONFLICT (address) DO UPDATE SET until = excluded.until, comment = excluded.comment`,
+          selectSuppression(address)
+        )
+      )
+      return toSuppression(row!)
+    }, storeError("suppressAdd"))
+
+    const suppressList = sql<SuppressionRecord>`SELECT id, address, until, comment, inserted
     FROM suppressions ORDER BY id DESC`.pipe(
-    Effect.map((records) => records.map(toSuppression)),
-    storeError("suppressList"),
-    Effect.withSpan("ResultStore.suppressList")
-  )
+      Effect.map((records) => records.map(toSuppression)),
+      storeError("suppressList"),
+      Effect.withSpan("ResultStore.suppressList")
+    )
 
-  const suppressRemove = Effect.fn("ResultStore.suppressRemove")(function* (address: string) {
-    const normalized = yield* normalizeAddress(address)
-    const deleted = yield* sql`DELETE FROM suppressions WHERE address = ${normalized} RETURNING id`
-    return deleted.length > 0
-  }, storeError("suppressRemove"))
+    const suppressRemove = Effect.fn("ResultStore.suppressRemove")(function* (address: string) {
+      const normalized = yield* normalizeAddress(address)
+      const deleted = yield* sql`DELETE FROM suppressions WHERE address = ${normalized} RETURNING id`
+      return deleted.length > 0
+    }, storeError("suppressRemove"))
 
-  const suppressExtend = Effect.fn("ResultStore.suppressExtend")(function* (address: string, until: Date) {
-    const normalized = yield* normalizeAddress(address)
-    const updated = yield* sql`UPDATE suppressions SET until = ${until.getTime()}
+    const suppressExtend = Effect.fn("ResultStore.suppressExtend")(function* (address: string, until: Date) {
+      const normalized = yield* normalizeAddress(address)
+      const updated = yield* sql`UPDATE suppressions SET until = ${until.getTime()}
         WHERE address = ${normalized} RETURNING id`
-    return updated.length > 0
-  }, storeError("suppressExtend"))
+      return updated.length > 0
+    }, storeError("suppressExtend"))
 
-  // docs/design.md#suppression-and-queueing with both sides normalised. An address that does not parse cannot be on the
-  // list, since suppressAdd refuses it.
-  const isSuppressed = Effect.fn("ResultStore.isSuppressed")(function* (address: string, at: Date) {
-    const normalized = normalizeAddress(address)
-    if (Either.isLeft(normalized)) return false
-    const rows = yield* sql`SELECT id FROM suppressions WHERE address = ${normalized.right} AND until > ${at.getTime()}`
-    return rows.length > 0
-  }, storeError("isSuppressed"))
+    // docs/design.md#suppression-and-queueing with both sides normalised. An address that does not parse cannot be on the
+    // list, since suppressAdd refuses it.
+    const isSuppressed = Effect.fn("ResultStore.isSuppressed")(function* (address: string, at: Date) {
+      const normalized = normalizeAddress(address)
+      if (Either.isLeft(normalized)) return false
+      const rows =
+        yield* sql`SELECT id FROM suppressions WHERE address = ${normalized.right} AND until > ${at.getTime()}`
+      return rows.length > 0
+    }, storeError("isSuppressed"))
 
-  const enqueue = Effect.fn("ResultStore.enqueue")(function* (messages: ReadonlyArray<NewOutboxMessage>) {
-    if (messages.length === 0) return []
-    const now = yield* Clock.currentTimeMillis
-    return yield* sql.withTransaction(insertOutbox(messages, now))
-  }, storeError("enqueue"))
+    const enqueue = Effect.fn("ResultStore.enqueue")(function* (messages: ReadonlyArray<NewOutboxMessage>) {
+      if (messages.length === 0) return []
+      const now = yield* Clock.currentTimeMillis
+      return yield* sql.withTransaction(insertOutbox(messages, now))
+    }, storeError("enqueue"))
 
-  const selectOutbox = sql.literal(
-    `SELECT id, kind, destination, envelope_from, payload, report_id, policy_domain, day, status, attempts,
+    const selectOutbox = sql.literal(
+      `SELECT id, kind, destination, envelope_from, payload, report_id, policy_domain, day, status, attempts,
       next_attempt_at, last_error, created, updated FROM outbox`
-  )
+    )
 
-  const dueMessages = Effect.fn("ResultStore.dueMessages")(function* (now: Date, limit: number) {
-    const records = yield* sql<OutboxRecord>`${selectOutbox}
+    const dueMessages = Effect.fn("ResultStore.dueMessages")(function* (now: Date, limit: number) {
+      const records = yield* sql<OutboxRecord>`${selectOutbox}
         WHERE status = 'queued' AND next_attempt_at <= ${now.getTime()}
         ORDER BY next_attempt_at, id LIMIT ${limit}`
-    return records.map(toOutboxMessage)
-  }, storeError("dueMessages"))
+      return records.map(toOutboxMessage)
+    }, storeError("dueMessages"))
 
-  // One statement selects and leases (UPDATE … WHERE id IN (SELECT …) RETURNING): SQLite runs it under
-  // its write lock and PostgreSQL re-checks the WHERE on the rows it updates, so a row is never claimed
-  // twice while its lease runs.
-  const claimDue = Effect.fn("ResultStore.claimDue")(function* (
-    now: Date,
-    limit: number,
-    lease: { readonly owner: string; readonly until: Date }
-  ) {
-    const at = now.getTime()
-    const records = yield* sql<OutboxRecord>`UPDATE outbox
-        SET lease_owner = ${lease.owner}, lease_until = ${lease.until.getTime()}
-        WHERE id IN (SELECT id FROM outbox
+    // One statement selects and leases. SQLite runs it under its write lock; PostgreSQL skips rows
+    // another claim holds locked (`Dialect.skipLocked`) and re-checks the outer WHERE on the rows it
+    // updates, so a row is never claimed twice while its lease runs. The pick is a MATERIALIZED CTE, run
+    // once: as an `IN (SELECT …)` PostgreSQL may re-run it per row, and SKIP LOCKED then skips the rows
+    // this very statement just leased and picks the next ones, past the limit.
+    const claimDue = Effect.fn("ResultStore.claimDue")(function* (
+      now: Date,
+      limit: number,
+      lease: { readonly owner: string; readonly until: Date }
+    ) {
+      const at = now.getTime()
+      const records = yield* sql<OutboxRecord>`WITH picked AS MATERIALIZED (SELECT id FROM outbox
           WHERE status = 'queued' AND next_attempt_at <= ${at} AND (lease_until IS NULL OR lease_until <= ${at})
-          ORDER BY next_attempt_at, id LIMIT ${limit})
-          AND status = 'queued' AND (lease_until IS NULL OR lease_until <= ${at})
+          ORDER BY next_attempt_at, id LIMIT ${limit} ${sql.literal(dialect.skipLocked)})
+        UPDATE outbox SET lease_owner = ${lease.owner}, lease_until = ${lease.until.getTime()}
+        WHERE id IN (SELECT id FROM picked) AND status = 'queued' AND (lease_until IS NULL OR lease_until <= ${at})
         RETURNING id, kind, destination, envelope_from, payload, report_id, policy_domain, day, status, attempts,
           next_attempt_at, last_error, created, updated`
-    // RETURNING gives no order.
-    return records
-      .map(toOutboxMessage)
-      .sort((a, b) => a.nextAttemptAt.getTime() - b.nextAttemptAt.getTime() || a.id - b.id)
-  }, storeError("claimDue"))
+      // RETURNING gives no order.
+      return records
+        .map(toOutboxMessage)
+        .sort((a, b) => a.nextAttemptAt.getTime() - b.nextAttemptAt.getTime() || a.id - b.id)
+    }, storeError("claimDue"))
 
-  const releaseClaim = Effect.fn("ResultStore.releaseClaim")(function* (id: number, owner: string) {
-    yield* sql`UPDATE outbox SET lease_owner = NULL, lease_until = NULL WHERE id = ${id} AND lease_owner = ${owner}`
-  }, storeError("releaseClaim"))
+    const releaseClaim = Effect.fn("ResultStore.releaseClaim")(function* (id: number, owner: string) {
+      yield* sql`UPDATE outbox SET lease_owner = NULL, lease_until = NULL WHERE id = ${id} AND lease_owner = ${owner}`
+    }, storeError("releaseClaim"))
 
-  const requeue = Effect.fn("ResultStore.requeue")(function* (which: { readonly id: number } | "failed", at: Date) {
-    const t = at.getTime()
-    const rows = yield* which === "failed"
-      ? sql<{ readonly id: number }>`UPDATE outbox SET status = 'queued', attempts = 0, next_attempt_at = ${t},
+    const requeue = Effect.fn("ResultStore.requeue")(function* (which: { readonly id: number } | "failed", at: Date) {
+      const t = at.getTime()
+      const rows = yield* which === "failed"
+        ? sql<{ readonly id: number }>`UPDATE outbox SET status = 'queued', attempts = 0, next_attempt_at = ${t},
           lease_owner = NULL, lease_until = NULL, updated = ${t} WHERE status = 'failed' RETURNING id`
-      : sql<{ readonly id: number }>`UPDATE outbox SET status = 'queued',
+        : sql<{ readonly id: number }>`UPDATE outbox SET status = 'queued',
           attempts = CASE WHEN status = 'failed' THEN 0 ELSE attempts END, next_attempt_at = ${t}, updated = ${t}
           WHERE id = ${which.id} AND status IN ('failed', 'queued') RETURNING id`
-    return rows.map((r) => r.id).sort((a, b) => a - b)
-  }, storeError("requeue"))
+      return rows.map((r) => r.id).sort((a, b) => a - b)
+    }, storeError("requeue"))
 
-  // The successful attempt counts as an attempt too. Recording an outcome ends the lease.
-  const markDelivered = Effect.fn("ResultStore.markDelivered")(function* (id: number, at: Date) {
-    yield* sql`UPDATE outbox SET status = 'delivered', attempts = attempts + 1, updated = ${at.getTime()},
+    // The successful attempt counts as an attempt too. Recording an outcome ends the lease.
+    const markDelivered = Effect.fn("ResultStore.markDelivered")(function* (id: number, at: Date) {
+      yield* sql`UPDATE outbox SET status = 'delivered', attempts = attempts + 1, updated = ${at.getTime()},
         lease_owner = NULL, lease_until = NULL WHERE id = ${id}`
-  }, storeError("markDelivered"))
+    }, storeError("markDelivered"))
 
-  const markAttemptFailed = Effect.fn("ResultStore.markAttemptFailed")(function* (
-    id: number,
-    failure: { readonly error: string; readonly at: Date; readonly nextAttemptAt: Date | undefined }
-  ) {
-    const at = failure.at.getTime()
-    if (failure.nextAttemptAt === undefined) {
-      yield* sql`UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ${failure.error},
+    const markAttemptFailed = Effect.fn("ResultStore.markAttemptFailed")(function* (
+      id: number,
+      failure: { readonly error: string; readonly at: Date; readonly nextAttemptAt: Date | undefined }
+    ) {
+      const at = failure.at.getTime()
+      if (failure.nextAttemptAt === undefined) {
+        yield* sql`UPDATE outbox SET status = 'failed', attempts = attempts + 1, last_error = ${failure.error},
           updated = ${at}, lease_owner = NULL, lease_until = NULL WHERE id = ${id}`
-    } else {
-      yield* sql`UPDATE outbox SET attempts = attempts + 1, last_error = ${failure.error},
+      } else {
+        yield* sql`UPDATE outbox SET attempts = attempts + 1, last_error = ${failure.error},
           next_attempt_at = ${failure.nextAttemptAt.getTime()}, updated = ${at}, lease_owner = NULL,
           lease_until = NULL WHERE id = ${id}`
-    }
-  }, storeError("markAttemptFailed"))
+      }
+    }, storeError("markAttemptFailed"))
 
-  const listOutbox = Effect.fn("ResultStore.listOutbox")(function* (filter?: {
-    readonly status?: OutboxStatus | undefined
-  }) {
-    const records = yield* sql<OutboxRecord>`${selectOutbox}
+    const listOutbox = Effect.fn("ResultStore.listOutbox")(function* (filter?: {
+      readonly status?: OutboxStatus | undefined
+    }) {
+      const records = yield* sql<OutboxRecord>`${selectOutbox}
         ${filter?.status !== undefined ? sql`WHERE status = ${filter.status}` : sql.literal("")} ORDER BY id`
-    return records.map(toOutboxMessage)
-  }, storeError("listOutbox"))
+      return records.map(toOutboxMessage)
+    }, storeError("listOutbox"))
 
-  const countOutbox = Effect.fn("ResultStore.countOutbox")(function* (status?: OutboxStatus) {
-    const rows = yield* sql<{ readonly n: number | bigint }>`SELECT COUNT(*) AS n FROM outbox ${
-      status !== undefined ? sql`WHERE status = ${status}` : sql.literal("")
-    }`
-    return Number(rows[0]?.n ?? 0)
-  }, storeError("countOutbox"))
+    const countOutbox = Effect.fn("ResultStore.countOutbox")(function* (status?: OutboxStatus) {
+      const rows = yield* sql<{ readonly n: number | bigint }>`SELECT COUNT(*) AS n FROM outbox ${
+        status !== undefined ? sql`WHERE status = ${status}` : sql.literal("")
+      }`
+      return Number(rows[0]?.n ?? 0)
+    }, storeError("countOutbox"))
 
-  return {
-    addResults,
-    keysUpTo,
-    rowsByRecipientDomain,
-    rowsByPolicyDomain,
-    listResults,
-    markSentAndEnqueue,
-    deleteKeys,
-    deleteBefore,
-    markDayReported,
-    lastReportedDay,
-    suppressAdd,
-    suppressList,
-    suppressRemove,
-    suppressExtend,
-    isSuppressed,
-    enqueue,
-    dueMessages,
-    claimDue,
-    releaseClaim,
-    requeue,
-    markDelivered,
-    markAttemptFailed,
-    listOutbox,
-    countOutbox
-  }
-})
+    return {
+      addResults,
+      keysUpTo,
+      rowsByRecipientDomain,
+      rowsByPolicyDomain,
+      listResults,
+      markSentAndEnqueue,
+      deleteKeys,
+      deleteBefore,
+      markDayReported,
+      lastReportedDay,
+      suppressAdd,
+      suppressList,
+      suppressRemove,
+      suppressExtend,
+      isSuppressed,
+      enqueue,
+      dueMessages,
+      claimDue,
+      releaseClaim,
+      requeue,
+      markDelivered,
+      markAttemptFailed,
+      listOutbox,
+      countOutbox
+    }
+  })

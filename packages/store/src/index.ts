@@ -1,3 +1,6 @@
 export * from "./ResultStore.js"
+export type { Dialect } from "./Dialect.js"
 export * as Migrations from "./Migrations.js"
+export * as PgDialect from "./pg/PgDialect.js"
+export * as SqliteDialect from "./sqlite/SqliteDialect.js"
 export * as SqlResultStore from "./SqlResultStore.js"

@@ -1,8 +1,8 @@
-import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
 import { Day, Domain, PolicyResult } from "@tlsrpt/core"
 import { Effect, Either, FastCheck as fc, TestClock } from "effect"
 import { type NewOutboxMessage, type NewResultRow, ResultStore, type ResultRow } from "../src/ResultStore.js"
+import { dialects } from "./Dialects.js"
 import { seedDay, seedRows } from "./Seed.js"
 
 const D = Domain.unsafeMake
@@ -58,601 +58,728 @@ const only = Effect.map(all, (rows) => {
   return rows[0]!
 })
 
-describe("ResultStore.addResults (docs/design.md#row-merge)", () => {
-  it.effect("inserts a new key with its results as given, created = updated = now", () =>
-    Effect.gen(function* () {
-      const store = yield* ResultStore
-      yield* TestClock.setTime(1_000)
-      yield* store.addResults([row({ isHost: true, sendReport: false, results: [sts(10, 3, [expired(3)])] })])
-      const r = yield* only
-      assert.deepStrictEqual(r, {
-        id: 1,
-        policyDomain: "a.example",
-        day,
-        recipientDomain: "a.example",
-        isHost: true,
-        sendReport: false,
-        sentToRecipientDomain: false,
-        sentToPolicyDomain: false,
-        recipientDomainReportingAddresses: [],
-        results: [sts(10, 3, [expired(3)])],
-        created: new Date(1_000),
-        updated: new Date(1_000)
-      })
-    }).pipe(Effect.provide(ResultStore.layerMemory))
-  )
-
-  it.effect("merges counts and failure details into the existing key, appending new policies", () =>
-    Effect.gen(function* () {
-      const store = yield* ResultStore
-      yield* store.addResults([row({ results: [sts(10, 3, [expired(3)])] })])
-      yield* store.addResults([row({ results: [tlsa(2, 0), sts(5, 2, [starttls(1), expired(1)])] })])
-      yield* store.addResults([row({ results: [sts(1, 1, [starttls(1)])] })])
-      const r = yield* only
-      assert.deepStrictEqual(r.results, [sts(16, 6, [expired(4), starttls(2)]), tlsa(2, 0)])
-    }).pipe(Effect.provide(ResultStore.layerMemory))
-  )
-
-  it.effect("isHost: last writer wins, across calls and within one call (docs/design.md#row-merge)", () =>
-    Effect.gen(function* () {
-      const store = yield* ResultStore
-      yield* store.addResults([row({ isHost: true, results: [] })])
-      assert.isTrue((yield* only).isHost)
-      yield* store.addResults([row({ isHost: false, results: [] })])
-      assert.isFalse((yield* only).isHost)
-      // A host result first, the recipient-domain result last (docs/design.md#row-merge): the row ends up not a host row.
-      yield* store.addResults([row({ isHost: true, results: [] }), row({ isHost: false, results: [] })])
-      assert.isFalse((yield* only).isHost)
-      yield* store.addResults([row({ isHost: false, results: [] }), row({ isHost: true, results: [] })])
-      assert.isTrue((yield* only).isHost)
-    }).pipe(Effect.provide(ResultStore.layerMemory))
-  )
-
-  it.effect("sendReport is sticky true", () =>
-    Effect.gen(function* () {
-      const store = yield* ResultStore
-      yield* store.addResults([row({ sendReport: false, results: [] })])
-      assert.isFalse((yield* only).sendReport)
-      yield* store.addResults([row({ sendReport: true, results: [] })])
-      assert.isTrue((yield* only).sendReport)
-      yield* store.addResults([row({ sendReport: false, results: [] }), row({ sendReport: false, results: [] })])
-      assert.isTrue((yield* only).sendReport)
-    }).pipe(Effect.provide(ResultStore.layerMemory))
-  )
-
-  it.effect("a later add leaves the sent flags, reporting addresses and created alone; updated = now", () =>
-    Effect.gen(function* () {
-      const store = yield* ResultStore
-      yield* TestClock.setTime(1_000)
-      yield* store.addResults([row({ results: [sts(1, 1)] })])
-      yield* store.markSentAndEnqueue(
-        { phase: "recipient-domain", recipientDomain: "a.example", day, reportingAddresses: ["mailto:r@a.example"] },
-        []
-      )
-      yield* store.markSentAndEnqueue({ phase: "policy-domain", policyDomain: "a.example", day }, [])
-      yield* TestClock.setTime(5_000)
-      yield* store.addResults([row({ sendReport: false, results: [sts(1, 0)] })])
-      const r = yield* only
-      assert.isTrue(r.sentToRecipientDomain)
-      assert.isTrue(r.sentToPolicyDomain)
-      assert.deepStrictEqual(r.recipientDomainReportingAddresses, ["mailto:r@a.example"])
-      assert.deepStrictEqual(r.results, [sts(2, 1)])
-      assert.deepStrictEqual([r.created, r.updated], [new Date(1_000), new Date(5_000)])
-    }).pipe(Effect.provide(ResultStore.layerMemory))
-  )
-
-  it.effect("keys differ by policy domain, day and recipient domain; Unicode input is stored as A-labels", () =>
-    Effect.gen(function* () {
-      const store = yield* ResultStore
-      yield* store.addResults([
-        row({ policyDomain: D("☺.example"), recipientDomain: D("☺.example"), results: [sts(1, 0)] }),
-        row({ policyDomain: D("XN--74H.example."), recipientDomain: D("xn--74h.example"), results: [sts(1, 0)] }),
-        row({ policyDomain: D("xn--74h.example"), recipientDomain: D("b.example"), results: [sts(1, 0)] }),
-        row({ policyDomain: D("xn--74h.example"), day: Day.addDays(day, 1), results: [sts(1, 0)] })
-      ])
-      const rows = yield* all
-      assert.deepStrictEqual(
-        rows.map((r) => [r.day, r.policyDomain, r.recipientDomain, r.results[0]!.summary.totalSuccessfulSessionCount]),
-        [
-          [day, "xn--74h.example", "b.example", 1],
-          [day, "xn--74h.example", "xn--74h.example", 2],
-          [Day.addDays(day, 1), "xn--74h.example", "a.example", 1]
-        ]
-      )
-    }).pipe(Effect.provide(ResultStore.layerMemory))
-  )
-
-  it.effect("an empty call does nothing", () =>
-    Effect.gen(function* () {
-      const store = yield* ResultStore
-      yield* store.addResults([])
-      assert.deepStrictEqual(yield* all, [])
-    }).pipe(Effect.provide(ResultStore.layerMemory))
-  )
-
-  // The store groups a call's rows by key; the spec processes them one by one. Same outcome, ids included.
-  const resultArb = fc
-    .record({
-      type: fc.constantFrom("sts" as const, "tlsa" as const),
-      domain: fc.constantFrom("a.example", "mx.a.example"),
-      success: fc.nat(5),
-      failure: fc.nat(5),
-      details: fc.array(fc.constantFrom(expired(1), expired(2), starttls(1)), { maxLength: 3 })
-    })
-    .map((r) =>
-      PolicyResult.make(r.type, r.domain, { success: r.success, failure: r.failure, failureDetails: r.details })
-    )
-  const rowArb = fc
-    .record({
-      policyDomain: fc.constantFrom(D("a.example"), D("mx.a.example")),
-      recipientDomain: fc.constantFrom(D("a.example"), D("b.example")),
-      isHost: fc.boolean(),
-      sendReport: fc.boolean(),
-      results: fc.array(resultArb, { maxLength: 3 })
-    })
-    .map((r): NewResultRow => ({ ...r, day }))
-
-  it.effect.prop(
-    "a call with many rows equals one call per row, in order",
-    [fc.array(rowArb, { maxLength: 16 }), fc.array(fc.integer({ min: 1, max: 6 }), { minLength: 16, maxLength: 16 })],
-    ([rows, sizes]) =>
-      Effect.gen(function* () {
-        const oneByOne = yield* Effect.gen(function* () {
+for (const db of dialects) {
+  describe.skipIf(db.skip)(db.label, () => {
+    describe("ResultStore.addResults (docs/design.md#row-merge)", () => {
+      it.effect("inserts a new key with its results as given, created = updated = now", () =>
+        Effect.gen(function* () {
           const store = yield* ResultStore
-          for (const r of rows) yield* store.addResults([r])
-          return yield* store.listResults()
-        }).pipe(Effect.provide(ResultStore.layerMemory))
-        const batched = yield* Effect.gen(function* () {
-          const store = yield* ResultStore
-          let i = 0
-          for (const size of sizes) {
-            yield* store.addResults(rows.slice(i, i + size))
-            i += size
-          }
-          yield* store.addResults(rows.slice(i))
-          return yield* store.listResults()
-        }).pipe(Effect.provide(ResultStore.layerMemory))
-        assert.deepStrictEqual(batched, oneByOne)
-      }),
-    { fastCheck: { numRuns: 100 } }
-  )
-})
-
-describe("ResultStore queries (docs/design.md#ordering, on the seed's rows)", () => {
-  const ids = (rows: ReadonlyArray<ResultRow>) => rows.map((r) => r.id)
-
-  it.effect("phase 2 reads by recipient domain then id; phase 1 in insertion order", () =>
-    Effect.gen(function* () {
-      const store = yield* ResultStore
-      yield* store.addResults(seedRows)
-
-      // Row 3 (sharedsender.example) was added after row 2 (xn--74h.example) but sorts first.
-      const phase2 = yield* store.rowsByPolicyDomain("mailhost.xn--74h.example", seedDay)
-      assert.deepStrictEqual(ids(phase2), [3, 2])
-      assert.deepStrictEqual(
-        phase2.map((r) => r.recipientDomain),
-        ["sharedsender.example", "xn--74h.example"]
-      )
-      assert.deepStrictEqual(phase2[0]!.results, seedRows[2]!.results)
-
-      // The sts row (1) before the mailhost tlsa row (2), though "mailhost…" sorts before "xn--74h…".
-      const phase1 = yield* store.rowsByRecipientDomain("xn--74h.example", seedDay)
-      assert.deepStrictEqual(ids(phase1), [1, 2])
-      assert.deepStrictEqual(
-        phase1.map((r) => [r.policyDomain, r.isHost, r.sendReport]),
-        [
-          ["xn--74h.example", false, true],
-          ["mailhost.xn--74h.example", true, false]
-        ]
-      )
-      assert.deepStrictEqual(
-        phase1.map((r) => r.results),
-        [seedRows[0]!.results, seedRows[1]!.results]
-      )
-
-      assert.deepStrictEqual(yield* store.rowsByPolicyDomain("mailhost.xn--74h.example", Day.addDays(seedDay, 1)), [])
-      assert.deepStrictEqual(yield* store.rowsByRecipientDomain("mailhost.xn--74h.example", seedDay), [])
-    }).pipe(Effect.provide(ResultStore.layerMemory))
-  )
-
-  it.effect("the same order when the rows come in one call each", () =>
-    Effect.gen(function* () {
-      const store = yield* ResultStore
-      for (const r of seedRows) yield* store.addResults([r])
-      assert.deepStrictEqual(ids(yield* store.rowsByPolicyDomain("mailhost.xn--74h.example", seedDay)), [3, 2])
-      assert.deepStrictEqual(ids(yield* store.rowsByRecipientDomain("xn--74h.example", seedDay)), [1, 2])
-    }).pipe(Effect.provide(ResultStore.layerMemory))
-  )
-
-  it.effect("keysUpTo gives every key with day ≤ D in id order (docs/design.md#key-gathering)", () =>
-    Effect.gen(function* () {
-      const store = yield* ResultStore
-      yield* store.addResults(seedRows)
-      yield* store.addResults([row({ day: Day.addDays(seedDay, 1), results: [] })])
-      yield* store.addResults([row({ day: Day.addDays(seedDay, -1), results: [] })])
-      const keys = yield* store.keysUpTo(seedDay)
-      assert.deepStrictEqual(
-        keys.map((k) => [k.policyDomain, k.day, k.recipientDomain, k.sendReport]),
-        [
-          ["xn--74h.example", seedDay, "xn--74h.example", true],
-          ["mailhost.xn--74h.example", seedDay, "xn--74h.example", false],
-          ["mailhost.xn--74h.example", seedDay, "sharedsender.example", true],
-          ["mailhost.noreport.example", seedDay, "noreport.example", false],
-          ["mailhost.norua.example", seedDay, "norua.example", false],
-          ["mailhost.notlsrpt.example", seedDay, "notlsrpt.example", true],
-          ["a.example", Day.addDays(seedDay, -1), "a.example", true]
-        ]
-      )
-      assert.strictEqual((yield* store.keysUpTo(Day.addDays(seedDay, 1))).length, 8)
-      assert.strictEqual((yield* store.keysUpTo(Day.addDays(seedDay, -2))).length, 0)
-    }).pipe(Effect.provide(ResultStore.layerMemory))
-  )
-
-  it.effect("listResults sorts by day, policy domain, recipient domain and filters on day and either domain", () =>
-    Effect.gen(function* () {
-      const store = yield* ResultStore
-      yield* store.addResults(seedRows)
-      yield* store.addResults([
-        row({
-          policyDomain: D("xn--74h.example"),
-          recipientDomain: D("xn--74h.example"),
-          day: "2024-01-08" as Day.Day,
-          results: []
-        })
-      ])
-      const listed = yield* store.listResults()
-      assert.deepStrictEqual(
-        listed.map((r) => [r.day, r.policyDomain, r.recipientDomain]),
-        [
-          ["2024-01-08", "xn--74h.example", "xn--74h.example"],
-          [seedDay, "mailhost.noreport.example", "noreport.example"],
-          [seedDay, "mailhost.norua.example", "norua.example"],
-          [seedDay, "mailhost.notlsrpt.example", "notlsrpt.example"],
-          [seedDay, "mailhost.xn--74h.example", "sharedsender.example"],
-          [seedDay, "mailhost.xn--74h.example", "xn--74h.example"],
-          [seedDay, "xn--74h.example", "xn--74h.example"]
-        ]
-      )
-      assert.deepStrictEqual(ids(yield* store.listResults({ domain: "xn--74h.example" })), [7, 2, 1])
-      assert.deepStrictEqual(ids(yield* store.listResults({ domain: "xn--74h.example", day: seedDay })), [2, 1])
-      assert.deepStrictEqual(ids(yield* store.listResults({ domain: "sharedsender.example" })), [3])
-      assert.deepStrictEqual(ids(yield* store.listResults({ domain: "☺.EXAMPLE" })), [7, 2, 1])
-      assert.deepStrictEqual(ids(yield* store.listResults({ day: "2024-01-08" as Day.Day })), [7])
-      assert.deepStrictEqual(yield* store.listResults({ domain: "nowhere.example" }), [])
-    }).pipe(Effect.provide(ResultStore.layerMemory))
-  )
-
-  it.effect(
-    "deleteKeys removes every recipient domain of each (policy domain, day); deleteBefore is stale cleanup",
-    () =>
-      Effect.gen(function* () {
-        const store = yield* ResultStore
-        yield* store.addResults(seedRows)
-        yield* store.addResults([
-          row({ policyDomain: D("mailhost.xn--74h.example"), day: Day.addDays(seedDay, 1), results: [] })
-        ])
-        assert.strictEqual(yield* store.deleteKeys([]), 0)
-        assert.strictEqual(
-          yield* store.deleteKeys([
-            { policyDomain: "mailhost.xn--74h.example", day: seedDay },
-            { policyDomain: "mailhost.norua.example", day: seedDay },
-            { policyDomain: "absent.example", day: seedDay }
-          ]),
-          3
-        )
-        assert.deepStrictEqual(ids(yield* store.listResults()), [4, 6, 1, 7])
-        assert.strictEqual(yield* store.deleteBefore(seedDay), 0)
-        assert.strictEqual(yield* store.deleteBefore(Day.addDays(seedDay, 1)), 3)
-        assert.deepStrictEqual(ids(yield* store.listResults()), [7])
-      }).pipe(Effect.provide(ResultStore.layerMemory))
-  )
-
-  it.effect("deleteKeys with a phase removes only the rows that phase owns (docs/design.md#cleanup-per-phase)", () =>
-    Effect.gen(function* () {
-      const store = yield* ResultStore
-      const x = D("x.example")
-      yield* store.addResults([
-        row({ policyDomain: x, recipientDomain: x, day: seedDay, results: [] }),
-        row({ policyDomain: x, recipientDomain: D("y.example"), day: seedDay, results: [] }),
-        row({ policyDomain: x, recipientDomain: D("z.example"), day: seedDay, results: [] })
-      ])
-      const left = Effect.map(store.listResults(), (rows) => rows.map((r) => r.recipientDomain))
-      assert.strictEqual(
-        yield* store.deleteKeys([{ policyDomain: "x.example", day: seedDay, phase: "policy-domain" }]),
-        2
-      )
-      assert.deepStrictEqual(yield* left, ["x.example"])
-      yield* store.addResults([row({ policyDomain: x, recipientDomain: D("y.example"), day: seedDay, results: [] })])
-      assert.strictEqual(
-        yield* store.deleteKeys([{ policyDomain: "x.example", day: seedDay, phase: "recipient-domain" }]),
-        1
-      )
-      assert.deepStrictEqual(yield* left, ["y.example"])
-    }).pipe(Effect.provide(ResultStore.layerMemory))
-  )
-
-  it.effect("reported days: none at first, then the latest one recorded", () =>
-    Effect.gen(function* () {
-      const store = yield* ResultStore
-      assert.strictEqual(yield* store.lastReportedDay, undefined)
-      yield* store.markDayReported("2024-01-09" as Day.Day)
-      yield* store.markDayReported("2024-01-08" as Day.Day)
-      yield* store.markDayReported("2024-01-09" as Day.Day)
-      assert.strictEqual(yield* store.lastReportedDay, "2024-01-09")
-    }).pipe(Effect.provide(ResultStore.layerMemory))
-  )
-})
-
-describe("ResultStore.markSentAndEnqueue (docs/design.md#one-transaction-for-mark-and-outbox: one transaction)", () => {
-  it.effect(
-    "phase 1 marks the recipient domain's rows of that day and stores the addresses; phase 2 the policy domain's",
-    () =>
-      Effect.gen(function* () {
-        const store = yield* ResultStore
-        yield* store.addResults(seedRows)
-        yield* store.addResults([
-          row({
-            policyDomain: D("xn--74h.example"),
-            recipientDomain: D("xn--74h.example"),
-            day: Day.addDays(seedDay, -1),
-            results: []
+          yield* TestClock.setTime(1_000)
+          yield* store.addResults([row({ isHost: true, sendReport: false, results: [sts(10, 3, [expired(3)])] })])
+          const r = yield* only
+          assert.deepStrictEqual(r, {
+            id: 1,
+            policyDomain: "a.example",
+            day,
+            recipientDomain: "a.example",
+            isHost: true,
+            sendReport: false,
+            sentToRecipientDomain: false,
+            sentToPolicyDomain: false,
+            recipientDomainReportingAddresses: [],
+            results: [sts(10, 3, [expired(3)])],
+            created: new Date(1_000),
+            updated: new Date(1_000)
           })
-        ])
-        yield* TestClock.setTime(7 * MINUTE)
-        const addresses = ["mailto:tls-reports@xn--74h.example"]
-        const outboxIds = yield* store.markSentAndEnqueue(
-          {
+        }).pipe(Effect.provide(db.layer))
+      )
+
+      it.effect("merges counts and failure details into the existing key, appending new policies", () =>
+        Effect.gen(function* () {
+          const store = yield* ResultStore
+          yield* store.addResults([row({ results: [sts(10, 3, [expired(3)])] })])
+          yield* store.addResults([row({ results: [tlsa(2, 0), sts(5, 2, [starttls(1), expired(1)])] })])
+          yield* store.addResults([row({ results: [sts(1, 1, [starttls(1)])] })])
+          const r = yield* only
+          assert.deepStrictEqual(r.results, [sts(16, 6, [expired(4), starttls(2)]), tlsa(2, 0)])
+        }).pipe(Effect.provide(db.layer))
+      )
+
+      it.effect("isHost: last writer wins, across calls and within one call (docs/design.md#row-merge)", () =>
+        Effect.gen(function* () {
+          const store = yield* ResultStore
+          yield* store.addResults([row({ isHost: true, results: [] })])
+          assert.isTrue((yield* only).isHost)
+          yield* store.addResults([row({ isHost: false, results: [] })])
+          assert.isFalse((yield* only).isHost)
+          // A host result first, the recipient-domain result last (docs/design.md#row-merge): the row ends up not a host row.
+          yield* store.addResults([row({ isHost: true, results: [] }), row({ isHost: false, results: [] })])
+          assert.isFalse((yield* only).isHost)
+          yield* store.addResults([row({ isHost: false, results: [] }), row({ isHost: true, results: [] })])
+          assert.isTrue((yield* only).isHost)
+        }).pipe(Effect.provide(db.layer))
+      )
+
+      it.effect("sendReport is sticky true", () =>
+        Effect.gen(function* () {
+          const store = yield* ResultStore
+          yield* store.addResults([row({ sendReport: false, results: [] })])
+          assert.isFalse((yield* only).sendReport)
+          yield* store.addResults([row({ sendReport: true, results: [] })])
+          assert.isTrue((yield* only).sendReport)
+          yield* store.addResults([row({ sendReport: false, results: [] }), row({ sendReport: false, results: [] })])
+          assert.isTrue((yield* only).sendReport)
+        }).pipe(Effect.provide(db.layer))
+      )
+
+      it.effect("a later add leaves the sent flags, reporting addresses and created alone; updated = now", () =>
+        Effect.gen(function* () {
+          const store = yield* ResultStore
+          yield* TestClock.setTime(1_000)
+          yield* store.addResults([row({ results: [sts(1, 1)] })])
+          yield* store.markSentAndEnqueue(
+            {
+              phase: "recipient-domain",
+              recipientDomain: "a.example",
+              day,
+              reportingAddresses: ["mailto:r@a.example"]
+            },
+            []
+          )
+          yield* store.markSentAndEnqueue({ phase: "policy-domain", policyDomain: "a.example", day }, [])
+          yield* TestClock.setTime(5_000)
+          yield* store.addResults([row({ sendReport: false, results: [sts(1, 0)] })])
+          const r = yield* only
+          assert.isTrue(r.sentToRecipientDomain)
+          assert.isTrue(r.sentToPolicyDomain)
+          assert.deepStrictEqual(r.recipientDomainReportingAddresses, ["mailto:r@a.example"])
+          assert.deepStrictEqual(r.results, [sts(2, 1)])
+          assert.deepStrictEqual([r.created, r.updated], [new Date(1_000), new Date(5_000)])
+        }).pipe(Effect.provide(db.layer))
+      )
+
+      it.effect("keys differ by policy domain, day and recipient domain; Unicode input is stored as A-labels", () =>
+        Effect.gen(function* () {
+          const store = yield* ResultStore
+          yield* store.addResults([
+            row({ policyDomain: D("☺.example"), recipientDomain: D("☺.example"), results: [sts(1, 0)] }),
+            row({ policyDomain: D("XN--74H.example."), recipientDomain: D("xn--74h.example"), results: [sts(1, 0)] }),
+            row({ policyDomain: D("xn--74h.example"), recipientDomain: D("b.example"), results: [sts(1, 0)] }),
+            row({ policyDomain: D("xn--74h.example"), day: Day.addDays(day, 1), results: [sts(1, 0)] })
+          ])
+          const rows = yield* all
+          assert.deepStrictEqual(
+            rows.map((r) => [
+              r.day,
+              r.policyDomain,
+              r.recipientDomain,
+              r.results[0]!.summary.totalSuccessfulSessionCount
+            ]),
+            [
+              [day, "xn--74h.example", "b.example", 1],
+              [day, "xn--74h.example", "xn--74h.example", 2],
+              [Day.addDays(day, 1), "xn--74h.example", "a.example", 1]
+            ]
+          )
+        }).pipe(Effect.provide(db.layer))
+      )
+
+      it.effect("an empty call does nothing", () =>
+        Effect.gen(function* () {
+          const store = yield* ResultStore
+          yield* store.addResults([])
+          assert.deepStrictEqual(yield* all, [])
+        }).pipe(Effect.provide(db.layer))
+      )
+
+      // The store groups a call's rows by key; the spec processes them one by one. Same outcome, ids included.
+      const resultArb = fc
+        .record({
+          type: fc.constantFrom("sts" as const, "tlsa" as const),
+          domain: fc.constantFrom("a.example", "mx.a.example"),
+          success: fc.nat(5),
+          failure: fc.nat(5),
+          details: fc.array(fc.constantFrom(expired(1), expired(2), starttls(1)), { maxLength: 3 })
+        })
+        .map((r) =>
+          PolicyResult.make(r.type, r.domain, { success: r.success, failure: r.failure, failureDetails: r.details })
+        )
+      const rowArb = fc
+        .record({
+          policyDomain: fc.constantFrom(D("a.example"), D("mx.a.example")),
+          recipientDomain: fc.constantFrom(D("a.example"), D("b.example")),
+          isHost: fc.boolean(),
+          sendReport: fc.boolean(),
+          results: fc.array(resultArb, { maxLength: 3 })
+        })
+        .map((r): NewResultRow => ({ ...r, day }))
+
+      it.effect.prop(
+        "a call with many rows equals one call per row, in order",
+        [
+          fc.array(rowArb, { maxLength: 16 }),
+          fc.array(fc.integer({ min: 1, max: 6 }), { minLength: 16, maxLength: 16 })
+        ],
+        ([rows, sizes]) =>
+          Effect.gen(function* () {
+            const oneByOne = yield* Effect.gen(function* () {
+              const store = yield* ResultStore
+              for (const r of rows) yield* store.addResults([r])
+              return yield* store.listResults()
+            }).pipe(Effect.provide(db.layer))
+            const batched = yield* Effect.gen(function* () {
+              const store = yield* ResultStore
+              let i = 0
+              for (const size of sizes) {
+                yield* store.addResults(rows.slice(i, i + size))
+                i += size
+              }
+              yield* store.addResults(rows.slice(i))
+              return yield* store.listResults()
+            }).pipe(Effect.provide(db.layer))
+            assert.deepStrictEqual(batched, oneByOne)
+          }),
+        { fastCheck: { numRuns: db.propertyRuns } }
+      )
+    })
+
+    describe("ResultStore queries (docs/design.md#ordering, on the seed's rows)", () => {
+      const ids = (rows: ReadonlyArray<ResultRow>) => rows.map((r) => r.id)
+
+      it.effect("phase 2 reads by recipient domain then id; phase 1 in insertion order", () =>
+        Effect.gen(function* () {
+          const store = yield* ResultStore
+          yield* store.addResults(seedRows)
+
+          // Row 3 (sharedsender.example) was added after row 2 (xn--74h.example) but sorts first.
+          const phase2 = yield* store.rowsByPolicyDomain("mailhost.xn--74h.example", seedDay)
+          assert.deepStrictEqual(ids(phase2), [3, 2])
+          assert.deepStrictEqual(
+            phase2.map((r) => r.recipientDomain),
+            ["sharedsender.example", "xn--74h.example"]
+          )
+          assert.deepStrictEqual(phase2[0]!.results, seedRows[2]!.results)
+
+          // The sts row (1) before the mailhost tlsa row (2), though "mailhost…" sorts before "xn--74h…".
+          const phase1 = yield* store.rowsByRecipientDomain("xn--74h.example", seedDay)
+          assert.deepStrictEqual(ids(phase1), [1, 2])
+          assert.deepStrictEqual(
+            phase1.map((r) => [r.policyDomain, r.isHost, r.sendReport]),
+            [
+              ["xn--74h.example", false, true],
+              ["mailhost.xn--74h.example", true, false]
+            ]
+          )
+          assert.deepStrictEqual(
+            phase1.map((r) => r.results),
+            [seedRows[0]!.results, seedRows[1]!.results]
+          )
+
+          assert.deepStrictEqual(
+            yield* store.rowsByPolicyDomain("mailhost.xn--74h.example", Day.addDays(seedDay, 1)),
+            []
+          )
+          assert.deepStrictEqual(yield* store.rowsByRecipientDomain("mailhost.xn--74h.example", seedDay), [])
+        }).pipe(Effect.provide(db.layer))
+      )
+
+      it.effect("the same order when the rows come in one call each", () =>
+        Effect.gen(function* () {
+          const store = yield* ResultStore
+          for (const r of seedRows) yield* store.addResults([r])
+          assert.deepStrictEqual(ids(yield* store.rowsByPolicyDomain("mailhost.xn--74h.example", seedDay)), [3, 2])
+          assert.deepStrictEqual(ids(yield* store.rowsByRecipientDomain("xn--74h.example", seedDay)), [1, 2])
+        }).pipe(Effect.provide(db.layer))
+      )
+
+      it.effect("keysUpTo gives every key with day ≤ D in id order (docs/design.md#key-gathering)", () =>
+        Effect.gen(function* () {
+          const store = yield* ResultStore
+          yield* store.addResults(seedRows)
+          yield* store.addResults([row({ day: Day.addDays(seedDay, 1), results: [] })])
+          yield* store.addResults([row({ day: Day.addDays(seedDay, -1), results: [] })])
+          const keys = yield* store.keysUpTo(seedDay)
+          assert.deepStrictEqual(
+            keys.map((k) => [k.policyDomain, k.day, k.recipientDomain, k.sendReport]),
+            [
+              ["xn--74h.example", seedDay, "xn--74h.example", true],
+              ["mailhost.xn--74h.example", seedDay, "xn--74h.example", false],
+              ["mailhost.xn--74h.example", seedDay, "sharedsender.example", true],
+              ["mailhost.noreport.example", seedDay, "noreport.example", false],
+              ["mailhost.norua.example", seedDay, "norua.example", false],
+              ["mailhost.notlsrpt.example", seedDay, "notlsrpt.example", true],
+              ["a.example", Day.addDays(seedDay, -1), "a.example", true]
+            ]
+          )
+          assert.strictEqual((yield* store.keysUpTo(Day.addDays(seedDay, 1))).length, 8)
+          assert.strictEqual((yield* store.keysUpTo(Day.addDays(seedDay, -2))).length, 0)
+        }).pipe(Effect.provide(db.layer))
+      )
+
+      it.effect("listResults sorts by day, policy domain, recipient domain and filters on day and either domain", () =>
+        Effect.gen(function* () {
+          const store = yield* ResultStore
+          yield* store.addResults(seedRows)
+          yield* store.addResults([
+            row({
+              policyDomain: D("xn--74h.example"),
+              recipientDomain: D("xn--74h.example"),
+              day: "2024-01-08" as Day.Day,
+              results: []
+            })
+          ])
+          const listed = yield* store.listResults()
+          assert.deepStrictEqual(
+            listed.map((r) => [r.day, r.policyDomain, r.recipientDomain]),
+            [
+              ["2024-01-08", "xn--74h.example", "xn--74h.example"],
+              [seedDay, "mailhost.noreport.example", "noreport.example"],
+              [seedDay, "mailhost.norua.example", "norua.example"],
+              [seedDay, "mailhost.notlsrpt.example", "notlsrpt.example"],
+              [seedDay, "mailhost.xn--74h.example", "sharedsender.example"],
+              [seedDay, "mailhost.xn--74h.example", "xn--74h.example"],
+              [seedDay, "xn--74h.example", "xn--74h.example"]
+            ]
+          )
+          assert.deepStrictEqual(ids(yield* store.listResults({ domain: "xn--74h.example" })), [7, 2, 1])
+          assert.deepStrictEqual(ids(yield* store.listResults({ domain: "xn--74h.example", day: seedDay })), [2, 1])
+          assert.deepStrictEqual(ids(yield* store.listResults({ domain: "sharedsender.example" })), [3])
+          assert.deepStrictEqual(ids(yield* store.listResults({ domain: "☺.EXAMPLE" })), [7, 2, 1])
+          assert.deepStrictEqual(ids(yield* store.listResults({ day: "2024-01-08" as Day.Day })), [7])
+          assert.deepStrictEqual(yield* store.listResults({ domain: "nowhere.example" }), [])
+        }).pipe(Effect.provide(db.layer))
+      )
+
+      it.effect(
+        "deleteKeys removes every recipient domain of each (policy domain, day); deleteBefore is stale cleanup",
+        () =>
+          Effect.gen(function* () {
+            const store = yield* ResultStore
+            yield* store.addResults(seedRows)
+            yield* store.addResults([
+              row({ policyDomain: D("mailhost.xn--74h.example"), day: Day.addDays(seedDay, 1), results: [] })
+            ])
+            assert.strictEqual(yield* store.deleteKeys([]), 0)
+            assert.strictEqual(
+              yield* store.deleteKeys([
+                { policyDomain: "mailhost.xn--74h.example", day: seedDay },
+                { policyDomain: "mailhost.norua.example", day: seedDay },
+                { policyDomain: "absent.example", day: seedDay }
+              ]),
+              3
+            )
+            assert.deepStrictEqual(ids(yield* store.listResults()), [4, 6, 1, 7])
+            assert.strictEqual(yield* store.deleteBefore(seedDay), 0)
+            assert.strictEqual(yield* store.deleteBefore(Day.addDays(seedDay, 1)), 3)
+            assert.deepStrictEqual(ids(yield* store.listResults()), [7])
+          }).pipe(Effect.provide(db.layer))
+      )
+
+      it.effect(
+        "deleteKeys with a phase removes only the rows that phase owns (docs/design.md#cleanup-per-phase)",
+        () =>
+          Effect.gen(function* () {
+            const store = yield* ResultStore
+            const x = D("x.example")
+            yield* store.addResults([
+              row({ policyDomain: x, recipientDomain: x, day: seedDay, results: [] }),
+              row({ policyDomain: x, recipientDomain: D("y.example"), day: seedDay, results: [] }),
+              row({ policyDomain: x, recipientDomain: D("z.example"), day: seedDay, results: [] })
+            ])
+            const left = Effect.map(store.listResults(), (rows) => rows.map((r) => r.recipientDomain))
+            assert.strictEqual(
+              yield* store.deleteKeys([{ policyDomain: "x.example", day: seedDay, phase: "policy-domain" }]),
+              2
+            )
+            assert.deepStrictEqual(yield* left, ["x.example"])
+            yield* store.addResults([
+              row({ policyDomain: x, recipientDomain: D("y.example"), day: seedDay, results: [] })
+            ])
+            assert.strictEqual(
+              yield* store.deleteKeys([{ policyDomain: "x.example", day: seedDay, phase: "recipient-domain" }]),
+              1
+            )
+            assert.deepStrictEqual(yield* left, ["y.example"])
+          }).pipe(Effect.provide(db.layer))
+      )
+
+      it.effect("reported days: none at first, then the latest one recorded", () =>
+        Effect.gen(function* () {
+          const store = yield* ResultStore
+          assert.strictEqual(yield* store.lastReportedDay, undefined)
+          yield* store.markDayReported("2024-01-09" as Day.Day)
+          yield* store.markDayReported("2024-01-08" as Day.Day)
+          yield* store.markDayReported("2024-01-09" as Day.Day)
+          assert.strictEqual(yield* store.lastReportedDay, "2024-01-09")
+        }).pipe(Effect.provide(db.layer))
+      )
+    })
+
+    describe("ResultStore.markSentAndEnqueue (docs/design.md#one-transaction-for-mark-and-outbox)", () => {
+      it.effect(
+        "phase 1 marks the recipient domain's rows of that day and stores the addresses; phase 2 the policy domain's",
+        () =>
+          Effect.gen(function* () {
+            const store = yield* ResultStore
+            yield* store.addResults(seedRows)
+            yield* store.addResults([
+              row({
+                policyDomain: D("xn--74h.example"),
+                recipientDomain: D("xn--74h.example"),
+                day: Day.addDays(seedDay, -1),
+                results: []
+              })
+            ])
+            yield* TestClock.setTime(7 * MINUTE)
+            const addresses = ["mailto:tls-reports@xn--74h.example"]
+            const outboxIds = yield* store.markSentAndEnqueue(
+              {
+                phase: "recipient-domain",
+                recipientDomain: "xn--74h.example",
+                day: seedDay,
+                reportingAddresses: addresses
+              },
+              [message("tls-reports@xn--74h.example")]
+            )
+            assert.strictEqual(outboxIds.length, 1)
+            const marked = (yield* store.listResults()).filter((r) => r.sentToRecipientDomain)
+            assert.deepStrictEqual(
+              marked.map((r) => [r.id, r.recipientDomainReportingAddresses]),
+              [
+                [2, addresses],
+                [1, addresses]
+              ]
+            )
+            const [queued] = yield* store.listOutbox()
+            assert.deepStrictEqual(
+              [queued!.id, queued!.status, queued!.attempts, queued!.nextAttemptAt, queued!.created, queued!.lastError],
+              [outboxIds[0], "queued", 0, new Date(7 * MINUTE), new Date(7 * MINUTE), undefined]
+            )
+            assert.deepStrictEqual(queued!.payload, message("tls-reports@xn--74h.example").payload)
+
+            yield* store.markSentAndEnqueue(
+              { phase: "policy-domain", policyDomain: "mailhost.xn--74h.example", day: seedDay },
+              [
+                message("tls-reports1@mailhost.xn--74h.example", { reportId: "r2" }),
+                message("tls-reports2@mailhost.xn--74h.example", { reportId: "r2" })
+              ]
+            )
+            const rows = yield* store.listResults()
+            assert.deepStrictEqual(
+              rows.filter((r) => r.sentToPolicyDomain).map((r) => r.id),
+              [3, 2]
+            )
+            assert.deepStrictEqual(
+              rows.filter((r) => r.sentToRecipientDomain).map((r) => r.id),
+              [2, 1]
+            )
+            assert.strictEqual((yield* store.listOutbox({ status: "queued" })).length, 3)
+          }).pipe(Effect.provide(db.layer))
+      )
+
+      it.effect("enqueueing the same report again returns the existing ids and adds nothing", () =>
+        Effect.gen(function* () {
+          const store = yield* ResultStore
+          yield* store.addResults(seedRows)
+          const mark = { phase: "policy-domain", policyDomain: "mailhost.xn--74h.example", day: seedDay } as const
+          const messages = [message("a@mailhost.xn--74h.example"), message("b@mailhost.xn--74h.example")]
+          const first = yield* store.markSentAndEnqueue(mark, messages)
+          const second = yield* store.markSentAndEnqueue(mark, [
+            message("b@mailhost.xn--74h.example", { payload: new Uint8Array([1]) }),
+            ...messages
+          ])
+          assert.deepStrictEqual(second, [first[1], first[0], first[1]])
+          assert.deepStrictEqual(yield* store.enqueue(messages), first)
+          const outbox = yield* store.listOutbox()
+          assert.deepStrictEqual(
+            outbox.map((m) => [m.id, m.destination, m.payload]),
+            [
+              [first[0], "a@mailhost.xn--74h.example", messages[0]!.payload],
+              [first[1], "b@mailhost.xn--74h.example", messages[1]!.payload]
+            ]
+          )
+        }).pipe(Effect.provide(db.layer))
+      )
+
+      it.effect("a failing outbox insert rolls back the mark and the messages before it", () =>
+        Effect.gen(function* () {
+          const store = yield* ResultStore
+          yield* store.addResults(seedRows)
+          const allow = yield* db.refuseOutbox("b@xn--74h.example", "refused by test")
+          const mark = {
             phase: "recipient-domain",
             recipientDomain: "xn--74h.example",
             day: seedDay,
-            reportingAddresses: addresses
-          },
-          [message("tls-reports@xn--74h.example")]
-        )
-        assert.strictEqual(outboxIds.length, 1)
-        const marked = (yield* store.listResults()).filter((r) => r.sentToRecipientDomain)
-        assert.deepStrictEqual(
-          marked.map((r) => [r.id, r.recipientDomainReportingAddresses]),
-          [
-            [2, addresses],
-            [1, addresses]
-          ]
-        )
-        const [queued] = yield* store.listOutbox()
-        assert.deepStrictEqual(
-          [queued!.id, queued!.status, queued!.attempts, queued!.nextAttemptAt, queued!.created, queued!.lastError],
-          [outboxIds[0], "queued", 0, new Date(7 * MINUTE), new Date(7 * MINUTE), undefined]
-        )
-        assert.deepStrictEqual(queued!.payload, message("tls-reports@xn--74h.example").payload)
+            reportingAddresses: ["mailto:a@xn--74h.example", "mailto:b@xn--74h.example"]
+          } as const
+          const messages = [message("a@xn--74h.example"), message("b@xn--74h.example")]
+          const error = yield* Effect.flip(store.markSentAndEnqueue(mark, messages))
+          assert.strictEqual(error._tag, "StoreError")
+          assert.strictEqual(error.operation, "markSentAndEnqueue")
+          assert.include(error.message, "refused by test")
+          const rows = yield* store.listResults()
+          assert.isTrue(rows.every((r) => !r.sentToRecipientDomain && r.recipientDomainReportingAddresses.length === 0))
+          assert.deepStrictEqual(yield* store.listOutbox(), [])
 
-        yield* store.markSentAndEnqueue(
-          { phase: "policy-domain", policyDomain: "mailhost.xn--74h.example", day: seedDay },
-          [
-            message("tls-reports1@mailhost.xn--74h.example", { reportId: "r2" }),
-            message("tls-reports2@mailhost.xn--74h.example", { reportId: "r2" })
-          ]
-        )
-        const rows = yield* store.listResults()
-        assert.deepStrictEqual(
-          rows.filter((r) => r.sentToPolicyDomain).map((r) => r.id),
-          [3, 2]
-        )
-        assert.deepStrictEqual(
-          rows.filter((r) => r.sentToRecipientDomain).map((r) => r.id),
-          [2, 1]
-        )
-        assert.strictEqual((yield* store.listOutbox({ status: "queued" })).length, 3)
-      }).pipe(Effect.provide(ResultStore.layerMemory))
-  )
-
-  it.effect("enqueueing the same report again returns the existing ids and adds nothing", () =>
-    Effect.gen(function* () {
-      const store = yield* ResultStore
-      yield* store.addResults(seedRows)
-      const mark = { phase: "policy-domain", policyDomain: "mailhost.xn--74h.example", day: seedDay } as const
-      const messages = [message("a@mailhost.xn--74h.example"), message("b@mailhost.xn--74h.example")]
-      const first = yield* store.markSentAndEnqueue(mark, messages)
-      const second = yield* store.markSentAndEnqueue(mark, [
-        message("b@mailhost.xn--74h.example", { payload: new Uint8Array([1]) }),
-        ...messages
-      ])
-      assert.deepStrictEqual(second, [first[1], first[0], first[1]])
-      assert.deepStrictEqual(yield* store.enqueue(messages), first)
-      const outbox = yield* store.listOutbox()
-      assert.deepStrictEqual(
-        outbox.map((m) => [m.id, m.destination, m.payload]),
-        [
-          [first[0], "a@mailhost.xn--74h.example", messages[0]!.payload],
-          [first[1], "b@mailhost.xn--74h.example", messages[1]!.payload]
-        ]
+          yield* allow
+          const ids = yield* store.markSentAndEnqueue(mark, messages)
+          assert.strictEqual(new Set(ids).size, 2)
+          assert.strictEqual((yield* store.listResults()).filter((r) => r.sentToRecipientDomain).length, 2)
+        }).pipe(Effect.provide(db.layer))
       )
-    }).pipe(Effect.provide(ResultStore.layerMemory))
-  )
+    })
 
-  it.effect("a failing outbox insert rolls back the mark and the messages before it", () =>
-    Effect.gen(function* () {
-      const store = yield* ResultStore
-      const sql = yield* SqlClient.SqlClient
-      yield* store.addResults(seedRows)
-      yield* sql`CREATE TRIGGER outbox_refuse BEFORE INSERT ON outbox WHEN NEW.destination = 'b@xn--74h.example'
-        BEGIN SELECT RAISE(ABORT, 'refused by test'); END`
-      const mark = {
-        phase: "recipient-domain",
-        recipientDomain: "xn--74h.example",
-        day: seedDay,
-        reportingAddresses: ["mailto:a@xn--74h.example", "mailto:b@xn--74h.example"]
-      } as const
-      const messages = [message("a@xn--74h.example"), message("b@xn--74h.example")]
-      const error = yield* Effect.flip(store.markSentAndEnqueue(mark, messages))
-      assert.strictEqual(error._tag, "StoreError")
-      assert.strictEqual(error.operation, "markSentAndEnqueue")
-      assert.include(error.message, "refused by test")
-      const rows = yield* store.listResults()
-      assert.isTrue(rows.every((r) => !r.sentToRecipientDomain && r.recipientDomainReportingAddresses.length === 0))
-      assert.deepStrictEqual(yield* store.listOutbox(), [])
-
-      yield* sql`DROP TRIGGER outbox_refuse`
-      const ids = yield* store.markSentAndEnqueue(mark, messages)
-      assert.strictEqual(new Set(ids).size, 2)
-      assert.strictEqual((yield* store.listResults()).filter((r) => r.sentToRecipientDomain).length, 2)
-    }).pipe(Effect.provide(ResultStore.layerMemory))
-  )
-})
-
-describe("ResultStore suppression list (docs/design.md#suppression-list, docs/design.md#normalised-suppression-addresses)", () => {
-  it.effect("stores the normal form; IDN and upper-case spellings match it", () =>
-    Effect.gen(function* () {
-      const store = yield* ResultStore
-      yield* TestClock.setTime(1_000)
-      const s = yield* store.suppressAdd({ address: "TLS-Reports@☺.Example", until: new Date(10 * MINUTE) })
-      assert.deepStrictEqual(s, {
-        id: 1,
-        address: "tls-reports@xn--74h.example",
-        until: new Date(10 * MINUTE),
-        comment: "",
-        inserted: new Date(1_000)
-      })
-      const at = new Date(MINUTE)
-      for (const spelling of ["tls-reports@xn--74h.example", "TLS-REPORTS@XN--74H.EXAMPLE", "tls-reports@☺.example."]) {
-        assert.isTrue(yield* store.isSuppressed(spelling, at), spelling)
-      }
-      assert.isFalse(yield* store.isSuppressed("tls-reports1@xn--74h.example", at))
-      assert.isFalse(yield* store.isSuppressed("not an address", at))
-    }).pipe(Effect.provide(ResultStore.layerMemory))
-  )
-
-  it.effect("https reporting URIs are suppressed too, in WHATWG form, with the same expiry rule", () =>
-    Effect.gen(function* () {
-      const store = yield* ResultStore
-      const until = new Date(Date.UTC(2024, 0, 10))
-      const s = yield* store.suppressAdd({ address: "HTTPS://Reports.Example:443/tlsrpt", until })
-      assert.strictEqual(s.address, "https://reports.example/tlsrpt")
-      const before = new Date(until.getTime() - 1)
-      for (const spelling of ["https://reports.example/tlsrpt", "https://REPORTS.example/tlsrpt"]) {
-        assert.isTrue(yield* store.isSuppressed(spelling, before), spelling)
-      }
-      assert.isFalse(yield* store.isSuppressed("https://reports.example/other", before))
-      assert.isFalse(yield* store.isSuppressed("https://reports.example/tlsrpt", until))
-      assert.isTrue(yield* store.suppressExtend("https://reports.example:443/tlsrpt", new Date(until.getTime() + 10)))
-      assert.isTrue(yield* store.isSuppressed("https://reports.example/tlsrpt", until))
-      const refused = yield* Effect.flip(store.suppressAdd({ address: "http://reports.example/", until }))
-      assert.strictEqual(refused._tag, "InvalidAddress")
-      assert.isTrue(yield* store.suppressRemove("https://Reports.example/tlsrpt"))
-    }).pipe(Effect.provide(ResultStore.layerMemory))
-  )
-
-  it.effect("is active while until > at", () =>
-    Effect.gen(function* () {
-      const store = yield* ResultStore
-      const until = new Date(Date.UTC(2024, 0, 10))
-      yield* store.suppressAdd({ address: "r@a.example", until })
-      assert.isTrue(yield* store.isSuppressed("r@a.example", new Date(until.getTime() - 1)))
-      assert.isFalse(yield* store.isSuppressed("r@a.example", until))
-      assert.isFalse(yield* store.isSuppressed("r@a.example", new Date(until.getTime() + 1)))
-    }).pipe(Effect.provide(ResultStore.layerMemory))
-  )
-
-  it.effect("adding again replaces until and comment; list is newest first; remove and extend match by address", () =>
-    Effect.gen(function* () {
-      const store = yield* ResultStore
-      yield* store.suppressAdd({ address: "a@a.example", until: new Date(1), comment: "first" })
-      yield* store.suppressAdd({ address: "b@b.example", until: new Date(2) })
-      const again = yield* store.suppressAdd({ address: "A@A.example", until: new Date(3), comment: "second" })
-      assert.deepStrictEqual([again.id, again.until, again.comment], [1, new Date(3), "second"])
-      assert.deepStrictEqual(
-        (yield* store.suppressList).map((s) => [s.address, s.until.getTime(), s.comment]),
-        [
-          ["b@b.example", 2, ""],
-          ["a@a.example", 3, "second"]
-        ]
-      )
-      assert.isTrue(yield* store.suppressExtend("B@b.example", new Date(20)))
-      assert.isFalse(yield* store.suppressExtend("c@c.example", new Date(20)))
-      assert.isTrue(yield* store.isSuppressed("b@b.example", new Date(19)))
-      assert.isTrue(yield* store.suppressRemove("a@A.EXAMPLE"))
-      assert.isFalse(yield* store.suppressRemove("a@a.example"))
-      assert.deepStrictEqual(
-        (yield* store.suppressList).map((s) => s.address),
-        ["b@b.example"]
-      )
-    }).pipe(Effect.provide(ResultStore.layerMemory))
-  )
-
-  it.effect("refuses an invalid address with InvalidAddress", () =>
-    Effect.gen(function* () {
-      const store = yield* ResultStore
-      for (const address of ["no-at-sign", "a@", "a b@c.example", "a@-bad-.example"]) {
-        const error = yield* Effect.flip(store.suppressAdd({ address, until: new Date(1) }))
-        assert.strictEqual(error._tag, "InvalidAddress", address)
-        assert.strictEqual((yield* Effect.flip(store.suppressRemove(address)))._tag, "InvalidAddress")
-        assert.strictEqual((yield* Effect.flip(store.suppressExtend(address, new Date(2))))._tag, "InvalidAddress")
-      }
-      assert.deepStrictEqual(yield* store.suppressList, [])
-    }).pipe(Effect.provide(ResultStore.layerMemory))
-  )
-})
-
-describe("ResultStore outbox", () => {
-  it.effect("due → failed attempt → due again later → delivered; permanent failure is never due", () =>
-    Effect.gen(function* () {
-      const store = yield* ResultStore
-      const t0 = Date.UTC(2024, 0, 10, 0, 5)
-      yield* TestClock.setTime(t0)
-      const [a, b] = yield* store.enqueue([
-        message("a@a.example", { reportId: "r1" }),
-        message("https://b.example/tlsrpt", { kind: "https", envelopeFrom: "", reportId: "r1" })
-      ])
-      const due = (at: number, limit = 10) =>
-        Effect.map(store.dueMessages(new Date(at), limit), (ms) => ms.map((m) => m.id))
-
-      assert.deepStrictEqual(yield* due(t0 - 1), [])
-      assert.deepStrictEqual(yield* due(t0), [a, b])
-      assert.deepStrictEqual(yield* due(t0, 1), [a])
-      const [https] = yield* store.dueMessages(new Date(t0), 10).pipe(Effect.map((ms) => ms.filter((m) => m.id === b)))
-      assert.deepStrictEqual(
-        [https!.kind, https!.destination, https!.envelopeFrom],
-        ["https", "https://b.example/tlsrpt", ""]
+    describe("ResultStore suppression list (docs/design.md#suppression-list, docs/design.md#normalised-suppression-addresses)", () => {
+      it.effect("stores the normal form; IDN and upper-case spellings match it", () =>
+        Effect.gen(function* () {
+          const store = yield* ResultStore
+          yield* TestClock.setTime(1_000)
+          const s = yield* store.suppressAdd({ address: "TLS-Reports@☺.Example", until: new Date(10 * MINUTE) })
+          assert.deepStrictEqual(s, {
+            id: 1,
+            address: "tls-reports@xn--74h.example",
+            until: new Date(10 * MINUTE),
+            comment: "",
+            inserted: new Date(1_000)
+          })
+          const at = new Date(MINUTE)
+          for (const spelling of [
+            "tls-reports@xn--74h.example",
+            "TLS-REPORTS@XN--74H.EXAMPLE",
+            "tls-reports@☺.example."
+          ]) {
+            assert.isTrue(yield* store.isSuppressed(spelling, at), spelling)
+          }
+          assert.isFalse(yield* store.isSuppressed("tls-reports1@xn--74h.example", at))
+          assert.isFalse(yield* store.isSuppressed("not an address", at))
+        }).pipe(Effect.provide(db.layer))
       )
 
-      yield* store.markAttemptFailed(a!, {
-        error: "421 try later",
-        at: new Date(t0 + 1),
-        nextAttemptAt: new Date(t0 + 7.5 * MINUTE)
-      })
-      assert.deepStrictEqual(yield* due(t0 + 7.5 * MINUTE - 1), [b])
-      // Oldest due first: b has been due since t0.
-      assert.deepStrictEqual(yield* due(t0 + 7.5 * MINUTE), [b, a])
-
-      yield* store.markDelivered(b!, new Date(t0 + 2))
-      assert.deepStrictEqual(yield* due(t0 + 7.5 * MINUTE), [a])
-
-      yield* store.markAttemptFailed(a!, {
-        error: "550 no such user",
-        at: new Date(t0 + 8 * MINUTE),
-        nextAttemptAt: undefined
-      })
-      assert.deepStrictEqual(yield* due(t0 + 365 * 24 * 60 * MINUTE), [])
-
-      const [failed] = yield* store.listOutbox({ status: "failed" })
-      assert.deepStrictEqual(
-        [failed!.id, failed!.attempts, failed!.lastError, failed!.nextAttemptAt, failed!.updated, failed!.created],
-        [a, 2, "550 no such user", new Date(t0 + 7.5 * MINUTE), new Date(t0 + 8 * MINUTE), new Date(t0)]
+      it.effect("https reporting URIs are suppressed too, in WHATWG form, with the same expiry rule", () =>
+        Effect.gen(function* () {
+          const store = yield* ResultStore
+          const until = new Date(Date.UTC(2024, 0, 10))
+          const s = yield* store.suppressAdd({ address: "HTTPS://Reports.Example:443/tlsrpt", until })
+          assert.strictEqual(s.address, "https://reports.example/tlsrpt")
+          const before = new Date(until.getTime() - 1)
+          for (const spelling of ["https://reports.example/tlsrpt", "https://REPORTS.example/tlsrpt"]) {
+            assert.isTrue(yield* store.isSuppressed(spelling, before), spelling)
+          }
+          assert.isFalse(yield* store.isSuppressed("https://reports.example/other", before))
+          assert.isFalse(yield* store.isSuppressed("https://reports.example/tlsrpt", until))
+          assert.isTrue(
+            yield* store.suppressExtend("https://reports.example:443/tlsrpt", new Date(until.getTime() + 10))
+          )
+          assert.isTrue(yield* store.isSuppressed("https://reports.example/tlsrpt", until))
+          const refused = yield* Effect.flip(store.suppressAdd({ address: "http://reports.example/", until }))
+          assert.strictEqual(refused._tag, "InvalidAddress")
+          assert.isTrue(yield* store.suppressRemove("https://Reports.example/tlsrpt"))
+        }).pipe(Effect.provide(db.layer))
       )
-      const [delivered] = yield* store.listOutbox({ status: "delivered" })
-      assert.deepStrictEqual([delivered!.id, delivered!.attempts, delivered!.updated], [b, 1, new Date(t0 + 2)])
-      assert.deepStrictEqual(yield* store.listOutbox({ status: "queued" }), [])
-      assert.deepStrictEqual(
-        (yield* store.listOutbox()).map((m) => m.id),
-        [a, b]
-      )
-    }).pipe(Effect.provide(ResultStore.layerMemory))
-  )
 
-  it.effect("enqueue of nothing returns nothing", () =>
-    Effect.gen(function* () {
-      const store = yield* ResultStore
-      assert.deepStrictEqual(yield* store.enqueue([]), [])
-      assert.deepStrictEqual(yield* store.listOutbox(), [])
-    }).pipe(Effect.provide(ResultStore.layerMemory))
-  )
-})
+      it.effect("is active while until > at", () =>
+        Effect.gen(function* () {
+          const store = yield* ResultStore
+          const until = new Date(Date.UTC(2024, 0, 10))
+          yield* store.suppressAdd({ address: "r@a.example", until })
+          assert.isTrue(yield* store.isSuppressed("r@a.example", new Date(until.getTime() - 1)))
+          assert.isFalse(yield* store.isSuppressed("r@a.example", until))
+          assert.isFalse(yield* store.isSuppressed("r@a.example", new Date(until.getTime() + 1)))
+        }).pipe(Effect.provide(db.layer))
+      )
+
+      it.effect(
+        "adding again replaces until and comment; list is newest first; remove and extend match by address",
+        () =>
+          Effect.gen(function* () {
+            const store = yield* ResultStore
+            yield* store.suppressAdd({ address: "a@a.example", until: new Date(1), comment: "first" })
+            yield* store.suppressAdd({ address: "b@b.example", until: new Date(2) })
+            const again = yield* store.suppressAdd({ address: "A@A.example", until: new Date(3), comment: "second" })
+            assert.deepStrictEqual([again.id, again.until, again.comment], [1, new Date(3), "second"])
+            assert.deepStrictEqual(
+              (yield* store.suppressList).map((s) => [s.address, s.until.getTime(), s.comment]),
+              [
+                ["b@b.example", 2, ""],
+                ["a@a.example", 3, "second"]
+              ]
+            )
+            assert.isTrue(yield* store.suppressExtend("B@b.example", new Date(20)))
+            assert.isFalse(yield* store.suppressExtend("c@c.example", new Date(20)))
+            assert.isTrue(yield* store.isSuppressed("b@b.example", new Date(19)))
+            assert.isTrue(yield* store.suppressRemove("a@A.EXAMPLE"))
+            assert.isFalse(yield* store.suppressRemove("a@a.example"))
+            assert.deepStrictEqual(
+              (yield* store.suppressList).map((s) => s.address),
+              ["b@b.example"]
+            )
+          }).pipe(Effect.provide(db.layer))
+      )
+
+      it.effect("refuses an invalid address with InvalidAddress", () =>
+        Effect.gen(function* () {
+          const store = yield* ResultStore
+          for (const address of ["no-at-sign", "a@", "a b@c.example", "a@-bad-.example"]) {
+            const error = yield* Effect.flip(store.suppressAdd({ address, until: new Date(1) }))
+            assert.strictEqual(error._tag, "InvalidAddress", address)
+            assert.strictEqual((yield* Effect.flip(store.suppressRemove(address)))._tag, "InvalidAddress")
+            assert.strictEqual((yield* Effect.flip(store.suppressExtend(address, new Date(2))))._tag, "InvalidAddress")
+          }
+          assert.deepStrictEqual(yield* store.suppressList, [])
+        }).pipe(Effect.provide(db.layer))
+      )
+    })
+
+    describe("ResultStore outbox", () => {
+      it.effect("due → failed attempt → due again later → delivered; permanent failure is never due", () =>
+        Effect.gen(function* () {
+          const store = yield* ResultStore
+          const t0 = Date.UTC(2024, 0, 10, 0, 5)
+          yield* TestClock.setTime(t0)
+          const [a, b] = yield* store.enqueue([
+            message("a@a.example", { reportId: "r1" }),
+            message("https://b.example/tlsrpt", { kind: "https", envelopeFrom: "", reportId: "r1" })
+          ])
+          const due = (at: number, limit = 10) =>
+            Effect.map(store.dueMessages(new Date(at), limit), (ms) => ms.map((m) => m.id))
+
+          assert.deepStrictEqual(yield* due(t0 - 1), [])
+          assert.deepStrictEqual(yield* due(t0), [a, b])
+          assert.deepStrictEqual(yield* due(t0, 1), [a])
+          const [https] = yield* store
+            .dueMessages(new Date(t0), 10)
+            .pipe(Effect.map((ms) => ms.filter((m) => m.id === b)))
+          assert.deepStrictEqual(
+            [https!.kind, https!.destination, https!.envelopeFrom],
+            ["https", "https://b.example/tlsrpt", ""]
+          )
+
+          yield* store.markAttemptFailed(a!, {
+            error: "421 try later",
+            at: new Date(t0 + 1),
+            nextAttemptAt: new Date(t0 + 7.5 * MINUTE)
+          })
+          assert.deepStrictEqual(yield* due(t0 + 7.5 * MINUTE - 1), [b])
+          // Oldest due first: b has been due since t0.
+          assert.deepStrictEqual(yield* due(t0 + 7.5 * MINUTE), [b, a])
+
+          yield* store.markDelivered(b!, new Date(t0 + 2))
+          assert.deepStrictEqual(yield* due(t0 + 7.5 * MINUTE), [a])
+
+          yield* store.markAttemptFailed(a!, {
+            error: "550 no such user",
+            at: new Date(t0 + 8 * MINUTE),
+            nextAttemptAt: undefined
+          })
+          assert.deepStrictEqual(yield* due(t0 + 365 * 24 * 60 * MINUTE), [])
+
+          const [failed] = yield* store.listOutbox({ status: "failed" })
+          assert.deepStrictEqual(
+            [failed!.id, failed!.attempts, failed!.lastError, failed!.nextAttemptAt, failed!.updated, failed!.created],
+            [a, 2, "550 no such user", new Date(t0 + 7.5 * MINUTE), new Date(t0 + 8 * MINUTE), new Date(t0)]
+          )
+          const [delivered] = yield* store.listOutbox({ status: "delivered" })
+          assert.deepStrictEqual([delivered!.id, delivered!.attempts, delivered!.updated], [b, 1, new Date(t0 + 2)])
+          assert.deepStrictEqual(yield* store.listOutbox({ status: "queued" }), [])
+          assert.deepStrictEqual(
+            (yield* store.listOutbox()).map((m) => m.id),
+            [a, b]
+          )
+        }).pipe(Effect.provide(db.layer))
+      )
+
+      it.effect("claimDue leases due messages once; an expired lease, a release or a recorded outcome frees them", () =>
+        Effect.gen(function* () {
+          const store = yield* ResultStore
+          const t0 = Date.UTC(2024, 0, 10, 0, 5)
+          yield* TestClock.setTime(t0)
+          const [a, b, c] = yield* store.enqueue([
+            message("a@a.example", { reportId: "r1" }),
+            message("b@a.example", { reportId: "r1" }),
+            message("c@a.example", { reportId: "r1" })
+          ])
+          const claim = (owner: string, at: number, limit = 10) =>
+            Effect.map(store.claimDue(new Date(at), limit, { owner, until: new Date(at + MINUTE) }), (ms) =>
+              ms.map((m) => m.id)
+            )
+          assert.deepStrictEqual(yield* claim("p1", t0 - 1), [])
+          assert.deepStrictEqual(yield* claim("p1", t0, 2), [a, b])
+          // Leased: another process gets only what is left; dueMessages still lists them.
+          assert.deepStrictEqual(yield* claim("p2", t0), [c])
+          assert.deepStrictEqual(yield* claim("p3", t0 + 1), [])
+          assert.strictEqual((yield* store.dueMessages(new Date(t0), 10)).length, 3)
+          // A release by another owner does nothing; by the holder, the message is claimable at once.
+          yield* store.releaseClaim(a!, "p2")
+          assert.deepStrictEqual(yield* claim("p3", t0 + 1), [])
+          yield* store.releaseClaim(a!, "p1")
+          assert.deepStrictEqual(yield* claim("p3", t0 + 1), [a])
+          // A recorded outcome ends the lease: b is due again later, then claimable.
+          yield* store.markAttemptFailed(b!, { error: "421", at: new Date(t0 + 2), nextAttemptAt: new Date(t0 + 3) })
+          assert.deepStrictEqual(yield* claim("p3", t0 + 3), [b])
+          // An expired lease: c's holder died.
+          assert.deepStrictEqual(yield* claim("p4", t0 + MINUTE), [c])
+          yield* store.markDelivered(c!, new Date(t0 + MINUTE))
+          assert.deepStrictEqual(yield* claim("p5", t0 + 10 * MINUTE), [a, b])
+        }).pipe(Effect.provide(db.layer))
+      )
+
+      it.effect("concurrent claims never hand one message to two owners", () =>
+        Effect.gen(function* () {
+          const store = yield* ResultStore
+          const t0 = Date.UTC(2024, 0, 10, 0, 5)
+          yield* TestClock.setTime(t0)
+          const ids = yield* store.enqueue(
+            Array.from({ length: 40 }, (_, i) => message(`m${i}@a.example`, { reportId: "r1" }))
+          )
+          const claims = yield* Effect.all(
+            Array.from({ length: 8 }, (_, i) =>
+              Effect.map(store.claimDue(new Date(t0), 7, { owner: `p${i}`, until: new Date(t0 + MINUTE) }), (ms) =>
+                ms.map((m) => m.id)
+              )
+            ),
+            { concurrency: "unbounded" }
+          )
+          const claimed = claims.flat()
+          assert.strictEqual(new Set(claimed).size, claimed.length)
+          assert.isAtMost(claimed.length, ids.length)
+          for (const c of claims) assert.isAtMost(c.length, 7)
+        }).pipe(Effect.provide(db.layer))
+      )
+
+      it.effect("requeue: failed messages queued again with a fresh count; a queued one due at once", () =>
+        Effect.gen(function* () {
+          const store = yield* ResultStore
+          const t0 = Date.UTC(2024, 0, 10, 0, 5)
+          yield* TestClock.setTime(t0)
+          const [a, b, c] = yield* store.enqueue([
+            message("a@a.example", { reportId: "r1" }),
+            message("b@a.example", { reportId: "r1" }),
+            message("c@a.example", { reportId: "r1" })
+          ])
+          for (const id of [a!, b!]) {
+            yield* store.markAttemptFailed(id, { error: "550", at: new Date(t0), nextAttemptAt: undefined })
+          }
+          yield* store.markAttemptFailed(c!, { error: "421", at: new Date(t0), nextAttemptAt: new Date(t0 + MINUTE) })
+          const [d] = yield* store.enqueue([message("d@a.example", { reportId: "r2" })])
+          yield* store.markDelivered(d!, new Date(t0))
+          assert.deepStrictEqual(yield* store.requeue({ id: c! }, new Date(t0 + 1)), [c])
+          const byId = Effect.map(store.listOutbox(), (ms) => new Map(ms.map((m) => [m.id, m])))
+          assert.deepStrictEqual(
+            [(yield* byId).get(c!)!.attempts, (yield* byId).get(c!)!.nextAttemptAt],
+            [1, new Date(t0 + 1)]
+          )
+          assert.deepStrictEqual(yield* store.requeue("failed", new Date(t0 + 2)), [a, b])
+          const after = yield* byId
+          assert.deepStrictEqual(
+            [a!, b!].map((id) => [after.get(id)!.status, after.get(id)!.attempts]),
+            [
+              ["queued", 0],
+              ["queued", 0]
+            ]
+          )
+          assert.deepStrictEqual(yield* store.requeue("failed", new Date(t0 + 3)), [])
+          // A delivered message stays delivered.
+          assert.deepStrictEqual(yield* store.requeue({ id: d! }, new Date(t0 + 3)), [])
+        }).pipe(Effect.provide(db.layer))
+      )
+
+      it.effect("enqueue of nothing returns nothing", () =>
+        Effect.gen(function* () {
+          const store = yield* ResultStore
+          assert.deepStrictEqual(yield* store.enqueue([]), [])
+          assert.deepStrictEqual(yield* store.listOutbox(), [])
+        }).pipe(Effect.provide(db.layer))
+      )
+    })
+  })
+}

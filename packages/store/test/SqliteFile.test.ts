@@ -10,6 +10,7 @@ import { Effect, Layer } from "effect"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as Migrations from "../src/Migrations.js"
 import { type NewResultRow, ResultStore } from "../src/ResultStore.js"
+import { dialect } from "../src/sqlite/SqliteDialect.js"
 import { seedDay, seedRows } from "./Seed.js"
 
 const tempDir = Effect.acquireRelease(
@@ -83,7 +84,7 @@ describe("ResultStore.layer (SQLite file)", () => {
             [5, "outbox_lease"]
           ]
         )
-        assert.deepStrictEqual(yield* Migrations.run, [])
+        assert.deepStrictEqual(yield* Migrations.run(dialect), [])
         assert.deepStrictEqual(yield* sql`PRAGMA journal_mode`, [{ journal_mode: "wal" }])
         assert.deepStrictEqual(yield* sql`PRAGMA synchronous`, [{ synchronous: 1 }])
         assert.deepStrictEqual(yield* sql`PRAGMA busy_timeout`, [{ timeout: 5000 }])
@@ -96,13 +97,14 @@ describe("ResultStore.layer (SQLite file)", () => {
     })
   )
 
-  it.effect("an unusable path fails with StoreError(open)", () =>
+  it.effect("an unusable path fails with StoreError(open <file>)", () =>
     Effect.gen(function* () {
       const error = yield* Effect.flip(
         Effect.provide(ResultStore, ResultStore.layer({ filename: "/dev/null/not-a-directory/results.db" }))
       )
       assert.strictEqual(error._tag, "StoreError")
-      assert.strictEqual(error.operation, "open")
+      // The operation names the file, for the operator.
+      assert.strictEqual(error.operation, "open /dev/null/not-a-directory/results.db")
     })
   )
 
@@ -260,6 +262,10 @@ describe("ResultStore.layerSql", () => {
       assert.strictEqual((yield* store.keysUpTo(seedDay)).length, 6)
       const sql = yield* SqlClient.SqlClient
       assert.strictEqual((yield* sql`SELECT migration_id FROM effect_sql_migrations`).length, 5)
-    }).pipe(Effect.provide(ResultStore.layerSql.pipe(Layer.provideMerge(SqliteClient.layer({ filename: ":memory:" })))))
+    }).pipe(
+      Effect.provide(
+        ResultStore.layerSql(dialect).pipe(Layer.provideMerge(SqliteClient.layer({ filename: ":memory:" })))
+      )
+    )
   )
 })

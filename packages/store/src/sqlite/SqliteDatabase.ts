@@ -7,8 +7,9 @@ import { dirname } from "node:path"
 import * as SqlClient from "@effect/sql/SqlClient"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import { Cause, Effect, Layer, Option } from "effect"
-import * as Migrations from "./Migrations.js"
-import { StoreError } from "./StoreError.js"
+import * as Migrations from "../Migrations.js"
+import { StoreError } from "../StoreError.js"
+import { dialect } from "./SqliteDialect.js"
 
 export interface Options {
   /** Path of the database file; `:memory:` for a private in-memory database. */
@@ -38,7 +39,7 @@ export const layer = (options: Options): Layer.Layer<SqlClient.SqlClient | Sqlit
     const sql = yield* SqlClient.SqlClient
     yield* sql.unsafe(`PRAGMA busy_timeout = ${Math.max(0, Math.trunc(options.busyTimeoutMillis ?? 5000))}`)
     yield* sql`PRAGMA synchronous = NORMAL`
-    yield* Migrations.run
+    yield* Migrations.run(dialect)
   })
   // The driver throws on open (a corrupt file, a read-only one): that is the operator's to fix, so it
   // becomes a StoreError with the driver's reason rather than a defect (the worker adds the file name).
