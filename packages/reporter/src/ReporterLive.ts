@@ -4,11 +4,11 @@
  * syntax / multiple records discard it; mark-sent + outbox in one transaction; https destinations;
  * each report describes its own day).
  */
-import { type Day, Domain, PolicyResult, TlsrptRecord } from "@tlsrpt/core"
+import { type Day, Domain, PolicyResult, SuppressionTarget, TlsrptRecord } from "@tlsrpt/core"
 import { TlsrptLookup } from "@tlsrpt/dns"
 import { gzipReport, ReportMail } from "@tlsrpt/mail"
 import { type MarkSent, type MarkSentReport, type NewOutboxMessage, ResultStore, type ResultRow } from "@tlsrpt/store"
-import { Cause, Clock, Deferred, Duration, Effect, Layer, Metric, Schedule } from "effect"
+import { Cause, Clock, Deferred, Duration, Effect, Either, Layer, Metric, Schedule } from "effect"
 import * as Destinations from "./Destinations.js"
 import { type KeyOutcome, type KeyReport, Reporter, type ReporterConfig, ReporterError } from "./Reporter.js"
 import * as RoundPlan from "./RoundPlan.js"
@@ -56,6 +56,11 @@ const cleanupOf: Record<KeyOutcome, boolean> = {
   "kept-error": false
 }
 
+// One tagged counter per outcome, made once rather than per key.
+const keysCounters = Object.fromEntries(
+  Object.keys(cleanupOf).map((outcome) => [outcome, Metric.tagged(keysCounter, "outcome", outcome)])
+) as Record<KeyOutcome, typeof keysCounter>
+
 export const make = (config: ReporterConfig) =>
   Effect.gen(function* () {
     const store = yield* ResultStore
@@ -71,9 +76,7 @@ export const make = (config: ReporterConfig) =>
       queued = 0,
       detail?: string
     ): Effect.Effect<KeyReport> =>
-      Metric.increment(Metric.tagged(keysCounter, "outcome", outcome)).pipe(
-        Effect.as({ phase, policyDomain, day, outcome, queued, detail })
-      )
+      Metric.increment(keysCounters[outcome]).pipe(Effect.as({ phase, policyDomain, day, outcome, queued, detail }))
 
     /** The TLSRPT lookup, retried on temporary errors while `retries` allow (docs/design.md#temporary-dns-errors-keep-results). */
     const lookupWithRetries = (domain: Domain.Domain, retries: ReadonlyArray<Duration.Duration>) => {
@@ -173,7 +176,12 @@ export const make = (config: ReporterConfig) =>
       }).pipe(keyOnError(phase, key))
 
     /** docs/design.md#per-key-steps 4–7 on the key's fetched rows: the report and its messages, or the outcome. */
-    const prepareKey = (phase: Phase, looked: Looked, rows: ReadonlyArray<ResultRow>) =>
+    const prepareKey = (
+      phase: Phase,
+      looked: Looked,
+      rows: ReadonlyArray<ResultRow>,
+      isSuppressed: (target: string) => boolean
+    ) =>
       Effect.gen(function* () {
         const { key, policyDomain, chosen } = looked
         const day = key.day
@@ -197,10 +205,8 @@ export const make = (config: ReporterConfig) =>
           RoundPlan.report(submitter, policyDomain, day, policies, { mxHost: phase === "policy-domain" && key.inBoth })
 
         // docs/design.md#suppression-and-queueing: only the kinds that are sent are checked.
-        const now = new Date(yield* Clock.currentTimeMillis)
-        const suppressed = new Set<string>()
         const targets = [...(sendMail ? chosen.to.map((a) => a.normalized) : []), ...(sendHttps ? chosen.urls : [])]
-        for (const target of targets) if (yield* store.isSuppressed(target, now)) suppressed.add(target)
+        const suppressed = new Set(targets.filter(isSuppressed))
         const { choices, to, urls } =
           suppressed.size === 0
             ? chosen
@@ -283,30 +289,39 @@ export const make = (config: ReporterConfig) =>
           else toRead.push([i, l])
         }
 
-        // A failed read or commit keeps the rows of exactly the keys it was for.
-        const rows = yield* store
-          .rowsOfKeys(
+        // A failed read or commit keeps the rows of exactly the keys it was for. The suppression list is
+        // read once per batch (an operator's list: short), each target compared in its normal form
+        // (docs/design.md#normalised-suppression-addresses).
+        const read = yield* Effect.zip(
+          store.rowsOfKeys(
             phase,
             toRead.map(([, l]) => ({ domain: l.policyDomain.ascii, day: l.key.day }))
-          )
-          .pipe(
-            Effect.catchAllCause((cause) =>
-              Effect.map(
-                keptOnError(
-                  phase,
-                  toRead.map(([, l]) => l.key),
-                  cause
-                ),
-                (kept) => {
-                  for (const [j, r] of kept.entries()) outcomes[toRead[j]![0]] = r
-                  return undefined
-                }
-              )
+          ),
+          toRead.length === 0 ? Effect.succeed([]) : store.suppressList
+        ).pipe(
+          Effect.catchAllCause((cause) =>
+            Effect.map(
+              keptOnError(
+                phase,
+                toRead.map(([, l]) => l.key),
+                cause
+              ),
+              (kept) => {
+                for (const [j, r] of kept.entries()) outcomes[toRead[j]![0]] = r
+                return undefined
+              }
             )
           )
+        )
         const ready: Array<readonly [number, Ready]> = []
-        if (rows !== undefined) {
-          const prepared = yield* Effect.forEach(toRead, ([, l], j) => prepareKey(phase, l, rows[j]!), {
+        if (read !== undefined) {
+          const [rows, list] = read
+          const now = yield* Clock.currentTimeMillis
+          const active = new Set(list.filter((e) => e.until.getTime() > now).map((e) => e.address))
+          const isSuppressed = (target: string) =>
+            active.size > 0 &&
+            Either.match(SuppressionTarget.normalize(target), { onLeft: () => false, onRight: (n) => active.has(n) })
+          const prepared = yield* Effect.forEach(toRead, ([, l], j) => prepareKey(phase, l, rows[j]!, isSuppressed), {
             concurrency: "unbounded"
           })
           for (const [j, p] of prepared.entries()) {
