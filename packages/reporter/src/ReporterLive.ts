@@ -289,6 +289,17 @@ export const make = (config: ReporterConfig) =>
           else toRead.push([i, l])
         }
 
+        const keep = (keys: ReadonlyArray<readonly [number, RoundPlan.PlannedKey]>, cause: Cause.Cause<unknown>) =>
+          Effect.map(
+            keptOnError(
+              phase,
+              keys.map(([, k]) => k),
+              cause
+            ),
+            (kept) => {
+              for (const [j, r] of kept.entries()) outcomes[keys[j]![0]] = r
+            }
+          )
         // A failed read or commit keeps the rows of exactly the keys it was for. The suppression list is
         // read once per batch (an operator's list: short), each target compared in its normal form
         // (docs/design.md#normalised-suppression-addresses).
@@ -300,16 +311,12 @@ export const make = (config: ReporterConfig) =>
           toRead.length === 0 ? Effect.succeed([]) : store.suppressList
         ).pipe(
           Effect.catchAllCause((cause) =>
-            Effect.map(
-              keptOnError(
-                phase,
-                toRead.map(([, l]) => l.key),
+            Effect.as(
+              keep(
+                toRead.map(([i, l]) => [i, l.key] as const),
                 cause
               ),
-              (kept) => {
-                for (const [j, r] of kept.entries()) outcomes[toRead[j]![0]] = r
-                return undefined
-              }
+              undefined
             )
           )
         )
@@ -337,16 +344,12 @@ export const make = (config: ReporterConfig) =>
           Effect.uninterruptible,
           Effect.as(true),
           Effect.catchAllCause((cause) =>
-            Effect.map(
-              keptOnError(
-                phase,
-                ready.map(([, r]) => r.key),
+            Effect.as(
+              keep(
+                ready.map(([i, r]) => [i, r.key] as const),
                 cause
               ),
-              (kept) => {
-                for (const [j, r] of kept.entries()) outcomes[ready[j]![0]] = r
-                return false
-              }
+              false
             )
           )
         )

@@ -209,23 +209,34 @@ describe("ReporterLive: cleanup matrix (docs/design.md#cleanup-matrix)", () => {
     "temporary"
   ] as const
 
+  /** One key per outcome; the suppression entry spelled as given (the store normalises it). */
+  const seedMatrix = (suppressed: string) =>
+    Effect.gen(function* () {
+      const store = yield* ResultStore
+      yield* store.suppressAdd({ address: suppressed, until: new Date(START + 86_400_000) })
+      yield* store.addResults(
+        domains.map((d) =>
+          resultRow({
+            policyDomain: `${d}.example`,
+            recipientDomain: `${d}.example`,
+            day: DAY,
+            failure: 1,
+            sendReport: d !== "noreq"
+          })
+        )
+      )
+    })
+  /** The real composer, dying for boom.example: a defect in one key. */
+  const boomMail = (mail: ReportMailService): ReportMailService => ({
+    ...mail,
+    compose: (input) => (input.policyDomain.ascii === "boom.example" ? Effect.dieMessage("boom") : mail.compose(input))
+  })
+
   it.effect("each outcome deletes or keeps its rows as the matrix says, batched in one round", () =>
     withEnv(
       dns,
       Effect.gen(function* () {
-        const store = yield* ResultStore
-        yield* store.suppressAdd({ address: "TLSRPT@suppressed.example", until: new Date(START + 86_400_000) })
-        yield* store.addResults(
-          domains.map((d) =>
-            resultRow({
-              policyDomain: `${d}.example`,
-              recipientDomain: `${d}.example`,
-              day: DAY,
-              failure: 1,
-              sendReport: d !== "noreq"
-            })
-          )
-        )
+        yield* seedMatrix("TLSRPT@suppressed.example")
         const summary = yield* runUnpaced()
         assert.deepStrictEqual(outcomes(summary.keys), [
           "recipient-domain boom.example kept-error",
@@ -249,11 +260,7 @@ describe("ReporterLive: cleanup matrix (docs/design.md#cleanup-matrix)", () => {
           ["boom.example", "temporary.example"]
         )
       }),
-      (mail) => ({
-        ...mail,
-        compose: (input) =>
-          input.policyDomain.ascii === "boom.example" ? Effect.dieMessage("boom") : mail.compose(input)
-      })
+      boomMail
     )
   )
 
@@ -299,19 +306,7 @@ describe("ReporterLive: cleanup matrix (docs/design.md#cleanup-matrix)", () => {
     withEnv(
       dns,
       Effect.gen(function* () {
-        const store = yield* ResultStore
-        yield* store.suppressAdd({ address: "tlsrpt@suppressed.example", until: new Date(START + 86_400_000) })
-        yield* store.addResults(
-          domains.map((d) =>
-            resultRow({
-              policyDomain: `${d}.example`,
-              recipientDomain: `${d}.example`,
-              day: DAY,
-              failure: 1,
-              sendReport: d !== "noreq"
-            })
-          )
-        )
+        yield* seedMatrix("tlsrpt@suppressed.example")
         const { rounds, fiber } = yield* startSchedule(config)
         const summary = yield* nextRound(rounds)
         yield* Fiber.interrupt(fiber)
@@ -331,11 +326,7 @@ describe("ReporterLive: cleanup matrix (docs/design.md#cleanup-matrix)", () => {
         )
         assert.deepStrictEqual(yield* remaining, ["boom.example/boom.example", "temporary.example/temporary.example"])
       }),
-      (mail) => ({
-        ...mail,
-        compose: (input) =>
-          input.policyDomain.ascii === "boom.example" ? Effect.dieMessage("boom") : mail.compose(input)
-      })
+      boomMail
     )
   )
 })
