@@ -94,7 +94,10 @@ export const layer = (config: ReporterConfig, options: RoundOptions = {}) =>
                     )
                 )
               )
-          return ReporterLive.makeRound(config, sendKey, { concurrency: options.concurrency ?? 64 }).pipe(
+          return ReporterLive.makeRound(
+            config,
+            ReporterLive.batchOfKeys(sendKey, { concurrency: options.concurrency ?? 64 })
+          ).pipe(
             Effect.flatMap((reporter) => reporter.runRound(payload.day, { pace: payload.pace })),
             Effect.provideService(ResultStore, store),
             Effect.mapError((e) => new RoundFailed({ day: payload.day, reason: e.reason })),

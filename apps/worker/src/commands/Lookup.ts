@@ -2,6 +2,7 @@
 import { Args, Command } from "@effect/cli"
 import { TlsrptRecord } from "@tlsrpt/core"
 import { TlsrptLookup } from "@tlsrpt/dns"
+import { Destinations } from "@tlsrpt/reporter"
 import { ResultStore } from "@tlsrpt/store"
 import { Clock, Console, Effect, Either } from "effect"
 import * as Layers from "../Layers.js"
@@ -43,32 +44,19 @@ export const command = Command.make("lookup", { config: configOption, domain: Ar
     yield* Console.log(`${name}: ${Terminal.escapeControls(found.txt)}`)
     const destinations = TlsrptRecord.destinations(found.record)
     const now = new Date(yield* Clock.currentTimeMillis)
-    const lines = yield* withStore(
+    // The round's own selection (docs/design.md#reporting-destinations): cap, each address once, https, suppression.
+    const https = config.reports.https
+    const { to, urls } = Destinations.select(destinations, { https })
+    const suppressed = yield* withStore(
       config,
-      Effect.forEach(destinations, (d) =>
-        Effect.gen(function* () {
-          const store = yield* ResultStore
-          switch (d._tag) {
-            case "Mailto": {
-              const suppressed = yield* store.isSuppressed(d.address.normalized, now)
-              return [
-                d.uri,
-                suppressed
-                  ? `skip: ${d.address.normalized} is on the suppression list`
-                  : `mail a DKIM-signed report to ${d.address.normalized}`
-              ]
-            }
-            case "Https":
-              if (!config.reports.https) return [d.uri, "skip: https reporting is off (reports.https = false)"]
-              return (yield* store.isSuppressed(d.url, now))
-                ? [d.uri, `skip: ${d.url} is on the suppression list`]
-                : [d.uri, "POST the gzip report (application/tlsrpt+gzip)"]
-            case "Unsupported":
-              return [d.uri, `skip: ${d.reason}`]
-          }
-        })
+      Effect.flatMap(ResultStore, (s) =>
+        Effect.filter([...to.map((a) => a.normalized), ...urls], (t) => s.isSuppressed(t, now))
       )
     )
+    const lines = Destinations.select(destinations, {
+      https,
+      isSuppressed: (t) => suppressed.includes(t)
+    }).choices.map((c) => [c.destination.uri, Destinations.explain(c, { httpsSetting: "reports.https" })])
     if (lines.length === 0) return yield* Console.log("no reporting destinations")
     yield* Console.log(Table.render(["destination", "what would be done"], lines))
   })
