@@ -129,10 +129,13 @@ export const make = (options: Options): Effect.Effect<WriterThread, never, Scope
         j.deaths++
         if (closed || j.deaths > MAX_RESTARTS)
           return finish(new StoreError({ operation: "addResults", cause: new Error(`writer thread ${reason}`) }))
-        const next = start()
-        worker = next
-        next.ref()
-        send(next, j)
+        try {
+          worker = start()
+        } catch (cause) {
+          return finish(new StoreError({ operation: "addResults", cause }))
+        }
+        worker.ref()
+        send(worker, j)
       }
       w.on("error", (e) => died(`failed: ${e.message}`))
       w.on("exit", (code) => died(`exited with code ${code}`))
@@ -161,7 +164,12 @@ export const make = (options: Options): Effect.Effect<WriterThread, never, Scope
             deaths: 0,
             done: (error) => resume(error === undefined ? Effect.void : Effect.fail(error))
           }
-          if (worker === undefined) worker = start()
+          try {
+            if (worker === undefined) worker = start()
+          } catch (cause) {
+            job = undefined
+            return resume(Effect.fail(new StoreError({ operation: "addResults", cause })))
+          }
           worker.ref()
           send(worker, job)
         })

@@ -3,6 +3,7 @@
  * itself runs from its TypeScript sources (tests, benchmarks under tsx), on the `.ts` through tsx
  * registered inside the thread: on Node 20 loader hooks are not inherited by worker threads. The
  * `source` export condition is passed on so the thread resolves workspace packages as its parent does.
+ * From `.js` the thread inherits the process's flags, `--max-old-space-size` included.
  */
 import { createRequire } from "node:module"
 import { fileURLToPath, pathToFileURL } from "node:url"
@@ -17,8 +18,8 @@ export const spawn = (callerUrl: string, name: string, options: WorkerOptions = 
   const tsxApi = new URL("./esm/api/index.mjs", pathToFileURL(createRequire(callerUrl).resolve("tsx"))).href
   const entry = new URL(`./${name}.ts`, callerUrl).href
   const code = `import(${JSON.stringify(tsxApi)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}) })`
-  const execArgv = [...(options.execArgv ?? process.execArgv)]
-  // Conditions add up; vitest's own (in its execArgv) stay.
-  if (!execArgv.includes("--conditions=source")) execArgv.push("--conditions=source")
+  // Explicit execArgv is checked (the parent's --max-old-space-size or --expose-gc would make `new
+  // Worker` throw), inherited execArgv is not: so only the condition is given. The thread registers tsx itself.
+  const execArgv = options.execArgv ?? ["--conditions=source"]
   return new Worker(code, { ...options, eval: true, execArgv })
 }
