@@ -95,6 +95,31 @@ describe("WriterThread", () => {
     })
   )
 
+  it.scopedLive("closing the collector while its fiber writes a batch writes every batch exactly once", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      const filename = join(dir, "close.db")
+      yield* collect(join(dir, "inline.db"), undefined)
+      // flushRows 8: the fiber is writing when the scope closes right after the last record.
+      yield* Effect.scoped(
+        Effect.gen(function* () {
+          const layer = Collector.layer({ flushInterval: "1 hour", flushRows: 8 }).pipe(
+            Layer.provide(WriterThread.layer({ filename }).pipe(Layer.provide(ResultStore.layer({ filename }))))
+          )
+          const c = Context.get(yield* Layer.build(layer), Collector)
+          for (const o of outcomes) yield* c.record(o)
+        })
+      )
+      const totals = (rows: ReadonlyArray<ResultRow>) =>
+        rows
+          .map(
+            (r) => `${r.policyDomain}|${r.day}|${r.recipientDomain}|${JSON.stringify(r.results.map((p) => p.summary))}`
+          )
+          .sort()
+      assert.deepStrictEqual(totals(yield* readAll(filename)), totals(yield* readAll(join(dir, "inline.db"))))
+    })
+  )
+
   it.scoped("writes the rows with the flush's Clock time (a TestClock here), not the thread's", () =>
     Effect.gen(function* () {
       const dir = yield* tempDir
