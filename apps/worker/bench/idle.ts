@@ -7,8 +7,10 @@
  * simulated week (steady: no growth from week to week), then one JSON line:
  *   {"bench":"idle","startRssMb":N,"peakRssMb":N,"endRssMb":N,"days":N}
  *
- * The TestClock only moves when told: the Collector's flush fiber sleeps on it, so the bench moves it
- * after each hour's outcomes (a record loop that never adjusts it would only flush on `flushRows`).
+ * The TestClock only moves when told, and `TestClock.adjust("1 hour")` runs every sleep due in that
+ * hour one by one: the Collector's flush fiber wakes every `flushInterval` (1 s), so an hour is 3,600
+ * wake-ups (and 120 of the delivery loop's polls). That is why an earlier attempt looked hung at its
+ * first record: it was slow, not stuck. On a loaded machine use DAYS=7.
  * Knobs: DAYS (30), OUTCOMES (a day, 50,000), DOMAINS (2,000).
  */
 import { mkdtempSync, rmSync } from "node:fs"

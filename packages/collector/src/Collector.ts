@@ -208,10 +208,6 @@ const make = (config: CollectorConfig = {}): Effect.Effect<Service, never, Resul
     let wakeRequested = false
     // Closed while the buffer is full; opened when a flush takes the buffer.
     const space = Effect.unsafeMakeLatch(true)
-    // Open while the buffer holds something: the flush fiber waits on it before its interval, so an
-    // idle collector does not wake every `flushInterval` (nor a TestClock process one sleep a second).
-    const filled = Effect.unsafeMakeLatch(false)
-    let isFilled = false
 
     let admitted = 0
     // When the buffer was last taken by a flush.
@@ -235,10 +231,6 @@ const make = (config: CollectorConfig = {}): Effect.Effect<Service, never, Resul
 
     const added = (rows: number): void => {
       counters.rows += rows
-      if (!isFilled) {
-        isFilled = true
-        filled.unsafeOpen()
-      }
       if (buffer.size >= flushRows) requestFlush()
       // The flush fiber's timer needs event-loop turns, which a caller recording in a tight loop does
       // not give; so every 1,024 admissions the interval is also checked here.
@@ -305,8 +297,6 @@ const make = (config: CollectorConfig = {}): Effect.Effect<Service, never, Resul
       wakeRequested = false
       wake.unsafeClose()
       takenAt = clock.unsafeCurrentTimeMillis()
-      isFilled = false
-      filled.unsafeClose()
       if (buffer.size === 0) return
       inflight = buffer.drain()
       buffer = new ResultBuffer()
@@ -324,7 +314,7 @@ const make = (config: CollectorConfig = {}): Effect.Effect<Service, never, Resul
     const flusher = Effect.gen(function* () {
       let failures = 0
       while (true) {
-        if (failures === 0) yield* Effect.zipRight(filled.await, Effect.race(wake.await, Effect.sleep(interval)))
+        if (failures === 0) yield* Effect.race(wake.await, Effect.sleep(interval))
         else yield* Effect.sleep(backoff(failures))
         const cause = yield* flushNow.pipe(
           Effect.as(undefined),

@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Chunk, Clock, Context, Effect, Exit, Fiber, Layer, Metric, Option, Queue, Scope, TestClock } from "effect"
+import { Clock, Context, Effect, Exit, Fiber, Layer, Metric, Option, Queue, Scope, TestClock } from "effect"
 import { Collector, type CollectorConfig, metrics } from "../src/Collector.js"
 import { type FakeStore, makeFakeStore } from "./FakeStore.js"
 import { d, json, outcome } from "./Outcomes.js"
@@ -16,22 +16,6 @@ const sts = (fake: FakeStore, domain: string) => {
 }
 
 describe("Collector", () => {
-  it.scoped("sets no timer while it holds nothing: an idle collector does not wake every interval", () =>
-    Effect.gen(function* () {
-      const fake = yield* makeFakeStore
-      const collector = yield* start(fake, { flushInterval: "1 second" })
-      yield* settle
-      assert.strictEqual(Chunk.size(yield* TestClock.sleeps()), 0, "no sleep before anything is recorded")
-      yield* collector.record(outcome("a.example"))
-      yield* settle
-      assert.strictEqual(Chunk.size(yield* TestClock.sleeps()), 1, "the interval starts with the first record")
-      yield* TestClock.adjust("1 second")
-      assert.strictEqual(yield* Queue.take(fake.batches), 2)
-      yield* settle
-      assert.strictEqual(Chunk.size(yield* TestClock.sleeps()), 0, "and ends with the flush that took it")
-    })
-  )
-
   it.scoped("flushes every flushInterval (TestClock)", () =>
     Effect.gen(function* () {
       const fake = yield* makeFakeStore
