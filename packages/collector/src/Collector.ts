@@ -277,7 +277,9 @@ const make = (config: CollectorConfig = {}): Effect.Effect<Service, never, Resul
       return store.addResults(rows).pipe(
         Effect.timed,
         Effect.flatMap(([took]) => Metric.update(metrics.flushSeconds, Duration.toSeconds(took))),
-        // Cleared only on success (also when interrupted right after the commit: onExit sees it).
+        // Cleared only on success. Uninterruptible as a whole: an interruption delivered as the write
+        // returns would hide its success, and the final flush would write the batch again (with the
+        // WriterThread the write cannot be stopped once handed over, so it always returns).
         Effect.onExit((exit) =>
           Exit.isSuccess(exit)
             ? Effect.sync(() => {
@@ -287,7 +289,8 @@ const make = (config: CollectorConfig = {}): Effect.Effect<Service, never, Resul
                 metrics.flushedRows.unsafeUpdate(rows.length, [])
               })
             : Effect.void
-        )
+        ),
+        Effect.uninterruptible
       )
     })
 
