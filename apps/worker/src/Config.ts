@@ -1,16 +1,18 @@
 /**
  * The worker's configuration: one JSON file (`--config FILE` or `TLSRPT_CONFIG`), each key overridable
- * by an environment variable, validated with Schema once at start-up (ARCHITECTURE.md: configuration
- * is read once, in apps/worker, and handed down as Layers). With no file at all, the embedded default
- * runs: data in `./data`, SQLite, `dir` transport into `./data/outbox`, the system's DNS, and no
- * sending until a submitter and a DKIM key are configured.
+ * by an environment variable (`config/Environment.ts`, an Effect `ConfigProvider`), validated with
+ * Schema once at start-up (docs/architecture.md: configuration is read once, in apps/worker, and
+ * handed down as values and Layers). Each section has the shape of what its package takes, so it is
+ * handed over whole (`reports` is the reporter's `ReporterConfig`, `collector` the datagram source's
+ * options, `delivery` the outbox's `RetrySchedule`). With no file at all, the embedded default runs:
+ * data in `./data`, SQLite, `dir` transport into `./data/outbox`, the system's DNS, and no sending
+ * until a submitter and a DKIM key are configured.
  *
  * Errors name the key (`dkim[0].privateKeyFile: …`); the bin exits with code 2 on them.
  */
-import { isIP } from "node:net"
 import * as NodePath from "node:path"
 import { FileSystem } from "@effect/platform"
-import { Domain, EmailAddress } from "@tlsrpt/core"
+import type { Domain } from "@tlsrpt/core"
 import {
   type DkimKey,
   defaultRetrySchedule,
@@ -19,129 +21,37 @@ import {
   type RetrySchedule,
   type Submitter
 } from "@tlsrpt/mail"
-import type { ReporterConfig } from "@tlsrpt/reporter"
-import { Data, Duration, Effect, Either, Option, ParseResult, Redacted, Schema } from "effect"
+import { defaultConfig, type ReporterConfig } from "@tlsrpt/reporter"
+import { Duration, Effect, Either, ParseResult, Redacted, Schema } from "effect"
+import { ConfigError } from "./config/ConfigError.js"
+import * as Environment from "./config/Environment.js"
+import {
+  Address,
+  boundedDuration,
+  DnsServer,
+  DomainString,
+  DurationString,
+  type HostPort,
+  hostPort,
+  isSelector,
+  NonEmpty,
+  SELECTOR_EXPECTED,
+  SmtpUrl
+} from "./config/Values.js"
 
-export class ConfigError extends Data.TaggedError("ConfigError")<{
-  /** The config key, e.g. `transport.url` or `dkim[0].privateKeyFile`; `--config` for the file itself. */
-  readonly key: string
-  readonly reason: string
-  /** The environment variable the value came from, if any. */
-  readonly env?: string | undefined
-}> {
-  override get message(): string {
-    return `config: ${this.key}${this.env === undefined ? "" : ` (from ${this.env})`}: ${this.reason}`
-  }
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Value schemas (decode from the JSON file's strings; encode is only used by `init`)
-
-const DURATION = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$/
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
-
-/** `"4h"`, `"5m"`, `"240s"`, `"1500ms"`, `"1d"`, or effect's `"4 hours"`. */
-export const DurationString = Schema.transformOrFail(Schema.String, Schema.DurationFromSelf, {
-  strict: true,
-  decode: (s, _, ast) => {
-    const m = DURATION.exec(s.trim())
-    if (m !== null) return ParseResult.succeed(Duration.millis(Number(m[1]) * UNIT_MS[m[2]!]!))
-    const d = Duration.decodeUnknown(s)
-    return Option.isSome(d) && Duration.toMillis(d.value) >= 0
-      ? ParseResult.succeed(d.value)
-      : ParseResult.fail(
-          new ParseResult.Type(ast, s, `expected a duration like "4h", "5m", "240s", got ${JSON.stringify(s)}`)
-        )
-  },
-  encode: (d) => ParseResult.succeed(`${Duration.toMillis(d)}ms`)
-})
-
-/**
- * A duration within `[min, max]`. The round's window must end before the next day's round starts, and a
- * timer beyond 2^31 ms fires at once or never (Node's setTimeout), so the ranges are the schedule's:
- * window up to 23 h, gap and jitter up to 1 h.
- */
-const boundedDuration = (min: Duration.Duration, max: Duration.Duration) =>
-  DurationString.pipe(
-    Schema.filter(
-      (d) =>
-        (Duration.greaterThanOrEqualTo(d, min) && Duration.lessThanOrEqualTo(d, max)) ||
-        `expected a duration between ${Duration.format(min)} and ${Duration.format(max)}, got ${Duration.format(d)}`
-    )
-  )
-
-export interface HostPort {
-  readonly host: string
-  readonly port: number
-}
-
-const HOST_PORT = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s]+)):(\d{1,5})$/
-
-/** `host:port` or `[v6]:port`; `defaultPort` allows a bare host. */
-export const parseHostPort = (s: string, defaultPort?: number): Either.Either<HostPort, string> => {
-  const m = HOST_PORT.exec(s)
-  if (m !== null) {
-    const port = Number(m[3])
-    if (port > 65535) return Either.left(`port out of range in ${JSON.stringify(s)}`)
-    return Either.right({ host: m[1] ?? m[2]!, port })
-  }
-  if (defaultPort !== undefined && /^(\[[0-9a-fA-F:.]+\]|[^:[\]\s]+|[0-9a-fA-F:]+)$/.test(s) && s.length > 0) {
-    return Either.right({ host: s.replace(/^\[|\]$/g, ""), port: defaultPort })
-  }
-  return Either.left(`expected "host:port", got ${JSON.stringify(s)}`)
-}
-
-const hostPort = (defaultPort?: number) =>
-  Schema.transformOrFail(
-    Schema.String,
-    Schema.Struct({ host: Schema.String, port: Schema.Number }) as Schema.Schema<HostPort>,
-    {
-      strict: true,
-      decode: (s, _, ast) => Either.mapLeft(parseHostPort(s, defaultPort), (r) => new ParseResult.Type(ast, s, r)),
-      encode: (hp) => ParseResult.succeed(hp.host.includes(":") ? `[${hp.host}]:${hp.port}` : `${hp.host}:${hp.port}`)
-    }
-  )
-
-const NonEmpty = Schema.String.pipe(Schema.minLength(1, { message: () => "must not be empty" }))
-
-const DomainString = Domain.FromString
-
-const Address = Schema.String.pipe(
-  Schema.filter((s) => Either.isRight(EmailAddress.parse(s)) || `expected a mail address, got ${JSON.stringify(s)}`)
-)
-
-/** `smtp://host:port` (or `smtps://`, optionally with `user:pass@`); the port defaults to 25 / 465. */
-const SmtpUrl = Schema.String.pipe(
-  Schema.filter((s) => {
-    let url: URL
-    try {
-      url = new URL(s)
-    } catch {
-      return `expected an URL like "smtp://host:port", got ${JSON.stringify(s)}`
-    }
-    if (url.protocol !== "smtp:" && url.protocol !== "smtps:")
-      return `expected an smtp:// or smtps:// URL, got ${url.protocol}`
-    if (url.hostname === "") return "the URL has no host"
-    if ((url.pathname !== "" && url.pathname !== "/") || url.search !== "" || url.hash !== "")
-      return "the URL must be only smtp://[user:pass@]host[:port]"
-    return true
-  })
-)
+export { ConfigError } from "./config/ConfigError.js"
+export {
+  DurationString,
+  type HostPort,
+  isSelector,
+  parseHostPort,
+  SELECTOR_EXPECTED
+} from "./config/Values.js"
 
 // ---------------------------------------------------------------------------------------------------
-// The file (also the shape the environment overrides are merged into)
+// The file (also the shape the environment overrides are laid over)
 
 const strict = { onExcessProperty: "error" } as const
-
-const SELECTOR_LABEL = /^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$/
-
-/**
- * A DKIM selector (RFC 6376 §3.1): dot-separated DNS labels of letters, digits, `-` and `_`, each 1–63
- * characters, not starting or ending with `-`. It becomes a DNS name and part of the key's file name
- * (`init`), so nothing else (no `/`, no `..`) passes.
- */
-export const isSelector = (s: string): boolean => s.length <= 200 && s.split(".").every((l) => SELECTOR_LABEL.test(l))
-export const SELECTOR_EXPECTED = "expected a DKIM selector: DNS labels of letters, digits, - and _, separated by dots"
 
 export const DkimKeyFile = Schema.Struct({
   domain: DomainString,
@@ -192,18 +102,7 @@ export const ConfigFile = Schema.Struct({
   ),
   dns: Schema.optional(
     Schema.Struct({
-      // node:dns setServers takes IP addresses only; a host name would fail at the first lookup.
-      servers: Schema.optional(
-        Schema.Array(
-          hostPort(53).pipe(
-            Schema.filter(
-              (hp) =>
-                isIP(hp.host) !== 0 ||
-                `expected an IP address (a resolver's name cannot be resolved), got ${JSON.stringify(hp.host)}`
-            )
-          )
-        )
-      ),
+      servers: Schema.optional(Schema.Array(DnsServer)),
       timeoutMs: Schema.optional(Schema.Int.pipe(Schema.between(1, 60_000))),
       tries: Schema.optional(Schema.Int.pipe(Schema.between(1, 10)))
     })
@@ -236,6 +135,13 @@ export const ConfigFile = Schema.Struct({
       token: Schema.optional(
         Schema.String.pipe(Schema.minLength(16, { message: () => "must be at least 16 characters" }))
       )
+    })
+  ),
+  // docs/design.md#fleet-mode: absent = one process; present = this worker is a runner of the cluster.
+  cluster: Schema.optional(
+    Schema.Struct({
+      runnerAddress: hostPort(),
+      shards: Schema.optional(Schema.Int.pipe(Schema.between(1, 10_000)))
     })
   )
 })
@@ -273,8 +179,8 @@ export interface WorkerConfig {
   readonly dkim: ReadonlyArray<DkimKeyConfig>
   /** The keys read and checked at start-up (`load`); empty before. */
   readonly dkimKeys: ReadonlyArray<DkimKey>
-  /** The reporter's own settings, plus whether reporting and collection run at all. */
-  readonly reports: Omit<ReporterConfig, "temporaryRetries"> & {
+  /** The reporter's settings (handed to `ReporterLive.layer` whole), plus whether reporting and collection run at all. */
+  readonly reports: ReporterConfig & {
     readonly enabled: boolean
     readonly collect: boolean
   }
@@ -285,6 +191,8 @@ export interface WorkerConfig {
     readonly tries: number
   }
   readonly transport: TransportConfig
+  /** Fleet mode (docs/design.md#fleet-mode); undefined: a single process. */
+  readonly cluster?: { readonly runnerAddress: HostPort; readonly shards: number } | undefined
   /** The libtlsrpt datagram socket (`collector.*`); `socket` undefined: not listening. */
   readonly collector: {
     readonly socket: string | undefined
@@ -300,141 +208,46 @@ export interface WorkerConfig {
   }
 }
 
+/** Shards of a cluster without `cluster.shards` (@effect/cluster's default). */
+export const DEFAULT_SHARDS = 300
+
 export const DEFAULT_LISTEN: HostPort = { host: "127.0.0.1", port: 8470 }
 
 // ---------------------------------------------------------------------------------------------------
-// Environment overrides: TLSRPT_<KEY PATH IN SCREAMING SNAKE CASE>
+// The environment over the file
 
-type EnvKind = "string" | "boolean" | "integer" | "list" | "json" | "nullable"
-
-interface EnvOverride {
-  readonly env: string
-  readonly path: ReadonlyArray<string>
-  readonly kind: EnvKind
-}
-
-const env = (name: string, path: string, kind: EnvKind = "string"): EnvOverride => ({
-  env: name,
-  path: path.split("."),
-  kind
-})
-
-/** Every environment variable the worker reads, with the key it overrides (documented in the README). */
-export const ENV_OVERRIDES: ReadonlyArray<EnvOverride> = [
-  env("TLSRPT_DATA_DIR", "dataDir"),
-  env("TLSRPT_DATABASE", "database"),
-  env("TLSRPT_SUBMITTER_DOMAIN", "submitter.domain"),
-  env("TLSRPT_SUBMITTER_ORGANIZATION_NAME", "submitter.organizationName"),
-  env("TLSRPT_SUBMITTER_CONTACT_INFO", "submitter.contactInfo"),
-  env("TLSRPT_SUBMITTER_FROM", "submitter.from"),
-  env("TLSRPT_DKIM", "dkim", "json"),
-  env("TLSRPT_REPORTS_ENABLED", "reports.enabled", "boolean"),
-  env("TLSRPT_REPORTS_COLLECT", "reports.collect", "boolean"),
-  env("TLSRPT_REPORTS_FOR_ALL_SUCCESS", "reports.forAllSuccess", "boolean"),
-  env("TLSRPT_REPORTS_HTTPS", "reports.https", "boolean"),
-  env("TLSRPT_REPORTS_WINDOW", "reports.window"),
-  env("TLSRPT_REPORTS_MAX_GAP", "reports.maxGap"),
-  env("TLSRPT_REPORTS_JITTER_MIN", "reports.jitterMin"),
-  env("TLSRPT_REPORTS_JITTER_MAX", "reports.jitterMax"),
-  env("TLSRPT_DNS_SERVERS", "dns.servers", "list"),
-  env("TLSRPT_DNS_TIMEOUT_MS", "dns.timeoutMs", "integer"),
-  env("TLSRPT_DNS_TRIES", "dns.tries", "integer"),
-  env("TLSRPT_COLLECTOR_SOCKET", "collector.socket", "nullable"),
-  env("TLSRPT_DELIVERY_ATTEMPTS", "delivery.attempts", "integer"),
-  env("TLSRPT_DELIVERY_BACKOFF", "delivery.backoff"),
-  env("TLSRPT_DELIVERY_MAX_BACKOFF", "delivery.maxBackoff"),
-  env("TLSRPT_DELIVERY_HTTPS_ALLOW_PRIVATE", "delivery.httpsAllowPrivate", "boolean"),
-  env("TLSRPT_HTTP_LISTEN", "http.listen"),
-  env("TLSRPT_HTTP_TOKEN", "http.token")
-]
-/** These two replace the whole `transport` object. */
-export const ENV_TRANSPORT_URL = "TLSRPT_TRANSPORT_URL"
-export const ENV_TRANSPORT_DIR = "TLSRPT_TRANSPORT_DIR"
+/** Names the file when `--config` is not given. */
 export const ENV_CONFIG = "TLSRPT_CONFIG"
-/** Overrides `database` with `{ "type": "postgres", "url": … }`. */
-export const ENV_DATABASE_URL = "TLSRPT_DATABASE_URL"
-
-const parseEnvValue = (kind: EnvKind, raw: string): unknown => {
-  switch (kind) {
-    case "string":
-      return raw
-    // An empty value (or "null") turns the setting off, as `null` does in the file.
-    case "nullable":
-      return raw.trim() === "" || raw.trim() === "null" ? null : raw
-    case "boolean": {
-      const v = raw.trim().toLowerCase()
-      if (["1", "true", "yes", "on"].includes(v)) return true
-      if (["0", "false", "no", "off"].includes(v)) return false
-      return raw
-    }
-    case "integer":
-      return /^\s*-?\d+\s*$/.test(raw) ? Number(raw) : raw
-    case "list":
-      return raw.trim() === ""
-        ? []
-        : raw
-            .split(/[\s,]+/)
-            .map((s) => s.trim())
-            .filter((s) => s !== "")
-    case "json":
-      try {
-        return JSON.parse(raw)
-      } catch {
-        return raw
-      }
-  }
-}
 
 type Json = Record<string, unknown>
 
 const isObject = (u: unknown): u is Json => typeof u === "object" && u !== null && !Array.isArray(u)
 
-/** Merges the environment into the file's JSON; returns which key path came from which variable. */
+/** Lays the environment's overrides over the file's JSON; returns which key path came from which variable. */
 export const applyEnv = (
   file: Json,
   environment: Readonly<Record<string, string | undefined>>
-): Either.Either<{ readonly json: Json; readonly sources: ReadonlyMap<string, string> }, ConfigError> => {
-  const json: Json = structuredClone(file)
-  const sources = new Map<string, string>()
-  for (const o of ENV_OVERRIDES) {
-    const raw = environment[o.env]
-    if (raw === undefined) continue
-    let target: Json = json
-    for (const segment of o.path.slice(0, -1)) {
-      const next = target[segment]
-      if (next === undefined) target[segment] = {}
-      else if (!isObject(next))
-        return Either.left(new ConfigError({ key: segment, reason: "expected an object", env: o.env }))
-      target = target[segment] as Json
+): Either.Either<{ readonly json: Json; readonly sources: ReadonlyMap<string, string> }, ConfigError> =>
+  Either.flatMap(Environment.read(environment), (overrides) => {
+    const json: Json = structuredClone(file)
+    const sources = new Map<string, string>()
+    for (const o of overrides) {
+      let target: Json = json
+      for (const segment of o.path.slice(0, -1)) {
+        const next = target[segment]
+        if (next === undefined) target[segment] = {}
+        else if (!isObject(next))
+          return Either.left(new ConfigError({ key: segment, reason: "expected an object", env: o.env }))
+        target = target[segment] as Json
+      }
+      target[o.path[o.path.length - 1]!] = o.value
+      sources.set(o.path.join("."), o.env)
     }
-    target[o.path[o.path.length - 1]!] = parseEnvValue(o.kind, raw)
-    sources.set(o.path.join("."), o.env)
-  }
-  const databaseUrl = environment[ENV_DATABASE_URL]
-  if (databaseUrl !== undefined) {
-    if (environment.TLSRPT_DATABASE !== undefined)
-      return Either.left(
-        new ConfigError({ key: "database", reason: `set only one of TLSRPT_DATABASE and ${ENV_DATABASE_URL}` })
-      )
-    json.database = { type: "postgres", url: databaseUrl }
-    sources.set("database", ENV_DATABASE_URL)
-  }
-  const url = environment[ENV_TRANSPORT_URL]
-  const dir = environment[ENV_TRANSPORT_DIR]
-  if (url !== undefined && dir !== undefined)
-    return Either.left(
-      new ConfigError({ key: "transport", reason: `set only one of ${ENV_TRANSPORT_URL} and ${ENV_TRANSPORT_DIR}` })
-    )
-  if (url !== undefined) {
-    json.transport = { type: "smtp", url }
-    sources.set("transport", ENV_TRANSPORT_URL)
-  } else if (dir !== undefined) {
-    json.transport = { type: "dir", dir }
-    sources.set("transport", ENV_TRANSPORT_DIR)
-  }
-  return Either.right({ json, sources })
-}
+    return Either.right({ json, sources })
+  })
 
+// ---------------------------------------------------------------------------------------------------
+// Decoding
 // ---------------------------------------------------------------------------------------------------
 // Decoding
 
@@ -444,6 +257,12 @@ export const formatPath = (path: ReadonlyArray<PropertyKey>): string =>
     (acc, p) => (typeof p === "number" ? `${acc}[${p}]` : acc === "" ? String(p) : `${acc}.${String(p)}`),
     ""
   )
+
+/** The keys the file (or environment) set: an absent optional key leaves the default in place. */
+const given = <T extends object>(o: T): { [K in keyof T]?: Exclude<T[K], undefined> } =>
+  Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as {
+    [K in keyof T]?: Exclude<T[K], undefined>
+  }
 
 /** A database URL fit for a log line. */
 const withoutPassword = (url: string): string => {
@@ -536,18 +355,9 @@ export const resolve = (
     algorithm: k.algorithm
   }))
 
-  const r = file.reports ?? {}
-  const reports = {
-    enabled: r.enabled ?? true,
-    collect: r.collect ?? true,
-    forAllSuccess: r.forAllSuccess ?? false,
-    https: r.https ?? true,
-    // docs/design.md#pacing: spread over 4 h, at most 5 min apart; wake 240–360 s after 00:00 UTC.
-    window: r.window ?? Duration.hours(4),
-    maxGap: r.maxGap ?? Duration.minutes(5),
-    jitterMin: r.jitterMin ?? Duration.seconds(240),
-    jitterMax: r.jitterMax ?? Duration.seconds(360)
-  }
+  // The round's defaults are the reporter's own (docs/design.md#pacing); the file overrides them key by key.
+  const { enabled = true, collect = true, ...round } = file.reports ?? {}
+  const reports = { ...defaultConfig, ...given(round), enabled, collect }
   if (Duration.greaterThan(reports.jitterMin, reports.jitterMax))
     return fail("reports.jitterMin", "must not be greater than reports.jitterMax")
 
@@ -602,6 +412,10 @@ export const resolve = (
             : path("collector.invalidDatagramDir", file.collector.invalidDatagramDir)
     },
     delivery,
+    cluster:
+      file.cluster === undefined
+        ? undefined
+        : { runnerAddress: file.cluster.runnerAddress, shards: file.cluster.shards ?? DEFAULT_SHARDS },
     http: {
       listen: file.http?.listen ?? DEFAULT_LISTEN,
       token: file.http?.token === undefined ? undefined : Redacted.make(file.http.token)

@@ -6,14 +6,14 @@
 import { type Collector, DatagramSource } from "@tlsrpt/collector"
 import { Dns, TlsrptLookup } from "@tlsrpt/dns"
 import { Delivery, defaultPoolSize, ReportMail, Transport } from "@tlsrpt/mail"
-import { defaultConfig, type Reporter, type ReporterConfig, ReporterLive, ReporterSchedule } from "@tlsrpt/reporter"
+import type * as SqlClient from "@effect/sql/SqlClient"
+import { type Reporter, type ReporterConfig, ReporterLive, ReporterSchedule } from "@tlsrpt/reporter"
 import { Store, StoreError } from "@tlsrpt/store"
 import { Data, Effect, Layer } from "effect"
 import { ConfigError, sendingBlocker, type WorkerConfig } from "./Config.js"
 
-/** A store failure, naming the database (a full disk, a read-only or corrupt file are the operator's). */
+/** A store failure, naming the database file (a full disk, a read-only or corrupt file are the operator's). */
 export class DatabaseError extends Data.TaggedError("DatabaseError")<{
-  /** The SQLite file, or the PostgreSQL URL without its password (`WorkerConfig.database`). */
   readonly file: string
   readonly cause: StoreError
 }> {
@@ -23,14 +23,14 @@ export class DatabaseError extends Data.TaggedError("DatabaseError")<{
   }
 }
 
-/** Wraps a `StoreError` into a `DatabaseError` for the config's database; other errors pass through. */
+/** Wraps a `StoreError` into a `DatabaseError` for the config's file; other errors pass through. */
 export const nameDatabase =
   (config: WorkerConfig) =>
   <E>(e: E): E | DatabaseError =>
     e instanceof StoreError ? new DatabaseError({ file: config.database, cause: e }) : e
 
 /** The store (`database`: a SQLite file, or PostgreSQL), migrated on open. */
-export const store = (config: WorkerConfig) =>
+export const store = (config: WorkerConfig): Layer.Layer<Store.Store | SqlClient.SqlClient, StoreError> =>
   config.databaseConfig.type === "postgres"
     ? Store.layerPg({ url: config.databaseConfig.url })
     : Store.layer({ filename: config.databaseConfig.file })
@@ -84,7 +84,7 @@ export const reportMail = (config: WorkerConfig) => {
  */
 export const reporterConfig = (config: WorkerConfig, options: { readonly retries: boolean }): ReporterConfig => {
   const { enabled: _enabled, collect: _collect, ...reporter } = config.reports
-  return { ...reporter, temporaryRetries: options.retries ? defaultConfig.temporaryRetries : [] }
+  return options.retries ? reporter : { ...reporter, temporaryRetries: [] }
 }
 
 /** `Reporter` on the given store, with lookup and mail built from the config. */

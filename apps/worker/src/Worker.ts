@@ -7,11 +7,12 @@
  */
 import * as NodePath from "node:path"
 import { FileSystem } from "@effect/platform"
-import { Collector, type InvalidOutcome, SessionOutcome } from "@tlsrpt/collector"
+import { Collector, type InvalidOutcome, SessionOutcome, WriterThread } from "@tlsrpt/collector"
 import { Data, Effect, Layer, Redacted } from "effect"
 import * as Admin from "./Admin.js"
 import { sendingBlocker, type WorkerConfig } from "./Config.js"
 import * as DataDirLock from "./DataDirLock.js"
+import * as FleetMode from "./FleetMode.js"
 import * as Layers from "./Layers.js"
 import { Metrics } from "./Metrics.js"
 import * as Secrets from "./Secrets.js"
@@ -59,7 +60,7 @@ export const layer = (config: WorkerConfig, token: Redacted.Redacted<string>) =>
     }
   })
   // One collector for the datagram socket and POST /api/outcomes; both close before its final flush.
-  const collectorLayer = collector(config).pipe(Layer.provide(storeLayer))
+  const collectorLayer = collector(config, { writerThread: true }).pipe(Layer.provide(storeLayer))
   const admin = Admin.layer(config.http.listen).pipe(
     Layer.provide(Layer.mergeAll(storeLayer, Metrics.layer, settings, collectorLayer))
   )
@@ -67,7 +68,9 @@ export const layer = (config: WorkerConfig, token: Redacted.Redacted<string>) =>
     admin,
     Layers.datagramSource(config).pipe(Layer.provideMerge(collectorLayer)),
     Layers.delivery(config, storeLayer, { background: true }),
-    Layers.schedule(config, storeLayer)
+    config.cluster === undefined
+      ? Layers.schedule(config, storeLayer)
+      : FleetMode.runner(config, config.cluster, storeLayer)
   )
 }
 
@@ -101,9 +104,17 @@ export class OutcomeRefused extends Data.TaggedError("OutcomeRefused")<{
   readonly invalid: InvalidOutcome
 }> {}
 
-/** The collector (batching, flush fiber, final flush on stop); records nothing when collection is off. */
-export const collector = (config: WorkerConfig) =>
-  Collector.layer({ collect: config.reports.enabled && config.reports.collect })
+/**
+ * The collector (batching, flush fiber, final flush on stop); records nothing when collection is off.
+ * `writerThread`: its SQLite writes run on a thread of their own (WriterThread), so the running worker
+ * keeps aggregating and reading the datagram socket while a batch is written.
+ */
+export const collector = (config: WorkerConfig, options: { readonly writerThread?: boolean } = {}) => {
+  const layer = Collector.layer({ collect: config.reports.enabled && config.reports.collect })
+  return options.writerThread === true && config.database !== ":memory:"
+    ? layer.pipe(Layer.provide(WriterThread.layer({ filename: config.database })))
+    : layer
+}
 
 /**
  * `tlsrpt record`: every outcome is checked before the first is recorded (all or nothing), then they

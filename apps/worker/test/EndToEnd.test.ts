@@ -58,7 +58,11 @@ describe("end to end through the bin", () => {
         const dir = yield* fs.makeTempDirectoryScoped({ prefix: "tlsrpt-e2e-" })
         const dns = yield* DnsServer.make({
           "_smtp._tls.example.org": ["v=TLSRPTv1; rua=mailto:tlsrpt@example.org"],
-          "_smtp._tls.flaky.example": { rcode: "SERVFAIL" }
+          "_smtp._tls.flaky.example": { rcode: "SERVFAIL" },
+          // one address twice (two spellings), then more than MAX_DESTINATIONS in all
+          "_smtp._tls.many.example": [
+            `v=TLSRPTv1; rua=mailto:a@many.example,mailto:A@MANY.example,${Array.from({ length: 10 }, (_, i) => `mailto:r${i}@many.example`).join(",")}`
+          ]
         })
         const smtp = yield* SmtpSink.make()
 
@@ -129,13 +133,14 @@ describe("end to end through the bin", () => {
         // parse on the same setup.
         yield* fs.writeFile(NodePath.join(dir, "report.eml"), mail.raw)
         const cli = (args: ReadonlyArray<string>) => runBin([...args, "--config", "tlsrpt.json"], { cwd: dir })
-        const [outbox, flaky, lookup, lookupFlaky, parsed] = yield* Effect.all(
+        const [outbox, flaky, lookup, lookupFlaky, parsed, lookupMany] = yield* Effect.all(
           [
             cli(["outbox", "--json"]),
             cli(["results", "--domain", "flaky.example", "--json"]),
             cli(["lookup", "example.org"]),
             cli(["lookup", "flaky.example"]),
-            runBin(["parse", "report.eml"], { cwd: dir })
+            runBin(["parse", "report.eml"], { cwd: dir }),
+            cli(["lookup", "many.example"])
           ],
           { concurrency: "unbounded" }
         )
@@ -152,6 +157,12 @@ describe("end to end through the bin", () => {
         assert.match(lookup.stdout, /mailto:tlsrpt@example\.org\s+mail a DKIM-signed report to tlsrpt@example\.org/)
         assert.strictEqual(lookupFlaky.code, 1)
         assert.match(lookupFlaky.stderr, /^tlsrpt: _smtp\._tls\.flaky\.example: temporary DNS error/m)
+        // lookup shows what a round does (docs/design.md#destination-cap): each address once, the first 10 only
+        assert.strictEqual(lookupMany.code, 0, lookupMany.stderr)
+        assert.match(lookupMany.stdout, /mailto:A@MANY\.example\s+skip: a@many\.example is listed earlier/)
+        assert.match(lookupMany.stdout, /mailto:r7@many\.example\s+mail a DKIM-signed report to r7@many\.example/)
+        assert.match(lookupMany.stdout, /mailto:r8@many\.example\s+skip: only the first 10 usable destinations/)
+        assert.strictEqual(lookupMany.stdout.match(/mail a DKIM-signed report/g)?.length, 9)
         assert.strictEqual(parsed.code, 0, parsed.stderr)
         assert.strictEqual(JSON.parse(parsed.stdout)["report-id"], "20240109.example.org@sender.example")
       }).pipe(Effect.provide(NodeContext.layer)),

@@ -11,7 +11,9 @@
  * The kernel's queue for a Unix datagram socket is `net.unix.max_dgram_qlen` datagrams (10 by
  * default): the figures depend on it, and it is printed. Peak RSS is the process's maxRSS.
  *   {"bench":"datagram","datagramsPerSec":N,"dropsAt50k":N,"peakRssMb":N}
- * Knobs: DATAGRAMS, DOMAINS, RUNS, LOAD_SECONDS; FLUSH_ROWS, FLUSH_INTERVAL_MS (the Collector's, default as in the worker).
+ * The Collector writes through its writer thread (`WriterThread.layer`), as in the worker.
+ * Knobs: DATAGRAMS, DOMAINS, RUNS, LOAD_SECONDS; FLUSH_ROWS, FLUSH_INTERVAL_MS (the Collector's, default as in the worker);
+ * STORE=thread|inline (inline: `addResults` on the receiving thread, as before WriterThread).
  */
 import { execFileSync, spawn } from "node:child_process"
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
@@ -22,6 +24,7 @@ import { Context, Effect, Exit, Layer, Scope } from "effect"
 import { DgramSocket } from "node-unix-socket"
 import { Collector, type CollectorConfig } from "../src/Collector.js"
 import { DatagramSource } from "../src/DatagramSource.js"
+import * as WriterThread from "../src/WriterThread.js"
 
 const env = (name: string, d: number) => (process.env[name] === undefined ? d : Number(process.env[name]))
 const DATAGRAMS = env("DATAGRAMS", 200_000)
@@ -29,6 +32,7 @@ const DOMAINS = env("DOMAINS", 10_000)
 const RUNS = env("RUNS", 3)
 const LOAD_SECONDS = env("LOAD_SECONDS", 2)
 const FAILURE_PERMILLE = 50
+const STORE = process.env.STORE ?? "thread"
 const collectorConfig: CollectorConfig = {
   ...(process.env.FLUSH_ROWS === undefined ? {} : { flushRows: Number(process.env.FLUSH_ROWS) }),
   ...(process.env.FLUSH_INTERVAL_MS === undefined ? {} : { flushInterval: Number(process.env.FLUSH_INTERVAL_MS) })
@@ -64,7 +68,11 @@ const withSource = <A>(name: string, use: (socket: string) => Effect.Effect<A>) 
     const scope = yield* Scope.make()
     const ctx = yield* Layer.buildWithScope(
       DatagramSource.layer({ socket }).pipe(
-        Layer.provideMerge(Collector.layer(collectorConfig)),
+        Layer.provideMerge(
+          STORE === "inline"
+            ? Collector.layer(collectorConfig)
+            : Collector.layer(collectorConfig).pipe(Layer.provide(WriterThread.layer({ filename })))
+        ),
         Layer.provideMerge(Store.layer({ filename }))
       ),
       scope
@@ -113,7 +121,7 @@ const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math
 const program = Effect.gen(function* () {
   const qlen = readFileSync("/proc/sys/net/unix/max_dgram_qlen", "utf8").trim()
   console.log(
-    `net.unix.max_dgram_qlen = ${qlen}; load average ${loadavg()
+    `net.unix.max_dgram_qlen = ${qlen}; store ${STORE}; load average ${loadavg()
       .map((l) => l.toFixed(1))
       .join(" ")}`
   )

@@ -1,6 +1,7 @@
 /**
  * `ingest`: 1,000,000 session outcomes over 10,000 recipient domains × 3 MX hosts each, 5 % failures,
- * through `Collector.record` (default config unless overridden) into a SQLite file (`Store.layer`).
+ * through `Collector.record` (default config unless overridden) into a SQLite file (`Store.layer`)
+ * written by the collector's writer thread (`WriterThread.layer`), as in the worker.
  * Three runs, each on a fresh file in a temp directory (deleted afterwards). Prints outcomes/s
  * (median), flush latency (one `addResults` transaction, p99 over all runs), peak RSS and the database
  * size (with WAL), then one JSON line:
@@ -16,16 +17,18 @@
  * 60,000 prebuilt outcomes (~45 MB of live heap, which V8 multiplies when sizing the old space).
  *
  * Knobs (environment, for exploring): OUTCOMES, DOMAINS, RUNS, FLUSH_ROWS, FLUSH_INTERVAL_MS,
- * MAX_PENDING_KEYS, ORDER=random|grouped (grouped: a domain's sessions come in runs of 100).
+ * MAX_PENDING_KEYS, ORDER=random|grouped (grouped: a domain's sessions come in runs of 100),
+ * STORE=thread|inline (inline: `addResults` on the recording thread, as before WriterThread).
  */
 import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs"
-import { cpus, tmpdir } from "node:os"
+import { cpus, loadavg, tmpdir } from "node:os"
 import { join } from "node:path"
 import { Day, Domain } from "@tlsrpt/core"
 import { type NewResultRow, ResultStore, Store } from "@tlsrpt/store"
 import { Context, Effect, Layer } from "effect"
 import { Collector, type CollectorConfig } from "../src/Collector.js"
 import type * as SessionOutcome from "../src/SessionOutcome.js"
+import * as WriterThread from "../src/WriterThread.js"
 
 const env = (name: string): number | undefined =>
   process.env[name] === undefined ? undefined : Number(process.env[name])
@@ -35,6 +38,7 @@ const RUNS = env("RUNS") ?? 3
 const MX_PER_DOMAIN = 3
 const FAILURE_RATE = 0.05
 const ORDER = process.env.ORDER ?? "random"
+const STORE = process.env.STORE ?? "thread"
 const config: CollectorConfig = {
   ...(env("FLUSH_ROWS") === undefined ? {} : { flushRows: env("FLUSH_ROWS") }),
   ...(env("FLUSH_INTERVAL_MS") === undefined ? {} : { flushInterval: env("FLUSH_INTERVAL_MS")! }),
@@ -159,7 +163,10 @@ const run = (templates: ReadonlyArray<SessionOutcome.SessionOutcome>, seq: Int32
     const { seconds, collector, dbBytes } = yield* Effect.scoped(
       Effect.gen(function* () {
         // The store is opened (and migrated) before the clock starts.
-        const store = yield* Layer.build(timedStore(flushMs).pipe(Layer.provide(Store.layer({ filename }))))
+        const file = Store.layer({ filename })
+        // STORE=inline: addResults on this thread, as before the writer thread (for comparison).
+        const writer = STORE === "inline" ? file : WriterThread.layer({ filename }).pipe(Layer.provide(file))
+        const store = yield* Layer.build(timedStore(flushMs).pipe(Layer.provide(writer)))
         const t = performance.now()
         // Closing the collector's scope does the final flush: inside the timed part.
         const collector = yield* Effect.scoped(
@@ -218,8 +225,10 @@ const round = (x: number, digits = 1) => Math.round(x * 10 ** digits) / 10 ** di
 const main = Effect.gen(function* () {
   console.log(
     `ingest: ${OUTCOMES.toLocaleString("en")} outcomes, ${DOMAINS.toLocaleString("en")} domains × ${MX_PER_DOMAIN} MX, ` +
-      `${FAILURE_RATE * 100} % failures, order ${ORDER}, config ${JSON.stringify(config)}; ` +
-      `node ${process.version}, ${cpus().length} cores`
+      `${FAILURE_RATE * 100} % failures, order ${ORDER}, store ${STORE}, config ${JSON.stringify(config)}; ` +
+      `node ${process.version}, ${cpus().length} cores, load average ${loadavg()
+        .map((l) => l.toFixed(1))
+        .join(" ")}`
   )
   const templates = buildTemplates()
   const seq = buildSequence()
@@ -259,7 +268,9 @@ const main = Effect.gen(function* () {
   const peakRssMb = round(process.resourceUsage().maxRSS / 1024)
   const dbMb = round(median(results.map((r) => r.dbBytes)) / 2 ** 20)
   console.log(
-    `median ${outcomesPerSec.toLocaleString("en")} outcomes/s; flush p99 ${flushP99Ms} ms; peak RSS ${peakRssMb} MB; database ${dbMb} MB`
+    `median ${outcomesPerSec.toLocaleString("en")} outcomes/s; flush p99 ${flushP99Ms} ms; peak RSS ${peakRssMb} MB; database ${dbMb} MB; load average ${loadavg()
+      .map((l) => l.toFixed(1))
+      .join(" ")}`
   )
   console.log(JSON.stringify({ bench: "ingest", outcomesPerSec, peakRssMb, dbMb, flushP99Ms }))
 })

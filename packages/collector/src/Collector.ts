@@ -19,9 +19,9 @@
  * - `collect: false` (config `reports.collect`, or mox's NoOutgoingTLSReports, docs/design.md#collection-switches) records
  *   nothing; outcomes are still checked.
  */
+import { Supervise } from "@tlsrpt/core"
 import { type NewResultRow, ResultStore, type StoreError } from "@tlsrpt/store"
 import {
-  Cause,
   Context,
   Duration,
   Effect,
@@ -34,7 +34,8 @@ import {
   Schedule,
   type Scope
 } from "effect"
-import { checkRow, type InvalidOutcome } from "./InvalidOutcome.js"
+import type { InvalidOutcome } from "./InvalidOutcome.js"
+import { checkRow } from "./internal/OutcomeCheck.js"
 import { ResultBuffer } from "./ResultBuffer.js"
 import { check, decodeOutcome, forEachRow, type RowView, type SessionOutcome } from "./SessionOutcome.js"
 
@@ -276,7 +277,9 @@ const make = (config: CollectorConfig = {}): Effect.Effect<Service, never, Resul
       return store.addResults(rows).pipe(
         Effect.timed,
         Effect.flatMap(([took]) => Metric.update(metrics.flushSeconds, Duration.toSeconds(took))),
-        // Cleared only on success (also when interrupted right after the commit: onExit sees it).
+        // Cleared only on success. Uninterruptible as a whole: an interruption delivered as the write
+        // returns would hide its success, and the final flush would write the batch again (with the
+        // WriterThread the write cannot be stopped once handed over, so it always returns).
         Effect.onExit((exit) =>
           Exit.isSuccess(exit)
             ? Effect.sync(() => {
@@ -286,7 +289,8 @@ const make = (config: CollectorConfig = {}): Effect.Effect<Service, never, Resul
                 metrics.flushedRows.unsafeUpdate(rows.length, [])
               })
             : Effect.void
-        )
+        ),
+        Effect.uninterruptible
       )
     })
 
@@ -313,26 +317,24 @@ const make = (config: CollectorConfig = {}): Effect.Effect<Service, never, Resul
       while (true) {
         if (failures === 0) yield* Effect.race(wake.await, Effect.sleep(interval))
         else yield* Effect.sleep(backoff(failures))
-        const cause = yield* flushNow.pipe(
-          Effect.as(undefined),
-          Effect.catchAllCause((cause) =>
-            Cause.isInterruptedOnly(cause) ? Effect.failCause(cause) : Effect.succeed(cause)
-          )
-        )
-        if (cause === undefined) {
+        // A store failure is expected and handled here; a defect ends the fiber for the supervisor.
+        const error = yield* flushNow.pipe(Effect.as(undefined), Effect.catchAll(Effect.succeed))
+        if (error === undefined) {
           failures = 0
           continue
         }
         failures++
         counters.flushFailures++
         metrics.flushFailures.unsafeUpdate(1, [])
-        yield* Effect.logWarning("flush failed; the batch is kept and retried", cause).pipe(
+        yield* Effect.logWarning("flush failed; the batch is kept and retried", error).pipe(
           Effect.annotateLogs({ pendingKeys: (inflight?.length ?? 0) + buffer.size, failures })
         )
       }
     }).pipe(Effect.annotateLogs("service", "Collector"))
 
-    const fiber = yield* Effect.forkScoped(flusher)
+    // A failed flush is handled above (batch kept, retried with backoff); a defect ends the fiber, and
+    // the one policy of docs/architecture.md#background-loops logs it and restarts it (the batch is kept).
+    const fiber = yield* Effect.forkScoped(Supervise.supervise("collector-flush")(flusher))
 
     // Added after the fork, so it runs first: stop the fiber, refuse further input (a defect, not a
     // silent loss), then write what is left.

@@ -17,7 +17,7 @@ import { isUtf8 } from "node:buffer"
 import { type Day, Domain, type PolicyResult } from "@tlsrpt/core"
 import type { NewResultRow } from "@tlsrpt/store"
 import { Either, ParseResult, Schema } from "effect"
-import { formatPath } from "./InvalidOutcome.js"
+import { formatPath } from "./internal/OutcomeRules.js"
 
 /** libtlsrpt's `tlsrpt_failure_t` codes and their RFC 8460 §4.3 result types. */
 export const RESULT_CODES = {

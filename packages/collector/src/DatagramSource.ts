@@ -212,18 +212,8 @@ const make = (
     }
 
     // --- the receive path
-    let dayStart = 1
-    let dayEnd = 0
-    let day = "" as Day.Day
-    const today = (): Day.Day => {
-      const t = clock.unsafeCurrentTimeMillis()
-      if (t < dayStart || t >= dayEnd) {
-        day = Day.fromMillis(t)
-        dayStart = t - (t % Day.DAY_MILLIS)
-        dayEnd = dayStart + Day.DAY_MILLIS
-      }
-      return day
-    }
+    const dayOfMillis = Day.makeFromMillisCached()
+    const today = (): Day.Day => dayOfMillis(clock.unsafeCurrentTimeMillis())
 
     const parked: Array<NewResultRow> = []
     let waiting = false

@@ -34,41 +34,35 @@
  *
  * Strings must not contain CR or LF; unknown keys are refused (a typo must not pass silently).
  */
-import { isIP } from "node:net"
 import { Day, Domain, PolicyResult, Report } from "@tlsrpt/core"
 import type { NewResultRow } from "@tlsrpt/store"
 import { type Brand, Either, ParseResult, Schema, type SchemaAST } from "effect"
+import { InvalidOutcome } from "./InvalidOutcome.js"
 import {
-  COUNT_EXPECTED,
   formatPath,
-  InvalidOutcome,
-  isCount,
-  isDomain,
+  isHostPolicy,
   isIpAddress,
+  isIpLiteral,
   isText,
+  isValidTime,
   NO_CRLF,
-  RESULT_TYPES
-} from "./InvalidOutcome.js"
+  policiesIssue,
+  TIME_EXPECTED,
+  TLSA_RECORD
+} from "./internal/OutcomeRules.js"
 
-export { InvalidOutcome }
+export { InvalidOutcome, isHostPolicy, isIpLiteral }
+export { check } from "./internal/OutcomeCheck.js"
 
 /** Free text that ends up in reports and logs: CR and LF are refused (header and log injection). */
 export const Text = Schema.String.pipe(Schema.filter(isText, { message: () => NO_CRLF }))
 
 export const IpAddress = Schema.String.pipe(
-  Schema.filter((s) => isIP(s) !== 0, { message: (i) => `not an IP address: ${JSON.stringify(i.actual)}` })
+  Schema.filter(isIpAddress, { message: (i) => `not an IP address: ${JSON.stringify(i.actual)}` })
 )
 
 /** RFC 5321 §4.1.3 address literal (`[192.0.2.1]`, `[IPv6:2001:db8::1]`) or a bare address. */
 export type IpLiteral = string & Brand.Brand<"IpLiteral">
-
-export const isIpLiteral = (s: string): boolean => {
-  if (s.length > 2 && s.charCodeAt(0) === 91 && s.charCodeAt(s.length - 1) === 93) {
-    const inner = s.slice(1, -1)
-    return /^ipv6:/i.test(inner) ? isIP(inner.slice(5)) === 6 : isIP(inner) === 4
-  }
-  return isIP(s) !== 0
-}
 
 const IpLiteralFromSelf = Schema.String.pipe(Schema.filter(isIpLiteral), Schema.brand("IpLiteral"))
 
@@ -94,17 +88,13 @@ export const RecipientDomain: Schema.Schema<Domain.Domain | IpLiteral, string> =
   }
 )
 
-const MAX_TIME = Date.UTC(9999, 11, 31, 23, 59, 59, 999)
-const validTime = (t: number): boolean => t >= 0 && t <= MAX_TIME
-
 /** RFC 3339 text (encoded form) or epoch milliseconds, 1970 to 9999; the row's day is its UTC day. */
 export const Timestamp: Schema.Schema<Date, string | number> = Schema.Union(
   Report.DateTime,
   Schema.DateFromNumber
-).pipe(Schema.filter((d) => validTime(d.getTime()), { message: () => "timestamp must be a valid date, 1970 to 9999" }))
+).pipe(Schema.filter((d) => isValidTime(d.getTime()), { message: () => TIME_EXPECTED }))
 
 /** Presentation form `<usage> <selector> <matching type> <hex>` (docs/design.md#report-fields). */
-const TLSA_RECORD = /^\d{1,3} \d{1,3} \d{1,3} [0-9a-fA-F]*$/
 export const TlsaRecord = Schema.String.pipe(
   Schema.filter((s) => TLSA_RECORD.test(s), {
     message: (i) => `not a TLSA record "<usage> <selector> <matching-type> <hex>": ${JSON.stringify(i.actual)}`
@@ -122,7 +112,7 @@ export const FailureDetail = Schema.Struct({
   /** → `additional-information` */
   additionalInformation: Schema.optional(Text),
   /** → `failed-session-count`; default 1. */
-  failedSessionCount: Schema.optional(Schema.NonNegativeInt)
+  failedSessionCount: Schema.optional(PolicyResult.InputCount)
 })
 export type FailureDetail = typeof FailureDetail.Type
 
@@ -164,27 +154,6 @@ export type NoPolicyFound = typeof NoPolicyFound.Type
 
 export const SessionPolicy = Schema.Union(StsPolicy, TlsaPolicy, NoPolicyFound)
 export type SessionPolicy = typeof SessionPolicy.Type
-
-/** Host policies make host rows (isHost, policy domain = MX host / TLSA base domain), docs/design.md#policy-domains. */
-export const isHostPolicy = (p: SessionPolicy): boolean =>
-  p.type === "tlsa" || (p.type === "no-policy-found" && p.scope === "mx-host")
-
-const policiesIssue = (policies: ReadonlyArray<SessionPolicy>): Schema.FilterIssue | undefined => {
-  if (policies.length === 0) return { path: [], message: "at least one policy is required" }
-  let host = -1
-  let recipient = -1
-  for (let i = 0; i < policies.length; i++) {
-    if (isHostPolicy(policies[i]!)) {
-      if (host !== -1) return { path: [i], message: "a session has at most one host policy (tlsa or mx-host)" }
-      host = i
-    } else {
-      if (recipient !== -1)
-        return { path: [i], message: "a session has at most one recipient-domain policy (sts or recipient-domain)" }
-      recipient = i
-    }
-  }
-  return undefined
-}
 
 export const SessionOutcome = Schema.Struct({
   timestamp: Timestamp,
@@ -239,126 +208,12 @@ export const decodeOutcomeJson = (line: string): Either.Either<SessionOutcome, I
 export const encodeOutcome: (outcome: SessionOutcome) => SessionOutcomeJson = Schema.encodeSync(SessionOutcome)
 
 // ---------------------------------------------------------------------------------------------------
-// Checking already-typed input on the hot path
-
-/**
- * The same rules as the Schema, written out for `Collector.record`: a typed outcome still comes from
- * code we do not control (a JS caller, a cast), and `Schema.is` costs several µs an outcome.
- * test/SessionOutcome.test.ts checks that both agree.
- */
-export const check = (o: SessionOutcome): InvalidOutcome | undefined => {
-  if (typeof o !== "object" || o === null) return invalid("expected an object", "")
-  const ts = o.timestamp
-  if (!(ts instanceof Date) || !validTime(ts.getTime()))
-    return invalid("timestamp must be a valid date, 1970 to 9999", "timestamp")
-  const r = o.recipientDomain
-  if (typeof r === "string") {
-    if (!isIpLiteral(r)) return invalid("expected a domain or an IP literal", "recipientDomain")
-  } else if (!isDomain(r)) return invalid("expected a domain", "recipientDomain")
-  if (!isDomain(o.mxHost)) return invalid("expected a domain", "mxHost")
-  if (o.sendingIp !== undefined && !isIpAddress(o.sendingIp)) return invalid("not an IP address", "sendingIp")
-  if (o.receivingIp !== undefined && !isIpAddress(o.receivingIp)) return invalid("not an IP address", "receivingIp")
-  if (o.mxGreeting !== undefined && !isText(o.mxGreeting)) return invalid(NO_CRLF, "mxGreeting")
-  if (o.isTlsReport !== undefined && typeof o.isTlsReport !== "boolean")
-    return invalid("expected a boolean", "isTlsReport")
-  if (o.isDmarcReport !== undefined && typeof o.isDmarcReport !== "boolean")
-    return invalid("expected a boolean", "isDmarcReport")
-  const policies = o.policies
-  if (!Array.isArray(policies)) return invalid("expected an array", "policies")
-  for (let i = 0; i < policies.length; i++) {
-    const e = checkPolicy(policies[i]!, i)
-    if (e !== undefined) return e
-  }
-  const issue = policiesIssue(policies)
-  if (issue !== undefined) return invalid(issue.message, formatPath(["policies", ...issue.path]))
-  return undefined
-}
-
-const invalid = (reason: string, field: string) => new InvalidOutcome({ reason, field })
-
-/** Index of the first entry that is not text without CR/LF, -1 if all are, -2 if not an array. */
-const badTextAt = (u: unknown): number => {
-  if (!Array.isArray(u)) return -2
-  for (let i = 0; i < u.length; i++) if (!isText(u[i])) return i
-  return -1
-}
-
-// Field paths are built only for a refusal: this runs for every outcome.
-const at = (i: number, rest: string) => `policies[${i}]${rest}`
-
-const checkList = (u: unknown, i: number, key: string): InvalidOutcome | undefined => {
-  const bad = badTextAt(u)
-  if (bad === -1) return undefined
-  return bad === -2 ? invalid("expected an array", at(i, `.${key}`)) : invalid(NO_CRLF, at(i, `.${key}[${bad}]`))
-}
-
-const checkPolicy = (p: SessionPolicy, i: number): InvalidOutcome | undefined => {
-  if (typeof p !== "object" || p === null) return invalid("expected an object", at(i, ""))
-  if (p.result !== "success" && p.result !== "failure")
-    return invalid('expected "success" or "failure"', at(i, ".result"))
-  switch (p.type) {
-    case "sts": {
-      const e =
-        (p.policyLines === undefined ? undefined : checkList(p.policyLines, i, "policyLines")) ??
-        (p.mxPatterns === undefined ? undefined : checkList(p.mxPatterns, i, "mxPatterns"))
-      if (e !== undefined) return e
-      break
-    }
-    case "tlsa": {
-      if (!Array.isArray(p.records)) return invalid("expected an array", at(i, ".records"))
-      for (let j = 0; j < p.records.length; j++) {
-        const rec = p.records[j]
-        if (typeof rec !== "string" || !TLSA_RECORD.test(rec))
-          return invalid("not a TLSA record", at(i, `.records[${j}]`))
-      }
-      if (!isDomain(p.baseDomain)) return invalid("expected a domain", at(i, ".baseDomain"))
-      break
-    }
-    case "no-policy-found": {
-      if (p.scope !== "recipient-domain" && p.scope !== "mx-host")
-        return invalid('expected "recipient-domain" or "mx-host"', at(i, ".scope"))
-      if (p.domain !== undefined && !isDomain(p.domain)) return invalid("expected a domain", at(i, ".domain"))
-      break
-    }
-    default:
-      return invalid(`unknown policy type ${JSON.stringify((p as { type: unknown }).type)}`, at(i, ".type"))
-  }
-  const details = p.failureDetails
-  if (details === undefined) return undefined
-  if (!Array.isArray(details)) return invalid("expected an array", at(i, ".failureDetails"))
-  for (let j = 0; j < details.length; j++) {
-    const d = details[j]!
-    if (typeof d !== "object" || d === null) return invalid("expected an object", at(i, `.failureDetails[${j}]`))
-    if (!RESULT_TYPES.has(d.resultType))
-      return invalid("unknown result type", at(i, `.failureDetails[${j}].resultType`))
-    if (d.reasonCode !== undefined && !isText(d.reasonCode))
-      return invalid(NO_CRLF, at(i, `.failureDetails[${j}].reasonCode`))
-    if (d.additionalInformation !== undefined && !isText(d.additionalInformation))
-      return invalid(NO_CRLF, at(i, `.failureDetails[${j}].additionalInformation`))
-    if (d.failedSessionCount !== undefined && !isCount(d.failedSessionCount))
-      return invalid(COUNT_EXPECTED, at(i, `.failureDetails[${j}].failedSessionCount`))
-  }
-  return undefined
-}
-
-// ---------------------------------------------------------------------------------------------------
 // Conversion to result rows (docs/design.md#rows-of-an-outcome)
 
-// Outcomes arrive in time order, so the day of the previous one nearly always matches.
-let cachedStart = 1
-let cachedEnd = 0
-let cachedDay = "" as Day.Day
+const dayOfMillis = Day.makeFromMillisCached()
 
 /** The UTC day of an instant (docs/design.md#rows-of-an-outcome DayUTC). */
-export const dayOf = (ts: Date): Day.Day => {
-  const t = ts.getTime()
-  if (t < cachedStart || t >= cachedEnd) {
-    cachedDay = Day.fromMillis(t)
-    cachedStart = t - (t % Day.DAY_MILLIS)
-    cachedEnd = cachedStart + Day.DAY_MILLIS
-  }
-  return cachedDay
-}
+export const dayOf = (ts: Date): Day.Day => dayOfMillis(ts.getTime())
 
 type MutableDetails = { -readonly [K in keyof PolicyResult.FailureDetails]: PolicyResult.FailureDetails[K] }
 

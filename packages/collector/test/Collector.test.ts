@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Clock, Context, Effect, Exit, Fiber, Layer, Metric, Option, Queue, Scope, TestClock } from "effect"
+import { Clock, Context, Effect, Exit, Fiber, Layer, Logger, Metric, Option, Queue, Scope, TestClock } from "effect"
 import { Collector, type CollectorConfig, metrics } from "../src/Collector.js"
 import { type FakeStore, makeFakeStore } from "./FakeStore.js"
 import { d, json, outcome } from "./Outcomes.js"
@@ -144,6 +144,32 @@ describe("Collector", () => {
       assert.deepStrictEqual(sts(fake, "a.example"), [2])
       const stats = yield* collector.stats
       assert.deepStrictEqual([stats.flushFailures, stats.flushes, stats.pendingKeys], [2, 2, 0])
+    })
+  )
+
+  it.scoped("a defect in a flush is logged, the flush fiber restarted (Supervise), and the batch kept", () =>
+    Effect.gen(function* () {
+      const fake = yield* makeFakeStore
+      fake.dieNext = 1
+      const logs: Array<string> = []
+      const logger = Logger.make(({ logLevel, message }) => logs.push(`${logLevel.label} ${String(message)}`))
+      const collector = yield* start(fake, { flushInterval: "1 second" }).pipe(
+        Effect.provide(Logger.replace(Logger.defaultLogger, logger))
+      )
+      yield* collector.record(outcome("a.example"))
+      yield* TestClock.adjust("1 second")
+      yield* Queue.take(fake.attempts)
+      yield* settle
+      assert.deepStrictEqual(logs, ["ERROR collector-flush crashed, restarting"])
+      // Restarted after the first backoff (1 s), then flushes after its interval (1 s).
+      yield* TestClock.adjust("1 second")
+      yield* settle
+      assert.strictEqual(yield* Queue.size(fake.batches), 0)
+      yield* TestClock.adjust("1 second")
+      assert.strictEqual(yield* Queue.take(fake.batches), 2)
+      assert.deepStrictEqual(sts(fake, "a.example"), [1])
+      const stats = yield* collector.stats
+      assert.deepStrictEqual([stats.flushFailures, stats.flushes, stats.pendingKeys], [0, 1, 0])
     })
   )
 

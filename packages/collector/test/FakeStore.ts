@@ -28,6 +28,8 @@ export interface FakeStore {
   readonly gate: Effect.Latch
   /** The next n calls fail with a StoreError (nothing stored). */
   failNext: number
+  /** The next n calls die with a defect (nothing stored). */
+  dieNext: number
   readonly calls: number
 }
 
@@ -36,13 +38,17 @@ export const makeFakeStore = Effect.gen(function* () {
   const attempts = yield* Queue.unbounded<number>()
   const gate = yield* Effect.makeLatch(true)
   const rows = new Map<string, StoredRow>()
-  const control = { failNext: 0, calls: 0 }
+  const control = { failNext: 0, dieNext: 0, calls: 0 }
   const addResults = (incoming: ReadonlyArray<NewResultRow>) =>
     Queue.offer(attempts, incoming.length).pipe(
       Effect.zipRight(gate.await),
       Effect.zipRight(
         Effect.suspend(() => {
           control.calls++
+          if (control.dieNext > 0) {
+            control.dieNext--
+            return Effect.dieMessage("store bug")
+          }
           if (control.failNext > 0) {
             control.failNext--
             return Effect.fail(new StoreError({ operation: "addResults", cause: new Error("disk full") }))
@@ -86,6 +92,12 @@ export const makeFakeStore = Effect.gen(function* () {
     },
     set failNext(n: number) {
       control.failNext = n
+    },
+    get dieNext() {
+      return control.dieNext
+    },
+    set dieNext(n: number) {
+      control.dieNext = n
     },
     get calls() {
       return control.calls

@@ -233,6 +233,49 @@ describe("SessionOutcome.check (typed input)", () => {
   })
 })
 
+describe("check and the Schema are one rule set (internal/OutcomeRules.ts)", () => {
+  const withCount = (failedSessionCount: unknown) => ({
+    timestamp: "2024-01-09T12:00:00Z",
+    recipientDomain: "example.com",
+    mxHost: "mx1.example.com",
+    policies: [
+      { type: "sts", result: "failure", failureDetails: [{ resultType: "validation-failure", failedSessionCount }] }
+    ]
+  })
+  const typed = (u: unknown) =>
+    ({
+      ...decoded(withCount(1)),
+      policies: [
+        {
+          ...decoded(withCount(1)).policies[0]!,
+          failureDetails: [{ resultType: "validation-failure", failedSessionCount: u }]
+        }
+      ]
+    }) as unknown as SessionOutcome.SessionOutcome
+
+  it("the Schema refuses a failed-session count above MAX_INPUT_COUNT, as check does", () => {
+    assert.isTrue(Either.isRight(decodeOutcome(withCount(PolicyResult.MAX_INPUT_COUNT))))
+    const refused = refusal(withCount(PolicyResult.MAX_INPUT_COUNT + 1))
+    assert.strictEqual(refused.field, "policies[0].failureDetails[0].failedSessionCount")
+    assert.match(refused.reason, /up to 1000000000/)
+  })
+
+  it.prop(
+    "any failed-session count: check refuses exactly what the Schema refuses",
+    {
+      u: fc.oneof(
+        fc.integer(),
+        fc.double(),
+        fc.constantFrom(PolicyResult.MAX_INPUT_COUNT, PolicyResult.MAX_INPUT_COUNT + 1, 2 ** 53, "1", null)
+      )
+    },
+    ({ u }) => {
+      assert.strictEqual(check(typed(u)) === undefined, Schema.is(SessionOutcome.SessionOutcome)(typed(u)))
+      assert.strictEqual(check(typed(u)) === undefined, Either.isRight(decodeOutcome(withCount(u))))
+    }
+  )
+})
+
 describe("toRows (docs/design.md#rows-of-an-outcome)", () => {
   const tlsa = (baseDomain: string, result: "success" | "failure" = "success"): SessionOutcome.SessionPolicy => ({
     type: "tlsa",

@@ -42,3 +42,21 @@ export const addDays = (day: Day, n: number): Day => fromMillis(startMillis(day)
 export const compact = (day: Day): string => day.replaceAll("-", "")
 
 export const DAY_MILLIS = DAY_MS
+
+/**
+ * A `fromMillis` that remembers the last day's bounds: for hot paths whose instants arrive in time
+ * order (session outcomes, datagrams), where the previous day nearly always matches. One per caller.
+ */
+export const makeFromMillisCached = (): ((ms: number) => Day) => {
+  let start = 1
+  let end = 0
+  let day = "" as Day
+  return (ms) => {
+    if (ms < start || ms >= end) {
+      day = fromMillis(ms)
+      start = ms - (((ms % DAY_MS) + DAY_MS) % DAY_MS)
+      end = start + DAY_MS
+    }
+    return day
+  }
+}

@@ -38,6 +38,26 @@ export const MAX_COUNT = Number.MAX_SAFE_INTEGER
  */
 export const MAX_INPUT_COUNT = 1_000_000_000
 
+/** `u` is one of `PolicyType`'s literals: the fast form of `Schema.is(PolicyType)` for hot paths. */
+export const isPolicyType = (u: unknown): u is PolicyType => POLICY_TYPES.has(u)
+const POLICY_TYPES: ReadonlySet<unknown> = new Set(PolicyType.literals)
+
+/** `u` is one of `ResultType`'s (IANA) literals: the fast form of `Schema.is(ResultType)`. */
+export const isResultType = (u: unknown): u is ResultType => RESULT_TYPES.has(u)
+const RESULT_TYPES: ReadonlySet<unknown> = new Set(ResultType.literals)
+
+/** A count as read (lenient): any non-negative integer; the Schema clamps it to `MAX_COUNT`. */
+export const isCount = (u: unknown): u is number => typeof u === "number" && Number.isInteger(u) && u >= 0
+
+/** A count as accepted on input (`MAX_INPUT_COUNT`), so sums stay exact. */
+export const isInputCount = (u: unknown): u is number =>
+  typeof u === "number" && Number.isSafeInteger(u) && u >= 0 && u <= MAX_INPUT_COUNT
+
+export const INPUT_COUNT_EXPECTED = `expected a non-negative integer up to ${MAX_INPUT_COUNT}`
+
+/** A count on input (a session's or a row's): `isInputCount` as a Schema. */
+export const InputCount = Schema.Number.pipe(Schema.filter(isInputCount, { message: () => INPUT_COUNT_EXPECTED }))
+
 /** `a + b` clamped to `[0, MAX_COUNT]`: counters never overflow the range every reader and encoder accepts. */
 export const addCounts = (a: number, b: number): number => Math.min(MAX_COUNT, Math.max(0, a + b))
 
@@ -45,9 +65,7 @@ export const addCounts = (a: number, b: number): number => Math.min(MAX_COUNT, M
  * A count: any non-negative integer is read (lenient decode), clamped to `MAX_COUNT`, so a count
  * stored before sums saturated still reads; only safe integers are written.
  */
-const AnyCount = Schema.Number.pipe(
-  Schema.filter((n) => Number.isInteger(n) && n >= 0, { message: () => "expected a non-negative integer" })
-)
+const AnyCount = Schema.Number.pipe(Schema.filter(isCount, { message: () => "expected a non-negative integer" }))
 const Count = Schema.transform(AnyCount, Schema.NonNegativeInt, {
   strict: true,
   decode: (n) => Math.min(n, MAX_COUNT),

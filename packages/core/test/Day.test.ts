@@ -91,3 +91,15 @@ describe("Day", () => {
     }
   )
 })
+
+describe("Day.makeFromMillisCached", () => {
+  it.prop(
+    "agrees with fromMillis for any sequence of instants (in order or not)",
+    { ms: fc.array(fc.integer({ min: -8_640_000_000_000, max: 253_402_300_799_999 }), { maxLength: 50 }) },
+    ({ ms }) => {
+      const cached = Day.makeFromMillisCached()
+      for (const t of [...ms, ...ms.map((t) => t + 1), ...ms.map((t) => t - 1)])
+        assert.strictEqual(cached(t), Day.fromMillis(t))
+    }
+  )
+})

@@ -280,3 +280,23 @@ describe("PolicyResult counts stay in the safe-integer range (issue 11 point 3)"
     assert.deepStrictEqual(decoded, { totalSuccessfulSessionCount: max, totalFailureSessionCount: 3 })
   })
 })
+
+describe("PolicyResult fast guards agree with the Schemas they stand for", () => {
+  const candidates = fc.oneof(
+    fc.anything(),
+    fc.constantFrom(...PolicyResult.PolicyType.literals, ...PolicyResult.ResultType.literals, "Other", "STS"),
+    fc.integer(),
+    fc.double(),
+    fc.constantFrom(PolicyResult.MAX_INPUT_COUNT, PolicyResult.MAX_INPUT_COUNT + 1, Number.MAX_SAFE_INTEGER + 2, -0)
+  )
+  it.prop("isPolicyType, isResultType, isInputCount = Schema.is", { u: candidates }, ({ u }) => {
+    assert.strictEqual(PolicyResult.isPolicyType(u), Schema.is(PolicyResult.PolicyType)(u))
+    assert.strictEqual(PolicyResult.isResultType(u), Schema.is(PolicyResult.ResultType)(u))
+    assert.strictEqual(PolicyResult.isInputCount(u), Schema.is(PolicyResult.InputCount)(u))
+  })
+  it.prop("isCount is what the lenient Summary Schema reads", { u: candidates }, ({ u }) => {
+    fc.pre(u !== undefined && u !== null) // absent counts decode to 0
+    const decoded = Schema.decodeUnknownEither(PolicyResult.Summary)({ "total-successful-session-count": u })
+    assert.strictEqual(PolicyResult.isCount(u), decoded._tag === "Right")
+  })
+})

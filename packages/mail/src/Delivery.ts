@@ -14,6 +14,7 @@
  */
 import { randomUUID } from "node:crypto"
 import { hostname } from "node:os"
+import { Supervise } from "@tlsrpt/core"
 import { Outbox, type OutboxMessage, type StoreError } from "@tlsrpt/store"
 import { Clock, Context, Duration, Effect, Layer, Metric } from "effect"
 import { Transport, type TransportError } from "./Transport.js"
@@ -180,13 +181,15 @@ export class Delivery extends Context.Tag("@tlsrpt/mail/Delivery")<
         )
 
       const pass = Effect.gen(function* () {
-        const now = new Date(yield* Clock.currentTimeMillis)
         const totals = { delivered: 0, retried: 0, failed: 0 }
         // One attempt per message per pass, even if its outcome could not be recorded.
         const seen = new Set<number>()
         while (true) {
-          const until = new Date(now.getTime() + lease)
-          const due = (yield* store.claimDue(now, batch, { owner, until })).filter((m) => !seen.has(m.id))
+          // Each batch's claim runs from the time it is taken: a pass may outlast the lease, and a claim
+          // dated from the pass's start would already be expired for the other processes (docs/design.md#fleet-delivery).
+          const claimedAt = new Date(yield* Clock.currentTimeMillis)
+          const until = new Date(claimedAt.getTime() + lease)
+          const due = (yield* store.claimDue(claimedAt, batch, { owner, until })).filter((m) => !seen.has(m.id))
           if (due.length === 0) break
           for (const m of due) seen.add(m.id)
           const outcomes = yield* Effect.forEach(due, deliver, { concurrency })
@@ -204,22 +207,21 @@ export class Delivery extends Context.Tag("@tlsrpt/mail/Delivery")<
     Layer.effect(Delivery, Delivery.make(options))
 
   /**
-   * `runOnce` plus a supervised background loop (a pass, then `pollInterval` of sleep, forever) that
-   * lives as long as the layer. A failure or defect in one pass is logged and the loop goes on.
+   * `runOnce` plus a background loop (a pass, then `pollInterval` of sleep, forever) that lives as long
+   * as the layer. A failure or defect in a pass is logged by `Supervise.supervise`, which restarts the
+   * loop after its backoff (docs/architecture.md#background-loops).
    */
   static readonly layer = (options: DeliveryOptions = {}): Layer.Layer<Delivery, never, Outbox | Transport> => {
     const pollInterval = Duration.decode(options.pollInterval ?? Duration.seconds(30))
     const loop = Layer.scopedDiscard(
-      Effect.gen(function* () {
-        const delivery = yield* Delivery
-        yield* delivery.runOnce.pipe(
-          Effect.catchAllCause((cause) => Effect.logError("delivery pass failed", cause)),
+      Effect.flatMap(Delivery, (delivery) =>
+        delivery.runOnce.pipe(
           Effect.zipRight(Effect.sleep(pollInterval)),
           Effect.forever,
-          Effect.annotateLogs({ service: "Delivery" }),
+          Supervise.supervise("delivery"),
           Effect.forkScoped
         )
-      })
+      )
     )
     return loop.pipe(Layer.provideMerge(Delivery.layerManual(options)))
   }

@@ -31,11 +31,6 @@ export interface ComposedMail {
   readonly subject: string
   /** SMTP MAIL FROM. */
   readonly envelopeFrom: string
-  /**
-   * A recipient's local part is non-ASCII, so To carries UTF-8 (RFC 6532) and every delivery of
-   * this message needs SMTPUTF8 (RFC 6531). False for the usual ASCII addresses.
-   */
-  readonly smtputf8: boolean
 }
 
 export class ComposeError extends Data.TaggedError("ComposeError")<{
@@ -206,9 +201,8 @@ const make = <R>(
         })
       }
       const raw = yield* render(job).pipe(Effect.mapError((e) => fail("cannot build or DKIM-sign the message", e)))
-      const smtputf8 = to.some((a) => /[^\x20-\x7e]/.test(a.localPart))
       yield* Metric.increment(reportsComposed)
-      return { raw, messageId, subject, envelopeFrom: from, smtputf8 } satisfies ComposedMail
+      return { raw, messageId, subject, envelopeFrom: from } satisfies ComposedMail
     })
 
     return { submitter, compose } satisfies ReportMailService

@@ -265,52 +265,62 @@ describe("Delivery.runOnce", () => {
 })
 
 describe("Delivery.layer (background loop)", () => {
-  it.scoped("polls on its interval, survives a defect in one pass, and stops with its scope", () =>
-    Effect.gen(function* () {
-      const sink = yield* SmtpSink.make()
-      yield* TestClock.setTime(T0)
-      const firstPass = yield* Deferred.make<void>()
-      let calls = 0
-      // The store dies on the first pass only.
-      const flakyStore = Layer.effect(
-        Outbox,
-        Effect.map(Outbox, (store) =>
-          Outbox.of({
-            ...store,
-            claimDue: (now, limit, lease) =>
-              ++calls === 1
-                ? Deferred.succeed(firstPass, undefined).pipe(Effect.zipRight(Effect.dieMessage("disk on fire")))
-                : store.claimDue(now, limit, lease)
-          })
+  it.scoped(
+    "survives a defect in one pass (supervised restart after 1 s), polls on its interval, stops with its scope",
+    () =>
+      Effect.gen(function* () {
+        const sink = yield* SmtpSink.make()
+        yield* TestClock.setTime(T0)
+        const firstPass = yield* Deferred.make<void>()
+        let calls = 0
+        // The store dies on the first pass only.
+        const flakyStore = Layer.effect(
+          Outbox,
+          Effect.map(Outbox, (store) =>
+            Outbox.of({
+              ...store,
+              claimDue: (now, limit, lease) =>
+                ++calls === 1
+                  ? Deferred.succeed(firstPass, undefined).pipe(Effect.zipRight(Effect.dieMessage("disk on fire")))
+                  : store.claimDue(now, limit, lease)
+            })
+          )
+        ).pipe(Layer.provideMerge(Store.layerMemory))
+        const waitForSleep = TestClock.sleeps().pipe(
+          Effect.zipLeft(Effect.yieldNow()),
+          Effect.repeat({ until: (sleeps) => Chunk.size(sleeps) > 0 })
         )
-      ).pipe(Layer.provideMerge(Store.layerMemory))
-      const waitForSleep = TestClock.sleeps().pipe(
-        Effect.zipLeft(Effect.yieldNow()),
-        Effect.repeat({ until: (sleeps) => Chunk.size(sleeps) > 0 })
-      )
 
-      yield* Effect.gen(function* () {
-        yield* Deferred.await(firstPass)
-        yield* waitForSleep
-        yield* enqueue(newMessage())
-        assert.lengthOf(yield* sink.received, 0)
-        yield* TestClock.adjust(Duration.seconds(30))
-        const mail = yield* sink.take
-        assert.strictEqual(Buffer.from(mail.raw).toString(), RAW)
-        assert.isAtLeast(calls, 2)
-      }).pipe(
-        Effect.provide(
-          Delivery.layer({ pollInterval: Duration.seconds(30) }).pipe(
-            Layer.provide(Transport.layerSmtp({ url: sink.url })),
-            Layer.provideMerge(flakyStore)
+        yield* Effect.gen(function* () {
+          yield* Deferred.await(firstPass)
+          // The pass died: the supervisor restarts the loop after its first backoff (1 s).
+          yield* waitForSleep
+          yield* enqueue(newMessage())
+          yield* TestClock.adjust(Duration.millis(999))
+          assert.lengthOf(yield* sink.received, 0)
+          yield* TestClock.adjust(Duration.millis(1))
+          assert.strictEqual(Buffer.from((yield* sink.take).raw).toString(), RAW)
+          // Then a pass every pollInterval.
+          yield* waitForSleep
+          yield* enqueue(newMessage({ destination: "second@rcpt.example" }))
+          yield* TestClock.adjust(Duration.seconds(29))
+          assert.lengthOf(yield* sink.received, 1)
+          yield* TestClock.adjust(Duration.seconds(1))
+          assert.deepStrictEqual((yield* sink.take).to, ["second@rcpt.example"])
+          assert.isAtLeast(calls, 3)
+        }).pipe(
+          Effect.provide(
+            Delivery.layer({ pollInterval: Duration.seconds(30) }).pipe(
+              Layer.provide(Transport.layerSmtp({ url: sink.url })),
+              Layer.provideMerge(flakyStore)
+            )
           )
         )
-      )
-      // the loop is gone with its layer: time passing makes no more passes
-      const before = calls
-      yield* TestClock.adjust(Duration.minutes(10))
-      assert.strictEqual(calls, before)
-    })
+        // the loop is gone with its layer: time passing makes no more passes
+        const before = calls
+        yield* TestClock.adjust(Duration.minutes(10))
+        assert.strictEqual(calls, before)
+      })
   )
 })
 
@@ -380,6 +390,34 @@ describe("claims (issue 11.2: several processes on one database)", () => {
         x
       ])
     }).pipe(Effect.provide(Store.layerMemory))
+  )
+
+  it.scoped(
+    "a pass longer than the lease claims each batch from the clock of that batch: no second owner takes it",
+    () =>
+      Effect.gen(function* () {
+        yield* TestClock.setTime(T0)
+        const store = yield* Outbox
+        const sent: Array<number> = []
+        // each attempt takes one minute; the lease is two
+        const slow = Transport.of({
+          send: (m) => Effect.sleep(Duration.minutes(1)).pipe(Effect.as(void sent.push(m.id)))
+        })
+        const make = Delivery.make({ batch: 1, concurrency: 1, lease: Duration.minutes(2) }).pipe(
+          Effect.provideService(Transport, slow)
+        )
+        const [a, b] = [yield* make, yield* make]
+        yield* store.enqueue([1, 2, 3].map((i) => newMessage({ destination: `r${i}@rcpt.example` })))
+        const passA = yield* Effect.fork(a.runOnce)
+        yield* TestClock.adjust(Duration.minutes(2))
+        // A claimed the third message at T0 + 2 min; B comes 30 s later and must find it claimed
+        yield* TestClock.adjust(Duration.seconds(30))
+        const passB = yield* Effect.fork(b.runOnce)
+        yield* TestClock.adjust(Duration.minutes(2))
+        const [ra, rb] = [yield* Fiber.join(passA), yield* Fiber.join(passB)]
+        assert.deepStrictEqual([ra.delivered, rb.delivered], [3, 0])
+        assert.strictEqual(new Set(sent).size, sent.length)
+      }).pipe(Effect.provide(Store.layerMemory))
   )
 
   it.scoped("an interrupted attempt gives its claim back: another owner may take it at once", () =>

@@ -6,7 +6,8 @@
  */
 import { execFile } from "node:child_process"
 import { createPrivateKey, sign } from "node:crypto"
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { Session } from "node:inspector/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -67,6 +68,21 @@ const rowsFor = (n: number) =>
     }
   })
 
+/** `ROUND_PROFILE=path`: a CPU profile of the round alone (main thread), written to `path.N.cpuprofile`. */
+const startProfile = Effect.promise(async () => {
+  const session = new Session()
+  session.connect()
+  await session.post("Profiler.enable")
+  await session.post("Profiler.start")
+  return session
+})
+const stopProfile = (session: Session, file: string) =>
+  Effect.promise(async () => {
+    const { profile } = await session.post("Profiler.stop")
+    writeFileSync(file, JSON.stringify(profile))
+    session.disconnect()
+  })
+
 const run = (n: number, privateKeyPem: string) =>
   Effect.gen(function* () {
     const dir = mkdtempSync(join(tmpdir(), "tlsrpt-bench-round-"))
@@ -102,10 +118,14 @@ const run = (n: number, privateKeyPem: string) =>
       const store = yield* ResultStore
       const rows = rowsFor(n)
       for (let i = 0; i < n; i += 1000) yield* store.addResults(rows.slice(i, i + 1000))
+      const profile = process.env.ROUND_PROFILE
+      const session = profile ? yield* startProfile : undefined
       const cpu0 = process.cpuUsage()
       const t0 = performance.now()
       const summary = yield* (yield* Reporter).runRound(DAY, { pace: false })
       const roundSeconds = (performance.now() - t0) / 1000
+      const roundCpu = process.cpuUsage(cpu0)
+      if (session !== undefined && profile !== undefined) yield* stopProfile(session, `${profile}.${n}.cpuprofile`)
       const delivery = yield* Delivery
       let pass = yield* delivery.runOnce
       let delivered = pass.delivered
@@ -155,7 +175,10 @@ const run = (n: number, privateKeyPem: string) =>
         composeFloorPerSec: Math.round(n / composeSeconds),
         seconds,
         roundSeconds,
-        cpuSeconds: (cpu.user + cpu.system) / 1e6
+        cpuSeconds: (cpu.user + cpu.system) / 1e6,
+        // CPU of all threads (main and compose pool) during the round alone: steadier than wall time on a
+        // shared machine
+        roundCpuSeconds: (roundCpu.user + roundCpu.system) / 1e6
       }
     }).pipe(Effect.provide(env))
   })
@@ -190,7 +213,7 @@ const main = Effect.gen(function* () {
     const ratio = r.signFloorPerSec / r.reportsPerSec
     results.push({ ...r, ratio })
     console.log(
-      `round ${n} domains: ${r.reportsPerSec} reports/s (${r.seconds.toFixed(2)} s wall of which round ${r.roundSeconds.toFixed(2)} s, delivery ${(r.seconds - r.roundSeconds).toFixed(2)} s; ${r.cpuSeconds.toFixed(2)} s CPU), ` +
+      `round ${n} domains: ${r.reportsPerSec} reports/s (${r.seconds.toFixed(2)} s wall of which round ${r.roundSeconds.toFixed(2)} s (${r.roundCpuSeconds.toFixed(2)} s CPU), delivery ${(r.seconds - r.roundSeconds).toFixed(2)} s; ${r.cpuSeconds.toFixed(2)} s CPU), ` +
         `sign floor ${r.signFloorPerSec}/s, compose+DKIM alone ${r.composeFloorPerSec}/s, ratio ${ratio.toFixed(2)}, peak RSS ${r.peakRssMb} MB (${r.baseRssMb} MB at start)`
     )
   }

@@ -4,11 +4,19 @@
  * syntax / multiple records discard it; mark-sent + outbox in one transaction; https destinations;
  * each report describes its own day).
  */
-import { type Day, Domain, type EmailAddress, PolicyResult, TlsrptRecord } from "@tlsrpt/core"
+import { type Day, Domain, PolicyResult, SuppressionTarget, TlsrptRecord } from "@tlsrpt/core"
 import { TlsrptLookup } from "@tlsrpt/dns"
 import { gzipReport, ReportMail } from "@tlsrpt/mail"
-import { type NewOutboxMessage, ResultStore, SuppressionList } from "@tlsrpt/store"
-import { Cause, Clock, Duration, Effect, Layer, Metric, Schedule } from "effect"
+import {
+  type MarkSent,
+  type MarkSentReport,
+  type NewOutboxMessage,
+  ResultStore,
+  type ResultRow,
+  SuppressionList
+} from "@tlsrpt/store"
+import { Cause, Clock, Deferred, Duration, Effect, Either, Layer, Metric, Schedule } from "effect"
+import * as Destinations from "./Destinations.js"
 import { type KeyOutcome, type KeyReport, Reporter, type ReporterConfig, ReporterError } from "./Reporter.js"
 import * as RoundPlan from "./RoundPlan.js"
 
@@ -26,12 +34,12 @@ const destinationsCappedCounter = Metric.counter("tlsrpt_report_destinations_cap
   description: "TLSRPT records with more reporting URIs than MAX_DESTINATIONS"
 })
 
-/**
- * At most this many reporting URIs of one record get the report. RFC 8460 sets no limit, but a policy
- * domain must not turn one report into thousands of messages from us (a TXT record over TCP can list
- * hundreds of addresses); real records list one or two.
- */
-export const MAX_DESTINATIONS = 10
+export { MAX_DESTINATIONS } from "./Destinations.js"
+
+/** Unpaced rounds: keys per batch (one read, one commit), batches in flight, lookups at once per batch. */
+const BATCH = 64
+const PIPELINE = 3
+const LOOKUPS = 8
 
 const roundsCounter = Metric.counter("tlsrpt_report_rounds_total", { description: "Report rounds run" })
 const roundDuration = Metric.timerWithBoundaries(
@@ -55,25 +63,52 @@ const cleanupOf: Record<KeyOutcome, boolean> = {
   "kept-error": false
 }
 
-export const make = (config: ReporterConfig) =>
+// One tagged counter per outcome, made once rather than per key.
+const keysCounters = Object.fromEntries(
+  Object.keys(cleanupOf).map((outcome) => [outcome, Metric.tagged(keysCounter, "outcome", outcome)])
+) as Record<KeyOutcome, typeof keysCounter>
+
+const done = (
+  phase: Phase,
+  policyDomain: string,
+  day: Day.Day,
+  outcome: KeyOutcome,
+  queued = 0,
+  detail?: string
+): Effect.Effect<KeyReport> =>
+  Metric.increment(keysCounters[outcome]).pipe(Effect.as({ phase, policyDomain, day, outcome, queued, detail }))
+
+/**
+ * A batch of one phase's keys through docs/design.md#per-key-steps: every key gets a KeyReport, in
+ * input order; never fails. `turn` is awaited before the batch commits (commits in key order).
+ */
+export type BatchSender = (
+  phase: Phase,
+  keys: ReadonlyArray<RoundPlan.PlannedKey>,
+  retries: ReadonlyArray<Duration.Duration>,
+  turn?: Effect.Effect<void>
+) => Effect.Effect<ReadonlyArray<KeyReport>>
+
+/**
+ * One key's step, for the fleet, whose sharded entities run it for one key each
+ * (docs/design.md#fleet-mode). It never fails: every outcome is a KeyReport.
+ */
+export type KeySender = (
+  phase: Phase,
+  policyDomain: string,
+  day: Day.Day,
+  retries: ReadonlyArray<Duration.Duration>,
+  inBoth: boolean
+) => Effect.Effect<KeyReport>
+
+/** The local batch sender: lookups, one read, compose, one commit per batch. */
+export const makeBatchSender = (config: ReporterConfig) =>
   Effect.gen(function* () {
     const store = yield* ResultStore
     const suppressions = yield* SuppressionList
     const lookup = yield* TlsrptLookup
     const mail = yield* ReportMail
     const submitter = mail.submitter
-
-    const done = (
-      phase: Phase,
-      policyDomain: string,
-      day: Day.Day,
-      outcome: KeyOutcome,
-      queued = 0,
-      detail?: string
-    ): Effect.Effect<KeyReport> =>
-      Metric.increment(Metric.tagged(keysCounter, "outcome", outcome)).pipe(
-        Effect.as({ phase, policyDomain, day, outcome, queued, detail })
-      )
 
     /** The TLSRPT lookup, retried on temporary errors while `retries` allow (docs/design.md#temporary-dns-errors-keep-results). */
     const lookupWithRetries = (domain: Domain.Domain, retries: ReadonlyArray<Duration.Duration>) => {
@@ -91,103 +126,136 @@ export const make = (config: ReporterConfig) =>
       )
     }
 
-    /** docs/design.md#per-key-steps for one key. Never fails: every outcome is a KeyReport. */
-    const sendKey = (
-      phase: Phase,
-      policyDomainText: string,
-      day: Day.Day,
-      retries: ReadonlyArray<Duration.Duration>,
-      inBoth: boolean
-    ) =>
-      Effect.gen(function* () {
-        const parsed = Domain.parse(policyDomainText)
-        if (parsed._tag === "Left")
-          return yield* done(phase, policyDomainText, day, "kept-error", 0, parsed.left.message)
-        const policyDomain = parsed.right
+    /** A key whose record gave usable destinations (docs/design.md#per-key-steps 1–2). */
+    interface Looked {
+      readonly key: RoundPlan.PlannedKey
+      readonly policyDomain: Domain.Domain
+      readonly destinations: ReadonlyArray<TlsrptRecord.Destination>
+      readonly chosen: Destinations.Selection
+    }
+    /** A report ready to commit (docs/design.md#per-key-steps 3–7). */
+    interface Ready extends MarkSentReport {
+      readonly key: RoundPlan.PlannedKey
+      readonly reportId: string
+    }
 
+    const keyLogs = (phase: Phase, key: RoundPlan.PlannedKey) =>
+      Effect.annotateLogs({ phase, policyDomain: key.policyDomain, day: key.day })
+
+    /** The outcome of keys hit by an error: kept for the next round. */
+    const keptOnError = (phase: Phase, keys: ReadonlyArray<RoundPlan.PlannedKey>, cause: Cause.Cause<unknown>) =>
+      Cause.isInterruptedOnly(cause)
+        ? Effect.interrupt
+        : Effect.forEach(keys, (key) =>
+            Effect.logError("sending a report failed; results kept for the next round", cause).pipe(
+              Effect.zipRight(
+                done(phase, key.policyDomain, key.day, "kept-error", 0, Cause.pretty(cause).split("\n")[0])
+              ),
+              keyLogs(phase, key)
+            )
+          )
+
+    /**
+     * docs/design.md#cleanup-matrix: store, compose and other errors keep the rows for the next round; a
+     * defect is logged and counted and does not stop the round.
+     */
+    const keyOnError =
+      (phase: Phase, key: RoundPlan.PlannedKey) =>
+      <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A | KeyReport, never, R> =>
+        self.pipe(
+          Effect.catchAllCause((cause) => Effect.map(keptOnError(phase, [key], cause), ([r]) => r!)),
+          keyLogs(phase, key)
+        )
+
+    /** docs/design.md#per-key-steps 1–2: the record and its destinations. */
+    const lookupKey = (phase: Phase, key: RoundPlan.PlannedKey, retries: ReadonlyArray<Duration.Duration>) =>
+      Effect.gen(function* () {
+        const parsed = Domain.parse(key.policyDomain)
+        if (parsed._tag === "Left")
+          return yield* done(phase, key.policyDomain, key.day, "kept-error", 0, parsed.left.message)
+        const policyDomain = parsed.right
         const found = yield* lookupWithRetries(policyDomain, retries).pipe(Effect.either)
         if (found._tag === "Left") {
           const e = found.left
           switch (e._tag) {
             case "NoTlsrptRecord":
-              return yield* done(phase, policyDomainText, day, "no-record")
+              return yield* done(phase, key.policyDomain, key.day, "no-record")
             case "TlsrptTemporaryError":
-              return yield* done(phase, policyDomainText, day, "kept-temporary", 0, e.message)
+              return yield* done(phase, key.policyDomain, key.day, "kept-temporary", 0, e.message)
             case "MultipleTlsrptRecords":
               yield* Effect.logWarning("several TLSRPT records: the domain does not implement TLSRPT (RFC 8460 §3)")
-              return yield* done(phase, policyDomainText, day, "discarded-multiple", 0, e.message)
+              return yield* done(phase, key.policyDomain, key.day, "discarded-multiple", 0, e.message)
             case "TlsrptSyntaxError":
               yield* Effect.logWarning("TLSRPT record syntax error: results discarded (RFC 8460 §3)", e.message)
-              return yield* done(phase, policyDomainText, day, "discarded-syntax", 0, e.message)
+              return yield* done(phase, key.policyDomain, key.day, "discarded-syntax", 0, e.message)
           }
         }
         const destinations = TlsrptRecord.destinations(found.right.record)
-        for (const d of destinations) {
-          if (d._tag === "Unsupported") yield* Effect.logInfo(`ignoring reporting URI ${d.uri}: ${d.reason}`)
+        const chosen = Destinations.select(destinations, { https: config.https })
+        for (const c of chosen.choices) {
+          if (c.destination._tag === "Unsupported")
+            yield* Effect.logInfo(`ignoring reporting URI ${c.destination.uri}: ${c.destination.reason}`)
         }
-        const usable = destinations.filter((d) => d._tag === "Mailto" || (config.https && d._tag === "Https"))
-        if (usable.length > MAX_DESTINATIONS) {
+        if (chosen.usable > Destinations.MAX_DESTINATIONS) {
           yield* Metric.increment(destinationsCappedCounter)
           yield* Effect.logWarning(
-            `the TLSRPT record lists ${usable.length} reporting URIs; reporting to the first ${MAX_DESTINATIONS} only`
+            `the TLSRPT record lists ${chosen.usable} reporting URIs; reporting to the first ${Destinations.MAX_DESTINATIONS} only`
           )
         }
-        const kept = usable.slice(0, MAX_DESTINATIONS)
-        const mailto = kept.flatMap((d) => (d._tag === "Mailto" ? [d] : []))
-        const https = kept.flatMap((d) => (d._tag === "Https" ? [d] : []))
-        if (mailto.length === 0 && https.length === 0)
-          return yield* done(phase, policyDomainText, day, "no-destinations")
+        if (chosen.mailto.length === 0 && chosen.https.length === 0)
+          return yield* done(phase, key.policyDomain, key.day, "no-destinations")
+        return { key, policyDomain, destinations, chosen } satisfies Looked
+      }).pipe(keyOnError(phase, key))
+
+    /** docs/design.md#per-key-steps 4–7 on the key's fetched rows: the report and its messages, or the outcome. */
+    const prepareKey = (
+      phase: Phase,
+      looked: Looked,
+      rows: ReadonlyArray<ResultRow>,
+      isSuppressed: (target: string) => boolean
+    ) =>
+      Effect.gen(function* () {
+        const { key, policyDomain, chosen } = looked
+        const day = key.day
+        if (rows.length === 0) return yield* done(phase, key.policyDomain, day, "nothing-left", 0, "no rows")
+        if (RoundPlan.alreadySent(phase, rows)) return yield* done(phase, key.policyDomain, day, "already-sent")
         // The rua strings as in DNS, stored by phase 1 and compared in phase 2 per destination kind
-        // (docs/design.md#reporting-destinations, docs/design.md#mx-host-rewrite; docs/design.md#phase-2-skip-per-kind).
-        const mailtoUris = mailto.map((d) => d.uri)
-        const httpsUris = https.map((d) => d.uri)
-
-        const rows =
-          phase === "recipient-domain"
-            ? yield* store.rowsByRecipientDomain(policyDomain.ascii, day)
-            : yield* store.rowsByPolicyDomain(policyDomain.ascii, day)
-        if (rows.length === 0) return yield* done(phase, policyDomainText, day, "nothing-left", 0, "no rows")
-        if (RoundPlan.alreadySent(phase, rows)) return yield* done(phase, policyDomainText, day, "already-sent")
-
-        // In phase 1 both kinds get the same policies; in phase 2 each kind skips the rows its own
-        // addresses already got from the recipient domain's report.
-        const mailPolicies = mailto.length > 0 ? RoundPlan.policiesOf(phase, rows, "mailto", mailtoUris) : []
-        const httpsPolicies = https.length > 0 ? RoundPlan.policiesOf(phase, rows, "https", httpsUris) : []
+        // (docs/design.md#mx-host-rewrite; docs/design.md#phase-2-skip-per-kind). In phase 1 both kinds
+        // get the same policies; in phase 2 each kind skips the rows its own addresses already got.
+        const mailtoUris = chosen.mailto.map((d) => d.uri)
+        const httpsUris = chosen.https.map((d) => d.uri)
+        const mailPolicies = mailtoUris.length > 0 ? RoundPlan.policiesOf(phase, rows, "mailto", mailtoUris) : []
+        const httpsPolicies = httpsUris.length > 0 ? RoundPlan.policiesOf(phase, rows, "https", httpsUris) : []
         if (mailPolicies.length === 0 && httpsPolicies.length === 0)
-          return yield* done(phase, policyDomainText, day, "nothing-left")
+          return yield* done(phase, key.policyDomain, day, "nothing-left")
         const worth = (policies: ReadonlyArray<PolicyResult.PolicyResult>) =>
           policies.length > 0 && (config.forAllSuccess || PolicyResult.hasFailure(policies))
-        if (!worth(mailPolicies) && !worth(httpsPolicies)) {
-          return yield* done(phase, policyDomainText, day, "no-failure")
-        }
+        const sendMail = worth(mailPolicies)
+        const sendHttps = worth(httpsPolicies)
+        if (!sendMail && !sendHttps) return yield* done(phase, key.policyDomain, day, "no-failure")
         const reportOf = (policies: ReadonlyArray<PolicyResult.PolicyResult>) =>
-          RoundPlan.report(submitter, policyDomain, day, policies, { mxHost: phase === "policy-domain" && inBoth })
+          RoundPlan.report(submitter, policyDomain, day, policies, { mxHost: phase === "policy-domain" && key.inBoth })
 
-        const now = new Date(yield* Clock.currentTimeMillis)
-        const to: Array<EmailAddress.EmailAddress> = []
-        if (worth(mailPolicies)) {
-          for (const d of mailto) {
-            if (to.some((a) => a.normalized === d.address.normalized)) continue
-            if (yield* suppressions.isSuppressed(d.address.normalized, now)) {
-              yield* Metric.increment(suppressedCounter)
-              yield* Effect.logInfo(`suppressed reporting address ${d.address.normalized}`)
-            } else to.push(d.address)
-          }
+        // docs/design.md#suppression-and-queueing: only the kinds that are sent are checked.
+        const targets = [...(sendMail ? chosen.to.map((a) => a.normalized) : []), ...(sendHttps ? chosen.urls : [])]
+        const suppressed = new Set(targets.filter(isSuppressed))
+        const { choices, to, urls } =
+          suppressed.size === 0
+            ? chosen
+            : Destinations.select(looked.destinations, { https: config.https, isSuppressed: (t) => suppressed.has(t) })
+        for (const c of choices) {
+          if (c.verdict !== "suppressed" || c.destination._tag === "Unsupported") continue
+          yield* Metric.increment(suppressedCounter)
+          yield* Effect.logInfo(
+            c.destination._tag === "Mailto"
+              ? `suppressed reporting address ${c.destination.address.normalized}`
+              : `suppressed reporting URI ${c.destination.url}`
+          )
         }
-        const urls: Array<string> = []
-        if (worth(httpsPolicies)) {
-          for (const d of https) {
-            if (urls.includes(d.url)) continue
-            // docs/design.md#suppression: https destinations can be suppressed as addresses can.
-            if (yield* suppressions.isSuppressed(d.url, now)) {
-              yield* Metric.increment(suppressedCounter)
-              yield* Effect.logInfo(`suppressed reporting URI ${d.url}`)
-            } else urls.push(d.url)
-          }
-        }
+
         const messages: Array<NewOutboxMessage> = []
         let reportId = ""
-        if (to.length > 0) {
+        if (sendMail && to.length > 0) {
           const report = reportOf(mailPolicies)
           reportId = report.reportId
           const composed = yield* mail.compose({ report, policyDomain, day, to })
@@ -204,7 +272,7 @@ export const make = (config: ReporterConfig) =>
             })
           }
         }
-        if (urls.length > 0) {
+        if (sendHttps && urls.length > 0) {
           const report = reportOf(httpsPolicies)
           reportId = report.reportId
           const body = gzipReport(report)
@@ -220,35 +288,152 @@ export const make = (config: ReporterConfig) =>
             })
           }
         }
-        // docs/design.md#one-transaction-for-mark-and-outbox: marking rows sent and writing the outbox is one transaction.
-        yield* store
-          .markSentAndEnqueue(
-            phase === "recipient-domain"
-              ? { phase, recipientDomain: policyDomain.ascii, day, reportingAddresses: [...mailtoUris, ...httpsUris] }
-              : { phase, policyDomain: policyDomain.ascii, day },
-            messages
+        const mark: MarkSent =
+          phase === "recipient-domain"
+            ? { phase, recipientDomain: policyDomain.ascii, day, reportingAddresses: [...mailtoUris, ...httpsUris] }
+            : { phase, policyDomain: policyDomain.ascii, day }
+        return { key, reportId, mark, messages } satisfies Ready
+      }).pipe(keyOnError(phase, looked.key))
+
+    const isReport = (r: object): r is KeyReport => "outcome" in r
+
+    /**
+     * docs/design.md#per-key-steps for a batch of keys of one phase, in order: lookups, ONE read of
+     * all their rows, each report composed (on the compose pool, concurrently), then ONE commit of the
+     * batch's marks and messages (docs/design.md#mark-sent-and-enqueue: all or nothing, so still exactly
+     * once) after `turn` (the previous batch's commit), so the outbox holds the round's reports in key
+     * order. Never fails: every key gets a KeyReport, in input order.
+     */
+    const sendBatch = (
+      phase: Phase,
+      keys: ReadonlyArray<RoundPlan.PlannedKey>,
+      retries: ReadonlyArray<Duration.Duration>,
+      turn: Effect.Effect<void> = Effect.void
+    ): Effect.Effect<ReadonlyArray<KeyReport>> =>
+      Effect.gen(function* () {
+        const outcomes: Array<KeyReport> = new Array(keys.length)
+        const looked = yield* Effect.forEach(keys, (key) => lookupKey(phase, key, retries), {
+          concurrency: LOOKUPS
+        })
+        const toRead: Array<readonly [number, Looked]> = []
+        for (const [i, l] of looked.entries()) {
+          if (isReport(l)) outcomes[i] = l
+          else toRead.push([i, l])
+        }
+
+        const keep = (keys: ReadonlyArray<readonly [number, RoundPlan.PlannedKey]>, cause: Cause.Cause<unknown>) =>
+          Effect.map(
+            keptOnError(
+              phase,
+              keys.map(([, k]) => k),
+              cause
+            ),
+            (kept) => {
+              for (const [j, r] of kept.entries()) outcomes[keys[j]![0]] = r
+            }
           )
-          .pipe(Effect.uninterruptible)
-        if (messages.length === 0) return yield* done(phase, policyDomainText, day, "all-suppressed")
-        yield* Metric.increment(reportsCounter)
-        yield* Metric.incrementBy(messagesCounter, messages.length)
-        yield* Effect.logInfo(`report ${reportId} queued for ${messages.length} destination(s)`)
-        return yield* done(phase, policyDomainText, day, "sent", messages.length)
+        // A failed read or commit keeps the rows of exactly the keys it was for. The suppression list is
+        // read once per batch (an operator's list: short), each target compared in its normal form
+        // (docs/design.md#normalised-suppression-addresses).
+        const read = yield* Effect.zip(
+          store.rowsOfKeys(
+            phase,
+            toRead.map(([, l]) => ({ domain: l.policyDomain.ascii, day: l.key.day }))
+          ),
+          toRead.length === 0 ? Effect.succeed([]) : suppressions.list
+        ).pipe(
+          Effect.catchAllCause((cause) =>
+            Effect.as(
+              keep(
+                toRead.map(([i, l]) => [i, l.key] as const),
+                cause
+              ),
+              undefined
+            )
+          )
+        )
+        const ready: Array<readonly [number, Ready]> = []
+        if (read !== undefined) {
+          const [rows, list] = read
+          const now = yield* Clock.currentTimeMillis
+          const active = new Set(list.filter((e) => e.until.getTime() > now).map((e) => e.address))
+          const isSuppressed = (target: string) =>
+            active.size > 0 &&
+            Either.match(SuppressionTarget.normalize(target), { onLeft: () => false, onRight: (n) => active.has(n) })
+          const prepared = yield* Effect.forEach(toRead, ([, l], j) => prepareKey(phase, l, rows[j]!, isSuppressed), {
+            concurrency: "unbounded"
+          })
+          for (const [j, p] of prepared.entries()) {
+            const i = toRead[j]![0]
+            if (isReport(p)) outcomes[i] = p
+            else ready.push([i, p])
+          }
+        }
+
+        yield* turn
+        // docs/design.md#one-transaction-for-mark-and-outbox: marking rows sent and writing the outbox is one transaction.
+        const committed = yield* store.markSentAndEnqueueAll(ready.map(([, r]) => r)).pipe(
+          Effect.uninterruptible,
+          Effect.as(true),
+          Effect.catchAllCause((cause) =>
+            Effect.as(
+              keep(
+                ready.map(([i, r]) => [i, r.key] as const),
+                cause
+              ),
+              false
+            )
+          )
+        )
+        if (committed) {
+          for (const [i, r] of ready) {
+            const n = r.messages.length
+            if (n === 0) {
+              outcomes[i] = yield* done(phase, r.key.policyDomain, r.key.day, "all-suppressed")
+              continue
+            }
+            yield* Metric.increment(reportsCounter)
+            yield* Metric.incrementBy(messagesCounter, n)
+            yield* Effect.logInfo(`report ${r.reportId} queued for ${n} destination(s)`).pipe(keyLogs(phase, r.key))
+            outcomes[i] = yield* done(phase, r.key.policyDomain, r.key.day, "sent", n)
+          }
+        }
+        return outcomes
       }).pipe(
-        // docs/design.md#cleanup-matrix: store, compose and other errors keep the rows for the next round; a defect is
-        // logged and counted and does not stop the round.
-        Effect.catchAllCause((cause) =>
-          Cause.isInterruptedOnly(cause)
-            ? Effect.interrupt
-            : Effect.logError("sending a report failed; results kept for the next round", cause).pipe(
-                Effect.zipRight(done(phase, policyDomainText, day, "kept-error", 0, Cause.pretty(cause).split("\n")[0]))
-              )
-        ),
         Effect.withLogSpan("report"),
-        Effect.annotateLogs({ phase, policyDomain: policyDomainText, day }),
-        Effect.withSpan("Reporter.sendKey", { attributes: { phase, policyDomain: policyDomainText, day } })
+        Effect.withSpan("Reporter.sendBatch", { attributes: { phase, keys: keys.length } })
       )
 
+    return sendBatch satisfies BatchSender
+  })
+
+/** One key through the local batch sender: what the fleet's key entity runs. */
+export const makeKeySender = (config: ReporterConfig) =>
+  Effect.map(
+    makeBatchSender(config),
+    (sendBatch): KeySender =>
+      (phase, policyDomain, day, retries, inBoth) =>
+        Effect.map(sendBatch(phase, [{ policyDomain, day, inBoth, send: true }], retries), ([r]) => r!)
+  )
+
+/** A batch sender that hands each key to `sendKey` (in the fleet: a message to the key's entity). */
+export const batchOfKeys =
+  (sendKey: KeySender, options?: { readonly concurrency?: number }): BatchSender =>
+  (phase, keys, retries, turn = Effect.void) =>
+    Effect.zipLeft(
+      Effect.forEach(keys, (k) => sendKey(phase, k.policyDomain, k.day, retries, k.inBoth), {
+        concurrency: options?.concurrency ?? 8
+      }),
+      turn
+    )
+
+/**
+ * The round of docs/design.md#the-daily-round (plan, pacing, the two phases, cleanup) around a batch
+ * sender: the local one (`makeBatchSender`) or, in the fleet, `batchOfKeys` over the keys' entities.
+ */
+export const makeRound = (config: ReporterConfig, sendBatch: BatchSender) =>
+  Effect.gen(function* () {
+    const store = yield* ResultStore
     const runRound = Effect.fn("Reporter.runRound")(
       function* (day: Day.Day, options?: { readonly pace?: boolean }) {
         const pace = options?.pace ?? true
@@ -269,26 +454,48 @@ export const make = (config: ReporterConfig) =>
           )
 
         /**
-         * docs/design.md#pacing: wait `gap` before every send but the very first of the round; sends run concurrently
-         * so pacing does not depend on processing time. Without pacing, a bounded number run at once.
+         * docs/design.md#pacing: wait `gap` before every send but the very first of the round; sends run
+         * concurrently so pacing does not depend on processing time. Unpaced, the keys go in batches of
+         * BATCH (one read, one commit each), PIPELINE batches at once so the compose pool always has work
+         * while the main thread reads and commits; commits stay in key order.
          */
         const runPhase = (phase: Phase, keys: ReadonlyArray<RoundPlan.PlannedKey>, offset: number) => {
-          let slot = offset
-          const tasks = keys.map((key) => {
-            if (!key.send) return done(phase, key.policyDomain, key.day, "not-requested")
-            const delay = Duration.times(gap, slot++)
-            return Effect.gen(function* () {
-              if (paced && Duration.toMillis(delay) > 0) yield* Effect.sleep(delay)
-              return yield* sendKey(
-                phase,
-                key.policyDomain,
-                key.day,
-                retriesLeft(yield* Clock.currentTimeMillis),
-                key.inBoth
-              )
+          const notRequested = (key: RoundPlan.PlannedKey) => done(phase, key.policyDomain, key.day, "not-requested")
+          if (paced) {
+            let slot = offset
+            const tasks = keys.map((key) => {
+              if (!key.send) return notRequested(key)
+              const delay = Duration.times(gap, slot++)
+              return Effect.gen(function* () {
+                if (Duration.toMillis(delay) > 0) yield* Effect.sleep(delay)
+                const [report] = yield* sendBatch(phase, [key], retriesLeft(yield* Clock.currentTimeMillis))
+                return report!
+              })
+            })
+            return Effect.all(tasks, { concurrency: "unbounded" })
+          }
+          return Effect.gen(function* () {
+            const toSend = keys.filter((k) => k.send)
+            const batches = Array.from({ length: Math.ceil(toSend.length / BATCH) }, (_, i) =>
+              toSend.slice(i * BATCH, (i + 1) * BATCH)
+            )
+            const commits = yield* Effect.forEach(batches, () => Deferred.make<void>())
+            const sent = yield* Effect.forEach(
+              batches,
+              (batch, i) =>
+                Effect.gen(function* () {
+                  const now = yield* Clock.currentTimeMillis
+                  const turn = i === 0 ? Effect.void : Deferred.await(commits[i - 1]!)
+                  return yield* sendBatch(phase, batch, retriesLeft(now), turn)
+                }).pipe(Effect.ensuring(Deferred.succeed(commits[i]!, undefined))),
+              { concurrency: PIPELINE }
+            )
+            const byKey = new Map(sent.flat().map((r, i) => [toSend[i]!, r]))
+            return yield* Effect.forEach(keys, (key) => {
+              const r = byKey.get(key)
+              return r === undefined ? notRequested(key) : Effect.succeed(r)
             })
           })
-          return Effect.all(tasks, { concurrency: paced ? "unbounded" : 8 })
         }
 
         // docs/design.md#two-phases: phase 2 reads the reporting addresses phase 1 stored, so phase 1 finishes first.
@@ -331,5 +538,8 @@ export const make = (config: ReporterConfig) =>
 
     return Reporter.of({ runRound })
   })
+
+export const make = (config: ReporterConfig) =>
+  Effect.flatMap(makeBatchSender(config), (sendBatch) => makeRound(config, sendBatch))
 
 export const layer = (config: ReporterConfig) => Layer.effect(Reporter, make(config))

@@ -1,11 +1,12 @@
 /**
  * The daily schedule (docs/design.md#schedule): a round at start for the day that just ended, then sleep until
  * the next 00:00 UTC plus a jitter drawn from the `Random` service, and repeat. Every ended day that
- * was not reported gets its round, oldest first (docs/design.md#schedule-catch-up). Supervised: a defect
- * in the loop restarts it with backoff, never the process; interruption stops it between sends.
+ * was not reported gets its round, oldest first (docs/design.md#schedule-catch-up). Supervised by
+ * `Supervise.supervise` (docs/architecture.md#background-loops): a defect in the loop restarts it with
+ * backoff, never the process; interruption stops it between sends.
  */
-import { Day } from "@tlsrpt/core"
-import { Cause, Clock, Duration, Effect, Layer, Random, Schedule } from "effect"
+import { Day, Supervise } from "@tlsrpt/core"
+import { Clock, Duration, Effect, Layer, Random } from "effect"
 import { ResultStore } from "@tlsrpt/store"
 import { Reporter, type ReporterConfig } from "./Reporter.js"
 
@@ -17,13 +18,6 @@ export const jitterMillis = (config: Pick<ReporterConfig, "jitterMin" | "jitterM
   const max = Duration.toMillis(config.jitterMax)
   return max > min ? Random.nextIntBetween(min, max) : Effect.succeed(min)
 }
-
-/** One round for the day before the current UTC day. */
-export const roundForYesterday = Effect.gen(function* () {
-  const reporter = yield* Reporter
-  const now = yield* Clock.currentTimeMillis
-  return yield* reporter.runRound(Day.addDays(Day.fromMillis(now), -1))
-})
 
 /**
  * How many ended days before yesterday a restarted schedule catches up on: older rows are stale (the
@@ -84,19 +78,6 @@ export const loop = (config: Pick<ReporterConfig, "jitterMin" | "jitterMax">) =>
     return yield* Effect.forever(Effect.zipRight(sleepUntilNext, catchUp))
   })
 
-/** Restarts `self` after a defect or failure with capped exponential backoff; interruption stops it. */
-export const supervise = <A, E, R>(name: string, self: Effect.Effect<A, E, R>) =>
-  self.pipe(
-    Effect.sandbox,
-    Effect.tapError((cause) => Effect.logError(`${name} crashed, restarting`, cause)),
-    Effect.retry({
-      schedule: Schedule.exponential("1 second").pipe(Schedule.either(Schedule.spaced("5 minutes"))),
-      while: (cause) => !Cause.isInterruptedOnly(cause)
-    }),
-    Effect.unsandbox,
-    Effect.annotateLogs("fiber", name)
-  )
-
 /** The supervised daily loop as a background fiber of the layer's scope. */
 export const layer = (config: Pick<ReporterConfig, "jitterMin" | "jitterMax">) =>
-  Layer.scopedDiscard(supervise("report-schedule", loop(config)).pipe(Effect.forkScoped))
+  Layer.scopedDiscard(loop(config).pipe(Supervise.supervise("report-schedule"), Effect.forkScoped))

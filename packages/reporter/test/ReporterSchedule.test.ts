@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import type { Day } from "@tlsrpt/core"
 import { ResultStore, Store } from "@tlsrpt/store"
-import { Duration, Effect, Fiber, Queue, Random, TestClock } from "effect"
+import { Duration, Effect, Fiber, Layer, Logger, Queue, Random, TestClock } from "effect"
 import { defaultConfig, Reporter, ReporterError, type RoundSummary } from "../src/index.js"
 import * as ReporterSchedule from "../src/ReporterSchedule.js"
 
@@ -148,19 +148,22 @@ describe("ReporterSchedule (docs/design.md#timing-constants, docs/design.md#sche
     }).pipe(Effect.provide(Store.layerMemory))
   )
 
-  it.effect("a defect in the loop restarts it with backoff, never ends it", () =>
+  it.scoped("the layer supervises the loop: a defect restarts it with backoff, never ends it", () =>
     Effect.gen(function* () {
       yield* TestClock.setTime(Date.parse("2024-01-09T13:00:00Z"))
       const days = yield* Queue.unbounded<string>()
-      const fiber = yield* ReporterSchedule.supervise(
-        "test",
-        ReporterSchedule.loop(defaultConfig).pipe(
-          Effect.provideService(
-            Reporter,
-            scripted(days, (n) => (n < 2 ? "die" : "ok"))
-          )
+      yield* Layer.build(
+        ReporterSchedule.layer(defaultConfig).pipe(
+          Layer.provide(
+            Layer.succeed(
+              Reporter,
+              scripted(days, (n) => (n < 2 ? "die" : "ok"))
+            )
+          ),
+          Layer.provide(Store.layerMemory),
+          Layer.provide(Logger.remove(Logger.defaultLogger))
         )
-      ).pipe(Effect.fork)
+      )
       assert.strictEqual(yield* Queue.take(days), "2024-01-08") // dies
       yield* TestClock.adjust(Duration.seconds(1))
       assert.strictEqual(yield* Queue.take(days), "2024-01-08") // restarted after 1 s, dies again
@@ -170,8 +173,6 @@ describe("ReporterSchedule (docs/design.md#timing-constants, docs/design.md#sche
       assert.strictEqual(yield* Queue.take(days), "2024-01-08") // third start succeeds
       yield* TestClock.adjust(Duration.days(1))
       assert.strictEqual(yield* Queue.take(days), "2024-01-09")
-      assert.isNull(fiber.unsafePoll())
-      yield* Fiber.interrupt(fiber)
-    }).pipe(Effect.provide(Store.layerMemory))
+    })
   )
 })

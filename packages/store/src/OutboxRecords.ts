@@ -49,26 +49,36 @@ export const toMessage = (r: OutboxRecord): OutboxMessage => ({
   updated: new Date(r.updated)
 })
 
+/** The row a new message is stored as: queued, due now. */
+const record = (m: NewOutboxMessage, now: number) => ({
+  kind: m.kind,
+  destination: m.destination,
+  envelope_from: m.envelopeFrom,
+  payload: m.payload,
+  report_id: m.reportId,
+  policy_domain: m.policyDomain,
+  day: m.day,
+  status: "queued",
+  attempts: 0,
+  next_attempt_at: now,
+  created: now,
+  updated: now
+})
+
+const insertOne = (sql: SqlClient.SqlClient, m: NewOutboxMessage, now: number) =>
+  sql`INSERT INTO outbox ${sql.insert(record(m, now))} ON CONFLICT (report_id, destination) DO NOTHING`
+
 /** Inserts each message unless its (report-id, destination) is there already; the ids in input order. */
 export const insert = (sql: SqlClient.SqlClient, messages: ReadonlyArray<NewOutboxMessage>, now: number) =>
   Effect.forEach(messages, (m) =>
     Effect.gen(function* () {
-      yield* sql`INSERT INTO outbox ${sql.insert({
-        kind: m.kind,
-        destination: m.destination,
-        envelope_from: m.envelopeFrom,
-        payload: m.payload,
-        report_id: m.reportId,
-        policy_domain: m.policyDomain,
-        day: m.day,
-        status: "queued",
-        attempts: 0,
-        next_attempt_at: now,
-        created: now,
-        updated: now
-      })} ON CONFLICT (report_id, destination) DO NOTHING`
+      yield* insertOne(sql, m, now)
       const [row] = yield* sql<{ readonly id: number }>`SELECT id FROM outbox
       WHERE report_id = ${m.reportId} AND destination = ${m.destination}`
       return row!.id
     })
   )
+
+/** As `insert`, without reading the ids back (the batched round does not need them). */
+export const insertAll = (sql: SqlClient.SqlClient, messages: ReadonlyArray<NewOutboxMessage>, now: number) =>
+  Effect.forEach(messages, (m) => insertOne(sql, m, now), { discard: true })

@@ -77,6 +77,18 @@ export type MarkSent =
       readonly day: Day.Day
     }
 
+/** One (domain, day) key of a round's batched read: the recipient domain in phase 1, the policy domain in phase 2. */
+export interface RowsKey {
+  readonly domain: string
+  readonly day: Day.Day
+}
+
+/** One report of a batch commit: what `markSentAndEnqueue` takes for one report. */
+export interface MarkSentReport {
+  readonly mark: MarkSent
+  readonly messages: ReadonlyArray<NewOutboxMessage>
+}
+
 export class ResultStore extends Context.Tag("@tlsrpt/store/ResultStore")<
   ResultStore,
   {
@@ -94,6 +106,14 @@ export class ResultStore extends Context.Tag("@tlsrpt/store/ResultStore")<
       policyDomain: string,
       day: Day.Day
     ) => Effect.Effect<ReadonlyArray<ResultRow>, StoreError>
+    /**
+     * The round's batched fetch: for each key, in input order, the rows `rowsByRecipientDomain` (phase 1)
+     * or `rowsByPolicyDomain` (phase 2) return for it, in the same order; a few queries for many keys.
+     */
+    readonly rowsOfKeys: (
+      phase: "recipient-domain" | "policy-domain",
+      keys: ReadonlyArray<RowsKey>
+    ) => Effect.Effect<ReadonlyArray<ReadonlyArray<ResultRow>>, StoreError>
     /** Listing for the CLI and admin page: by day, policy domain, recipient domain. */
     readonly listResults: (filter?: ResultFilter) => Effect.Effect<ReadonlyArray<ResultRow>, StoreError>
     /** Marks rows sent and enqueues the report's messages in one transaction; returns the outbox ids. */
@@ -101,6 +121,11 @@ export class ResultStore extends Context.Tag("@tlsrpt/store/ResultStore")<
       mark: MarkSent,
       messages: ReadonlyArray<NewOutboxMessage>
     ) => Effect.Effect<ReadonlyArray<number>, StoreError>
+    /**
+     * `markSentAndEnqueue` for several reports in ONE transaction (a round's group commit,
+     * docs/design.md#mark-sent-and-enqueue): all of them are marked and queued, or none.
+     */
+    readonly markSentAndEnqueueAll: (reports: ReadonlyArray<MarkSentReport>) => Effect.Effect<void, StoreError>
     /**
      * Deletes the rows of each (policy domain, day) key, in one transaction (docs/design.md#cleanup-matrix cleanup): all of
      * them, or with `phase` only those the phase owns (recipient domain = policy domain for phase 1,

@@ -19,11 +19,13 @@ import * as OutboxRecords from "./OutboxRecords.js"
 import {
   type DeleteKey,
   type MarkSent,
+  type MarkSentReport,
   type NewResultRow,
   type ResultFilter,
   type ResultKey,
   type ResultRow,
-  ResultStore
+  ResultStore,
+  type RowsKey
 } from "./ResultStore.js"
 import { fromSqlError, StoreError } from "./StoreError.js"
 import * as StoredResults from "./StoredResults.js"
@@ -42,6 +44,9 @@ export type Service = ResultStore["Type"]
  */
 const STEP = 128
 const SLICE_MILLIS = 2
+
+/** `rowsOfKeys` reads this many keys per query (2 parameters each). */
+const ROWS_KEYS = 256
 
 interface ResultRecord {
   readonly id: number
@@ -407,6 +412,29 @@ export const make = (dialect: Dialect): Effect.Effect<Service, never, SqlClient.
       return yield* toResultRows("rowsByPolicyDomain", records)
     }, fromSqlError("ResultStore.rowsByPolicyDomain"))
 
+    // The round's batched fetch: ROWS_KEYS keys per query, rows grouped per key in the query's order,
+    // which is each key's own order (docs/design.md#ordering).
+    const rowsOfKeys = Effect.fn("ResultStore.rowsOfKeys")(function* (
+      phase: "recipient-domain" | "policy-domain",
+      keys: ReadonlyArray<RowsKey>
+    ) {
+      const byKey = new Map<string, { readonly key: RowsKey; readonly rows: Array<ResultRow> }>()
+      for (const key of keys) byKey.set(keyOf(key.domain, key.day, ""), { key, rows: [] })
+      const distinct = Array.from(byKey.values(), (g) => g.key)
+      for (let i = 0; i < distinct.length; i += ROWS_KEYS) {
+        const pairs = sql.csv(distinct.slice(i, i + ROWS_KEYS).map((k) => sql`(${k.domain}, ${k.day})`))
+        const records = yield* phase === "recipient-domain"
+          ? sql<ResultRecord>`${selectResults} WHERE (recipient_domain, day) IN (VALUES ${pairs}) ORDER BY id`
+          : sql<ResultRecord>`${selectResults} WHERE (policy_domain, day) IN (VALUES ${pairs})
+            ORDER BY recipient_domain, id`
+        for (const r of records) {
+          const domain = phase === "recipient-domain" ? r.recipient_domain : r.policy_domain
+          byKey.get(keyOf(domain, r.day, ""))?.rows.push(yield* toResultRow("rowsOfKeys", r))
+        }
+      }
+      return keys.map((k) => byKey.get(keyOf(k.domain, k.day, ""))!.rows)
+    }, fromSqlError("ResultStore.rowsOfKeys"))
+
     const listResults = Effect.fn("ResultStore.listResults")(function* (filter?: ResultFilter) {
       const clauses = []
       if (filter?.day !== undefined) clauses.push(sql`day = ${filter.day}`)
@@ -422,26 +450,37 @@ export const make = (dialect: Dialect): Effect.Effect<Service, never, SqlClient.
       return yield* toResultRows("listResults", records)
     }, fromSqlError("ResultStore.listResults"))
 
+    const markSent = (mark: MarkSent) =>
+      mark.phase === "recipient-domain"
+        ? sql`UPDATE results SET sent_to_recipient_domain = 1,
+            recipient_domain_reporting_addresses = ${JSON.stringify(mark.reportingAddresses)}
+          WHERE recipient_domain = ${mark.recipientDomain} AND day = ${mark.day}`
+        : sql`UPDATE results SET sent_to_policy_domain = 1
+          WHERE policy_domain = ${mark.policyDomain} AND day = ${mark.day}`
+
     // docs/design.md#one-transaction-for-mark-and-outbox: the mark and the messages commit together or not at all.
     const markSentAndEnqueue = Effect.fn("ResultStore.markSentAndEnqueue")(function* (
       mark: MarkSent,
       messages: ReadonlyArray<NewOutboxMessage>
     ) {
       const now = yield* Clock.currentTimeMillis
-      return yield* sql.withTransaction(
-        Effect.gen(function* () {
-          if (mark.phase === "recipient-domain") {
-            yield* sql`UPDATE results SET sent_to_recipient_domain = 1,
-                recipient_domain_reporting_addresses = ${JSON.stringify(mark.reportingAddresses)}
-              WHERE recipient_domain = ${mark.recipientDomain} AND day = ${mark.day}`
-          } else {
-            yield* sql`UPDATE results SET sent_to_policy_domain = 1
-              WHERE policy_domain = ${mark.policyDomain} AND day = ${mark.day}`
-          }
-          return yield* OutboxRecords.insert(sql, messages, now)
-        })
-      )
+      return yield* sql.withTransaction(Effect.zipRight(markSent(mark), OutboxRecords.insert(sql, messages, now)))
     }, fromSqlError("ResultStore.markSentAndEnqueue"))
+
+    // The same for a batch of reports, in one transaction; no ids are read back.
+    const markSentAndEnqueueAll = Effect.fn("ResultStore.markSentAndEnqueueAll")(function* (
+      reports: ReadonlyArray<MarkSentReport>
+    ) {
+      if (reports.length === 0) return
+      const now = yield* Clock.currentTimeMillis
+      yield* sql.withTransaction(
+        Effect.forEach(
+          reports,
+          ({ mark, messages }) => Effect.zipRight(markSent(mark), OutboxRecords.insertAll(sql, messages, now)),
+          { discard: true }
+        )
+      )
+    }, fromSqlError("ResultStore.markSentAndEnqueueAll"))
 
     const countAndDelete = (where: ReturnType<typeof sql.and>) =>
       sql.withTransaction(
@@ -500,8 +539,10 @@ export const make = (dialect: Dialect): Effect.Effect<Service, never, SqlClient.
       keysUpTo,
       rowsByRecipientDomain,
       rowsByPolicyDomain,
+      rowsOfKeys,
       listResults,
       markSentAndEnqueue,
+      markSentAndEnqueueAll,
       deleteKeys,
       deleteBefore,
       markDayReported,

@@ -80,7 +80,7 @@ export const make = Effect.gen(function* () {
   }, fromSqlError("SuppressionList.extend"))
 
   // docs/design.md#suppression-and-queueing with both sides normalised. An address that does not parse cannot be on the
-  // list, since suppressAdd refuses it.
+  // list, since `add` refuses it.
   const isSuppressed = Effect.fn("SuppressionList.isSuppressed")(function* (address: string, at: Date) {
     const normalized = normalizeAddress(address)
     if (Either.isLeft(normalized)) return false

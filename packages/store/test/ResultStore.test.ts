@@ -1,8 +1,10 @@
 import { assert, describe, it } from "@effect/vitest"
+import * as SqlClient from "@effect/sql/SqlClient"
 import { Day, Domain, PolicyResult } from "@tlsrpt/core"
 import { Effect, Either, FastCheck as fc, TestClock } from "effect"
 import { type NewOutboxMessage, Outbox } from "../src/Outbox.js"
 import { type NewResultRow, ResultStore, type ResultRow } from "../src/ResultStore.js"
+import * as Store from "../src/Store.js"
 import { SuppressionList } from "../src/SuppressionList.js"
 import { dialects } from "./Dialects.js"
 import { seedDay, seedRows } from "./Seed.js"
@@ -783,3 +785,106 @@ for (const db of dialects) {
     })
   })
 }
+
+// The round's batched reads and commits (SQLite; the trigger below is SQLite syntax).
+describe("ResultStore batched round access (SQLite)", () => {
+  const ids = (rows: ReadonlyArray<ResultRow>) => rows.map((r) => r.id)
+  it.effect("rowsOfKeys gives each key, in input order, the rows the per-key queries give", () =>
+    Effect.gen(function* () {
+      const store = yield* ResultStore
+      yield* store.addResults(seedRows)
+      const domains = [...new Set(seedRows.flatMap((r) => [r.policyDomain.ascii, r.recipientDomain.ascii]))]
+      // every domain on the seed's day and the next, one key twice, one unknown: as the per-key queries
+      const keys = [
+        ...domains.flatMap((domain) => [
+          { domain, day: seedDay },
+          { domain, day: Day.addDays(seedDay, 1) }
+        ]),
+        { domain: domains[0]!, day: seedDay },
+        { domain: "unknown.example", day: seedDay }
+      ]
+      const phase1 = yield* store.rowsOfKeys("recipient-domain", keys)
+      const phase2 = yield* store.rowsOfKeys("policy-domain", keys)
+      assert.strictEqual(phase1.length, keys.length)
+      for (const [i, k] of keys.entries()) {
+        assert.deepStrictEqual(phase1[i], yield* store.rowsByRecipientDomain(k.domain, k.day), `1 ${k.domain}`)
+        assert.deepStrictEqual(phase2[i], yield* store.rowsByPolicyDomain(k.domain, k.day), `2 ${k.domain}`)
+      }
+      assert.deepStrictEqual(ids(phase2[keys.findIndex((k) => k.domain === "mailhost.xn--74h.example")]!), [3, 2])
+      assert.deepStrictEqual(yield* store.rowsOfKeys("policy-domain", []), [])
+    }).pipe(Effect.provide(Store.layerMemory))
+  )
+
+  it.effect("rowsOfKeys over more keys than one query holds", () =>
+    Effect.gen(function* () {
+      const store = yield* ResultStore
+      const n = 600
+      yield* store.addResults(
+        Array.from({ length: n }, (_, i) =>
+          row({ policyDomain: D(`d${i}.example`), recipientDomain: D(`d${i}.example`), results: [tlsa(i, 1)] })
+        )
+      )
+      const keys = Array.from({ length: n }, (_, i) => ({ domain: `d${n - 1 - i}.example`, day }))
+      const rows = yield* store.rowsOfKeys("recipient-domain", keys)
+      assert.deepStrictEqual(
+        rows.map((r) => r.map((x) => x.recipientDomain)),
+        keys.map((k) => [k.domain])
+      )
+    }).pipe(Effect.provide(Store.layerMemory))
+  )
+
+  it.effect("markSentAndEnqueueAll: the reports of a batch commit together, or none of them", () =>
+    Effect.gen(function* () {
+      const store = yield* ResultStore
+      const sql = yield* SqlClient.SqlClient
+      const outbox = yield* Outbox
+      yield* store.addResults(seedRows)
+      const reports = [
+        {
+          mark: {
+            phase: "recipient-domain",
+            recipientDomain: "xn--74h.example",
+            day: seedDay,
+            reportingAddresses: ["mailto:a@xn--74h.example"]
+          },
+          messages: [message("a@xn--74h.example")]
+        },
+        {
+          mark: { phase: "policy-domain", policyDomain: "mailhost.xn--74h.example", day: seedDay },
+          messages: [message("b@mailhost.xn--74h.example", { reportId: "r2" })]
+        }
+      ] as const
+      // the second report's insert fails: the first one's mark and message roll back too
+      yield* sql`CREATE TRIGGER outbox_refuse BEFORE INSERT ON outbox WHEN NEW.destination = 'b@mailhost.xn--74h.example'
+        BEGIN SELECT RAISE(ABORT, 'refused by test'); END`
+      const error = yield* Effect.flip(store.markSentAndEnqueueAll(reports))
+      assert.strictEqual(error.operation, "ResultStore.markSentAndEnqueueAll")
+      assert.isTrue((yield* store.listResults()).every((r) => !r.sentToRecipientDomain && !r.sentToPolicyDomain))
+      assert.deepStrictEqual(yield* outbox.list(), [])
+
+      yield* sql`DROP TRIGGER outbox_refuse`
+      yield* store.markSentAndEnqueueAll(reports)
+      // again: a no-op on the outbox ((report-id, destination) is unique)
+      yield* store.markSentAndEnqueueAll(reports)
+      const rows = yield* store.listResults()
+      assert.deepStrictEqual(
+        rows.filter((r) => r.sentToRecipientDomain).map((r) => [r.id, r.recipientDomainReportingAddresses]),
+        [
+          [2, ["mailto:a@xn--74h.example"]],
+          [1, ["mailto:a@xn--74h.example"]]
+        ]
+      )
+      assert.deepStrictEqual(
+        rows.filter((r) => r.sentToPolicyDomain).map((r) => r.id),
+        [3, 2]
+      )
+      assert.deepStrictEqual(
+        (yield* outbox.list()).map((m) => [m.destination, m.reportId, m.status]),
+        [
+          ["a@xn--74h.example", message("a@xn--74h.example").reportId, "queued"],
+          ["b@mailhost.xn--74h.example", "r2", "queued"]
+        ]
+      )
+    }).pipe(Effect.provide(Store.layerMemory))
+  )
+})

@@ -139,11 +139,13 @@ describe("Store.layer (SQLite file)", () => {
   )
 
   it.scoped(
-    "50 concurrent fibers × 10,000 rows in batches of 1,000: exact sums",
+    "10 concurrent fibers × 5 batches of 200 rows on one file: exact sums (volume: bench/addResults.ts)",
     () =>
       Effect.gen(function* () {
         const dir = yield* tempDir
-        const KEYS = 1_000
+        const KEYS = 200
+        const FIBERS = 10
+        const BATCHES = 5
         const recipients = Array.from({ length: 10 }, (_, i) => Domain.unsafeMake(`r${i}.example`))
         const hosts = Array.from({ length: KEYS / 10 }, (_, i) => Domain.unsafeMake(`mx${i}.example`))
         const day = Day.fromMillis(Date.UTC(2024, 0, 9))
@@ -153,7 +155,7 @@ describe("Store.layer (SQLite file)", () => {
             day,
             recipientDomain: recipients[k % 10]!,
             isHost: true,
-            sendReport: fiber === 49,
+            sendReport: fiber === FIBERS - 1,
             results: [
               PolicyResult.make("tlsa", hosts[Math.floor(k / 10)]!.ascii, {
                 success: 2,
@@ -166,8 +168,8 @@ describe("Store.layer (SQLite file)", () => {
         yield* Effect.gen(function* () {
           const store = yield* ResultStore
           yield* Effect.forEach(
-            Array.from({ length: 50 }, (_, f) => f),
-            (f) => Effect.repeatN(store.addResults(batch(f)), 9),
+            Array.from({ length: FIBERS }, (_, f) => f),
+            (f) => Effect.repeatN(store.addResults(batch(f)), BATCHES - 1),
             { concurrency: "unbounded", discard: true }
           )
           const rows = yield* store.listResults()
@@ -183,7 +185,8 @@ describe("Store.layer (SQLite file)", () => {
             assert.strictEqual(r.results[0]!.failureDetails.length, 1)
             details += r.results[0]!.failureDetails[0]!.failedSessionCount
           }
-          assert.deepStrictEqual([success, failure, details], [1_000_000, 500_000, 500_000])
+          const batches = FIBERS * BATCHES
+          assert.deepStrictEqual([success, failure, details], [2 * KEYS * batches, KEYS * batches, KEYS * batches])
         }).pipe(Effect.provide(Store.layer({ filename: join(dir, "concurrent.db") })))
       }),
     { timeout: 120_000 }

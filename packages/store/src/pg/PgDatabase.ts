@@ -1,5 +1,5 @@
 /**
- * The PostgreSQL database behind `ResultStore.layerPg`: a pool of `@effect/sql-pg` connections,
+ * The PostgreSQL database behind `Store.layerPg`: a pool of `@effect/sql-pg` connections,
  * migrated on open (behind an advisory lock, so workers starting together take turns).
  */
 import * as SqlClient from "@effect/sql/SqlClient"

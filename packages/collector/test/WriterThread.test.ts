@@ -1,0 +1,177 @@
+/**
+ * The collector's writer thread on a real SQLite file: the same rows as the in-process store, the
+ * flush's (Test)Clock time, typed errors, and a crashed thread restarted with its batch.
+ */
+import { existsSync, mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { assert, describe, it } from "@effect/vitest"
+import { type Day, ThreadEntry } from "@tlsrpt/core"
+import { type NewResultRow, type ResultRow, ResultStore, Store, StoreError } from "@tlsrpt/store"
+import { Context, Effect, Layer, TestClock } from "effect"
+import { Collector } from "../src/Collector.js"
+import type * as SessionOutcome from "../src/SessionOutcome.js"
+import * as WriterThread from "../src/WriterThread.js"
+import { d, outcome, T0 } from "./Outcomes.js"
+
+const tempDir = Effect.acquireRelease(
+  Effect.sync(() => mkdtempSync(join(tmpdir(), "tlsrpt-writer-"))),
+  (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+)
+
+/** 300 outcomes over 40 domains, 1 in 7 failed with a detail; two days. */
+const outcomes: ReadonlyArray<SessionOutcome.SessionOutcome> = Array.from({ length: 300 }, (_, i) => {
+  const failed = i % 7 === 0
+  const base = outcome(`r${i % 40}.example`, {
+    timestamp: i % 2 === 0 ? T0 : new Date(T0.getTime() + 86_400_000),
+    mxHost: d(`mx${i % 3}.r${i % 40}.example`)
+  })
+  return failed
+    ? {
+        ...base,
+        policies: [
+          {
+            type: "no-policy-found",
+            scope: "recipient-domain",
+            result: "failure",
+            failureDetails: [{ resultType: "certificate-expired" }]
+          },
+          { type: "no-policy-found", scope: "mx-host", result: "failure" }
+        ]
+      }
+    : base
+})
+
+/** Records `outcomes` in two halves (two flushes, the second merging into stored rows), then closes. */
+const collect = (filename: string, threaded: WriterThread.Options | undefined) =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const store = Store.layer({ filename })
+      const collector = Collector.layer({ flushInterval: "1 hour" }).pipe(
+        Layer.provide(threaded === undefined ? store : WriterThread.layer(threaded).pipe(Layer.provide(store)))
+      )
+      const c = Context.get(yield* Layer.build(collector), Collector)
+      for (const o of outcomes.slice(0, 150)) yield* c.record(o)
+      yield* c.flush
+      for (const o of outcomes.slice(150)) yield* c.record(o)
+      yield* c.flush
+      return yield* c.stats
+    })
+  )
+
+const readAll = (filename: string) =>
+  Effect.scoped(
+    Layer.build(Store.layer({ filename })).pipe(Effect.flatMap((ctx) => Context.get(ctx, ResultStore).listResults()))
+  )
+
+const comparable = (rows: ReadonlyArray<ResultRow>) => rows.map(({ created: _c, updated: _u, ...rest }) => rest)
+
+const newRow: NewResultRow = {
+  policyDomain: d("a.example"),
+  day: "2024-01-09" as Day.Day,
+  recipientDomain: d("a.example"),
+  isHost: false,
+  sendReport: true,
+  results: []
+}
+
+const crashing = (marker: string) => (init: WriterThread.ThreadInit) =>
+  ThreadEntry.spawn(import.meta.url, "CrashingWriterThread", { workerData: { ...init, marker } })
+
+describe("WriterThread", () => {
+  it.scopedLive("stores exactly the rows (ids, order, merges) that the in-process store stores", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      yield* collect(join(dir, "inline.db"), undefined)
+      const stats = yield* collect(join(dir, "threaded.db"), { filename: join(dir, "threaded.db") })
+      assert.strictEqual(stats.flushes, 2)
+      assert.strictEqual(stats.pendingKeys, 0)
+      const inline = yield* readAll(join(dir, "inline.db"))
+      const threaded = yield* readAll(join(dir, "threaded.db"))
+      assert.strictEqual(threaded.length, 160)
+      assert.deepStrictEqual(comparable(threaded), comparable(inline))
+    })
+  )
+
+  it.scopedLive("closing the collector while its fiber writes a batch writes every batch exactly once", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      const filename = join(dir, "close.db")
+      yield* collect(join(dir, "inline.db"), undefined)
+      // flushRows 8: the fiber is writing when the scope closes right after the last record.
+      yield* Effect.scoped(
+        Effect.gen(function* () {
+          const layer = Collector.layer({ flushInterval: "1 hour", flushRows: 8 }).pipe(
+            Layer.provide(WriterThread.layer({ filename }).pipe(Layer.provide(Store.layer({ filename }))))
+          )
+          const c = Context.get(yield* Layer.build(layer), Collector)
+          for (const o of outcomes) yield* c.record(o)
+        })
+      )
+      const totals = (rows: ReadonlyArray<ResultRow>) =>
+        rows
+          .map(
+            (r) => `${r.policyDomain}|${r.day}|${r.recipientDomain}|${JSON.stringify(r.results.map((p) => p.summary))}`
+          )
+          .sort()
+      assert.deepStrictEqual(totals(yield* readAll(filename)), totals(yield* readAll(join(dir, "inline.db"))))
+    })
+  )
+
+  it.scoped("writes the rows with the flush's Clock time (a TestClock here), not the thread's", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      const filename = join(dir, "clock.db")
+      const at = Date.UTC(2031, 4, 6, 7, 8, 9)
+      yield* TestClock.setTime(at)
+      yield* collect(filename, { filename })
+      const rows = yield* readAll(filename)
+      assert.isAbove(rows.length, 0)
+      for (const r of rows) {
+        assert.strictEqual(r.created.getTime(), at)
+        assert.strictEqual(r.updated.getTime(), at)
+      }
+    })
+  )
+
+  it.scopedLive("a thread that cannot open the file fails the write with a StoreError naming it", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      // A directory is not a database file.
+      const thread = yield* WriterThread.make({ filename: dir })
+      const error = yield* thread.write([newRow]).pipe(Effect.flip)
+      assert.instanceOf(error, StoreError)
+      assert.strictEqual(error.operation, `open ${dir}`)
+      assert.include(error.message, "unable to open database file")
+    })
+  )
+
+  it.scopedLive("a thread that dies on a batch is started again and the batch written once", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      const filename = join(dir, "crash.db")
+      const marker = join(dir, "crashed")
+      yield* collect(join(dir, "inline.db"), undefined)
+      const stats = yield* collect(filename, { filename, spawn: crashing(marker) })
+      assert.isTrue(existsSync(marker))
+      assert.strictEqual(stats.flushFailures, 0)
+      assert.strictEqual(stats.flushes, 2)
+      // Written twice, the counts would be doubled.
+      assert.deepStrictEqual(comparable(yield* readAll(filename)), comparable(yield* readAll(join(dir, "inline.db"))))
+    })
+  )
+
+  it.scopedLive(
+    "a thread that always dies fails the write with a StoreError (the Collector keeps the batch and retries)",
+    () =>
+      Effect.gen(function* () {
+        const dir = yield* tempDir
+        const filename = join(dir, "poison.db")
+        const thread = yield* WriterThread.make({ filename, spawn: crashing("always") })
+        const error = yield* thread.write([newRow]).pipe(Effect.flip)
+        assert.instanceOf(error, StoreError)
+        assert.include(error.message, "writer thread exited with code 3")
+        assert.strictEqual(thread.started(), 4)
+      })
+  )
+})

@@ -1,0 +1,62 @@
+/**
+ * Joining the cluster (docs/design.md#fleet-mode): a runner process serves the fleet's entities over
+ * a socket on its `runnerAddress` and keeps its messages, replies and runner registrations in the
+ * shared SQL database; a client process (the CLI) only sends messages and reads replies.
+ */
+import { RunnerAddress, type ShardingConfig } from "@effect/cluster"
+import { NodeClusterSocket } from "@effect/platform-node"
+import type { ReporterConfig } from "@tlsrpt/reporter"
+import { Layer, Option } from "effect"
+import * as ReportKey from "./ReportKey.js"
+import * as ReportRound from "./ReportRound.js"
+
+/** The `cluster` section of the configuration (a stable contract). */
+export interface ClusterConfig {
+  /** `host:port` other runners reach this one at; it also listens there. */
+  readonly runnerAddress: { readonly host: string; readonly port: number }
+  /** Shards of the key space; the same on every runner (default 300). */
+  readonly shards: number
+}
+
+export const DEFAULT_SHARDS = 300
+
+/** Parses `host:port` or `[v6]:port`. */
+export const parseRunnerAddress = (text: string): { host: string; port: number } | undefined => {
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text.trim())
+  if (m === null) return undefined
+  const port = Number(m[3])
+  if (port < 1 || port > 65535) return undefined
+  return { host: m[1] ?? m[2] ?? "", port }
+}
+
+/** Cluster timings: how fast a dead runner's shards move and stored messages are picked up. */
+export interface ClusterTuning {
+  /** How often a runner looks for stored messages it has not seen (default 2 s). */
+  readonly messagePollInterval?: ShardingConfig.ShardingConfig["Type"]["entityMessagePollInterval"] | undefined
+  /** A runner that has not refreshed its shard locks for this long loses them (default 35 s). */
+  readonly shardLockExpiration?: ShardingConfig.ShardingConfig["Type"]["shardLockExpiration"] | undefined
+}
+
+const sharding = (shards: number, tuning: ClusterTuning) => ({
+  shardsPerGroup: shards,
+  entityMessagePollInterval: tuning.messagePollInterval ?? "2 seconds",
+  ...(tuning.shardLockExpiration === undefined ? {} : { shardLockExpiration: tuning.shardLockExpiration })
+})
+
+/** This process as a runner: socket server on `runnerAddress`, storage in the SqlClient's database. */
+export const runner = (config: ClusterConfig, tuning: ClusterTuning = {}) =>
+  NodeClusterSocket.layer({
+    storage: "sql",
+    shardingConfig: {
+      ...sharding(config.shards, tuning),
+      runnerAddress: Option.some(RunnerAddress.make(config.runnerAddress.host, config.runnerAddress.port))
+    }
+  })
+
+/** This process as a client only: sends messages to the runners and waits for their replies. */
+export const client = (shards: number, tuning: ClusterTuning = {}) =>
+  NodeClusterSocket.layer({ storage: "sql", clientOnly: true, shardingConfig: sharding(shards, tuning) })
+
+/** The fleet's entities and the daily schedule; needs a runner (or SingleRunner) and the stages. */
+export const entities = (config: ReporterConfig, options: ReportRound.RoundOptions = {}) =>
+  Layer.mergeAll(ReportKey.layer(config), ReportRound.layer(config, options), ReportRound.schedule(config))

@@ -1,0 +1,158 @@
+/**
+ * The daily round in the fleet (docs/design.md#fleet-round): a persisted entity per day whose `Run`
+ * message runs the reporter's round (plan, pacing, two phases, cleanup) with each key's step sent to
+ * the key's sharded entity (`ReportKey`). Phase 2 starts only when every phase-1 reply is in
+ * (docs/design.md#two-phases). A `ClusterCron` sends `Run` for the day that just ended after every
+ * 00:00 UTC (plus jitter), and a singleton sends it once at start-up; both use the primary key
+ * `daily:<day>`, so however many runners start, one round per day runs. When the runner that runs a
+ * round dies, the `Run` message goes to the next owner of its shard, which runs the round again: keys
+ * already answered get their stored replies, the others are sent.
+ */
+import { ClusterCron, ClusterSchema, Entity, Singleton } from "@effect/cluster"
+import { Rpc } from "@effect/rpc"
+import { Day } from "@tlsrpt/core"
+import {
+  type KeyReport,
+  type ReporterConfig,
+  ReporterLive,
+  ReporterSchedule,
+  type RoundSummary
+} from "@tlsrpt/reporter"
+import { ResultStore } from "@tlsrpt/store"
+import { Cause, Clock, Cron, Duration, Effect, Exit, Layer, PrimaryKey, Schedule, Schema } from "effect"
+import { KeyReportSchema, ReportKey, SendKey, entityId } from "./ReportKey.js"
+
+export const RoundSummarySchema = Schema.Struct({
+  day: Day.Day,
+  keys: Schema.Array(KeyReportSchema),
+  reports: Schema.Number,
+  queued: Schema.Number,
+  kept: Schema.Array(KeyReportSchema),
+  deletedRows: Schema.Number
+})
+
+/** The round could not run (its store failed); its keys stay stored for the next round. */
+export class RoundFailed extends Schema.TaggedError<RoundFailed>()("RoundFailed", {
+  day: Schema.String,
+  reason: Schema.String
+}) {}
+
+/** `id` names one request for a round: `daily:<day>` for the schedule, a fresh id for each `tlsrpt send`. */
+export class RunRound extends Schema.Class<RunRound>("@tlsrpt/fleet/RunRound")({
+  id: Schema.String,
+  day: Day.Day,
+  pace: Schema.Boolean
+}) {
+  [PrimaryKey.symbol]() {
+    return this.id
+  }
+}
+
+export const ReportRound = Entity.make("ReportRound", [
+  Rpc.make("Run", { payload: RunRound, success: RoundSummarySchema, error: RoundFailed })
+]).annotateRpcs(ClusterSchema.Persisted, true)
+
+export interface RoundOptions {
+  /** Keys in flight at once over the whole fleet when the round is not paced (default 64). */
+  readonly concurrency?: number | undefined
+}
+
+const retriable = (e: { readonly _tag: string }) =>
+  e._tag === "MailboxFull" || e._tag === "PersistenceError" || e._tag === "AlreadyProcessingMessage"
+
+/** The round's entity: the reporter's round, each key's step a message to the key's entity. */
+export const layer = (config: ReporterConfig, options: RoundOptions = {}) =>
+  ReportRound.toLayer(
+    Effect.gen(function* () {
+      const store = yield* ResultStore
+      const keyClient = yield* ReportKey.client
+      return ReportRound.of({
+        Run: ({ payload }) => {
+          const sendKey: ReporterLive.KeySender = (phase, policyDomain, day, retries, inBoth) =>
+            keyClient(entityId(day, phase, policyDomain))
+              .Send(
+                new SendKey({
+                  round: payload.id,
+                  phase,
+                  policyDomain,
+                  day,
+                  inBoth,
+                  retriesMs: retries.map(Duration.toMillis)
+                })
+              )
+              .pipe(
+                // The cluster's storage or a full mailbox: try again (the message id keeps it one send).
+                Effect.retry({
+                  schedule: Schedule.exponential("200 millis").pipe(Schedule.union(Schedule.spaced("10 seconds"))),
+                  while: retriable,
+                  times: 30
+                }),
+                Effect.catchAll(
+                  (e): Effect.Effect<KeyReport> =>
+                    Effect.logError(`the key's entity could not be reached; its rows stay for the next round`, e).pipe(
+                      Effect.as({ phase, policyDomain, day, outcome: "kept-error", queued: 0, detail: e._tag })
+                    )
+                )
+              )
+          return ReporterLive.makeRound(
+            config,
+            ReporterLive.batchOfKeys(sendKey, { concurrency: options.concurrency ?? 64 })
+          ).pipe(
+            Effect.flatMap((reporter) => reporter.runRound(payload.day, { pace: payload.pace })),
+            Effect.provideService(ResultStore, store),
+            Effect.mapError((e) => new RoundFailed({ day: payload.day, reason: e.reason })),
+            Effect.map((summary): RoundSummary => summary),
+            Effect.annotateLogs({ round: payload.id })
+          )
+        }
+      })
+    }),
+    // One round per day at a time: a `send` for a day waits for the scheduled round of that day.
+    { concurrency: 1 }
+  )
+
+/**
+ * Asks the cluster for the round of `day` and waits for its summary. When the runner running it goes
+ * away, the client may see an interruption although the stored message lives on (another runner takes
+ * it): the request is sent again with the same id, which the cluster answers from the stored reply.
+ */
+export const request = (run: RunRound) =>
+  Effect.gen(function* () {
+    const client = yield* ReportRound.client
+    for (let attempt = 1; ; attempt++) {
+      const exit = yield* Effect.exit(client(run.day).Run(run))
+      if (Exit.isSuccess(exit)) return exit.value
+      // up to ~10 minutes: long enough for a dead runner's lock to expire and its shards to move
+      if (!Cause.isInterruptedOnly(exit.cause) || attempt >= 120) return yield* exit
+      if (attempt === 1) yield* Effect.logWarning(`the round ${run.id} was interrupted on its runner; asking again`)
+      yield* Effect.sleep(Duration.seconds(Math.min(5, attempt)))
+    }
+  })
+
+/** Asks for the round of `day` without waiting: the message is stored and some runner runs it. */
+const enqueueDaily = (day: Day.Day) =>
+  Effect.gen(function* () {
+    const client = yield* ReportRound.client
+    yield* client(day).Run(new RunRound({ id: `daily:${day}`, day, pace: true }), { discard: true })
+    yield* Effect.logInfo(`report round for ${day} requested`)
+  })
+
+const yesterday = Effect.map(Clock.currentTimeMillis, (now) => Day.addDays(Day.fromMillis(now), -1))
+
+/**
+ * docs/design.md#schedule in the fleet: the cron fires at 00:00 UTC on one runner, waits the jitter,
+ * and requests the round of the day that just ended; the start-up singleton requests the same round
+ * once, so a fleet that was down at midnight still reports (the primary key keeps it one round).
+ */
+export const schedule = (config: Pick<ReporterConfig, "jitterMin" | "jitterMax">) =>
+  Layer.mergeAll(
+    ClusterCron.make({
+      name: "tlsrpt-report-round",
+      cron: Cron.unsafeParse("0 0 * * *", "UTC"),
+      execute: Effect.gen(function* () {
+        yield* Effect.sleep(Duration.millis(yield* ReporterSchedule.jitterMillis(config)))
+        yield* enqueueDaily(yield* yesterday)
+      })
+    }),
+    Singleton.make("tlsrpt-report-round-startup", Effect.flatMap(yesterday, enqueueDaily))
+  )
