@@ -1,10 +1,10 @@
 /**
- * An in-memory `ResultStore` for the collector's unit tests: `addResults` merges like docs/design.md#row-merge
- * (core's `PolicyResult.merge`), can be held closed (a blocked store) or made to fail, and reports
+ * An in-memory `ResultStore` for the collector's unit tests: `addResults` merges with the store's
+ * one rule (`RowMerge.addRow`, docs/design.md#row-merge), can be held closed (a blocked store) or made to fail, and reports
  * every committed batch on a queue. Only `addResults` and `listResults` are implemented.
  */
-import { PolicyResult } from "@tlsrpt/core"
-import { type NewResultRow, ResultStore, StoreError } from "@tlsrpt/store"
+import type { PolicyResult } from "@tlsrpt/core"
+import { type NewResultRow, ResultStore, RowMerge, StoreError } from "@tlsrpt/store"
 import { type Context, Effect, Layer, Queue } from "effect"
 
 export interface StoredRow {
@@ -56,20 +56,12 @@ export const makeFakeStore = Effect.gen(function* () {
           for (const row of incoming) {
             const key = `${row.policyDomain.ascii}|${row.day}|${row.recipientDomain.ascii}`
             const stored = rows.get(key)
-            if (stored === undefined)
-              rows.set(key, {
-                policyDomain: row.policyDomain.ascii,
-                day: row.day,
-                recipientDomain: row.recipientDomain.ascii,
-                isHost: row.isHost,
-                sendReport: row.sendReport,
-                results: PolicyResult.merge([], row.results)
-              })
-            else {
-              stored.isHost = row.isHost
-              stored.sendReport = stored.sendReport || row.sendReport
-              stored.results = PolicyResult.merge(stored.results, row.results)
-            }
+            rows.set(key, {
+              policyDomain: row.policyDomain.ascii,
+              day: row.day,
+              recipientDomain: row.recipientDomain.ascii,
+              ...RowMerge.addRow(stored, row)
+            })
           }
           return Queue.offer(batches, incoming.length)
         })

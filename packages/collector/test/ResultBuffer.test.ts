@@ -1,29 +1,18 @@
 import { assert, describe, it } from "@effect/vitest"
-import { PolicyResult } from "@tlsrpt/core"
-import type { NewResultRow } from "@tlsrpt/store"
+import { type NewResultRow, RowMerge } from "@tlsrpt/store"
 import { Either, FastCheck as fc } from "effect"
 import { ResultBuffer } from "../src/ResultBuffer.js"
 import { decodeOutcome, forEachRow, toRows } from "../src/SessionOutcome.js"
 import { collidingJsonOutcome } from "./Arbitraries.js"
 
-interface Stored {
-  isHost: boolean
-  sendReport: boolean
-  results: ReadonlyArray<PolicyResult.PolicyResult>
-}
-
-/** docs/design.md#row-merge, row by row: the reference the buffer must match. */
-const addAll = (state: Map<string, Stored>, rows: ReadonlyArray<NewResultRow>): Map<string, Stored> => {
+/** docs/design.md#row-merge, row by row through the store's one rule: the reference the buffer must match. */
+const addAll = (
+  state: Map<string, RowMerge.RowState>,
+  rows: ReadonlyArray<NewResultRow>
+): Map<string, RowMerge.RowState> => {
   for (const row of rows) {
     const key = `${row.policyDomain.ascii}|${row.day}|${row.recipientDomain.ascii}`
-    const stored = state.get(key)
-    if (stored === undefined)
-      state.set(key, { isHost: row.isHost, sendReport: row.sendReport, results: PolicyResult.merge([], row.results) })
-    else {
-      stored.isHost = row.isHost
-      stored.sendReport ||= row.sendReport
-      stored.results = PolicyResult.merge(stored.results, row.results)
-    }
+    state.set(key, RowMerge.addRow(state.get(key), row))
   }
   return state
 }

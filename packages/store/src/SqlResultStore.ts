@@ -11,11 +11,12 @@
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
-import { type Day, Domain, PolicyResult } from "@tlsrpt/core"
+import { type Day, Domain } from "@tlsrpt/core"
 import { Clock, Effect, Either, Layer, Option, Schedule } from "effect"
 import type { Dialect } from "./Dialect.js"
 import type { NewOutboxMessage } from "./Outbox.js"
 import * as OutboxRecords from "./OutboxRecords.js"
+import * as RowMerge from "./RowMerge.js"
 import {
   type DeleteKey,
   type MarkSent,
@@ -241,35 +242,21 @@ export const make = (dialect: Dialect): Effect.Effect<Service, never, SqlClient.
         for (let j = 0; j < keys.length; j++) {
           const p = keys[j]!
           const found = stored.get(keyOf(p.policyDomain, p.day, p.recipientDomain))
-          let results: ReadonlyArray<PolicyResult.PolicyResult>
-          let sendReport: boolean
-          let from: number
-          if (found === undefined) {
-            // docs/design.md#row-merge: a new row holds the first row's results as they are.
-            results = p.rows[0]!.results
-            sendReport = p.rows[0]!.sendReport
-            from = 1
-          } else {
+          let current: RowMerge.RowState | undefined
+          if (found !== undefined) {
             const decoded = StoredResults.decode(found.results)
             if (Either.isLeft(decoded))
               return Either.left(new StoreError({ operation: "ResultStore.addResults", cause: decoded.left }))
-            results = decoded.right
-            sendReport = found.send_report === 1
-            from = 0
+            // IsHost is not read: the last row added always sets it.
+            current = { isHost: false, sendReport: found.send_report === 1, results: decoded.right }
           }
-          for (let k = from; k < p.rows.length; k++) {
-            const row = p.rows[k]!
-            results = PolicyResult.merge(results, row.results)
-            // docs/design.md#row-merge: SendReport sticky true.
-            sendReport = sendReport || row.sendReport
-          }
+          const state = RowMerge.addRows(current, p.rows)!
           out[j] = {
             pending: p,
             id: found?.id,
-            // docs/design.md#row-merge: IsHost last writer wins.
-            isHost: flag(p.rows[p.rows.length - 1]!.isHost),
-            sendReport: flag(sendReport),
-            results: StoredResults.encode(results)
+            isHost: flag(state.isHost),
+            sendReport: flag(state.sendReport),
+            results: StoredResults.encode(state.results)
           }
         }
         return Either.right(out)
