@@ -43,12 +43,10 @@ export const toWire = (results: ReadonlyArray<PolicyResult.PolicyResult>): Reado
 
 export const encode = (results: ReadonlyArray<PolicyResult.PolicyResult>): string => JSON.stringify(toWire(results))
 
-const POLICY_TYPES: ReadonlySet<unknown> = new Set(PolicyResult.PolicyType.literals)
-const RESULT_TYPES: ReadonlySet<unknown> = new Set(PolicyResult.ResultType.literals)
-
 const isObject = (u: unknown): u is Json => typeof u === "object" && u !== null && !Array.isArray(u)
-/** As the `PolicyResult` Schema: any non-negative integer reads, clamped to `MAX_COUNT` (`count`). */
-const isCount = (u: unknown): u is number => typeof u === "number" && Number.isInteger(u) && u >= 0
+// The Schema's own fast checks (core `PolicyResult`), so this decoder and the Schema agree.
+const { isCount, isPolicyType, isResultType } = PolicyResult
+/** As the `PolicyResult` Schema: any non-negative integer reads, clamped to `MAX_COUNT`. */
 const count = (n: number): number => Math.min(n, PolicyResult.MAX_COUNT)
 const isStrings = (u: unknown): u is ReadonlyArray<string> => Array.isArray(u) && u.every((s) => typeof s === "string")
 
@@ -63,7 +61,7 @@ const optional = (o: Json, key: string): string | undefined => {
 }
 
 const fastDetails = (u: unknown): PolicyResult.FailureDetails => {
-  if (!isObject(u) || !RESULT_TYPES.has(u["result-type"]) || !isCount(u["failed-session-count"])) throw NOT_CANONICAL
+  if (!isObject(u) || !isResultType(u["result-type"]) || !isCount(u["failed-session-count"])) throw NOT_CANONICAL
   const d: {
     -readonly [K in keyof PolicyResult.FailureDetails]: PolicyResult.FailureDetails[K]
   } = {
@@ -97,7 +95,7 @@ const fastResult = (u: unknown): PolicyResult.PolicyResult => {
   const success = summary["total-successful-session-count"]
   const failure = summary["total-failure-session-count"]
   if (
-    !POLICY_TYPES.has(policyType) ||
+    !isPolicyType(policyType) ||
     !isStrings(policyString) ||
     typeof policyDomain !== "string" ||
     !isStrings(mxHost) ||
