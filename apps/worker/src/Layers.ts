@@ -45,7 +45,8 @@ export const dns = (config: WorkerConfig): Layer.Layer<Dns> =>
     ...(config.dns.servers.length === 0 ? {} : { servers: dnsServers(config) }),
     timeoutMs: config.dns.timeoutMs,
     tries: config.dns.tries
-  })
+    // The config already refused anything but IP addresses in dns.servers (exit 2).
+  }).pipe(Layer.orDie)
 
 /** The TLSRPT lookup; the long-running worker keeps answers up to their TTL. */
 export const lookup = (config: WorkerConfig, options: { readonly cached: boolean }): Layer.Layer<TlsrptLookup> =>

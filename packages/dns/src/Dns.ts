@@ -121,6 +121,16 @@ const indexOf = (answers: TestAnswers): ReadonlyMap<string, TestAnswer> => {
 const findAnswer = (answers: TestAnswers, name: string): TestAnswer | undefined =>
   indexOf(answers).get(normalizeName(name))
 
+/** The resolver refused the server list (not `host`, `host:port` or `[v6]:port` IP addresses). */
+export class DnsConfigError extends Data.TaggedError("DnsConfigError")<{
+  readonly servers: ReadonlyArray<string>
+  readonly reason: string
+}> {
+  override get message(): string {
+    return `invalid DNS servers ${JSON.stringify(this.servers)}: ${this.reason}`
+  }
+}
+
 export class Dns extends Context.Tag("@tlsrpt/dns/Dns")<
   Dns,
   {
@@ -133,7 +143,7 @@ export class Dns extends Context.Tag("@tlsrpt/dns/Dns")<
    * resolver per query, so interrupting one lookup cancels only its own query. The whole lookup is
    * bounded by timeoutMs × tries on the Clock, whatever c-ares' internal back-off does.
    */
-  static readonly layer = (options: LiveOptions = {}): Layer.Layer<Dns> =>
+  static readonly layer = (options: LiveOptions = {}): Layer.Layer<Dns, DnsConfigError> =>
     Layer.effect(
       Dns,
       Effect.gen(function* () {
@@ -146,8 +156,15 @@ export class Dns extends Context.Tag("@tlsrpt/dns/Dns")<
           if (servers !== undefined) resolver.setServers([...servers])
           return resolver
         }
-        // Invalid server addresses are a configuration bug: fail the layer loudly, once.
-        yield* Effect.try(makeResolver).pipe(Effect.orDie)
+        // Invalid server addresses are the caller's configuration: a typed error, once, at construction.
+        yield* Effect.try({
+          try: makeResolver,
+          catch: (cause) =>
+            new DnsConfigError({
+              servers: servers ?? [],
+              reason: cause instanceof Error ? cause.message : String(cause)
+            })
+        })
         const deadline = Duration.millis(timeout * tries)
         const txt = Effect.fn("Dns.txt")(function* (name: string) {
           return yield* Effect.async<ReadonlyArray<TxtAnswer>, DnsNoRecords | DnsTemporary>((resume) => {

@@ -212,10 +212,11 @@ describe("Dns.layer (live, loopback server)", () => {
     })
   )
 
-  it.live("invalid server addresses fail the layer", () =>
+  it.live("invalid server addresses fail the layer with a typed DnsConfigError", () =>
     Effect.gen(function* () {
-      const exit = yield* Effect.exit(txt("a.example").pipe(Effect.provide(Dns.layer({ servers: ["not an address"] }))))
-      assert.isTrue(Exit.isFailure(exit))
+      const e = yield* Effect.flip(txt("a.example").pipe(Effect.provide(Dns.layer({ servers: ["not an address"] }))))
+      assert.strictEqual(e._tag, "DnsConfigError")
+      assert.include(e.message, "not an address")
     })
   )
 })
