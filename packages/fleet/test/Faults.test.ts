@@ -27,8 +27,8 @@ const RUNNER = fileURLToPath(new URL("./fixtures/Runner.ts", import.meta.url))
 
 interface Fleet {
   readonly dir: string
+  /** PostgreSQL (a fresh schema): the cluster's tables and the shared result store, as in production. */
   readonly url: string
-  readonly store: string
   readonly runners: Map<string, ChildProcess>
 }
 
@@ -38,7 +38,7 @@ const startRunner = (fleet: Fleet, port: number, extra: Record<string, string>) 
       env: {
         ...process.env,
         FLEET_PG_URL: fleet.url,
-        FLEET_STORE: fleet.store,
+        FLEET_STORE: "",
         FLEET_PORT: String(port),
         FLEET_SHARDS: String(SHARDS),
         FLEET_DOMAINS: String(DOMAINS),
@@ -50,19 +50,18 @@ const startRunner = (fleet: Fleet, port: number, extra: Record<string, string>) 
     fleet.runners.set(`127.0.0.1:${port}`, child)
   })
 
-/** A temp dir with the DKIM key and a seeded store, a fresh PostgreSQL schema, runners killed at the end. */
+/** A temp dir with the DKIM key, the store seeded in a fresh PostgreSQL schema, runners killed at the end. */
 const makeFleet = (url: string): Effect.Effect<Fleet, never, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.gen(function* () {
       const dir = mkdtempSync(join(tmpdir(), "tlsrpt-fleet-"))
       writeFileSync(join(dir, "dkim.pem"), (yield* dkimPem).privateKeyPem)
-      const store = join(dir, "results.db")
       yield* Effect.gen(function* () {
         const s = yield* ResultStore
         const all = rows(DOMAINS)
         for (let i = 0; i < all.length; i += 1000) yield* s.addResults(all.slice(i, i + 1000))
-      }).pipe(Effect.provide(Store.layer({ filename: store })), Effect.orDie)
-      return { dir, url, store, runners: new Map() }
+      }).pipe(Effect.provide(Store.layerPg({ url })), Effect.orDie)
+      return { dir, url, runners: new Map() }
     }),
     (fleet) =>
       Effect.sync(() => {
@@ -77,7 +76,7 @@ const clientLayer = (fleet: Fleet) =>
     Layer.provideMerge(PgClient.layer({ url: Redacted.make(fleet.url) })),
     Layer.merge(
       Layer.effectContext(Effect.map(Effect.context<Store.Store>(), Context.pick(ResultStore, Outbox))).pipe(
-        Layer.provide(Store.layer({ filename: fleet.store, busyTimeoutMillis: 60_000 }))
+        Layer.provide(Store.layerPg({ url: fleet.url }))
       )
     )
   )
