@@ -41,6 +41,12 @@ export interface Dialect {
   readonly lockWriters: string | undefined
   /** Runs `self` (the migrations) so that processes starting together take turns. */
   readonly exclusive: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E | SqlError, R | SqlClient.SqlClient>
+  /**
+   * Adapts the client's `withTransaction` to the database (in place; the same client back). SQLite takes
+   * the write lock at BEGIN so that writer processes wait for each other (`sqlite/WriteTransactions.ts`);
+   * identity where the database locks rows.
+   */
+  readonly transactions: <C extends SqlClient.SqlClient>(client: C) => C
   /** A transaction that lost a race with another writer (deadlock, serialization failure): retry it whole. */
   readonly isTransientConflict: (error: SqlError) => boolean
 }

@@ -5,7 +5,7 @@
  * (`layerSql`). A new dialect adds its folder (its `Dialect` and database Layer) and one layer here
  * (docs/architecture.md#adding-a-store-dialect); the ports and their SQL stay as they are.
  */
-import type * as SqlClient from "@effect/sql/SqlClient"
+import * as SqlClient from "@effect/sql/SqlClient"
 import { Effect, Layer } from "effect"
 import type { Dialect } from "./Dialect.js"
 import * as Migrations from "./Migrations.js"
@@ -48,14 +48,17 @@ export const layerPg = (options: PgDatabase.Options): Layer.Layer<Store | SqlCli
   ports(pgDialect).pipe(Layer.provideMerge(PgDatabase.layer(options)))
 
 /**
- * The store on a `SqlClient` provided by the caller, in that client's dialect (`sqlite/`, `pg/`): runs
- * the migrations, then serves the same queries.
+ * The store on a `SqlClient` provided by the caller, in that client's dialect (`sqlite/`, `pg/`): adapts
+ * its transactions to the dialect (`Dialect.transactions`), runs the migrations, then serves the same queries.
  */
 export const layerSql = (dialect: Dialect): Layer.Layer<Store, StoreError, SqlClient.SqlClient> =>
   ports(dialect).pipe(
     Layer.provide(
       Layer.effectDiscard(
-        Effect.mapError(Migrations.run(dialect), (cause) => new StoreError({ operation: "migrate", cause }))
+        Effect.mapError(
+          Effect.zipRight(Effect.map(SqlClient.SqlClient, dialect.transactions), Migrations.run(dialect)),
+          (cause) => new StoreError({ operation: "migrate", cause })
+        )
       )
     )
   )

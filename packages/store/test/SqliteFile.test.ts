@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
 import { Day, Domain, PolicyResult } from "@tlsrpt/core"
-import { Effect, Layer } from "effect"
+import { Deferred, Effect, Exit, Layer } from "effect"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as Migrations from "../src/Migrations.js"
 import { Outbox } from "../src/Outbox.js"
@@ -231,7 +231,80 @@ describe("Store.layer (SQLite file)", () => {
       }).pipe(Effect.provide(Store.layer({ filename: join(dir, "isolation.db") })))
     })
   )
+
+  // sqlite/WriteTransactions.ts: with a deferred BEGIN, a transaction that read before the other
+  // process committed cannot upgrade to a write lock and fails with SQLITE_BUSY ("database is locked")
+  // at once, busy_timeout or not. BEGIN IMMEDIATE makes the second writer wait instead.
+  it.scopedLive(
+    "two writer processes on one file: interleaved read-then-write transactions all commit, sums exact",
+    () =>
+      Effect.gen(function* () {
+        const dir = yield* tempDir
+        const filename = join(dir, "two-writers.db")
+        const ROUNDS = 100
+        yield* Effect.gen(function* () {
+          const sql = yield* SqlClient.SqlClient
+          yield* sql`CREATE TABLE counter (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)`
+          yield* sql`INSERT INTO counter (id, n) VALUES (1, 0)`
+        }).pipe(Effect.provide(Store.layer({ filename })))
+
+        const writers = yield* Effect.forEach([0, 1], () => startWriter(filename, ROUNDS))
+        yield* Effect.forEach(writers, (w) => w.ready, { discard: true })
+        for (const w of writers) w.go()
+        const exits = yield* Effect.forEach(writers, (w) => w.exited, { concurrency: "unbounded" })
+        for (const e of exits) assert.deepStrictEqual(e, { code: 0, stdout: "ready\ndone\n", stderr: "" })
+
+        yield* Effect.gen(function* () {
+          const sql = yield* SqlClient.SqlClient
+          const [counter] = yield* sql<{ readonly n: number }>`SELECT n FROM counter WHERE id = 1`
+          assert.strictEqual(counter!.n, 2 * ROUNDS)
+          const rows = yield* (yield* ResultStore).listResults()
+          // TwoWriters.ts: each round adds 1 to each of 20 shared keys.
+          assert.strictEqual(rows.length, 20)
+          for (const r of rows) assert.strictEqual(r.results[0]!.summary.totalSuccessfulSessionCount, 2 * ROUNDS)
+        }).pipe(Effect.provide(Store.layer({ filename })))
+      }),
+    { timeout: 120_000 }
+  )
 })
+
+/**
+ * Starts test/fixtures/TwoWriters.ts on `filename`: `ready` once it has opened the store, `go` lets it
+ * write, `exited` gives its exit code and output. Killed when the scope closes.
+ */
+const startWriter = (filename: string, rounds: number) =>
+  Effect.gen(function* () {
+    const child = spawn(
+      process.execPath,
+      ["--conditions=source", "--import", "tsx", "test/fixtures/TwoWriters.ts", filename, String(rounds)],
+      { cwd: packageDir, stdio: ["pipe", "pipe", "pipe"] }
+    )
+    yield* Effect.addFinalizer(() => Effect.sync(() => child.kill("SIGKILL")))
+    const ready = yield* Deferred.make<void>()
+    const exited = yield* Deferred.make<{
+      readonly code: number | null
+      readonly stdout: string
+      readonly stderr: string
+    }>()
+    let stdout = ""
+    let stderr = ""
+    child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
+      stdout += chunk
+      if (stdout.includes("ready\n")) Deferred.unsafeDone(ready, Exit.void)
+    })
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
+      stderr += chunk
+    })
+    child.on("close", (code) => {
+      Deferred.unsafeDone(ready, Exit.void)
+      Deferred.unsafeDone(exited, Exit.succeed({ code, stdout, stderr }))
+    })
+    return {
+      ready: Deferred.await(ready),
+      go: () => child.stdin.end("go\n"),
+      exited: Deferred.await(exited)
+    }
+  })
 
 /**
  * Runs test/fixtures/CrashWriter.ts on `filename` and SIGKILLs it as soon as it has printed `lines`

@@ -4,6 +4,7 @@
  * collectors still aggregate in parallel; only their flushes queue), lock the rows they merge into,
  * and one that still loses a race (deadlock, serialization failure) is retried whole.
  */
+import { identity } from "effect/Function"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Effect } from "effect"
@@ -50,6 +51,8 @@ export const dialect: Dialect = {
         )
       )
     ),
+  // Row locks and the advisory lock order the writers (above); a plain BEGIN is right here.
+  transactions: identity,
   // 40P01 deadlock_detected, 40001 serialization_failure.
   isTransientConflict: (error) => {
     const c = code(error)

@@ -44,8 +44,12 @@ export const layer = (options: Options): Layer.Layer<SqlClient.SqlClient | Sqlit
   // The driver throws on open (a corrupt file, a read-only one): that is the operator's to fix, so it
   // becomes a StoreError naming the file and the driver's reason rather than a defect.
   const operation = `open ${options.filename}`
+  // Transactions begin IMMEDIATE before the first one (the migrations') runs (WriteTransactions.ts).
+  const opened = Layer.effectDiscard(Effect.map(SqliteClient.SqliteClient, dialect.transactions)).pipe(
+    Layer.provideMerge(Layer.unwrapEffect(open))
+  )
   return Layer.effectDiscard(setup).pipe(
-    Layer.provideMerge(Layer.unwrapEffect(open)),
+    Layer.provideMerge(opened),
     Layer.catchAllCause((cause) => {
       const e = Option.getOrElse(Cause.failureOption(cause), () => Cause.squash(cause))
       return Layer.fail(new StoreError({ operation, cause: e instanceof StoreError ? e.cause : e }))

@@ -1,9 +1,11 @@
 /**
  * SQLite's spellings (`@effect/sql-sqlite-node`, better-sqlite3). One connection and one writer: a
  * transaction has the database to itself, so nothing needs locking and no transaction loses a race.
+ * Another process on the same file waits at BEGIN (`WriteTransactions.ts`).
  */
 import { identity } from "effect/Function"
 import type { Dialect } from "../Dialect.js"
+import { immediate } from "./WriteTransactions.js"
 
 export const dialect: Dialect = {
   name: "sqlite",
@@ -20,5 +22,6 @@ export const dialect: Dialect = {
   skipLocked: "",
   lockWriters: undefined,
   exclusive: identity,
+  transactions: immediate,
   isTransientConflict: () => false
 }
