@@ -9,11 +9,9 @@ import { NodeContext } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { type BinResult, runBin, startBin } from "./Bin.js"
+import { importRow, jsonLines as lines, tempDir as temporaryDir, write } from "./Fixtures.js"
 
-const tempDir = Effect.flatMap(FileSystem.FileSystem, (fs) => fs.makeTempDirectoryScoped({ prefix: "tlsrpt-cli-" }))
-
-const write = (dir: string, name: string, text: string) =>
-  Effect.flatMap(FileSystem.FileSystem, (fs) => fs.writeFileString(NodePath.join(dir, name), text))
+const tempDir = temporaryDir("tlsrpt-cli-")
 
 /** Exactly one non-empty line on stderr. */
 const oneLine = (r: BinResult): string => {
@@ -22,34 +20,15 @@ const oneLine = (r: BinResult): string => {
   return lines[0]!
 }
 
-const row = (day: string, policyDomain: string, failure = 1) => ({
-  "policy-domain": policyDomain,
-  day,
-  "recipient-domain": policyDomain,
-  "is-host": false,
-  "send-report": true,
-  results: [
-    {
-      policy: {
-        "policy-type": "sts",
-        "policy-string": ["version: STSv1", "mode: enforce"],
-        "policy-domain": policyDomain,
-        "mx-host": ["mx.example.com"]
-      },
-      summary: { "total-successful-session-count": 10, "total-failure-session-count": failure },
-      "failure-details":
-        failure > 0
-          ? [
-              {
-                "result-type": "certificate-expired",
-                "receiving-mx-hostname": "mx.example.com",
-                "failed-session-count": failure
-              }
-            ]
-          : []
-    }
-  ]
-})
+const row = (day: string, policyDomain: string, failure = 1) =>
+  importRow(policyDomain, {
+    day,
+    policyString: ["version: STSv1", "mode: enforce"],
+    mxHost: ["mx.example.com"],
+    success: 10,
+    failure,
+    receivingMx: "mx.example.com"
+  })
 
 const outcome = (recipientDomain: string, result: "success" | "failure") => ({
   timestamp: "2024-01-09T10:00:00Z",
@@ -64,8 +43,6 @@ const outcome = (recipientDomain: string, result: "success" | "failure") => ({
     }
   ]
 })
-
-const lines = (values: ReadonlyArray<unknown>) => `${values.map((v) => JSON.stringify(v)).join("\n")}\n`
 
 describe("tlsrpt bin", () => {
   it.scoped(

@@ -15,6 +15,7 @@ import { Effect } from "effect"
 import { dkimVerify } from "mailauth"
 import { DgramSocket } from "node-unix-socket"
 import { runBin, startBin } from "./Bin.js"
+import { configurePeers, parseZoneLine, tempDir } from "./Fixtures.js"
 
 const sts = (d: string, failed: boolean) =>
   `{"dpv": "1","d": "${d}","pr": "v=TLSRPTv1; rua=mailto:tlsrpt@${d}","policies":[{"policy-type":2,"policy-domain": "${d}","policy-string":["version: STSv1","mode: enforce","mx: *.mail.${d}","max_age: 86400"],"mx-host":["*.mail.${d}"],${failed ? `"failure-details":[{"c":202,"s": "192.0.2.1","n": "mx1.mail.${d}","r": "198.51.100.7"}],"t":1,"f":1` : `"t":0,"f":0`}}]}`
@@ -33,7 +34,7 @@ describe("the worker hears libtlsrpt datagrams", () => {
     () =>
       Effect.gen(function* () {
         const fs = yield* FileSystem.FileSystem
-        const dir = yield* fs.makeTempDirectoryScoped({ prefix: "tlsrpt-dg-" })
+        const dir = yield* tempDir("tlsrpt-dg-")
         const dns = yield* DnsServer.make({
           "_smtp._tls.example.net": ["v=TLSRPTv1; rua=mailto:tlsrpt@example.net"]
         })
@@ -41,15 +42,8 @@ describe("the worker hears libtlsrpt datagrams", () => {
         const init = yield* runBin(["init", "--domain", "sender.example"], { cwd: dir })
         assert.strictEqual(init.code, 0, init.stderr)
         const dkimLine = init.stdout.split("\n").find((l) => l.startsWith("tlsrpt._domainkey.sender.example. "))!
-        yield* dns.set("tlsrpt._domainkey.sender.example", [
-          [...dkimLine.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((m) => m[1]!)
-        ])
-        const configFile = NodePath.join(dir, "tlsrpt.json")
-        const config = JSON.parse(yield* fs.readFileString(configFile))
-        config.dns = { servers: [dns.address], timeoutMs: 500, tries: 1 }
-        config.transport = { type: "smtp", url: smtp.url }
-        config.http.listen = "127.0.0.1:0"
-        yield* fs.writeFileString(configFile, JSON.stringify(config))
+        yield* dns.set("tlsrpt._domainkey.sender.example", [parseZoneLine(dkimLine)[1]])
+        yield* configurePeers(dir, { dns: dns.address, smtp: smtp.url })
 
         const worker = yield* startBin(["worker", "--config", "tlsrpt.json"], { cwd: dir })
         yield* worker.waitFor(/listening for libtlsrpt datagrams/)

@@ -14,40 +14,17 @@ import { DnsServer, SmtpSink } from "@tlsrpt/testkit"
 import { Effect } from "effect"
 import { dkimVerify } from "mailauth"
 import { runBin } from "./Bin.js"
+import { configurePeers, importRow, jsonLines, parseZoneLine, tempDir, write } from "./Fixtures.js"
 
-/** `name. IN TXT "a" "b"` → [name, ["a", "b"]] */
-const parseZoneLine = (line: string): readonly [string, ReadonlyArray<string>] => {
-  const name = line.split(/\s+/)[0]!.replace(/\.$/, "")
-  const strings = [...line.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((m) => m[1]!.replace(/\\(.)/g, "$1"))
-  return [name, strings]
-}
-
-const row = (policyDomain: string) => ({
-  "policy-domain": policyDomain,
-  day: "2024-01-09",
-  "recipient-domain": policyDomain,
-  "is-host": false,
-  "send-report": true,
-  results: [
-    {
-      policy: {
-        "policy-type": "sts",
-        "policy-string": ["version: STSv1", "mode: enforce", `mx: mx.${policyDomain}`, "max_age: 86400"],
-        "policy-domain": policyDomain,
-        "mx-host": [`mx.${policyDomain}`]
-      },
-      summary: { "total-successful-session-count": 12, "total-failure-session-count": 2 },
-      "failure-details": [
-        {
-          "result-type": "certificate-expired",
-          "receiving-mx-hostname": `mx.${policyDomain}`,
-          "receiving-ip": "192.0.2.25",
-          "failed-session-count": 2
-        }
-      ]
-    }
-  ]
-})
+const row = (policyDomain: string) =>
+  importRow(policyDomain, {
+    policyString: ["version: STSv1", "mode: enforce", `mx: mx.${policyDomain}`, "max_age: 86400"],
+    mxHost: [`mx.${policyDomain}`],
+    success: 12,
+    failure: 2,
+    receivingMx: `mx.${policyDomain}`,
+    receivingIp: "192.0.2.25"
+  })
 
 describe("end to end through the bin", () => {
   it.scopedLive(
@@ -55,7 +32,7 @@ describe("end to end through the bin", () => {
     () =>
       Effect.gen(function* () {
         const fs = yield* FileSystem.FileSystem
-        const dir = yield* fs.makeTempDirectoryScoped({ prefix: "tlsrpt-e2e-" })
+        const dir = yield* tempDir("tlsrpt-e2e-")
         const dns = yield* DnsServer.make({
           "_smtp._tls.example.org": ["v=TLSRPTv1; rua=mailto:tlsrpt@example.org"],
           "_smtp._tls.flaky.example": { rcode: "SERVFAIL" },
@@ -79,17 +56,9 @@ describe("end to end through the bin", () => {
         // Publish what init printed.
         yield* dns.set(dkimName, [dkimStrings])
 
-        const configFile = NodePath.join(dir, "tlsrpt.json")
-        const config = JSON.parse(yield* fs.readFileString(configFile))
-        config.dns = { servers: [dns.address], timeoutMs: 500, tries: 1 }
-        config.transport = { type: "smtp", url: smtp.url }
-        config.http.listen = "127.0.0.1:0"
-        yield* fs.writeFileString(configFile, JSON.stringify(config, null, 2))
+        yield* configurePeers(dir, { dns: dns.address, smtp: smtp.url })
 
-        yield* fs.writeFileString(
-          NodePath.join(dir, "rows.jsonl"),
-          `${JSON.stringify(row("example.org"))}\n${JSON.stringify(row("flaky.example"))}\n`
-        )
+        yield* write(dir, "rows.jsonl", jsonLines([row("example.org"), row("flaky.example")]))
         const imported = yield* runBin(["--config", "tlsrpt.json", "import", "rows.jsonl"], { cwd: dir })
         assert.strictEqual(imported.code, 0, imported.stderr)
 

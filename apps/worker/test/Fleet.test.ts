@@ -3,45 +3,13 @@
  * cluster as a runner (its tables in the store's database), `cluster status` shows it owning every
  * shard and the rounds, and `send --day D` has the worker run the round and waits for the delivery.
  */
-import { createServer } from "node:net"
-import * as NodePath from "node:path"
-import { FileSystem } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import { Day } from "@tlsrpt/core"
 import { DnsServer, SmtpSink } from "@tlsrpt/testkit"
 import { Clock, Effect } from "effect"
 import { runBin, startBin } from "./Bin.js"
-
-const freePort = Effect.promise(
-  () =>
-    new Promise<number>((resolve) => {
-      const s = createServer().listen(0, "127.0.0.1", () => {
-        const a = s.address()
-        s.close(() => resolve(typeof a === "object" && a !== null ? a.port : 0))
-      })
-    })
-)
-
-const row = (policyDomain: string, day: string) => ({
-  "policy-domain": policyDomain,
-  day,
-  "recipient-domain": policyDomain,
-  "is-host": false,
-  "send-report": true,
-  results: [
-    {
-      policy: {
-        "policy-type": "sts",
-        "policy-string": ["version: STSv1"],
-        "policy-domain": policyDomain,
-        "mx-host": []
-      },
-      summary: { "total-successful-session-count": 3, "total-failure-session-count": 1 },
-      "failure-details": [{ "result-type": "certificate-expired", "failed-session-count": 1 }]
-    }
-  ]
-})
+import { configurePeers, freePort, importRow, jsonLines, tempDir, write } from "./Fixtures.js"
 
 interface StatusJson {
   readonly runners: ReadonlyArray<{ readonly address: string; readonly alive: boolean; readonly shardCount: number }>
@@ -53,19 +21,12 @@ describe("fleet mode through the bin", () => {
     "worker joins the cluster; cluster status; send --day runs the round on the worker and waits for delivery",
     () =>
       Effect.gen(function* () {
-        const fs = yield* FileSystem.FileSystem
-        const dir = yield* fs.makeTempDirectoryScoped({ prefix: "tlsrpt-fleet-" })
+        const dir = yield* tempDir("tlsrpt-fleet-")
         const dns = yield* DnsServer.make({ "_smtp._tls.example.org": ["v=TLSRPTv1; rua=mailto:tlsrpt@example.org"] })
         const smtp = yield* SmtpSink.make()
         const init = yield* runBin(["init", "--domain", "sender.example"], { cwd: dir })
         assert.strictEqual(init.code, 0, init.stderr)
-        const configFile = NodePath.join(dir, "tlsrpt.json")
-        const config = JSON.parse(yield* fs.readFileString(configFile))
-        config.dns = { servers: [dns.address], timeoutMs: 500, tries: 1 }
-        config.transport = { type: "smtp", url: smtp.url }
-        config.http.listen = "127.0.0.1:0"
-        config.cluster = { shards: 12 }
-        yield* fs.writeFileString(configFile, JSON.stringify(config, null, 2))
+        yield* configurePeers(dir, { dns: dns.address, smtp: smtp.url, more: { cluster: { shards: 12 } } })
         const address = `127.0.0.1:${yield* freePort}`
         const cli = (args: ReadonlyArray<string>) =>
           runBin([...args, "--config", "tlsrpt.json"], { cwd: dir, env: { TLSRPT_CLUSTER_RUNNER_ADDRESS: address } })
@@ -94,10 +55,7 @@ describe("fleet mode through the bin", () => {
         const text = yield* cli(["cluster", "status"])
         assert.match(text.stdout, new RegExp(`${address.replace(/\./g, "\\.")}\\s+up .* 12 shards 1-12`))
 
-        yield* fs.writeFileString(
-          NodePath.join(dir, "rows.jsonl"),
-          `${JSON.stringify(row("example.org", yesterday))}\n`
-        )
+        yield* write(dir, "rows.jsonl", jsonLines([importRow("example.org", { day: yesterday })]))
         const imported = yield* cli(["import", "rows.jsonl"])
         assert.strictEqual(imported.code, 0, imported.stderr)
         const sent = yield* cli(["send", "--day", yesterday])

@@ -11,8 +11,9 @@ import { assert, describe, it } from "@effect/vitest"
 import { DnsServer } from "@tlsrpt/testkit"
 import { Effect } from "effect"
 import { type BinResult, runBin, startBin } from "./Bin.js"
+import { importRow, jsonLines as lines, tempDir as temporaryDir } from "./Fixtures.js"
 
-const tempDir = Effect.flatMap(FileSystem.FileSystem, (fs) => fs.makeTempDirectoryScoped({ prefix: "tlsrpt-hard-" }))
+const tempDir = temporaryDir("tlsrpt-hard-")
 
 const errorLine = (r: BinResult): string => {
   const lines = r.stderr.split("\n").filter((l) => l.trim() !== "" && !l.startsWith("{") && !l.includes("level="))
@@ -23,27 +24,7 @@ const errorLine = (r: BinResult): string => {
 const TODAY = new Date().toISOString().slice(0, 10)
 const TOKEN = "hardening-token-0123456789"
 
-const row = (policyDomain: string, success: number) => ({
-  "policy-domain": policyDomain,
-  day: TODAY,
-  "recipient-domain": policyDomain,
-  "is-host": false,
-  "send-report": true,
-  results: [
-    {
-      policy: {
-        "policy-type": "sts",
-        "policy-string": ["version: STSv1"],
-        "policy-domain": policyDomain,
-        "mx-host": []
-      },
-      summary: { "total-successful-session-count": success, "total-failure-session-count": 1 },
-      "failure-details": [{ "result-type": "certificate-expired", "failed-session-count": 1 }]
-    }
-  ]
-})
-
-const lines = (values: ReadonlyArray<unknown>) => `${values.map((v) => JSON.stringify(v)).join("\n")}\n`
+const row = (policyDomain: string, success: number) => importRow(policyDomain, { day: TODAY, success })
 
 const isRoot = process.getuid?.() === 0
 /** `nobody`: as root, file permissions only bind another user. */

@@ -8,22 +8,11 @@ import { PgTestDatabase } from "@tlsrpt/testkit"
 import { Effect } from "effect"
 import { FileSystem } from "@effect/platform"
 import { runBin } from "./Bin.js"
+import { importRow, jsonLines, tempDir as temporaryDir } from "./Fixtures.js"
 
-const tempDir = Effect.flatMap(FileSystem.FileSystem, (fs) => fs.makeTempDirectoryScoped({ prefix: "tlsrpt-pg-" }))
+const tempDir = temporaryDir("tlsrpt-pg-")
 
-const row = (policyDomain: string) => ({
-  "policy-domain": policyDomain,
-  day: "2024-01-09",
-  "recipient-domain": policyDomain,
-  "is-host": false,
-  "send-report": true,
-  results: [
-    {
-      policy: { "policy-type": "no-policy-found", "policy-domain": policyDomain },
-      summary: { "total-successful-session-count": 3, "total-failure-session-count": 0 }
-    }
-  ]
-})
+const row = (policyDomain: string) => importRow(policyDomain, { policyType: "no-policy-found", failure: 0 })
 
 describe.skipIf(!PgTestDatabase.available())("tlsrpt bin on PostgreSQL", () => {
   it.scoped(
@@ -42,7 +31,7 @@ describe.skipIf(!PgTestDatabase.available())("tlsrpt bin on PostgreSQL", () => {
           assert.match(m.stdout, /^postgres:\/\/tlsrpt@127\.0\.0\.1:\d+\/postgres.*: schema at migration \d+_\w+/)
         }
 
-        const stdin = `${[row("a.example"), row("b.example"), row("a.example")].map((r) => JSON.stringify(r)).join("\n")}\n`
+        const stdin = jsonLines([row("a.example"), row("b.example"), row("a.example")])
         const imported = yield* runBin(["import", "-"], { cwd: dir, env, stdin })
         assert.strictEqual(imported.code, 0, imported.stderr)
         const results = yield* runBin(["results", "--json"], { cwd: dir, env })
