@@ -15,7 +15,7 @@ import {
   HttpServerResponse
 } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
-import { Day, Domain, PolicyResult } from "@tlsrpt/core"
+import { Day, Domain, HostPort, PolicyResult } from "@tlsrpt/core"
 import {
   Outbox,
   type OutboxMessage,
@@ -25,7 +25,6 @@ import {
   SuppressionList
 } from "@tlsrpt/store"
 import { Context, Data, Effect, Either, Layer, Option, Redacted, Schema } from "effect"
-import type { HostPort } from "./Config.js"
 import { Metrics, CONTENT_TYPE as METRICS_CONTENT_TYPE } from "./Metrics.js"
 import { PAGE_HTML } from "./admin/Page.js"
 import * as OutcomesApi from "./OutcomesApi.js"
@@ -359,14 +358,14 @@ export const app = requireToken(router)
  * The admin server on `listen`; logs the bound address (port 0 picks a free port, which the
  * `HttpServer` in the output tells).
  */
-export const layer = (listen: HostPort) =>
+export const layer = (listen: HostPort.HostPort) =>
   HttpServer.serve(app).pipe(
     Layer.merge(
       Layer.effectDiscard(HttpServer.addressFormattedWith((a) => Effect.logInfo(`admin HTTP listening on ${a}`)))
     ),
     Layer.provideMerge(
       NodeHttpServer.layer(() => createServer(), { host: listen.host, port: listen.port }).pipe(
-        Layer.mapError((e) => new ListenError({ address: formatHostPort(listen), cause: e.cause }))
+        Layer.mapError((e) => new ListenError({ address: HostPort.format(listen), cause: e.cause }))
       )
     )
   )
@@ -389,9 +388,6 @@ export class ListenError extends Data.TaggedError("ListenError")<{
     return `http.listen: cannot listen on ${this.address}: ${why}`
   }
 }
-
-const formatHostPort = (hp: HostPort): string =>
-  hp.host.includes(":") ? `[${hp.host}]:${hp.port}` : `${hp.host}:${hp.port}`
 
 /** Loopback addresses (127.0.0.0/8, ::1, localhost): anything else exposes the admin API to a network. */
 export const isLoopback = (host: string): boolean =>

@@ -4,7 +4,8 @@
  * Schema once at start-up (docs/architecture.md: configuration is read once, in apps/worker, and
  * handed down as values and Layers). Each section has the shape of what its package takes, so it is
  * handed over whole (`reports` is the reporter's `ReporterConfig`, `collector` the datagram source's
- * options, `delivery` the outbox's `RetrySchedule`). With no file at all, the embedded default runs:
+ * options, `delivery` the outbox's `RetrySchedule`); `dns` and `transport` are decoded by the dns and
+ * mail packages' own Schemas (`DnsConfig`, `TransportConfig`). With no file at all, the embedded default runs:
  * data in `./data`, SQLite, `dir` transport into `./data/outbox`, the system's DNS, and no sending
  * until a submitter and a DKIM key are configured.
  *
@@ -12,14 +13,16 @@
  */
 import * as NodePath from "node:path"
 import { FileSystem } from "@effect/platform"
-import type { Domain } from "@tlsrpt/core"
+import { type Domain, HostPort } from "@tlsrpt/core"
+import { DEFAULT_TIMEOUT_MS, DEFAULT_TRIES, DnsConfig } from "@tlsrpt/dns"
 import {
   type DkimKey,
   defaultRetrySchedule,
   loadDkimKeys,
   makeSubmitter,
   type RetrySchedule,
-  type Submitter
+  type Submitter,
+  TransportConfig
 } from "@tlsrpt/mail"
 import { defaultConfig, type ReporterConfig } from "@tlsrpt/reporter"
 import { Duration, Effect, Either, ParseResult, Redacted, Schema } from "effect"
@@ -28,25 +31,18 @@ import * as Environment from "./config/Environment.js"
 import {
   Address,
   boundedDuration,
-  DnsServer,
   DomainString,
   DurationString,
-  type HostPort,
-  hostPort,
   isSelector,
   NonEmpty,
-  SELECTOR_EXPECTED,
-  SmtpUrl
+  SELECTOR_EXPECTED
 } from "./config/Values.js"
 
 export { ConfigError } from "./config/ConfigError.js"
-export {
-  DurationString,
-  type HostPort,
-  isSelector,
-  parseHostPort,
-  SELECTOR_EXPECTED
-} from "./config/Values.js"
+export { DurationString, isSelector, SELECTOR_EXPECTED } from "./config/Values.js"
+
+/** `host:port` (core's `HostPort.parse`). */
+export const parseHostPort = HostPort.parse
 
 // ---------------------------------------------------------------------------------------------------
 // The file (also the shape the environment overrides are laid over)
@@ -59,11 +55,6 @@ export const DkimKeyFile = Schema.Struct({
   privateKeyFile: NonEmpty,
   algorithm: Schema.Literal("rsa-sha256", "ed25519-sha256")
 })
-
-export const TransportFile = Schema.Union(
-  Schema.Struct({ type: Schema.Literal("smtp"), url: SmtpUrl }),
-  Schema.Struct({ type: Schema.Literal("dir"), dir: NonEmpty })
-)
 
 const PostgresUrl = Schema.String.pipe(
   Schema.filter((s) => /^postgres(ql)?:\/\/./i.test(s) || "expected a postgres:// URL")
@@ -100,14 +91,8 @@ export const ConfigFile = Schema.Struct({
       jitterMax: Schema.optional(boundedDuration(Duration.zero, Duration.hours(1)))
     })
   ),
-  dns: Schema.optional(
-    Schema.Struct({
-      servers: Schema.optional(Schema.Array(DnsServer)),
-      timeoutMs: Schema.optional(Schema.Int.pipe(Schema.between(1, 60_000))),
-      tries: Schema.optional(Schema.Int.pipe(Schema.between(1, 10)))
-    })
-  ),
-  transport: Schema.optional(TransportFile),
+  dns: Schema.optional(DnsConfig),
+  transport: Schema.optional(TransportConfig),
   collector: Schema.optional(
     Schema.Struct({
       /** The libtlsrpt datagram socket (Postfix `smtp_tlsrpt_socket_name`); `null` turns it off. */
@@ -131,7 +116,7 @@ export const ConfigFile = Schema.Struct({
   ),
   http: Schema.optional(
     Schema.Struct({
-      listen: Schema.optional(hostPort()),
+      listen: Schema.optional(HostPort.schema()),
       token: Schema.optional(
         Schema.String.pipe(Schema.minLength(16, { message: () => "must be at least 16 characters" }))
       )
@@ -140,7 +125,7 @@ export const ConfigFile = Schema.Struct({
   // docs/design.md#fleet-mode: absent = one process; present = this worker is a runner of the cluster.
   cluster: Schema.optional(
     Schema.Struct({
-      runnerAddress: hostPort(),
+      runnerAddress: HostPort.schema(),
       shards: Schema.optional(Schema.Int.pipe(Schema.between(1, 10_000)))
     })
   )
@@ -158,10 +143,6 @@ export interface DkimKeyConfig {
   readonly privateKeyFile: string
   readonly algorithm: "rsa-sha256" | "ed25519-sha256"
 }
-
-export type TransportConfig =
-  | { readonly type: "smtp"; readonly url: string }
-  | { readonly type: "dir"; readonly dir: string }
 
 export type DatabaseConfig =
   | { readonly type: "sqlite"; readonly file: string }
@@ -184,15 +165,12 @@ export interface WorkerConfig {
     readonly enabled: boolean
     readonly collect: boolean
   }
-  readonly dns: {
-    /** Empty: the system's resolvers (/etc/resolv.conf). */
-    readonly servers: ReadonlyArray<HostPort>
-    readonly timeoutMs: number
-    readonly tries: number
-  }
+  /** `Dns.layer`'s options (handed over whole); `servers` empty: the system's resolvers (/etc/resolv.conf). */
+  readonly dns: Required<DnsConfig>
+  /** `Transport.layerConfig`'s (handed over whole), with a `dir` made absolute. */
   readonly transport: TransportConfig
   /** Fleet mode (docs/design.md#fleet-mode); undefined: a single process. */
-  readonly cluster?: { readonly runnerAddress: HostPort; readonly shards: number } | undefined
+  readonly cluster?: { readonly runnerAddress: HostPort.HostPort; readonly shards: number } | undefined
   /** The libtlsrpt datagram socket (`collector.*`); `socket` undefined: not listening. */
   readonly collector: {
     readonly socket: string | undefined
@@ -203,7 +181,7 @@ export interface WorkerConfig {
   /** The outbox's retry schedule, and whether https reports may go to non-public addresses. */
   readonly delivery: RetrySchedule & { readonly httpsAllowPrivate: boolean }
   readonly http: {
-    readonly listen: HostPort
+    readonly listen: HostPort.HostPort
     readonly token: Redacted.Redacted<string> | undefined
   }
 }
@@ -211,7 +189,7 @@ export interface WorkerConfig {
 /** Shards of a cluster without `cluster.shards` (@effect/cluster's default). */
 export const DEFAULT_SHARDS = 300
 
-export const DEFAULT_LISTEN: HostPort = { host: "127.0.0.1", port: 8470 }
+export const DEFAULT_LISTEN: HostPort.HostPort = { host: "127.0.0.1", port: 8470 }
 
 // ---------------------------------------------------------------------------------------------------
 // The environment over the file
@@ -389,11 +367,8 @@ export const resolve = (
     dkim,
     dkimKeys: [],
     reports,
-    dns: {
-      servers: file.dns?.servers ?? [],
-      timeoutMs: file.dns?.timeoutMs ?? 5000,
-      tries: file.dns?.tries ?? 3
-    },
+    // The defaults are the dns package's own; the file overrides them key by key.
+    dns: { servers: [], timeoutMs: DEFAULT_TIMEOUT_MS, tries: DEFAULT_TRIES, ...given(file.dns ?? {}) },
     transport,
     collector: {
       socket:

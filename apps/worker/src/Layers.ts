@@ -35,18 +35,10 @@ export const store = (config: WorkerConfig): Layer.Layer<Store.Store | SqlClient
     ? Store.layerPg({ url: config.databaseConfig.url })
     : Store.layer({ filename: config.databaseConfig.file })
 
-/** `host:port` / `[v6]:port` strings for node:dns. */
-export const dnsServers = (config: WorkerConfig): ReadonlyArray<string> =>
-  config.dns.servers.map((s) => (s.host.includes(":") ? `[${s.host}]:${s.port}` : `${s.host}:${s.port}`))
-
 /** TXT lookups on the configured servers, or the system's resolvers when none are given. */
 export const dns = (config: WorkerConfig): Layer.Layer<Dns> =>
-  Dns.layer({
-    ...(config.dns.servers.length === 0 ? {} : { servers: dnsServers(config) }),
-    timeoutMs: config.dns.timeoutMs,
-    tries: config.dns.tries
-    // The config already refused anything but IP addresses in dns.servers (exit 2).
-  }).pipe(Layer.orDie)
+  // The config already refused anything but IP addresses in dns.servers (exit 2).
+  Dns.layer(config.dns).pipe(Layer.orDie)
 
 /** The TLSRPT lookup; the long-running worker keeps answers up to their TTL. */
 export const lookup = (config: WorkerConfig, options: { readonly cached: boolean }): Layer.Layer<TlsrptLookup> =>
@@ -54,17 +46,10 @@ export const lookup = (config: WorkerConfig, options: { readonly cached: boolean
 
 /** The mail transport: an SMTP relay or a folder; https destinations are POSTed unless `reports.https` is off. */
 export const transport = (config: WorkerConfig) =>
-  config.transport.type === "smtp"
-    ? Transport.layerSmtp({
-        url: config.transport.url,
-        https: config.reports.https,
-        httpsAllowPrivate: config.delivery.httpsAllowPrivate
-      }).pipe(Layer.mapError((e) => new ConfigError({ key: "transport.url", reason: e.reason })))
-    : Transport.layerDir({
-        dir: config.transport.dir,
-        https: config.reports.https,
-        httpsAllowPrivate: config.delivery.httpsAllowPrivate
-      })
+  Transport.layerConfig(config.transport, {
+    https: config.reports.https,
+    httpsAllowPrivate: config.delivery.httpsAllowPrivate
+  }).pipe(Layer.mapError((e) => new ConfigError({ key: "transport.url", reason: e.reason })))
 
 /** Report composition and DKIM signing; fails (naming the key) when sending is not configured. */
 export const reportMail = (config: WorkerConfig) => {

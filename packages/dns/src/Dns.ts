@@ -4,7 +4,9 @@
  * a fact) versus "temporary" (anything else: retry later, docs/design.md#temporary-dns-errors-keep-results).
  */
 import { Resolver } from "node:dns"
-import { Context, Data, Duration, Effect, Layer, Ref } from "effect"
+import { isIP } from "node:net"
+import { HostPort } from "@tlsrpt/core"
+import { Context, Data, Duration, Effect, Layer, Ref, Schema } from "effect"
 
 /** One TXT record, its character-strings concatenated without spaces (RFC 8460 §3). */
 export interface TxtAnswer {
@@ -58,11 +60,14 @@ export class DnsTemporary extends Data.TaggedError("DnsTemporary")<{
 }
 
 export interface LiveOptions {
-  /** Servers as `host`, `host:port`, `[v6]` or `[v6]:port`; the system's resolvers when absent. */
-  readonly servers?: ReadonlyArray<string> | undefined
-  /** c-ares per-try timeout in milliseconds (default 2000). */
+  /**
+   * Servers as `HostPort`s or strings (`host`, `host:port`, `[v6]`, `[v6]:port`); the system's resolvers
+   * (/etc/resolv.conf) when absent or empty.
+   */
+  readonly servers?: ReadonlyArray<string | HostPort.HostPort> | undefined
+  /** c-ares per-try timeout in milliseconds (default 5000). */
   readonly timeoutMs?: number | undefined
-  /** c-ares tries per server (default 2). */
+  /** c-ares tries per server (default 3). */
   readonly tries?: number | undefined
   /**
    * TTL reported for live answers. `node:dns` `resolveTxt` does not expose record TTLs, so caches
@@ -70,6 +75,26 @@ export interface LiveOptions {
    */
   readonly answerTtlSeconds?: number | undefined
 }
+
+/** node:dns `setServers` takes IP addresses only: a host name would fail at the first lookup. */
+export const DnsServerAddress = HostPort.schema(53).pipe(
+  Schema.filter(
+    (hp) =>
+      isIP(hp.host) !== 0 ||
+      `expected an IP address (a resolver's name cannot be resolved), got ${JSON.stringify(hp.host)}`
+  )
+)
+
+/**
+ * The `dns` section of a configuration file, decoded into what `Dns.layer` takes: a server list
+ * (port 53 by default), the per-try timeout (at most a minute) and the tries per server (1 to 10).
+ */
+export const DnsConfig = Schema.Struct({
+  servers: Schema.optional(Schema.Array(DnsServerAddress)),
+  timeoutMs: Schema.optional(Schema.Int.pipe(Schema.between(1, 60_000))),
+  tries: Schema.optional(Schema.Int.pipe(Schema.between(1, 10)))
+})
+export type DnsConfig = typeof DnsConfig.Type
 
 /** An in-memory answer: TXT records (optionally with a TTL) or a scripted failure. */
 export type TestAnswer =
@@ -79,8 +104,9 @@ export type TestAnswer =
 
 export type TestAnswers = Readonly<Record<string, TestAnswer>> | ReadonlyMap<string, TestAnswer>
 
-const DEFAULT_TIMEOUT_MS = 2000
-const DEFAULT_TRIES = 2
+/** A slow resolver gets 5 s a try and 3 tries before a lookup counts as a temporary failure (README: dns.*). */
+export const DEFAULT_TIMEOUT_MS = 5000
+export const DEFAULT_TRIES = 3
 const DEFAULT_TTL = 300
 
 // c-ares codes meaning "the name has no TXT records"; every other code is temporary.
@@ -150,7 +176,10 @@ export class Dns extends Context.Tag("@tlsrpt/dns/Dns")<
         const timeout = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
         const tries = options.tries ?? DEFAULT_TRIES
         const ttl = options.answerTtlSeconds ?? DEFAULT_TTL
-        const servers = options.servers
+        const servers =
+          options.servers === undefined || options.servers.length === 0
+            ? undefined
+            : options.servers.map((s) => (typeof s === "string" ? s : HostPort.format(s)))
         const makeResolver = (): Resolver => {
           const resolver = new Resolver({ timeout, tries })
           if (servers !== undefined) resolver.setServers([...servers])

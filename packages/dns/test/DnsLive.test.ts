@@ -5,8 +5,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Domain } from "@tlsrpt/core"
 import { DnsServer } from "@tlsrpt/testkit"
-import { Effect, Exit, Fiber, Layer, Logger, Option, Schedule, Scope, TestClock } from "effect"
-import { Dns, type LiveOptions } from "../src/Dns.js"
+import { Effect, Either, Exit, Fiber, Layer, Logger, Option, Schedule, Schema, Scope, TestClock } from "effect"
+import { Dns, DnsConfig, type LiveOptions } from "../src/Dns.js"
 import { TlsrptLookup } from "../src/TlsrptLookup.js"
 
 const VALID = "v=TLSRPTv1; rua=mailto:tlsrpt@a.example"
@@ -211,6 +211,37 @@ describe("Dns.layer (live, loopback server)", () => {
       assert.isTrue(Exit.isInterrupted(exit))
     })
   )
+
+  it.scopedLive("a decoded `dns` config section is handed to Dns.layer whole", () =>
+    Effect.gen(function* () {
+      const server = yield* DnsServer.make({ "_smtp._tls.a.example": [VALID] })
+      const config = yield* Schema.decodeUnknown(DnsConfig)({ servers: [server.address], timeoutMs: 1000, tries: 1 })
+      const port = Number(server.address.split(":")[1])
+      assert.deepStrictEqual(config.servers, [{ host: "127.0.0.1", port }])
+      const answers = yield* txt("_smtp._tls.a.example").pipe(Effect.provide(Dns.layer(config)))
+      assert.deepStrictEqual(
+        answers.map((a) => a.text),
+        [VALID]
+      )
+    })
+  )
+
+  it("DnsConfig: servers are IP addresses (port 53 by default), timeout and tries bounded", () => {
+    const decode = Schema.decodeUnknownEither(DnsConfig)
+    assert.deepStrictEqual(Either.getOrThrow(decode({ servers: ["::1", "[::1]:5353", "9.9.9.9"] })).servers, [
+      { host: "::1", port: 53 },
+      { host: "::1", port: 5353 },
+      { host: "9.9.9.9", port: 53 }
+    ])
+    for (const bad of [
+      { servers: ["resolver.example"] },
+      { servers: ["1.2.3.4:70000"] },
+      { timeoutMs: 0 },
+      { timeoutMs: 60_001 },
+      { tries: 11 }
+    ])
+      assert.isTrue(Either.isLeft(decode(bad)), JSON.stringify(bad))
+  })
 
   it.live("invalid server addresses fail the layer with a typed DnsConfigError", () =>
     Effect.gen(function* () {

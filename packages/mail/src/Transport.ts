@@ -14,7 +14,7 @@ import { BlockList, isIP } from "node:net"
 import { join } from "node:path"
 import { ReportNaming } from "@tlsrpt/core"
 import type { OutboxMessage } from "@tlsrpt/store"
-import { Context, Data, Effect, Layer, Metric, Ref } from "effect"
+import { Context, Data, Effect, Layer, Metric, Ref, Schema } from "effect"
 import { createTransport } from "nodemailer"
 
 export class TransportError extends Data.TaggedError("TransportError")<{
@@ -61,6 +61,37 @@ export interface DirOptions {
   readonly httpsTimeoutMs?: number | undefined
   readonly httpsAllowPrivate?: boolean | undefined
 }
+
+/** `smtp://host:port` (or `smtps://`, optionally with `user:pass@`); the port defaults to 25 / 465. */
+export const SmtpUrl = Schema.String.pipe(
+  Schema.filter((s) => {
+    let url: URL
+    try {
+      url = new URL(s)
+    } catch {
+      return `expected an URL like "smtp://host:port", got ${JSON.stringify(s)}`
+    }
+    if (url.protocol !== "smtp:" && url.protocol !== "smtps:")
+      return `expected an smtp:// or smtps:// URL, got ${url.protocol}`
+    if (url.hostname === "") return "the URL has no host"
+    if ((url.pathname !== "" && url.pathname !== "/") || url.search !== "" || url.hash !== "")
+      return "the URL must be only smtp://[user:pass@]host[:port]"
+    return true
+  })
+)
+
+/**
+ * The `transport` section of a configuration file: an SMTP relay (`layerSmtp`) or a folder
+ * (`layerDir`), handed to `Transport.layerConfig` whole.
+ */
+export const TransportConfig = Schema.Union(
+  Schema.Struct({ type: Schema.Literal("smtp"), url: SmtpUrl }),
+  Schema.Struct({
+    type: Schema.Literal("dir"),
+    dir: Schema.String.pipe(Schema.minLength(1, { message: () => "must not be empty" }))
+  })
+)
+export type TransportConfig = typeof TransportConfig.Type
 
 /** One scripted outcome of the test transport. */
 export type TestStep =
@@ -474,6 +505,15 @@ export class Transport extends Context.Tag("@tlsrpt/mail/Transport")<
    * https body) plus `<id>-<destination>.json` with the envelope (from, to, reportId, policyDomain,
    * day, kind). The embedded default without a relay, and an operator's dry run.
    */
+  /** The transport a `TransportConfig` names, with the https settings both kinds take. */
+  static readonly layerConfig = (
+    config: TransportConfig,
+    https: Pick<SmtpOptions, "https" | "httpsAllowPrivate">
+  ): Layer.Layer<Transport, InvalidRelayUrl> =>
+    config.type === "smtp"
+      ? Transport.layerSmtp({ url: config.url, ...https })
+      : Transport.layerDir({ dir: config.dir, ...https })
+
   static readonly layerDir = (options: DirOptions): Layer.Layer<Transport> => {
     const https = options.https ?? true
     const httpsOptions = httpsSettings(options)

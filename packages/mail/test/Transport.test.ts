@@ -4,8 +4,15 @@ import { join } from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import type { OutboxMessage } from "@tlsrpt/store"
 import { HttpSink, SmtpSink } from "@tlsrpt/testkit"
-import { Effect, Exit, FastCheck, type Layer, Metric, MetricState } from "effect"
-import { dirFileNames, isNonPublicAddress, TestTransport, Transport, TransportError } from "../src/Transport.js"
+import { Effect, Either, Exit, FastCheck, type Layer, Metric, MetricState, Schema } from "effect"
+import {
+  dirFileNames,
+  isNonPublicAddress,
+  TestTransport,
+  Transport,
+  TransportConfig,
+  TransportError
+} from "../src/Transport.js"
 import { closedPort, gzipBody, outboxMessage, RAW } from "./Fixtures.js"
 
 const send = (layer: Layer.Layer<Transport, unknown>, message: OutboxMessage) =>
@@ -370,4 +377,40 @@ describe("isNonPublicAddress", () => {
       assert.strictEqual(isNonPublicAddress(`::ffff:${hex}`), isNonPublicAddress(v4))
     }
   )
+})
+
+describe("Transport.layerConfig", () => {
+  it.scoped("a decoded `transport` section picks the relay or the folder; https settings apply to both", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      const sink = yield* SmtpSink.make()
+      const decode = Schema.decodeUnknownSync(TransportConfig)
+      const message = outboxMessage()
+      yield* send(Transport.layerConfig(decode({ type: "smtp", url: sink.url }), {}), message)
+      assert.deepStrictEqual((yield* sink.take).to, ["tlsrpt@rcpt.example"])
+      yield* send(Transport.layerConfig(decode({ type: "dir", dir }), {}), message)
+      assert.include(yield* Effect.promise(() => readdir(dir)), dirFileNames(message).payload)
+      const https = outboxMessage({ id: 9, kind: "https", destination: "https://r.example/r", payload: gzipBody })
+      const disabled = failure(
+        yield* Effect.exit(send(Transport.layerConfig(decode({ type: "dir", dir }), { https: false }), https))
+      )
+      assert.isTrue(disabled.permanent)
+    })
+  )
+
+  it("TransportConfig refuses what no relay or folder can be, naming the key", () => {
+    const decode = Schema.decodeUnknownEither(TransportConfig)
+    for (const bad of [
+      { type: "smtp", url: "http://relay.example" },
+      { type: "smtp", url: "smtp://relay.example/path" },
+      { type: "smtp" },
+      { type: "dir", dir: "" },
+      { type: "pigeon" }
+    ])
+      assert.isTrue(Either.isLeft(decode(bad)), JSON.stringify(bad))
+    assert.deepStrictEqual(Either.getOrThrow(decode({ type: "smtp", url: "smtps://u:p@relay.example:465" })), {
+      type: "smtp",
+      url: "smtps://u:p@relay.example:465"
+    })
+  })
 })

@@ -1,9 +1,9 @@
 /**
  * The value types of the configuration as Schemas that decode the file's (and the environment's)
- * strings: durations, `host:port`, domains, mail addresses, SMTP URLs, DKIM selectors. Each message
+ * strings: durations, domains, mail addresses, DKIM selectors (`host:port` is core's `HostPort`, the
+ * DNS and transport sections are the dns and mail packages' Schemas). Each message
  * names what was expected, so a config error line says what to write instead.
  */
-import { isIP } from "node:net"
 import { Domain, EmailAddress } from "@tlsrpt/core"
 import { Duration, Either, Option, ParseResult, Schema } from "effect"
 
@@ -40,62 +40,12 @@ export const boundedDuration = (min: Duration.Duration, max: Duration.Duration) 
     )
   )
 
-export interface HostPort {
-  readonly host: string
-  readonly port: number
-}
-
-const HOST_PORT = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s]+)):(\d{1,5})$/
-
-/** `host:port` or `[v6]:port`; `defaultPort` allows a bare host. */
-export const parseHostPort = (s: string, defaultPort?: number): Either.Either<HostPort, string> => {
-  const m = HOST_PORT.exec(s)
-  if (m !== null) {
-    const port = Number(m[3])
-    if (port > 65535) return Either.left(`port out of range in ${JSON.stringify(s)}`)
-    return Either.right({ host: m[1] ?? m[2]!, port })
-  }
-  if (defaultPort !== undefined && /^(\[[0-9a-fA-F:.]+\]|[^:[\]\s]+|[0-9a-fA-F:]+)$/.test(s) && s.length > 0) {
-    return Either.right({ host: s.replace(/^\[|\]$/g, ""), port: defaultPort })
-  }
-  return Either.left(`expected "host:port", got ${JSON.stringify(s)}`)
-}
-
-export const hostPort = (defaultPort?: number) =>
-  Schema.transformOrFail(
-    Schema.String,
-    Schema.Struct({ host: Schema.String, port: Schema.Number }) as Schema.Schema<HostPort>,
-    {
-      strict: true,
-      decode: (s, _, ast) => Either.mapLeft(parseHostPort(s, defaultPort), (r) => new ParseResult.Type(ast, s, r)),
-      encode: (hp) => ParseResult.succeed(hp.host.includes(":") ? `[${hp.host}]:${hp.port}` : `${hp.host}:${hp.port}`)
-    }
-  )
-
 export const NonEmpty = Schema.String.pipe(Schema.minLength(1, { message: () => "must not be empty" }))
 
 export const DomainString = Domain.FromString
 
 export const Address = Schema.String.pipe(
   Schema.filter((s) => Either.isRight(EmailAddress.parse(s)) || `expected a mail address, got ${JSON.stringify(s)}`)
-)
-
-/** `smtp://host:port` (or `smtps://`, optionally with `user:pass@`); the port defaults to 25 / 465. */
-export const SmtpUrl = Schema.String.pipe(
-  Schema.filter((s) => {
-    let url: URL
-    try {
-      url = new URL(s)
-    } catch {
-      return `expected an URL like "smtp://host:port", got ${JSON.stringify(s)}`
-    }
-    if (url.protocol !== "smtp:" && url.protocol !== "smtps:")
-      return `expected an smtp:// or smtps:// URL, got ${url.protocol}`
-    if (url.hostname === "") return "the URL has no host"
-    if ((url.pathname !== "" && url.pathname !== "/") || url.search !== "" || url.hash !== "")
-      return "the URL must be only smtp://[user:pass@]host[:port]"
-    return true
-  })
 )
 
 const SELECTOR_LABEL = /^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$/
@@ -107,12 +57,3 @@ const SELECTOR_LABEL = /^(?!-)[A-Za-z0-9_-]{1,63}(?<!-)$/
  */
 export const isSelector = (s: string): boolean => s.length <= 200 && s.split(".").every((l) => SELECTOR_LABEL.test(l))
 export const SELECTOR_EXPECTED = "expected a DKIM selector: DNS labels of letters, digits, - and _, separated by dots"
-
-/** node:dns setServers takes IP addresses only; a host name would fail at the first lookup. */
-export const DnsServer = hostPort(53).pipe(
-  Schema.filter(
-    (hp) =>
-      isIP(hp.host) !== 0 ||
-      `expected an IP address (a resolver's name cannot be resolved), got ${JSON.stringify(hp.host)}`
-  )
-)
