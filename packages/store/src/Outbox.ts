@@ -39,8 +39,6 @@ export class Outbox extends Context.Tag("@tlsrpt/store/Outbox")<
   {
     /** Enqueues outside a round, due now; idempotent on (report-id, destination). Returns the ids. */
     readonly enqueue: (messages: ReadonlyArray<NewOutboxMessage>) => Effect.Effect<ReadonlyArray<number>, StoreError>
-    /** Queued messages with nextAttemptAt ≤ now, oldest first (whether claimed or not). */
-    readonly dueMessages: (now: Date, limit: number) => Effect.Effect<ReadonlyArray<OutboxMessage>, StoreError>
     /**
      * Claims up to `limit` due messages (queued, nextAttemptAt ≤ now, no lease or an expired one) for
      * `owner` until `until`, in the statement that selects them, so two processes never claim one

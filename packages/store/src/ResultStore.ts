@@ -96,19 +96,10 @@ export class ResultStore extends Context.Tag("@tlsrpt/store/ResultStore")<
     readonly addResults: (rows: ReadonlyArray<NewResultRow>) => Effect.Effect<void, StoreError>
     /** Every row key with day ≤ `day`, for the reporter's key gathering (docs/design.md#key-gathering). */
     readonly keysUpTo: (day: Day.Day) => Effect.Effect<ReadonlyArray<ResultKey>, StoreError>
-    /** Phase 1 fetch: rows with this recipient domain and day, in insertion order (docs/design.md#ordering). */
-    readonly rowsByRecipientDomain: (
-      recipientDomain: string,
-      day: Day.Day
-    ) => Effect.Effect<ReadonlyArray<ResultRow>, StoreError>
-    /** Phase 2 fetch: rows with this policy domain and day, by recipient domain then insertion (docs/design.md#ordering). */
-    readonly rowsByPolicyDomain: (
-      policyDomain: string,
-      day: Day.Day
-    ) => Effect.Effect<ReadonlyArray<ResultRow>, StoreError>
     /**
-     * The round's batched fetch: for each key, in input order, the rows `rowsByRecipientDomain` (phase 1)
-     * or `rowsByPolicyDomain` (phase 2) return for it, in the same order; a few queries for many keys.
+     * The round's fetch: for each key, in input order, its rows (docs/design.md#ordering): phase 1 the rows
+     * with this recipient domain and day in insertion order, phase 2 those with this policy domain and
+     * day by recipient domain (byte order), then insertion; a few queries for many keys.
      */
     readonly rowsOfKeys: (
       phase: "recipient-domain" | "policy-domain",

@@ -22,13 +22,6 @@ export const make = (dialect: Dialect) =>
 
     const selectOutbox = sql.literal(`SELECT ${OutboxRecords.COLUMNS} FROM outbox`)
 
-    const dueMessages = Effect.fn("Outbox.dueMessages")(function* (now: Date, limit: number) {
-      const records = yield* sql<OutboxRecords.OutboxRecord>`${selectOutbox}
-        WHERE status = 'queued' AND next_attempt_at <= ${now.getTime()}
-        ORDER BY next_attempt_at, id LIMIT ${limit}`
-      return records.map(OutboxRecords.toMessage)
-    }, fromSqlError("Outbox.dueMessages"))
-
     // One statement selects and leases. SQLite runs it under its write lock; PostgreSQL skips rows
     // another claim holds locked (`Dialect.skipLocked`) and re-checks the outer WHERE on the rows it
     // updates, so a row is never claimed twice while its lease runs. The pick is a MATERIALIZED CTE, run
@@ -103,7 +96,6 @@ export const make = (dialect: Dialect) =>
 
     return {
       enqueue,
-      dueMessages,
       claimDue,
       releaseClaim,
       requeue,

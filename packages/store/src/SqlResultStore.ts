@@ -379,26 +379,6 @@ export const make = (dialect: Dialect): Effect.Effect<Service, never, SqlClient.
       )
     }, fromSqlError("ResultStore.keysUpTo"))
 
-    // Phase 1 (docs/design.md#ordering): insertion order.
-    const rowsByRecipientDomain = Effect.fn("ResultStore.rowsByRecipientDomain")(function* (
-      recipientDomain: string,
-      day: Day.Day
-    ) {
-      const records = yield* sql<ResultRecord>`${selectResults}
-        WHERE recipient_domain = ${recipientDomain} AND day = ${day} ORDER BY id`
-      return yield* toResultRows("rowsByRecipientDomain", records)
-    }, fromSqlError("ResultStore.rowsByRecipientDomain"))
-
-    // Phase 2 (docs/design.md#ordering): recipient domain in byte order (SQLite's BINARY collation; A-labels are ASCII), then id.
-    const rowsByPolicyDomain = Effect.fn("ResultStore.rowsByPolicyDomain")(function* (
-      policyDomain: string,
-      day: Day.Day
-    ) {
-      const records = yield* sql<ResultRecord>`${selectResults}
-        WHERE policy_domain = ${policyDomain} AND day = ${day} ORDER BY recipient_domain, id`
-      return yield* toResultRows("rowsByPolicyDomain", records)
-    }, fromSqlError("ResultStore.rowsByPolicyDomain"))
-
     // The round's batched fetch: ROWS_KEYS keys per query, rows grouped per key in the query's order,
     // which is each key's own order (docs/design.md#ordering).
     const rowsOfKeys = Effect.fn("ResultStore.rowsOfKeys")(function* (
@@ -524,8 +504,6 @@ export const make = (dialect: Dialect): Effect.Effect<Service, never, SqlClient.
     return {
       addResults,
       keysUpTo,
-      rowsByRecipientDomain,
-      rowsByPolicyDomain,
       rowsOfKeys,
       listResults,
       markSentAndEnqueue,

@@ -72,13 +72,6 @@ export const make = Effect.gen(function* () {
     return deleted.length > 0
   }, fromSqlError("SuppressionList.remove"))
 
-  const extend = Effect.fn("SuppressionList.extend")(function* (address: string, until: Date) {
-    const normalized = yield* normalizeAddress(address)
-    const updated = yield* sql`UPDATE suppressions SET until = ${until.getTime()}
-        WHERE address = ${normalized} RETURNING id`
-    return updated.length > 0
-  }, fromSqlError("SuppressionList.extend"))
-
   // docs/design.md#suppression-and-queueing with both sides normalised. An address that does not parse cannot be on the
   // list, since `add` refuses it.
   const isSuppressed = Effect.fn("SuppressionList.isSuppressed")(function* (address: string, at: Date) {
@@ -88,7 +81,7 @@ export const make = Effect.gen(function* () {
     return rows.length > 0
   }, fromSqlError("SuppressionList.isSuppressed"))
 
-  return { add, list, remove, extend, isSuppressed }
+  return { add, list, remove, isSuppressed }
 })
 
 /** The port on the ambient `SqlClient` (any dialect: nothing here differs between them). */

@@ -29,8 +29,6 @@ export class SuppressionList extends Context.Tag("@tlsrpt/store/SuppressionList"
     readonly list: Effect.Effect<ReadonlyArray<Suppression>, StoreError>
     /** Removes the entry; false when there was none. */
     readonly remove: (address: string) => Effect.Effect<boolean, StoreError | InvalidAddress>
-    /** Moves the entry's `until`; false when there is no entry. */
-    readonly extend: (address: string, until: Date) => Effect.Effect<boolean, StoreError | InvalidAddress>
     /**
      * Active when `until > at` (docs/design.md#suppression-and-queueing). An address that does not parse
      * is not suppressed: `add` refuses such an address.

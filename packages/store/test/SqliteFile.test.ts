@@ -96,7 +96,9 @@ describe("Store.layer (SQLite file)", () => {
         assert.deepStrictEqual(yield* sql`PRAGMA busy_timeout`, [{ timeout: 5000 }])
         // And it keeps working after the reopen.
         yield* (yield* ResultStore).addResults(seedRows.slice(0, 1))
-        const [first] = yield* (yield* ResultStore).rowsByRecipientDomain("xn--74h.example", seedDay)
+        const [[first]] = yield* (yield* ResultStore).rowsOfKeys("recipient-domain", [
+          { domain: "xn--74h.example", day: seedDay }
+        ])
         assert.strictEqual(first!.results[0]!.summary.totalSuccessfulSessionCount, 20)
         assert.isTrue(first!.sentToRecipientDomain)
       }).pipe(Effect.provide(layer))
