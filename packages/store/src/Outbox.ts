@@ -1,7 +1,7 @@
 /**
  * The report outbox (docs/design.md#outbox): signed report mails and https bodies waiting for
  * delivery, with their attempts. A port: the SQL layers are `Store.layer` / `Store.layerPg` /
- * `Store.layerMemory`. A round writes its messages with `ResultStore.markSentAndEnqueue`, in the
+ * `Store.layerMemory`. A round writes its messages with `ResultStore.markSentAndEnqueueAll`, in the
  * transaction that marks its rows sent (docs/design.md#one-transaction-for-mark-and-outbox).
  */
 import type { Day } from "@tlsrpt/core"
@@ -37,7 +37,12 @@ export interface OutboxMessage extends NewOutboxMessage {
 export class Outbox extends Context.Tag("@tlsrpt/store/Outbox")<
   Outbox,
   {
-    /** Enqueues outside a round, due now; idempotent on (report-id, destination). Returns the ids. */
+    /**
+     * Enqueues outside a round, due now; idempotent on (report-id, destination). Returns the ids (of the
+     * rows already queued for a pair too). No production caller: a round queues with
+     * `ResultStore.markSentAndEnqueueAll`, which reads no ids back; this is how the delivery, admin and
+     * outbox tests queue messages whose ids they follow, on the same insert (`OutboxRecords.insert`).
+     */
     readonly enqueue: (messages: ReadonlyArray<NewOutboxMessage>) => Effect.Effect<ReadonlyArray<number>, StoreError>
     /**
      * Claims up to `limit` due messages (queued, nextAttemptAt ≤ now, no lease or an expired one) for

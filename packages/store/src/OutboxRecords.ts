@@ -1,6 +1,6 @@
 /**
  * The `outbox` table's rows as the SQL ports read and write them: `SqlOutbox` and
- * `SqlResultStore.markSentAndEnqueue` (which enqueues in the round's transaction) share them.
+ * `SqlResultStore.markSentAndEnqueueAll` (which enqueues in the round's transaction) share them.
  */
 import type * as SqlClient from "@effect/sql/SqlClient"
 import type { Day } from "@tlsrpt/core"

@@ -83,7 +83,7 @@ export interface RowsKey {
   readonly day: Day.Day
 }
 
-/** One report of a batch commit: what `markSentAndEnqueue` takes for one report. */
+/** One report of a batch commit: which rows to mark sent, and the report's messages. */
 export interface MarkSentReport {
   readonly mark: MarkSent
   readonly messages: ReadonlyArray<NewOutboxMessage>
@@ -107,14 +107,10 @@ export class ResultStore extends Context.Tag("@tlsrpt/store/ResultStore")<
     ) => Effect.Effect<ReadonlyArray<ReadonlyArray<ResultRow>>, StoreError>
     /** Listing for the CLI and admin page: by day, policy domain, recipient domain. */
     readonly listResults: (filter?: ResultFilter) => Effect.Effect<ReadonlyArray<ResultRow>, StoreError>
-    /** Marks rows sent and enqueues the report's messages in one transaction; returns the outbox ids. */
-    readonly markSentAndEnqueue: (
-      mark: MarkSent,
-      messages: ReadonlyArray<NewOutboxMessage>
-    ) => Effect.Effect<ReadonlyArray<number>, StoreError>
     /**
-     * `markSentAndEnqueue` for several reports in ONE transaction (a round's group commit,
-     * docs/design.md#mark-sent-and-enqueue): all of them are marked and queued, or none.
+     * Marks each report's rows sent and enqueues its messages, all reports in ONE transaction (a round's
+     * group commit, docs/design.md#mark-sent-and-enqueue): all of them are marked and queued, or none.
+     * A message already queued for its (report id, destination) is not queued again.
      */
     readonly markSentAndEnqueueAll: (reports: ReadonlyArray<MarkSentReport>) => Effect.Effect<void, StoreError>
     /**

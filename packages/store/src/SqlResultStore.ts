@@ -14,7 +14,6 @@ import { SqlError } from "@effect/sql/SqlError"
 import { type Day, Domain } from "@tlsrpt/core"
 import { Clock, Effect, Either, Layer, Option, Schedule } from "effect"
 import type { Dialect } from "./Dialect.js"
-import type { NewOutboxMessage } from "./Outbox.js"
 import * as OutboxRecords from "./OutboxRecords.js"
 import * as RowMerge from "./RowMerge.js"
 import {
@@ -425,16 +424,8 @@ export const make = (dialect: Dialect): Effect.Effect<Service, never, SqlClient.
         : sql`UPDATE results SET sent_to_policy_domain = 1
           WHERE policy_domain = ${mark.policyDomain} AND day = ${mark.day}`
 
-    // docs/design.md#one-transaction-for-mark-and-outbox: the mark and the messages commit together or not at all.
-    const markSentAndEnqueue = Effect.fn("ResultStore.markSentAndEnqueue")(function* (
-      mark: MarkSent,
-      messages: ReadonlyArray<NewOutboxMessage>
-    ) {
-      const now = yield* Clock.currentTimeMillis
-      return yield* sql.withTransaction(Effect.zipRight(markSent(mark), OutboxRecords.insert(sql, messages, now)))
-    }, fromSqlError("ResultStore.markSentAndEnqueue"))
-
-    // The same for a batch of reports, in one transaction; no ids are read back.
+    // docs/design.md#one-transaction-for-mark-and-outbox: the marks and the messages of a batch of
+    // reports commit together or not at all; no ids are read back.
     const markSentAndEnqueueAll = Effect.fn("ResultStore.markSentAndEnqueueAll")(function* (
       reports: ReadonlyArray<MarkSentReport>
     ) {
@@ -506,7 +497,6 @@ export const make = (dialect: Dialect): Effect.Effect<Service, never, SqlClient.
       keysUpTo,
       rowsOfKeys,
       listResults,
-      markSentAndEnqueue,
       markSentAndEnqueueAll,
       deleteKeys,
       deleteBefore,

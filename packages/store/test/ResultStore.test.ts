@@ -131,16 +131,20 @@ for (const db of dialects) {
           const store = yield* ResultStore
           yield* TestClock.setTime(1_000)
           yield* store.addResults([row({ results: [sts(1, 1)] })])
-          yield* store.markSentAndEnqueue(
+          yield* store.markSentAndEnqueueAll([
             {
-              phase: "recipient-domain",
-              recipientDomain: "a.example",
-              day,
-              reportingAddresses: ["mailto:r@a.example"]
-            },
-            []
-          )
-          yield* store.markSentAndEnqueue({ phase: "policy-domain", policyDomain: "a.example", day }, [])
+              mark: {
+                phase: "recipient-domain",
+                recipientDomain: "a.example",
+                day,
+                reportingAddresses: ["mailto:r@a.example"]
+              },
+              messages: []
+            }
+          ])
+          yield* store.markSentAndEnqueueAll([
+            { mark: { phase: "policy-domain", policyDomain: "a.example", day }, messages: [] }
+          ])
           yield* TestClock.setTime(5_000)
           yield* store.addResults([row({ sendReport: false, results: [sts(1, 0)] })])
           const r = yield* only
@@ -414,7 +418,7 @@ for (const db of dialects) {
       )
     })
 
-    describe("ResultStore.markSentAndEnqueue (docs/design.md#one-transaction-for-mark-and-outbox)", () => {
+    describe("ResultStore.markSentAndEnqueueAll (docs/design.md#one-transaction-for-mark-and-outbox)", () => {
       it.effect(
         "phase 1 marks the recipient domain's rows of that day and stores the addresses; phase 2 the policy domain's",
         () =>
@@ -431,16 +435,17 @@ for (const db of dialects) {
             ])
             yield* TestClock.setTime(7 * MINUTE)
             const addresses = ["mailto:tls-reports@xn--74h.example"]
-            const outboxIds = yield* store.markSentAndEnqueue(
+            yield* store.markSentAndEnqueueAll([
               {
-                phase: "recipient-domain",
-                recipientDomain: "xn--74h.example",
-                day: seedDay,
-                reportingAddresses: addresses
-              },
-              [message("tls-reports@xn--74h.example")]
-            )
-            assert.strictEqual(outboxIds.length, 1)
+                mark: {
+                  phase: "recipient-domain",
+                  recipientDomain: "xn--74h.example",
+                  day: seedDay,
+                  reportingAddresses: addresses
+                },
+                messages: [message("tls-reports@xn--74h.example")]
+              }
+            ])
             const marked = (yield* store.listResults()).filter((r) => r.sentToRecipientDomain)
             assert.deepStrictEqual(
               marked.map((r) => [r.id, r.recipientDomainReportingAddresses]),
@@ -452,17 +457,19 @@ for (const db of dialects) {
             const [queued] = yield* (yield* Outbox).list()
             assert.deepStrictEqual(
               [queued!.id, queued!.status, queued!.attempts, queued!.nextAttemptAt, queued!.created, queued!.lastError],
-              [outboxIds[0], "queued", 0, new Date(7 * MINUTE), new Date(7 * MINUTE), undefined]
+              [1, "queued", 0, new Date(7 * MINUTE), new Date(7 * MINUTE), undefined]
             )
             assert.deepStrictEqual(queued!.payload, message("tls-reports@xn--74h.example").payload)
 
-            yield* store.markSentAndEnqueue(
-              { phase: "policy-domain", policyDomain: "mailhost.xn--74h.example", day: seedDay },
-              [
-                message("tls-reports1@mailhost.xn--74h.example", { reportId: "r2" }),
-                message("tls-reports2@mailhost.xn--74h.example", { reportId: "r2" })
-              ]
-            )
+            yield* store.markSentAndEnqueueAll([
+              {
+                mark: { phase: "policy-domain", policyDomain: "mailhost.xn--74h.example", day: seedDay },
+                messages: [
+                  message("tls-reports1@mailhost.xn--74h.example", { reportId: "r2" }),
+                  message("tls-reports2@mailhost.xn--74h.example", { reportId: "r2" })
+                ]
+              }
+            ])
             const rows = yield* store.listResults()
             assert.deepStrictEqual(
               rows.filter((r) => r.sentToPolicyDomain).map((r) => r.id),
@@ -476,19 +483,22 @@ for (const db of dialects) {
           }).pipe(Effect.provide(db.layer))
       )
 
-      it.effect("enqueueing the same report again returns the existing ids and adds nothing", () =>
+      it.effect("enqueueing the same report again adds nothing; the first payloads stay", () =>
         Effect.gen(function* () {
           const store = yield* ResultStore
           yield* store.addResults(seedRows)
           const mark = { phase: "policy-domain", policyDomain: "mailhost.xn--74h.example", day: seedDay } as const
           const messages = [message("a@mailhost.xn--74h.example"), message("b@mailhost.xn--74h.example")]
-          const first = yield* store.markSentAndEnqueue(mark, messages)
-          const second = yield* store.markSentAndEnqueue(mark, [
-            message("b@mailhost.xn--74h.example", { payload: new Uint8Array([1]) }),
-            ...messages
+          yield* store.markSentAndEnqueueAll([{ mark, messages }])
+          yield* store.markSentAndEnqueueAll([
+            {
+              mark,
+              messages: [message("b@mailhost.xn--74h.example", { payload: new Uint8Array([1]) }), ...messages]
+            },
+            { mark, messages }
           ])
-          assert.deepStrictEqual(second, [first[1], first[0], first[1]])
-          assert.deepStrictEqual(yield* (yield* Outbox).enqueue(messages), first)
+          const first = [1, 2]
+          assert.deepStrictEqual(yield* (yield* Outbox).enqueue([messages[1]!, messages[0]!]), [first[1], first[0]])
           const outbox = yield* (yield* Outbox).list()
           assert.deepStrictEqual(
             outbox.map((m) => [m.id, m.destination, m.payload]),
@@ -512,17 +522,17 @@ for (const db of dialects) {
             reportingAddresses: ["mailto:a@xn--74h.example", "mailto:b@xn--74h.example"]
           } as const
           const messages = [message("a@xn--74h.example"), message("b@xn--74h.example")]
-          const error = yield* Effect.flip(store.markSentAndEnqueue(mark, messages))
+          const error = yield* Effect.flip(store.markSentAndEnqueueAll([{ mark, messages }]))
           assert.strictEqual(error._tag, "StoreError")
-          assert.strictEqual(error.operation, "ResultStore.markSentAndEnqueue")
+          assert.strictEqual(error.operation, "ResultStore.markSentAndEnqueueAll")
           assert.include(error.message, "refused by test")
           const rows = yield* store.listResults()
           assert.isTrue(rows.every((r) => !r.sentToRecipientDomain && r.recipientDomainReportingAddresses.length === 0))
           assert.deepStrictEqual(yield* (yield* Outbox).list(), [])
 
           yield* allow
-          const ids = yield* store.markSentAndEnqueue(mark, messages)
-          assert.strictEqual(new Set(ids).size, 2)
+          yield* store.markSentAndEnqueueAll([{ mark, messages }])
+          assert.strictEqual((yield* (yield* Outbox).list()).length, 2)
           assert.strictEqual((yield* store.listResults()).filter((r) => r.sentToRecipientDomain).length, 2)
         }).pipe(Effect.provide(db.layer))
       )

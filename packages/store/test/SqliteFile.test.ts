@@ -47,25 +47,27 @@ describe("Store.layer (SQLite file)", () => {
           until: new Date(Date.UTC(2030, 0, 1)),
           comment: "asked"
         })
-        yield* store.markSentAndEnqueue(
+        yield* store.markSentAndEnqueueAll([
           {
-            phase: "recipient-domain",
-            recipientDomain: "xn--74h.example",
-            day: seedDay,
-            reportingAddresses: ["mailto:tls-reports@xn--74h.example"]
-          },
-          [
-            {
-              kind: "mailto",
-              destination: "tls-reports@xn--74h.example",
-              envelopeFrom: "postmaster@mox.example",
-              payload: new Uint8Array([0, 1, 2, 255]),
-              reportId: "20240109.xn--74h.example@mox.example",
-              policyDomain: "xn--74h.example",
-              day: seedDay
-            }
-          ]
-        )
+            mark: {
+              phase: "recipient-domain",
+              recipientDomain: "xn--74h.example",
+              day: seedDay,
+              reportingAddresses: ["mailto:tls-reports@xn--74h.example"]
+            },
+            messages: [
+              {
+                kind: "mailto",
+                destination: "tls-reports@xn--74h.example",
+                envelopeFrom: "postmaster@mox.example",
+                payload: new Uint8Array([0, 1, 2, 255]),
+                reportId: "20240109.xn--74h.example@mox.example",
+                policyDomain: "xn--74h.example",
+                day: seedDay
+              }
+            ]
+          }
+        ])
         return yield* snapshot
       }).pipe(Effect.provide(layer))
       assert.strictEqual(written.results.length, 6)
