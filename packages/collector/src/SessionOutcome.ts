@@ -38,33 +38,24 @@ import { Day, Domain, PolicyResult, Report } from "@tlsrpt/core"
 import type { NewResultRow } from "@tlsrpt/store"
 import { type Brand, Either, ParseResult, Schema, type SchemaAST } from "effect"
 import { InvalidOutcome } from "./InvalidOutcome.js"
-import {
-  formatPath,
-  isHostPolicy,
-  isIpAddress,
-  isIpLiteral,
-  isText,
-  isValidTime,
-  NO_CRLF,
-  policiesIssue,
-  TIME_EXPECTED,
-  TLSA_RECORD
-} from "./internal/OutcomeRules.js"
+// The rules the Schema is built from; internal/OutcomeCheck.ts applies the same ones to typed input.
+import * as Rules from "./internal/OutcomeRules.js"
 
-export { InvalidOutcome, isHostPolicy, isIpLiteral }
+export { InvalidOutcome }
+export { isHostPolicy, isIpLiteral } from "./internal/OutcomeRules.js"
 export { check } from "./internal/OutcomeCheck.js"
 
 /** Free text that ends up in reports and logs: CR and LF are refused (header and log injection). */
-export const Text = Schema.String.pipe(Schema.filter(isText, { message: () => NO_CRLF }))
+export const Text = Schema.String.pipe(Schema.filter(Rules.isText, { message: () => Rules.NO_CRLF }))
 
 export const IpAddress = Schema.String.pipe(
-  Schema.filter(isIpAddress, { message: (i) => `not an IP address: ${JSON.stringify(i.actual)}` })
+  Schema.filter(Rules.isIpAddress, { message: (i) => `not an IP address: ${JSON.stringify(i.actual)}` })
 )
 
 /** RFC 5321 §4.1.3 address literal (`[192.0.2.1]`, `[IPv6:2001:db8::1]`) or a bare address. */
 export type IpLiteral = string & Brand.Brand<"IpLiteral">
 
-const IpLiteralFromSelf = Schema.String.pipe(Schema.filter(isIpLiteral), Schema.brand("IpLiteral"))
+const IpLiteralFromSelf = Schema.String.pipe(Schema.filter(Rules.isIpLiteral), Schema.brand("IpLiteral"))
 
 const domainIssue = (ast: SchemaAST.AST, s: string, e: Domain.DomainError) => new ParseResult.Type(ast, s, e.message)
 
@@ -78,7 +69,7 @@ export const RecipientDomain: Schema.Schema<Domain.Domain | IpLiteral, string> =
   {
     strict: true,
     decode: (s, _, ast) =>
-      isIpLiteral(s)
+      Rules.isIpLiteral(s)
         ? ParseResult.succeed(s as IpLiteral)
         : Either.match(Domain.parse(s), {
             onLeft: (e) => ParseResult.fail(domainIssue(ast, s, e)),
@@ -92,11 +83,11 @@ export const RecipientDomain: Schema.Schema<Domain.Domain | IpLiteral, string> =
 export const Timestamp: Schema.Schema<Date, string | number> = Schema.Union(
   Report.DateTime,
   Schema.DateFromNumber
-).pipe(Schema.filter((d) => isValidTime(d.getTime()), { message: () => TIME_EXPECTED }))
+).pipe(Schema.filter((d) => Rules.isValidTime(d.getTime()), { message: () => Rules.TIME_EXPECTED }))
 
 /** Presentation form `<usage> <selector> <matching type> <hex>` (docs/design.md#report-fields). */
 export const TlsaRecord = Schema.String.pipe(
-  Schema.filter((s) => TLSA_RECORD.test(s), {
+  Schema.filter((s) => Rules.TLSA_RECORD.test(s), {
     message: (i) => `not a TLSA record "<usage> <selector> <matching-type> <hex>": ${JSON.stringify(i.actual)}`
   })
 )
@@ -170,7 +161,7 @@ export const SessionOutcome = Schema.Struct({
   isTlsReport: Schema.optional(Schema.Boolean),
   /** The message is a DMARC report: its results trigger a report only with a failure (docs/design.md#send-report-flag). */
   isDmarcReport: Schema.optional(Schema.Boolean),
-  policies: Schema.Array(SessionPolicy).pipe(Schema.filter(policiesIssue))
+  policies: Schema.Array(SessionPolicy).pipe(Schema.filter(Rules.policiesIssue))
 })
 export type SessionOutcome = typeof SessionOutcome.Type
 /** The JSON shape (one line of `tlsrpt record FILE`). */
@@ -185,7 +176,7 @@ const toInvalid = (e: ParseResult.ParseError): InvalidOutcome => {
   const issue = ParseResult.ArrayFormatter.formatErrorSync(e)[0]
   return new InvalidOutcome({
     reason: issue?.message ?? ParseResult.TreeFormatter.formatErrorSync(e),
-    field: issue === undefined ? "" : formatPath(issue.path)
+    field: issue === undefined ? "" : Rules.formatPath(issue.path)
   })
 }
 
@@ -332,7 +323,7 @@ export const forEachRow = (o: SessionOutcome, sink: (row: RowView) => void): num
   for (let i = 0; i < policies.length; i++) {
     const p = policies[i]!
     if (p.result === "failure") failure = true
-    if (isHostPolicy(p)) hostPolicy = p
+    if (Rules.isHostPolicy(p)) hostPolicy = p
     else recipientPolicy = p
   }
   view.day = dayOf(o.timestamp)

@@ -60,6 +60,16 @@ const optional = (o: Json, key: string): string | undefined => {
   return v
 }
 
+/** The optional text fields of a failure detail (RFC 8460 §4.4): the stored key, the model's field. */
+const OPTIONAL_DETAILS = [
+  ["sending-mta-ip", "sendingMtaIp"],
+  ["receiving-mx-hostname", "receivingMxHostname"],
+  ["receiving-mx-helo", "receivingMxHelo"],
+  ["receiving-ip", "receivingIp"],
+  ["additional-information", "additionalInformation"],
+  ["failure-reason-code", "failureReasonCode"]
+] as const
+
 const fastDetails = (u: unknown): PolicyResult.FailureDetails => {
   if (!isObject(u) || !isResultType(u["result-type"]) || !isCount(u["failed-session-count"])) throw NOT_CANONICAL
   const d: {
@@ -68,18 +78,10 @@ const fastDetails = (u: unknown): PolicyResult.FailureDetails => {
     resultType: u["result-type"] as PolicyResult.ResultType,
     failedSessionCount: count(u["failed-session-count"])
   }
-  const sendingMtaIp = optional(u, "sending-mta-ip")
-  if (sendingMtaIp !== undefined) d.sendingMtaIp = sendingMtaIp
-  const receivingMxHostname = optional(u, "receiving-mx-hostname")
-  if (receivingMxHostname !== undefined) d.receivingMxHostname = receivingMxHostname
-  const receivingMxHelo = optional(u, "receiving-mx-helo")
-  if (receivingMxHelo !== undefined) d.receivingMxHelo = receivingMxHelo
-  const receivingIp = optional(u, "receiving-ip")
-  if (receivingIp !== undefined) d.receivingIp = receivingIp
-  const additionalInformation = optional(u, "additional-information")
-  if (additionalInformation !== undefined) d.additionalInformation = additionalInformation
-  const failureReasonCode = optional(u, "failure-reason-code")
-  if (failureReasonCode !== undefined) d.failureReasonCode = failureReasonCode
+  for (const [key, field] of OPTIONAL_DETAILS) {
+    const v = optional(u, key)
+    if (v !== undefined) d[field] = v
+  }
   return d
 }
 
