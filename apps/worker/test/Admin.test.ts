@@ -1,23 +1,12 @@
-import { HttpClient, HttpClientRequest, HttpServer } from "@effect/platform"
-import { NodeHttpServer } from "@effect/platform-node"
+import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { assert, describe, it } from "@effect/vitest"
 import { type Day, Domain, PolicyResult } from "@tlsrpt/core"
 import { Outbox, ResultStore, Store } from "@tlsrpt/store"
-import { Effect, Layer, Redacted } from "effect"
-import * as Admin from "../src/Admin.js"
-import { Metrics } from "../src/Metrics.js"
+import { Effect } from "effect"
+import type * as Admin from "../src/Admin.js"
+import { adminTestServer, TOKEN } from "./AdminServer.js"
 
-const TOKEN = "test-token-0123456789abcdef"
-
-const Settings = Layer.succeed(Admin.AdminSettings, {
-  token: Redacted.make(TOKEN),
-  status: { sending: false, reason: "no submitter configured", transport: "dir /tmp/outbox" }
-})
-
-const TestServer = HttpServer.serve(Admin.app).pipe(
-  Layer.provideMerge(NodeHttpServer.layerTest),
-  Layer.provideMerge(Layer.mergeAll(Store.layerMemory, Metrics.layerEffectOnly, Settings))
-)
+const TestServer = adminTestServer("no submitter configured", Store.layerMemory)
 
 const authed = (req: HttpClientRequest.HttpClientRequest) => HttpClientRequest.bearerToken(req, TOKEN)
 

@@ -2,26 +2,15 @@
  * `POST /api/outcomes` on the real admin app over loopback HTTP, with the real Collector on the
  * SQLite store (`:memory:`).
  */
-import { HttpClient, HttpClientRequest, HttpServer } from "@effect/platform"
-import { NodeHttpServer } from "@effect/platform-node"
+import { HttpClient, HttpClientRequest } from "@effect/platform"
 import { assert, describe, it } from "@effect/vitest"
 import { Collector } from "@tlsrpt/collector"
 import { ResultStore, Store } from "@tlsrpt/store"
-import { Effect, Layer, Redacted } from "effect"
-import * as Admin from "../src/Admin.js"
-import { Metrics } from "../src/Metrics.js"
+import { Effect, Layer } from "effect"
 import { MAX_BODY_BYTES } from "../src/OutcomesApi.js"
+import { adminTestServer, TOKEN } from "./AdminServer.js"
 
-const TOKEN = "test-token-0123456789abcdef"
-const Settings = Layer.succeed(Admin.AdminSettings, {
-  token: Redacted.make(TOKEN),
-  status: { sending: false, reason: "test", transport: "dir /tmp/outbox" }
-})
-const TestServer = HttpServer.serve(Admin.app).pipe(
-  Layer.provideMerge(NodeHttpServer.layerTest),
-  Layer.provideMerge(Layer.mergeAll(Metrics.layerEffectOnly, Settings, Collector.layer())),
-  Layer.provideMerge(Store.layerMemory)
-)
+const TestServer = adminTestServer("test", Collector.layer().pipe(Layer.provideMerge(Store.layerMemory)))
 
 const outcome = (domain: string, result: "success" | "failure") =>
   JSON.stringify({
