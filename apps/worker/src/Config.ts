@@ -5,7 +5,8 @@
  * handed down as values and Layers). Each section has the shape of what its package takes, so it is
  * handed over whole (`reports` is the reporter's `ReporterConfig`, `collector` the datagram source's
  * options, `delivery` the outbox's `RetrySchedule`); `dns` and `transport` are decoded by the dns and
- * mail packages' own Schemas (`DnsConfig`, `TransportConfig`). With no file at all, the embedded default runs:
+ * mail packages' own Schemas (`DnsConfig`, `TransportConfig`), `database` by the store's
+ * (`Store.DatabaseConfig`). With no file at all, the embedded default runs:
  * data in `./data`, SQLite, `dir` transport into `./data/outbox`, the system's DNS, and no sending
  * until a submitter and a DKIM key are configured.
  *
@@ -25,6 +26,7 @@ import {
   TransportConfig
 } from "@tlsrpt/mail"
 import { defaultConfig, type ReporterConfig } from "@tlsrpt/reporter"
+import { Store } from "@tlsrpt/store"
 import { Duration, Effect, Either, ParseResult, Redacted, Schema } from "effect"
 import { ConfigError } from "./config/ConfigError.js"
 import * as Environment from "./config/Environment.js"
@@ -56,20 +58,9 @@ export const DkimKeyFile = Schema.Struct({
   algorithm: Schema.Literal("rsa-sha256", "ed25519-sha256")
 })
 
-const PostgresUrl = Schema.String.pipe(
-  Schema.filter((s) => /^postgres(ql)?:\/\/./i.test(s) || "expected a postgres:// URL")
-)
-
-/** A SQLite file path (the default; the plain string form), or a PostgreSQL database shared by many workers. */
-export const DatabaseFile = Schema.Union(
-  NonEmpty,
-  Schema.Struct({ type: Schema.Literal("sqlite"), file: NonEmpty }),
-  Schema.Struct({ type: Schema.Literal("postgres"), url: PostgresUrl })
-)
-
 export const ConfigFile = Schema.Struct({
   dataDir: Schema.optional(NonEmpty),
-  database: Schema.optional(DatabaseFile),
+  database: Schema.optional(Store.DatabaseConfig),
   submitter: Schema.optional(
     Schema.Struct({
       domain: DomainString,
@@ -144,10 +135,6 @@ export interface DkimKeyConfig {
   readonly algorithm: "rsa-sha256" | "ed25519-sha256"
 }
 
-export type DatabaseConfig =
-  | { readonly type: "sqlite"; readonly file: string }
-  | { readonly type: "postgres"; readonly url: Redacted.Redacted<string> }
-
 export interface WorkerConfig {
   /** Absolute path of the file read, if any. */
   readonly configFile: string | undefined
@@ -155,7 +142,7 @@ export interface WorkerConfig {
   /** SQLite file path (absolute), or the PostgreSQL URL without its password: for logs and pages. */
   readonly database: string
   /** Where the store is: `Layers.store` opens it. */
-  readonly databaseConfig: DatabaseConfig
+  readonly databaseConfig: Store.Database
   readonly submitter: Submitter | undefined
   readonly dkim: ReadonlyArray<DkimKeyConfig>
   /** The keys read and checked at start-up (`load`); empty before. */
@@ -300,7 +287,7 @@ export const resolve = (
 
   const dataDir = path("dataDir", file.dataDir ?? "data")
   const databaseFile = file.database ?? NodePath.join(dataDir, "tlsrpt.db")
-  let databaseConfig: DatabaseConfig
+  let databaseConfig: Store.Database
   if (typeof databaseFile === "string" || databaseFile.type === "sqlite") {
     const database = typeof databaseFile === "string" ? databaseFile : databaseFile.file
     const key = typeof databaseFile === "string" ? "database" : "database.file"

@@ -31,9 +31,7 @@ export const nameDatabase =
 
 /** The store (`database`: a SQLite file, or PostgreSQL), migrated on open. */
 export const store = (config: WorkerConfig): Layer.Layer<Store.Store | SqlClient.SqlClient, StoreError> =>
-  config.databaseConfig.type === "postgres"
-    ? Store.layerPg({ url: config.databaseConfig.url })
-    : Store.layer({ filename: config.databaseConfig.file })
+  Store.layerConfig(config.databaseConfig)
 
 /** TXT lookups on the configured servers, or the system's resolvers when none are given. */
 export const dns = (config: WorkerConfig): Layer.Layer<Dns> =>

@@ -6,7 +6,7 @@
  * (docs/architecture.md#adding-a-store-dialect); the ports and their SQL stay as they are.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
-import { Effect, Layer } from "effect"
+import { Effect, Layer, type Redacted, Schema } from "effect"
 import type { Dialect } from "./Dialect.js"
 import * as Migrations from "./Migrations.js"
 import type { Outbox } from "./Outbox.js"
@@ -62,3 +62,28 @@ export const layerSql = (dialect: Dialect): Layer.Layer<Store, StoreError, SqlCl
       )
     )
   )
+
+const NonEmpty = Schema.String.pipe(Schema.minLength(1, { message: () => "must not be empty" }))
+const PostgresUrl = Schema.String.pipe(
+  Schema.filter((s) => /^postgres(ql)?:\/\/./i.test(s) || "expected a postgres:// URL")
+)
+
+/**
+ * The `database` section of a configuration file: a SQLite file path (the plain string form, or
+ * `{ "type": "sqlite", "file" }`), or a PostgreSQL database shared by many workers.
+ */
+export const DatabaseConfig = Schema.Union(
+  NonEmpty,
+  Schema.Struct({ type: Schema.Literal("sqlite"), file: NonEmpty }),
+  Schema.Struct({ type: Schema.Literal("postgres"), url: PostgresUrl })
+)
+export type DatabaseConfig = typeof DatabaseConfig.Type
+
+/** The database a `DatabaseConfig` names, ready to open: the file's path resolved, the URL redacted. */
+export type Database =
+  | { readonly type: "sqlite"; readonly file: string }
+  | { readonly type: "postgres"; readonly url: Redacted.Redacted<string> }
+
+/** The store on the database given: `layer` for a SQLite file, `layerPg` for PostgreSQL. */
+export const layerConfig = (database: Database): Layer.Layer<Store | SqlClient.SqlClient, StoreError> =>
+  database.type === "postgres" ? layerPg({ url: database.url }) : layer({ filename: database.file })

@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
 import { Day, Domain, PolicyResult } from "@tlsrpt/core"
-import { Deferred, Effect, Exit, Layer } from "effect"
+import { Deferred, Effect, Either, Exit, Layer, Schema } from "effect"
 import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import * as Migrations from "../src/Migrations.js"
 import { Outbox } from "../src/Outbox.js"
@@ -336,6 +336,31 @@ const killAfter = (filename: string, lines: number) =>
     })
     return Effect.sync(() => child.kill("SIGKILL"))
   })
+
+describe("Store.DatabaseConfig and Store.layerConfig", () => {
+  it.scoped("a decoded `database` section: a path or { type: sqlite } opens that file; postgres needs a URL", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      const decode = Schema.decodeUnknownEither(Store.DatabaseConfig)
+      assert.deepStrictEqual(Either.getOrThrow(decode("state/t.db")), "state/t.db")
+      assert.deepStrictEqual(Either.getOrThrow(decode({ type: "sqlite", file: "t.db" })), {
+        type: "sqlite",
+        file: "t.db"
+      })
+      for (const bad of ["", { type: "postgres", url: "mysql://db" }, { type: "sqlite" }, { type: "oracle" }])
+        assert.isTrue(Either.isLeft(decode(bad)), JSON.stringify(bad))
+      const file = join(dir, "config.db")
+      yield* Effect.flatMap(ResultStore, (store) => store.addResults(seedRows)).pipe(
+        Effect.provide(Store.layerConfig({ type: "sqlite", file }))
+      )
+      assert.isTrue(existsSync(file))
+      const rows = yield* Effect.flatMap(ResultStore, (store) => store.listResults()).pipe(
+        Effect.provide(Store.layer({ filename: file }))
+      )
+      assert.strictEqual(rows.length, seedRows.length)
+    })
+  )
+})
 
 describe("Store.layerSql", () => {
   it.effect("migrates and serves on a caller's SqlClient", () =>
