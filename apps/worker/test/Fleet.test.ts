@@ -1,7 +1,8 @@
 /**
  * Fleet mode through the bin (docs/design.md#fleet-mode): a worker with a `cluster` section joins the
  * cluster as a runner (its tables in the store's database), `cluster status` shows it owning every
- * shard and the rounds, and `send --day D` has the worker run the round and waits for the delivery.
+ * shard and the rounds (so does the admin API's `/api/cluster`), and `send --day D` has the worker run
+ * the round and waits for the delivery.
  */
 import { createServer } from "node:net"
 import * as NodePath from "node:path"
@@ -93,6 +94,23 @@ describe("fleet mode through the bin", () => {
         )
         const text = yield* cli(["cluster", "status"])
         assert.match(text.stdout, new RegExp(`${address.replace(/\./g, "\\.")}\\s+up .* 12 shards 1-12`))
+
+        // the admin API shows the same status (the page's cluster section reads it)
+        const base = (yield* worker.waitFor(/admin HTTP listening on (http:\/\/127\.0\.0\.1:\d+)/))[1]!
+        const token: string = config.http.token
+        const api = (yield* Effect.promise(() =>
+          fetch(`${base}/api/cluster`, { headers: { Authorization: `Bearer ${token}` } }).then((r) => r.json())
+        )) as { readonly enabled: boolean; readonly status: StatusJson & { readonly shards: number } }
+        assert.isTrue(api.enabled)
+        assert.strictEqual(api.status.shards, 12)
+        assert.deepStrictEqual(
+          api.status.runners.map((r) => [r.address, r.alive, r.shardCount]),
+          [[address, true, 12]]
+        )
+        assert.deepStrictEqual(
+          api.status.rounds.map((r) => [r.id, r.state]),
+          [[`daily:${yesterday}`, "done"]]
+        )
 
         yield* fs.writeFileString(
           NodePath.join(dir, "rows.jsonl"),
