@@ -91,12 +91,38 @@ const roundRetries = Schedule.exponential("1 second").pipe(
   Schedule.intersect(Schedule.recurs(10))
 )
 
+type RoundClient = Effect.Effect.Success<typeof ReportRound.client>
+
+const dailyId = (day: Day.Day) => `daily:${day}`
+
+const yesterday = Effect.map(Clock.currentTimeMillis, (now) => Day.addDays(Day.fromMillis(now), -1))
+
+/**
+ * docs/design.md#schedule-catch-up in the fleet: requests, without waiting, the round of the oldest
+ * ended day not yet reported (from the store's reported days); when that daily round is done it
+ * marks its day and calls this again, so missed days run one after the other, oldest first, as in
+ * the single-process schedule. The message's primary key (`daily:<day>`) keeps each day one round.
+ */
+const requestNextDaily = (client: RoundClient) =>
+  Effect.gen(function* () {
+    const store = yield* ResultStore
+    const last = yield* store.lastReportedDay.pipe(
+      Effect.tapError((e) => Effect.logError("cannot read the reported days; reporting yesterday only", e)),
+      Effect.orElseSucceed(() => undefined)
+    )
+    const day = ReporterSchedule.nextDayToReport(last, yield* yesterday)
+    if (day === undefined) return
+    yield* client(day).Run(new RunRound({ id: dailyId(day), day, pace: true }), { discard: true })
+    yield* Effect.logInfo(`report round for ${day} requested`)
+  })
+
 /** The round's entity: the reporter's round, each key's step a message to the key's entity. */
 export const layer = (config: ReporterConfig, options: RoundOptions = {}) =>
   ReportRound.toLayer(
     Effect.gen(function* () {
       const store = yield* ResultStore
       const keyClient = yield* ReportKey.client
+      const roundClient = yield* ReportRound.client
       return ReportRound.of({
         Run: ({ payload }) => {
           const sendKey: ReporterLive.KeySender = (phase, policyDomain, day, retries, inBoth) =>
@@ -130,6 +156,16 @@ export const layer = (config: ReporterConfig, options: RoundOptions = {}) =>
             // idempotent: the keys already answered in this round get their stored replies
             Effect.tapError((e) => Effect.logWarning(`the round failed on its store, running it again: ${e.reason}`)),
             Effect.retry(roundRetries),
+            // a daily round done: its day is reported, and the next missed day (if any) is requested
+            Effect.tap(() =>
+              payload.id === dailyId(payload.day)
+                ? store.markDayReported(payload.day).pipe(
+                    Effect.zipRight(requestNextDaily(roundClient)),
+                    Effect.provideService(ResultStore, store),
+                    Effect.catchAll((e) => Effect.logError("the round's day could not be marked reported", e))
+                  )
+                : Effect.void
+            ),
             Effect.map((summary): RoundSummary => summary),
             Effect.annotateLogs({ round: payload.id })
           )
@@ -148,20 +184,11 @@ export const layer = (config: ReporterConfig, options: RoundOptions = {}) =>
 export const request = (run: RunRound) =>
   Effect.flatMap(ReportRound.client, (client) => askUntilAnswered(`the round ${run.id}`, client(run.day).Run(run)))
 
-/** Asks for the round of `day` without waiting: the message is stored and some runner runs it. */
-const enqueueDaily = (day: Day.Day) =>
-  Effect.gen(function* () {
-    const client = yield* ReportRound.client
-    yield* client(day).Run(new RunRound({ id: `daily:${day}`, day, pace: true }), { discard: true })
-    yield* Effect.logInfo(`report round for ${day} requested`)
-  })
-
-const yesterday = Effect.map(Clock.currentTimeMillis, (now) => Day.addDays(Day.fromMillis(now), -1))
-
 /**
  * docs/design.md#schedule in the fleet: the cron fires at 00:00 UTC on one runner, waits the jitter,
- * and requests the round of the day that just ended; the start-up singleton requests the same round
- * once, so a fleet that was down at midnight still reports (the primary key keeps it one round).
+ * and requests the round of the oldest day not yet reported (normally the day that just ended); the
+ * start-up singleton does the same once, so a fleet that was down at midnight, or for days, still
+ * reports every day (docs/design.md#schedule-catch-up; the primary key keeps each day one round).
  */
 export const schedule = (config: Pick<ReporterConfig, "jitterMin" | "jitterMax">) =>
   Layer.mergeAll(
@@ -170,8 +197,8 @@ export const schedule = (config: Pick<ReporterConfig, "jitterMin" | "jitterMax">
       cron: Cron.unsafeParse("0 0 * * *", "UTC"),
       execute: Effect.gen(function* () {
         yield* Effect.sleep(Duration.millis(yield* ReporterSchedule.jitterMillis(config)))
-        yield* enqueueDaily(yield* yesterday)
+        yield* requestNextDaily(yield* ReportRound.client)
       })
     }),
-    Singleton.make("tlsrpt-report-round-startup", Effect.flatMap(yesterday, enqueueDaily))
+    Singleton.make("tlsrpt-report-round-startup", Effect.flatMap(ReportRound.client, requestNextDaily))
   )
