@@ -93,9 +93,15 @@ const roundRetries = Schedule.exponential("1 second").pipe(
 
 type RoundClient = Effect.Effect.Success<typeof ReportRound.client>
 
-const dailyId = (day: Day.Day) => `daily:${day}`
+/**
+ * The id of the scheduled round of `day` asked for on `today`: `daily:<day>` the day after, as every
+ * runner computes it; a catch-up asked later carries its own day (`daily:<day>@<today>`), so a round
+ * that failed is asked for again at the next wake-up instead of being answered from its stored failure.
+ */
+const dailyId = (day: Day.Day, today: Day.Day) =>
+  Day.addDays(day, 1) === today ? `daily:${day}` : `daily:${day}@${today}`
 
-const yesterday = Effect.map(Clock.currentTimeMillis, (now) => Day.addDays(Day.fromMillis(now), -1))
+const isDaily = (run: RunRound) => run.id.startsWith("daily:")
 
 /**
  * docs/design.md#schedule-catch-up in the fleet: requests, without waiting, the round of the oldest
@@ -110,9 +116,10 @@ const requestNextDaily = (client: RoundClient) =>
       Effect.tapError((e) => Effect.logError("cannot read the reported days; reporting yesterday only", e)),
       Effect.orElseSucceed(() => undefined)
     )
-    const day = ReporterSchedule.nextDayToReport(last, yield* yesterday)
+    const today = Day.fromMillis(yield* Clock.currentTimeMillis)
+    const day = ReporterSchedule.nextDayToReport(last, Day.addDays(today, -1))
     if (day === undefined) return
-    yield* client(day).Run(new RunRound({ id: dailyId(day), day, pace: true }), { discard: true })
+    yield* client(day).Run(new RunRound({ id: dailyId(day, today), day, pace: true }), { discard: true })
     yield* Effect.logInfo(`report round for ${day} requested`)
   })
 
@@ -158,7 +165,7 @@ export const layer = (config: ReporterConfig, options: RoundOptions = {}) =>
             Effect.retry(roundRetries),
             // a daily round done: its day is reported, and the next missed day (if any) is requested
             Effect.tap(() =>
-              payload.id === dailyId(payload.day)
+              isDaily(payload)
                 ? store.markDayReported(payload.day).pipe(
                     Effect.zipRight(requestNextDaily(roundClient)),
                     Effect.provideService(ResultStore, store),

@@ -72,7 +72,11 @@ describe("the fleet's daily schedule (docs/design.md#fleet-round) on SingleRunne
           for (let i = 0; i < 900 && (yield* store.lastReportedDay) !== "2025-01-08"; i++)
             yield* TestClock.adjust("1 second")
           // catch-up starts at the oldest day whose rows are not stale (the single-process rule), one round a day
-          assert.deepStrictEqual(yield* requested, ["daily:2025-01-06", "daily:2025-01-07", "daily:2025-01-08"])
+          assert.deepStrictEqual(yield* requested, [
+            "daily:2025-01-06@2025-01-09",
+            "daily:2025-01-07@2025-01-09",
+            "daily:2025-01-08"
+          ])
           assert.strictEqual(yield* store.lastReportedDay, "2025-01-08")
           // the round of the 6th sent its two reports (the recipient domain and its MX host)
           assert.deepStrictEqual(
