@@ -3,6 +3,8 @@
 #
 #   scripts/pg.sh start DIR   initdb + start in DIR (a new empty directory); prints the URL
 #   scripts/pg.sh stop DIR    stops it (fast) and removes DIR
+#   scripts/pg.sh restart DIR [SECONDS]  stops it (fast: open connections are cut), waits SECONDS
+#                             (default 0), starts it again on the same data and port (fault tests)
 #   scripts/pg.sh run CMD…    start in a temp dir, run CMD with TLSRPT_TEST_PG_URL set, stop
 #
 # Debian's binaries (apt-get install postgresql); PostgreSQL refuses to run as root, so as root the
@@ -49,11 +51,17 @@ start() {
   as_owner "$bin/initdb" -D "$dir/data" -U tlsrpt --auth=trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 \
     || { cat "$dir/initdb.log" >&2; exit 1; }
   port=$(free_port)
-  as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start \
-    -o "-h 127.0.0.1 -p $port -k $dir -F -c max_connections=300 -c shared_buffers=32MB" >/dev/null \
-    || { cat "$dir/server.log" >&2; exit 1; }
   echo "$port" >"$dir/port"
+  launch "$dir"
   echo "postgres://tlsrpt@127.0.0.1:$port/postgres"
+}
+
+# Starts the server of DIR on the port in DIR/port.
+launch() {
+  local dir=$1
+  as_owner "$(bindir)/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start \
+    -o "-h 127.0.0.1 -p $(cat "$dir/port") -k $dir -F -c max_connections=300 -c shared_buffers=32MB" >/dev/null \
+    || { cat "$dir/server.log" >&2; exit 1; }
 }
 
 stop() {
@@ -64,9 +72,17 @@ stop() {
   rm -rf "$dir"
 }
 
+restart() {
+  local dir=$1 pause=${2:-0}
+  as_owner "$(bindir)/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
+  sleep "$pause"
+  launch "$dir"
+}
+
 case "${1:-}" in
   start) start "$2" ;;
   stop) stop "$2" ;;
+  restart) restart "$2" "${3:-0}" ;;
   run)
     shift
     dir=$(mktemp -d "${TMPDIR:-/tmp}/tlsrpt-pg.XXXXXX")
@@ -77,7 +93,7 @@ case "${1:-}" in
     "$@"
     ;;
   *)
-    echo "usage: $0 start DIR | stop DIR | run CMD…" >&2
+    echo "usage: $0 start DIR | stop DIR | restart DIR [SECONDS] | run CMD…" >&2
     exit 2
     ;;
 esac

@@ -16,6 +16,7 @@ import {
 } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Day, Domain, HostPort, PolicyResult } from "@tlsrpt/core"
+import type { ClusterStatus } from "@tlsrpt/fleet"
 import {
   Outbox,
   type OutboxMessage,
@@ -42,6 +43,15 @@ export class AdminSettings extends Context.Tag("@tlsrpt/worker/AdminSettings")<
       readonly submitter?: string | undefined
     }
   }
+>() {}
+
+/**
+ * In fleet mode (docs/design.md#fleet-mode): the cluster's status as `tlsrpt cluster status` reads it.
+ * Absent in a single-process worker; `/api/cluster` then answers `{"enabled": false}`.
+ */
+export class AdminCluster extends Context.Tag("@tlsrpt/worker/AdminCluster")<
+  AdminCluster,
+  { readonly status: Effect.Effect<ClusterStatus.Status> }
 >() {}
 
 const digest = (s: string) => createHash("sha256").update(s, "utf8").digest()
@@ -298,6 +308,12 @@ const removeSuppression = Effect.gen(function* () {
 
 const status = Effect.map(AdminSettings, (s) => json(s.status))
 
+const cluster = Effect.gen(function* () {
+  const source = yield* Effect.serviceOption(AdminCluster)
+  if (Option.isNone(source)) return json({ enabled: false })
+  return json({ enabled: true, status: yield* source.value.status })
+})
+
 const metrics = Effect.gen(function* () {
   const m = yield* Metrics
   return HttpServerResponse.text(yield* m.scrape, { contentType: METRICS_CONTENT_TYPE })
@@ -320,6 +336,7 @@ export const router = HttpRouter.empty.pipe(
   HttpRouter.get("/metrics", metrics),
   HttpRouter.get("/", page),
   HttpRouter.get("/api/status", status),
+  HttpRouter.get("/api/cluster", cluster),
   HttpRouter.get("/api/results", results),
   HttpRouter.get("/api/summary", summary),
   HttpRouter.get("/api/outbox", outbox),

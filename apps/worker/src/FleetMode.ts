@@ -5,11 +5,12 @@
  * the cluster tables. The cluster's tables live in the store's database.
  */
 import { randomUUID } from "node:crypto"
-import type * as SqlClient from "@effect/sql/SqlClient"
+import * as SqlClient from "@effect/sql/SqlClient"
 import type { Day } from "@tlsrpt/core"
-import { FleetCluster, ReportRound } from "@tlsrpt/fleet"
+import { ClusterStatus, FleetCluster, ReportRound } from "@tlsrpt/fleet"
 import { Outbox, type OutboxMessage, type Store } from "@tlsrpt/store"
 import { Effect, Layer } from "effect"
+import { AdminCluster } from "./Admin.js"
 import { ConfigError, sendingBlocker, type WorkerConfig } from "./Config.js"
 import * as Layers from "./Layers.js"
 
@@ -38,6 +39,15 @@ export const runner = <E, R>(
     )
   )
 }
+
+/** The admin page's cluster section: the status `tlsrpt cluster status` shows, read from the store's database. */
+export const adminCluster = (cluster: FleetCluster.ClusterConfig) =>
+  Layer.effect(
+    AdminCluster,
+    Effect.map(SqlClient.SqlClient, (sql) => ({
+      status: ClusterStatus.read({ shards: cluster.shards }).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+    }))
+  )
 
 /** A cluster client on the store's database, for the CLI. */
 export const client = (cluster: FleetCluster.ClusterConfig, config: WorkerConfig) =>

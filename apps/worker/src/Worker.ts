@@ -61,8 +61,11 @@ export const layer = (config: WorkerConfig, token: Redacted.Redacted<string>) =>
   })
   // One collector for the datagram socket and POST /api/outcomes; both close before its final flush.
   const collectorLayer = collector(config, { writerThread: true }).pipe(Layer.provide(storeLayer))
+  // In fleet mode the page also shows the cluster (runners, shard ownership, last rounds).
+  const clusterStatus =
+    config.cluster === undefined ? Layer.empty : FleetMode.adminCluster(config.cluster).pipe(Layer.provide(storeLayer))
   const admin = Admin.layer(config.http.listen).pipe(
-    Layer.provide(Layer.mergeAll(storeLayer, Metrics.layer, settings, collectorLayer))
+    Layer.provide(Layer.mergeAll(storeLayer, Metrics.layer, settings, collectorLayer, clusterStatus))
   )
   return Layer.mergeAll(
     admin,

@@ -1,6 +1,6 @@
 /**
  * End to end: the admin page in headless Chromium (Debian's `chromium` driven by playwright-core)
- * against the real admin server on loopback and a seeded store. Saves a screenshot into
+ * against the real admin server on loopback and a seeded store, then a second one in fleet mode. Saves a screenshot into
  * `apps/worker/test-output/`. A missing Chromium fails the test: nothing is skipped.
  */
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs"
@@ -10,6 +10,7 @@ import { fileURLToPath } from "node:url"
 import { HttpServer } from "@effect/platform"
 import { assert, describe, it } from "@effect/vitest"
 import { Day, Domain, PolicyResult } from "@tlsrpt/core"
+import type { ClusterStatus } from "@tlsrpt/fleet"
 import { Outbox, ResultStore, Store, SuppressionList } from "@tlsrpt/store"
 import { Context, Effect, Layer, Redacted, Schedule } from "effect"
 import { chromium } from "playwright-core"
@@ -80,6 +81,36 @@ const Settings = Layer.succeed(Admin.AdminSettings, {
   status: { sending: false, reason: "no submitter configured", transport: "dir /var/lib/tlsrpt/outbox" }
 })
 
+/** What `tlsrpt cluster status --json` gives for a fleet of two runners, one of them gone quiet. */
+const clusterStatus: ClusterStatus.Status = {
+  shards: 12,
+  unowned: 0,
+  runners: [
+    {
+      address: "10.0.0.1:34431",
+      machineId: 1,
+      healthy: true,
+      alive: true,
+      lastHeartbeat: "2024-01-10T00:06:00.000Z",
+      shards: "1-12",
+      shardCount: 12
+    },
+    {
+      address: "10.0.0.2:34431",
+      machineId: 2,
+      healthy: true,
+      alive: false,
+      lastHeartbeat: "2024-01-10T00:01:00.000Z",
+      shards: "",
+      shardCount: 0
+    }
+  ],
+  rounds: [
+    { id: "send:1", day: "2024-01-09", state: "running" },
+    { id: "daily:2024-01-09", day: "2024-01-09", state: "done", reports: 2, queued: 3, keys: 4, kept: 0 }
+  ]
+}
+
 describe("admin page in Chromium", () => {
   it.scopedLive(
     "shows the chart, results, outbox; adds and removes a suppression; screenshot saved",
@@ -142,6 +173,8 @@ describe("admin page in Chromium", () => {
         yield* Effect.promise(() => page.waitForSelector("body[data-loaded=true]"))
         // The token left the address bar.
         assert.notInclude(page.url(), "access_token")
+        // a single-process worker has no cluster section
+        assert.isTrue(yield* Effect.promise(() => page.locator("#cluster").isHidden()))
         assert.include(
           yield* Effect.promise(() => page.textContent("#status")),
           "Not sending reports: no submitter configured"
@@ -195,6 +228,54 @@ describe("admin page in Chromium", () => {
           page.waitForSelector('#suppressions tr[data-address="reports@example.com"]', { state: "detached" })
         )
         assert.deepStrictEqual(yield* Context.get(context, SuppressionList).list, [])
+
+        // In fleet mode the page shows the cluster: runners, shard ownership, the last rounds.
+        const fleet = yield* Layer.build(
+          Admin.layer({ host: "127.0.0.1", port: 0 }).pipe(
+            Layer.provideMerge(
+              Layer.mergeAll(
+                Store.layerMemory,
+                Metrics.layerEffectOnly,
+                Settings,
+                Layer.succeed(Admin.AdminCluster, { status: Effect.succeed(clusterStatus) })
+              )
+            )
+          )
+        )
+        const fleetAddress = Context.get(fleet, HttpServer.HttpServer).address
+        const fleetBase = fleetAddress._tag === "TcpAddress" ? `http://127.0.0.1:${fleetAddress.port}` : ""
+        yield* Effect.promise(() => page.goto(`${fleetBase}/?access_token=${TOKEN}`))
+        yield* Effect.promise(() => page.waitForSelector("body[data-loaded=true]"))
+        assert.isTrue(yield* Effect.promise(() => page.locator("#cluster").isVisible()))
+        assert.include(yield* Effect.promise(() => page.textContent("#cluster-summary")), "12 shards, 2 runner(s)")
+        const runners = yield* Effect.promise(() =>
+          page.$$eval("#cluster-runners tbody tr", (rows) =>
+            rows.map((r) => [
+              r.getAttribute("data-address"),
+              r.getAttribute("data-state"),
+              ...Array.from(r.querySelectorAll("td"))
+                .slice(3)
+                .map((c) => (c as { readonly textContent: string | null }).textContent)
+            ])
+          )
+        )
+        assert.deepStrictEqual(runners, [
+          ["10.0.0.1:34431", "up", "12", "1-12"],
+          ["10.0.0.2:34431", "stale", "0", "–"]
+        ])
+        const rounds = yield* Effect.promise(() =>
+          page.$$eval("#cluster-rounds tbody tr", (rows) =>
+            rows.map((r) => [r.getAttribute("data-round"), r.getAttribute("data-state"), r.children[3]?.textContent])
+          )
+        )
+        assert.deepStrictEqual(rounds, [
+          ["send:1", "running", "–"],
+          ["daily:2024-01-09", "done", "2"]
+        ])
+        yield* Effect.promise(() =>
+          page.screenshot({ path: NodePath.join(OUTPUT, "admin-page-cluster.png"), fullPage: true })
+        )
+
         assert.deepStrictEqual(errors, [])
         yield* Effect.log(`screenshot: ${screenshot}`)
       }),

@@ -1,8 +1,10 @@
 /**
  * Fleet mode through the bin (docs/design.md#fleet-mode): a worker with a `cluster` section joins the
  * cluster as a runner (its tables in the store's database), `cluster status` shows it owning every
- * shard and the rounds, and `send --day D` has the worker run the round and waits for the delivery.
+ * shard and the rounds (so does the admin API's `/api/cluster`), and `send --day D` has the worker run
+ * the round and waits for the delivery.
  */
+import { readFileSync } from "node:fs"
 import { NodeContext } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
 import { Day } from "@tlsrpt/core"
@@ -26,7 +28,11 @@ describe("fleet mode through the bin", () => {
         const smtp = yield* SmtpSink.make()
         const init = yield* runBin(["init", "--domain", "sender.example"], { cwd: dir })
         assert.strictEqual(init.code, 0, init.stderr)
-        yield* configurePeers(dir, { dns: dns.address, smtp: smtp.url, more: { cluster: { shards: 12 } } })
+        const configFile = yield* configurePeers(dir, {
+          dns: dns.address,
+          smtp: smtp.url,
+          more: { cluster: { shards: 12 } }
+        })
         const address = `127.0.0.1:${yield* freePort}`
         const cli = (args: ReadonlyArray<string>) =>
           runBin([...args, "--config", "tlsrpt.json"], { cwd: dir, env: { TLSRPT_CLUSTER_RUNNER_ADDRESS: address } })
@@ -54,6 +60,23 @@ describe("fleet mode through the bin", () => {
         )
         const text = yield* cli(["cluster", "status"])
         assert.match(text.stdout, new RegExp(`${address.replace(/\./g, "\\.")}\\s+up .* 12 shards 1-12`))
+
+        // the admin API shows the same status (the page's cluster section reads it)
+        const base = (yield* worker.waitFor(/admin HTTP listening on (http:\/\/127\.0\.0\.1:\d+)/))[1]!
+        const token: string = JSON.parse(readFileSync(configFile, "utf8")).http.token
+        const api = (yield* Effect.promise(() =>
+          fetch(`${base}/api/cluster`, { headers: { Authorization: `Bearer ${token}` } }).then((r) => r.json())
+        )) as { readonly enabled: boolean; readonly status: StatusJson & { readonly shards: number } }
+        assert.isTrue(api.enabled)
+        assert.strictEqual(api.status.shards, 12)
+        assert.deepStrictEqual(
+          api.status.runners.map((r) => [r.address, r.alive, r.shardCount]),
+          [[address, true, 12]]
+        )
+        assert.deepStrictEqual(
+          api.status.rounds.map((r) => [r.id, r.state]),
+          [[`daily:${yesterday}`, "done"]]
+        )
 
         yield* write(dir, "rows.jsonl", jsonLines([importRow("example.org", { day: yesterday })]))
         const imported = yield* cli(["import", "rows.jsonl"])

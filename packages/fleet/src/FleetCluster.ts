@@ -6,7 +6,7 @@
 import { RunnerAddress, type ShardingConfig } from "@effect/cluster"
 import { NodeClusterSocket } from "@effect/platform-node"
 import type { ReporterConfig } from "@tlsrpt/reporter"
-import { Layer, Option } from "effect"
+import { Duration, Layer, Option } from "effect"
 import * as ReportKey from "./ReportKey.js"
 import * as ReportRound from "./ReportRound.js"
 
@@ -40,7 +40,20 @@ export interface ClusterTuning {
 const sharding = (shards: number, tuning: ClusterTuning) => ({
   shardsPerGroup: shards,
   entityMessagePollInterval: tuning.messagePollInterval ?? "2 seconds",
-  ...(tuning.shardLockExpiration === undefined ? {} : { shardLockExpiration: tuning.shardLockExpiration })
+  // Shard locks are leases in the cluster_locks table, not PostgreSQL advisory locks: an advisory lock
+  // lives as long as its session, and the session of a runner that is frozen or cut off by the network
+  // stays open on the server (TCP keepalive: hours), so its shards would never move. A lease expires
+  // after `shardLockExpiration` whatever happened to its holder (docs/design.md#fleet-faults).
+  shardLockDisableAdvisory: true,
+  ...(tuning.shardLockExpiration === undefined
+    ? {}
+    : {
+        shardLockExpiration: tuning.shardLockExpiration,
+        // refreshed three times per lease, so one slow refresh does not lose it
+        shardLockRefreshInterval: Duration.divide(Duration.decode(tuning.shardLockExpiration), 3).pipe(
+          Option.getOrElse(() => Duration.seconds(1))
+        )
+      })
 })
 
 /** This process as a runner: socket server on `runnerAddress`, storage in the SqlClient's database. */

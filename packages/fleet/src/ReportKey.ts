@@ -10,7 +10,7 @@ import { ClusterSchema, Entity } from "@effect/cluster"
 import { Rpc } from "@effect/rpc"
 import { Day } from "@tlsrpt/core"
 import { type KeyReport, type ReporterConfig, ReporterLive } from "@tlsrpt/reporter"
-import { Duration, Effect, PrimaryKey, Schema } from "effect"
+import { Duration, Effect, PrimaryKey, Schedule, Schema } from "effect"
 
 export const Phase = Schema.Literal("recipient-domain", "policy-domain")
 
@@ -55,9 +55,24 @@ export class SendKey extends Schema.Class<SendKey>("@tlsrpt/fleet/SendKey")({
   }
 }
 
-export const ReportKey = Entity.make("ReportKey", [
-  Rpc.make("Send", { payload: SendKey, success: KeyReportSchema })
-]).annotateRpcs(ClusterSchema.Persisted, true)
+export const ReportKey = Entity.make("ReportKey", [Rpc.make("Send", { payload: SendKey, success: KeyReportSchema })])
+  .annotateRpcs(ClusterSchema.Persisted, true)
+  // An interrupted step (its shard was taken away while the runner lives on) is run again, never
+  // answered with the interruption (docs/design.md#fleet-faults).
+  .annotateRpcs(ClusterSchema.Uninterruptible, "server")
+
+/**
+ * A step kept because the database failed (connection lost, PostgreSQL restarting): not a verdict on
+ * the key, so the step runs again once the database is back. Other kept errors stay kept.
+ */
+export const storeFailed = (report: KeyReport): boolean =>
+  report.outcome === "kept-error" && /^(StoreError|SqlError)\b/.test(report.detail ?? "")
+
+/** About two minutes of retries: longer than a database restart, short against the round's window. */
+const storeRetries = Schedule.exponential("250 millis").pipe(
+  Schedule.union(Schedule.spaced("10 seconds")),
+  Schedule.intersect(Schedule.recurs(20))
+)
 
 /** Entity ids stay short: the cluster stores them (and message ids built from them) in 255-character columns. */
 export const entityId = (day: Day.Day, phase: KeyReport["phase"], policyDomain: string): string => {
@@ -84,6 +99,16 @@ export const layer = (config: ReporterConfig) =>
             payload.day,
             payload.retriesMs.map((ms) => Duration.millis(ms)),
             payload.inBoth
+          ).pipe(
+            // idempotent: the already-sent guard and the outbox's unique (report-id, destination)
+            Effect.filterOrFail(
+              (r) => !storeFailed(r),
+              (r) => r
+            ),
+            Effect.retry(storeRetries),
+            Effect.catchAll((r) =>
+              Effect.as(Effect.logError(`the database stayed unreachable; the key is kept: ${r.detail}`), r)
+            )
           )
       })
     }),

@@ -19,7 +19,7 @@ import {
   type RoundSummary
 } from "@tlsrpt/reporter"
 import { ResultStore } from "@tlsrpt/store"
-import { Cause, Clock, Cron, Duration, Effect, Exit, Layer, PrimaryKey, Schedule, Schema } from "effect"
+import { Cause, Clock, Cron, Duration, Effect, Exit, Layer, Option, PrimaryKey, Schedule, Schema } from "effect"
 import { KeyReportSchema, ReportKey, SendKey, entityId } from "./ReportKey.js"
 
 export const RoundSummarySchema = Schema.Struct({
@@ -50,7 +50,11 @@ export class RunRound extends Schema.Class<RunRound>("@tlsrpt/fleet/RunRound")({
 
 export const ReportRound = Entity.make("ReportRound", [
   Rpc.make("Run", { payload: RunRound, success: RoundSummarySchema, error: RoundFailed })
-]).annotateRpcs(ClusterSchema.Persisted, true)
+])
+  .annotateRpcs(ClusterSchema.Persisted, true)
+  // An interrupted round (its shard was taken away while the runner lives on) runs again; an
+  // interruption stored as its reply would answer every later request for it (docs/design.md#fleet-faults).
+  .annotateRpcs(ClusterSchema.Uninterruptible, "server")
 
 export interface RoundOptions {
   /** Keys in flight at once over the whole fleet when the round is not paced (default 64). */
@@ -60,17 +64,78 @@ export interface RoundOptions {
 const retriable = (e: { readonly _tag: string }) =>
   e._tag === "MailboxFull" || e._tag === "PersistenceError" || e._tag === "AlreadyProcessingMessage"
 
+/**
+ * Sends a persisted message and waits for its reply, asking again (same message id) when the call is
+ * interrupted or the cluster's storage fails: a runner that went away, lost its shards or its
+ * database interrupts its callers, yet the stored message lives on and the next owner of its shard
+ * answers it (docs/design.md#fleet-faults). Up to ~10 minutes, longer than a shard lease and a
+ * database restart. The caller's own interruption still stops it (at the sleep).
+ */
+const askUntilAnswered = <A, E extends { readonly _tag: string }, R>(what: string, ask: Effect.Effect<A, E, R>) =>
+  Effect.gen(function* () {
+    for (let attempt = 1; ; attempt++) {
+      const exit = yield* Effect.exit(ask)
+      if (Exit.isSuccess(exit)) return exit.value
+      const again =
+        Cause.isInterruptedOnly(exit.cause) ||
+        Option.match(Cause.failureOption(exit.cause), { onNone: () => false, onSome: retriable })
+      if (!again || attempt >= 120) return yield* exit
+      if (attempt === 1) yield* Effect.logWarning(`${what}: interrupted or not stored; asking again`)
+      yield* Effect.sleep(Duration.seconds(Math.min(5, attempt)))
+    }
+  })
+
+/** A round that failed on its store (the database restarting) runs again, about two minutes at most. */
+const roundRetries = Schedule.exponential("1 second").pipe(
+  Schedule.union(Schedule.spaced("15 seconds")),
+  Schedule.intersect(Schedule.recurs(10))
+)
+
+type RoundClient = Effect.Effect.Success<typeof ReportRound.client>
+
+/**
+ * The id of the scheduled round of `day` asked for on `today`: `daily:<day>` the day after, as every
+ * runner computes it; a catch-up asked later carries its own day (`daily:<day>@<today>`), so a round
+ * that failed is asked for again at the next wake-up instead of being answered from its stored failure.
+ */
+const dailyId = (day: Day.Day, today: Day.Day) =>
+  Day.addDays(day, 1) === today ? `daily:${day}` : `daily:${day}@${today}`
+
+const isDaily = (run: RunRound) => run.id.startsWith("daily:")
+
+/**
+ * docs/design.md#schedule-catch-up in the fleet: requests, without waiting, the round of the oldest
+ * ended day not yet reported (from the store's reported days); when that daily round is done it
+ * marks its day and calls this again, so missed days run one after the other, oldest first, as in
+ * the single-process schedule. The message's primary key (`daily:<day>`) keeps each day one round.
+ */
+const requestNextDaily = (client: RoundClient) =>
+  Effect.gen(function* () {
+    const store = yield* ResultStore
+    const last = yield* store.lastReportedDay.pipe(
+      Effect.tapError((e) => Effect.logError("cannot read the reported days; reporting yesterday only", e)),
+      Effect.orElseSucceed(() => undefined)
+    )
+    const today = Day.fromMillis(yield* Clock.currentTimeMillis)
+    const day = ReporterSchedule.nextDayToReport(last, Day.addDays(today, -1))
+    if (day === undefined) return
+    yield* client(day).Run(new RunRound({ id: dailyId(day, today), day, pace: true }), { discard: true })
+    yield* Effect.logInfo(`report round for ${day} requested`)
+  })
+
 /** The round's entity: the reporter's round, each key's step a message to the key's entity. */
 export const layer = (config: ReporterConfig, options: RoundOptions = {}) =>
   ReportRound.toLayer(
     Effect.gen(function* () {
       const store = yield* ResultStore
       const keyClient = yield* ReportKey.client
+      const roundClient = yield* ReportRound.client
       return ReportRound.of({
         Run: ({ payload }) => {
           const sendKey: ReporterLive.KeySender = (phase, policyDomain, day, retries, inBoth) =>
-            keyClient(entityId(day, phase, policyDomain))
-              .Send(
+            askUntilAnswered(
+              `the key ${policyDomain} ${day}`,
+              keyClient(entityId(day, phase, policyDomain)).Send(
                 new SendKey({
                   round: payload.id,
                   phase,
@@ -80,20 +145,14 @@ export const layer = (config: ReporterConfig, options: RoundOptions = {}) =>
                   retriesMs: retries.map(Duration.toMillis)
                 })
               )
-              .pipe(
-                // The cluster's storage or a full mailbox: try again (the message id keeps it one send).
-                Effect.retry({
-                  schedule: Schedule.exponential("200 millis").pipe(Schedule.union(Schedule.spaced("10 seconds"))),
-                  while: retriable,
-                  times: 30
-                }),
-                Effect.catchAll(
-                  (e): Effect.Effect<KeyReport> =>
-                    Effect.logError(`the key's entity could not be reached; its rows stay for the next round`, e).pipe(
-                      Effect.as({ phase, policyDomain, day, outcome: "kept-error", queued: 0, detail: e._tag })
-                    )
-                )
+            ).pipe(
+              Effect.catchAll(
+                (e): Effect.Effect<KeyReport> =>
+                  Effect.logError(`the key's entity could not be reached; its rows stay for the next round`, e).pipe(
+                    Effect.as({ phase, policyDomain, day, outcome: "kept-error", queued: 0, detail: e._tag })
+                  )
               )
+            )
           return ReporterLive.makeRound(
             config,
             ReporterLive.batchOfKeys(sendKey, { concurrency: options.concurrency ?? 64 })
@@ -101,6 +160,19 @@ export const layer = (config: ReporterConfig, options: RoundOptions = {}) =>
             Effect.flatMap((reporter) => reporter.runRound(payload.day, { pace: payload.pace })),
             Effect.provideService(ResultStore, store),
             Effect.mapError((e) => new RoundFailed({ day: payload.day, reason: e.reason })),
+            // idempotent: the keys already answered in this round get their stored replies
+            Effect.tapError((e) => Effect.logWarning(`the round failed on its store, running it again: ${e.reason}`)),
+            Effect.retry(roundRetries),
+            // a daily round done: its day is reported, and the next missed day (if any) is requested
+            Effect.tap(() =>
+              isDaily(payload)
+                ? store.markDayReported(payload.day).pipe(
+                    Effect.zipRight(requestNextDaily(roundClient)),
+                    Effect.provideService(ResultStore, store),
+                    Effect.catchAll((e) => Effect.logError("the round's day could not be marked reported", e))
+                  )
+                : Effect.void
+            ),
             Effect.map((summary): RoundSummary => summary),
             Effect.annotateLogs({ round: payload.id })
           )
@@ -117,32 +189,13 @@ export const layer = (config: ReporterConfig, options: RoundOptions = {}) =>
  * it): the request is sent again with the same id, which the cluster answers from the stored reply.
  */
 export const request = (run: RunRound) =>
-  Effect.gen(function* () {
-    const client = yield* ReportRound.client
-    for (let attempt = 1; ; attempt++) {
-      const exit = yield* Effect.exit(client(run.day).Run(run))
-      if (Exit.isSuccess(exit)) return exit.value
-      // up to ~10 minutes: long enough for a dead runner's lock to expire and its shards to move
-      if (!Cause.isInterruptedOnly(exit.cause) || attempt >= 120) return yield* exit
-      if (attempt === 1) yield* Effect.logWarning(`the round ${run.id} was interrupted on its runner; asking again`)
-      yield* Effect.sleep(Duration.seconds(Math.min(5, attempt)))
-    }
-  })
-
-/** Asks for the round of `day` without waiting: the message is stored and some runner runs it. */
-const enqueueDaily = (day: Day.Day) =>
-  Effect.gen(function* () {
-    const client = yield* ReportRound.client
-    yield* client(day).Run(new RunRound({ id: `daily:${day}`, day, pace: true }), { discard: true })
-    yield* Effect.logInfo(`report round for ${day} requested`)
-  })
-
-const yesterday = Effect.map(Clock.currentTimeMillis, (now) => Day.addDays(Day.fromMillis(now), -1))
+  Effect.flatMap(ReportRound.client, (client) => askUntilAnswered(`the round ${run.id}`, client(run.day).Run(run)))
 
 /**
  * docs/design.md#schedule in the fleet: the cron fires at 00:00 UTC on one runner, waits the jitter,
- * and requests the round of the day that just ended; the start-up singleton requests the same round
- * once, so a fleet that was down at midnight still reports (the primary key keeps it one round).
+ * and requests the round of the oldest day not yet reported (normally the day that just ended); the
+ * start-up singleton does the same once, so a fleet that was down at midnight, or for days, still
+ * reports every day (docs/design.md#schedule-catch-up; the primary key keeps each day one round).
  */
 export const schedule = (config: Pick<ReporterConfig, "jitterMin" | "jitterMax">) =>
   Layer.mergeAll(
@@ -151,8 +204,8 @@ export const schedule = (config: Pick<ReporterConfig, "jitterMin" | "jitterMax">
       cron: Cron.unsafeParse("0 0 * * *", "UTC"),
       execute: Effect.gen(function* () {
         yield* Effect.sleep(Duration.millis(yield* ReporterSchedule.jitterMillis(config)))
-        yield* enqueueDaily(yield* yesterday)
+        yield* requestNextDaily(yield* ReportRound.client)
       })
     }),
-    Singleton.make("tlsrpt-report-round-startup", Effect.flatMap(yesterday, enqueueDaily))
+    Singleton.make("tlsrpt-report-round-startup", Effect.flatMap(ReportRound.client, requestNextDaily))
   )

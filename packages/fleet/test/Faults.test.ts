@@ -9,6 +9,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { EntityId, Sharding } from "@effect/cluster"
+import * as SqlClient from "@effect/sql/SqlClient"
 import { PgClient } from "@effect/sql-pg"
 import { assert, describe, it } from "@effect/vitest"
 import { Outbox, ResultStore, Store } from "@tlsrpt/store"
@@ -43,6 +44,7 @@ const startRunner = (fleet: Fleet, port: number, extra: Record<string, string>) 
         FLEET_SHARDS: String(SHARDS),
         FLEET_DOMAINS: String(DOMAINS),
         FLEET_DKIM_PEM: join(fleet.dir, "dkim.pem"),
+        FLEET_LEASE_S: String(LEASE_S),
         ...extra
       },
       stdio: ["ignore", "inherit", "inherit"]
@@ -81,19 +83,109 @@ const clientLayer = (fleet: Fleet) =>
     )
   )
 
+/** Polls `check` every 250 ms for up to 5 minutes; a failed check (PostgreSQL restarting) counts as not yet. */
 const waitFor = <A, E, R>(what: string, check: Effect.Effect<A | undefined, E, R>) =>
   Effect.gen(function* () {
     for (let i = 0; i < 1200; i++) {
-      const a = yield* check
+      const a = yield* Effect.orElseSucceed(check, () => undefined)
       if (a !== undefined) return a
       yield* Effect.sleep("250 millis")
     }
     return yield* Effect.dieMessage(`gave up waiting for ${what}`)
   })
 
-const status = ClusterStatus.read({ shards: SHARDS, lockExpirationSeconds: 10 })
+/** The runners' shard lease (FLEET_LEASE_S): a runner silent for longer loses its shards. */
+const LEASE_S = 15
+const status = ClusterStatus.read({ shards: SHARDS, lockExpirationSeconds: LEASE_S })
 
 const messageId = (raw: Uint8Array) => /^Message-ID:\s*(\S+)/im.exec(Buffer.from(raw).toString("latin1"))?.[1] ?? ""
+
+/** The address of the runner that owns the round's shard (where the round runs). */
+const roundOwner = Effect.gen(function* () {
+  const shard = (yield* Sharding.Sharding).getShardId(EntityId.make(DAY), "default")
+  const owner = (yield* status).runners.find(
+    (r) =>
+      r.alive &&
+      r.shards.split(",").some((range) => {
+        const [a, b] = range.split("-").map(Number)
+        return shard.id >= (a ?? 0) && shard.id <= (b ?? a ?? 0)
+      })
+  )
+  assert.isDefined(owner)
+  return owner?.address ?? ""
+})
+
+/**
+ * Three delivering runners; a round is requested, and once a quarter of its reports are queued
+ * `fault` strikes. Then: the round's summary has every key sent once, none kept; the outbox holds one
+ * message per report; every message is delivered, each report arrives, and no more than
+ * `maxDuplicates` arrive twice (same Message-ID).
+ */
+const roundSurvives = (
+  url: string,
+  fault: (fleet: Fleet) => Effect.Effect<void, unknown, Sharding.Sharding | SqlClient.SqlClient | Outbox>,
+  maxDuplicates: number
+) =>
+  Effect.gen(function* () {
+    const fleet = yield* makeFleet(url)
+    const sink = yield* SmtpSink.make()
+    // every runner delivers; an outbox claim keeps a message to one runner
+    for (const port of yield* FleetPg.freePorts(3))
+      yield* startRunner(fleet, port, {
+        FLEET_DELIVERY: "1",
+        FLEET_DELIVERY_CONCURRENCY: String(CONCURRENCY),
+        FLEET_SMTP_URL: sink.url
+      })
+    yield* Effect.gen(function* () {
+      yield* waitFor(
+        "three runners",
+        Effect.map(status, (s) => (s.runners.filter((r) => r.alive && r.shardCount > 0).length === 3 ? s : undefined))
+      )
+      // the runners refresh their assignments every few seconds: let them agree first
+      yield* Effect.sleep("10 seconds")
+      const store = yield* ResultStore
+      const round = yield* ReportRound.request(new ReportRound.RunRound({ id: "fault-1", day: DAY, pace: false })).pipe(
+        Effect.fork
+      )
+      yield* waitFor(
+        "a quarter of the reports",
+        Effect.map((yield* Outbox).count(), (n) => (n >= KEYS / 4 ? n : undefined))
+      )
+      yield* fault(fleet)
+
+      const summary = yield* Fiber.join(round)
+      // every key is sent or was already sent (by an earlier run of the round), none kept
+      assert.strictEqual(summary.keys.length, KEYS)
+      assert.deepStrictEqual(
+        summary.kept.map((k) => `${k.policyDomain}: ${k.outcome} ${k.detail ?? ""}`),
+        []
+      )
+      for (const k of summary.keys) assert.include(["sent", "already-sent"], k.outcome)
+
+      const outbox = yield* (yield* Outbox).list()
+      assert.strictEqual(outbox.length, KEYS)
+      assert.strictEqual(new Set(outbox.map((m) => m.reportId)).size, KEYS)
+      assert.deepStrictEqual(yield* store.listResults(), [])
+
+      // the runners deliver everything; claims of a runner that stopped expire and are taken over
+      yield* waitFor(
+        "every message delivered",
+        Effect.map((yield* Outbox).count("queued"), (n) => (n === 0 ? n : undefined))
+      )
+      assert.strictEqual(yield* (yield* Outbox).count("delivered"), KEYS)
+      const received = yield* sink.received
+      const ids = received.map((m) => messageId(m.raw))
+      const expected = new Set(outbox.map((m) => messageId(m.payload)))
+      assert.strictEqual(expected.size, KEYS)
+      // none lost: every report arrived
+      assert.deepStrictEqual(new Set(ids), expected)
+      // a report arrives twice only when its SMTP transaction was in flight when the fault struck,
+      // and then with the same Message-ID (the set above has exactly the outbox's ids)
+      const duplicates = received.length - KEYS
+      assert.isAtMost(duplicates, maxDuplicates)
+      assert.isAtLeast(duplicates, 0)
+    }).pipe(Effect.provide(clientLayer(fleet)))
+  }).pipe(Effect.scoped, Logger.withMinimumLogLevel(LogLevel.Warning))
 
 describe.skipIf(!FleetPg.available())("fleet on PostgreSQL, three runner processes", () => {
   it.live(
@@ -101,76 +193,93 @@ describe.skipIf(!FleetPg.available())("fleet on PostgreSQL, three runner process
     () =>
       Effect.gen(function* () {
         const url = yield* FleetPg.fresh
-        const fleet = yield* makeFleet(url)
-        const sink = yield* SmtpSink.make()
-        // every runner delivers; an outbox claim (a lease of 15 s) keeps a message to one runner
-        for (const port of yield* FleetPg.freePorts(3))
-          yield* startRunner(fleet, port, {
-            FLEET_DELIVERY: "1",
-            FLEET_DELIVERY_CONCURRENCY: String(CONCURRENCY),
-            FLEET_SMTP_URL: sink.url
-          })
-        yield* Effect.gen(function* () {
-          yield* waitFor(
-            "three runners",
-            Effect.map(status, (s) =>
-              s.runners.filter((r) => r.alive && r.shardCount > 0).length === 3 ? s : undefined
-            )
-          )
-          // the runners refresh their assignments every few seconds: let them agree first
-          yield* Effect.sleep("10 seconds")
-          const store = yield* ResultStore
-          const round = yield* ReportRound.request(
-            new ReportRound.RunRound({ id: "fault-1", day: DAY, pace: false })
-          ).pipe(Effect.fork)
-          // kill the runner that owns the round's shard once a quarter of the reports are queued
-          yield* waitFor(
-            "a quarter of the reports",
-            Effect.map((yield* Outbox).count(), (n) => (n >= KEYS / 4 ? n : undefined))
-          )
-          const shard = (yield* Sharding.Sharding).getShardId(EntityId.make(DAY), "default")
-          const owner = (yield* status).runners.find((r) =>
-            r.shards.split(",").some((range) => {
-              const [a, b] = range.split("-").map(Number)
-              return shard.id >= (a ?? 0) && shard.id <= (b ?? a ?? 0)
-            })
-          )
-          assert.isDefined(owner)
-          const killed = fleet.runners.get(owner?.address ?? "")
-          killed?.kill("SIGKILL")
-          const queuedAtKill = yield* (yield* Outbox).count()
-          assert.isBelow(queuedAtKill, KEYS)
+        yield* roundSurvives(
+          url,
+          (fleet) =>
+            Effect.gen(function* () {
+              fleet.runners.get(yield* roundOwner)?.kill("SIGKILL")
+              assert.isBelow(yield* (yield* Outbox).count(), KEYS)
+            }),
+          // the killed runner's SMTP transactions in flight
+          CONCURRENCY
+        )
+      }).pipe(Effect.scoped),
+    Duration.toMillis("10 minutes")
+  )
 
-          const summary = yield* Fiber.join(round)
-          // the round ran again on another runner: every key is sent or was already sent, none kept
-          assert.strictEqual(summary.keys.length, KEYS)
-          assert.deepStrictEqual(summary.kept, [])
-          for (const k of summary.keys) assert.include(["sent", "already-sent"], k.outcome)
+  it.live(
+    "PostgreSQL restarted during the round: the round resumes and finishes, every report queued exactly once and delivered",
+    () =>
+      Effect.gen(function* () {
+        // a server of its own: restarting the shared one would cut every other suite's connections
+        const pg = yield* FleetPg.privateServer
+        yield* roundSurvives(
+          pg.url,
+          () =>
+            Effect.gen(function* () {
+              // down for 3 s: every connection of the runners and of this client is cut
+              yield* pg.restart("3 seconds")
+              // the runners reconnect and go on queueing
+              const after = yield* waitFor(
+                "reports queued after the restart",
+                Effect.map((yield* Outbox).count(), (n) => (n > KEYS / 4 ? n : undefined))
+              )
+              assert.isAbove(after, KEYS / 4)
+            }),
+          // every runner's SMTP transactions in flight when their outcome could not be recorded
+          3 * CONCURRENCY
+        )
+      }).pipe(Effect.scoped),
+    Duration.toMillis("10 minutes")
+  )
 
-          const outbox = yield* (yield* Outbox).list()
-          assert.strictEqual(outbox.length, KEYS)
-          assert.strictEqual(new Set(outbox.map((m) => m.reportId)).size, KEYS)
-          assert.deepStrictEqual(yield* store.listResults(), [])
-
-          // the runners deliver everything; the killed runner's claims expire and are taken over
-          yield* waitFor(
-            "every message delivered",
-            Effect.map((yield* Outbox).count("queued"), (n) => (n === 0 ? n : undefined))
-          )
-          assert.strictEqual(yield* (yield* Outbox).count("delivered"), KEYS)
-          const received = yield* sink.received
-          const ids = received.map((m) => messageId(m.raw))
-          const expected = new Set(outbox.map((m) => messageId(m.payload)))
-          assert.strictEqual(expected.size, KEYS)
-          // none lost: every report arrived
-          assert.deepStrictEqual(new Set(ids), expected)
-          // a report arrives twice only when its SMTP transaction was in flight on the killed runner:
-          // at most its delivery concurrency, and with the same Message-ID
-          const duplicates = received.length - KEYS
-          assert.isAtMost(duplicates, CONCURRENCY)
-          assert.isAtLeast(duplicates, 0)
-        }).pipe(Effect.provide(clientLayer(fleet)))
-      }).pipe(Effect.scoped, Logger.withMinimumLogLevel(LogLevel.Warning)),
+  it.live(
+    "a runner partitioned (SIGSTOP past its lease): its shards move, the round finishes, and resumed it does not resend what another runner sent",
+    () =>
+      Effect.gen(function* () {
+        const url = yield* FleetPg.fresh
+        yield* roundSurvives(
+          url,
+          (fleet) =>
+            Effect.gen(function* () {
+              const address = yield* roundOwner
+              const stopped = fleet.runners.get(address)
+              stopped?.kill("SIGSTOP")
+              // its heartbeat goes stale and its shard leases expire: the others take its shards
+              yield* waitFor(
+                "the stopped runner's shards moved",
+                Effect.map(status, (s) =>
+                  s.runners.filter((r) => r.alive && r.shardCount > 0).length === 2 &&
+                  s.runners.every((r) => r.address !== address || r.shardCount === 0)
+                    ? s
+                    : undefined
+                )
+              )
+              // in the lock table: its leases expired and the other two hold every shard's
+              const sql = yield* SqlClient.SqlClient
+              yield* waitFor(
+                "every shard leased by the other runners",
+                Effect.map(
+                  sql<{ address: string; n: number }>`SELECT address, count(*)::int AS n FROM cluster_locks
+                    WHERE acquired_at > NOW() - make_interval(secs => ${LEASE_S}) GROUP BY address`,
+                  (rows) =>
+                    rows.every((r) => r.address !== address) && rows.reduce((n, r) => n + r.n, 0) === SHARDS
+                      ? rows
+                      : undefined
+                )
+              )
+              // the round goes on without it (it ran the round: another runner runs it again)
+              const before = yield* (yield* Outbox).count()
+              yield* waitFor(
+                "reports queued while it is stopped",
+                Effect.map((yield* Outbox).count(), (n) => (n > before ? n : undefined))
+              )
+              stopped?.kill("SIGCONT")
+            }),
+          // the stopped runner's SMTP transactions in flight (its claims expired and were taken over)
+          CONCURRENCY
+        )
+      }).pipe(Effect.scoped),
     Duration.toMillis("10 minutes")
   )
 })

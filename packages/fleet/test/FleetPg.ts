@@ -2,11 +2,16 @@
  * PostgreSQL for the fleet tests: the server in TLSRPT_TEST_PG_URL and a fresh schema per test.
  * Without a server the tests are skipped with a message; in CI (`CI=true`) a missing server fails.
  */
+import { execFile } from "node:child_process"
 import { randomBytes } from "node:crypto"
+import { rmSync } from "node:fs"
 import { createServer } from "node:net"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { PgClient } from "@effect/sql-pg"
-import { Effect, Redacted, type Scope } from "effect"
+import { Duration, Effect, Redacted, type Scope } from "effect"
 
 const ENV = "TLSRPT_TEST_PG_URL"
 
@@ -52,3 +57,43 @@ export const freePorts = (count: number) =>
       )
     )
   )
+
+const PG_SH = fileURLToPath(new URL("../../../scripts/pg.sh", import.meta.url))
+
+const pgSh = (...args: Array<string>) =>
+  Effect.async<string>((resume) => {
+    execFile("bash", [PG_SH, ...args], { timeout: 120_000 }, (error, stdout, stderr) =>
+      resume(
+        error === null
+          ? Effect.succeed(stdout.trim())
+          : Effect.dieMessage(`scripts/pg.sh ${args.join(" ")} failed: ${error.message}\n${stderr}`)
+      )
+    )
+  })
+
+/** A PostgreSQL server of the test's own (scripts/pg.sh), which the test may restart; stopped and removed at the end. */
+export interface PrivateServer {
+  readonly url: string
+  /** Stops the server (fast: every connection is cut), waits `pause`, starts it again on the same port. */
+  readonly restart: (pause: Duration.DurationInput) => Effect.Effect<void>
+}
+
+/**
+ * A server only this test uses: restarting the shared one (TLSRPT_TEST_PG_URL) would cut the
+ * connections of every other suite running at the same time.
+ */
+export const privateServer: Effect.Effect<PrivateServer, never, Scope.Scope> = Effect.acquireRelease(
+  Effect.gen(function* () {
+    // a new directory scripts/pg.sh creates (and gives to the postgres user when run as root)
+    const dir = join(tmpdir(), `tlsrpt-fleet-pg-${randomBytes(6).toString("hex")}`)
+    const url = yield* pgSh("start", dir)
+    return { dir, url }
+  }),
+  ({ dir }) => pgSh("stop", dir).pipe(Effect.ensuring(Effect.sync(() => rmSync(dir, { recursive: true, force: true }))))
+).pipe(
+  Effect.map(({ dir, url }) => ({
+    url,
+    restart: (pause: Duration.DurationInput) =>
+      pgSh("restart", dir, String(Math.ceil(Duration.toSeconds(pause)))).pipe(Effect.asVoid)
+  }))
+)

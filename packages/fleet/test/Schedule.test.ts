@@ -3,10 +3,11 @@ import * as SqlClient from "@effect/sql/SqlClient"
 import { assert, describe, it } from "@effect/vitest"
 import { Transport } from "@tlsrpt/mail"
 import { defaultConfig } from "@tlsrpt/reporter"
-import { Store } from "@tlsrpt/store"
-import { Duration, Effect, Layer, TestClock } from "effect"
+import type { Day } from "@tlsrpt/core"
+import { Outbox, ResultStore, Store } from "@tlsrpt/store"
+import { Context, Duration, Effect, Layer, TestClock } from "effect"
 import { FleetCluster } from "../src/index.js"
-import { dkimPem, lookupLayer, mailLayer } from "./FleetEnv.js"
+import { dkimPem, lookupLayer, mailLayer, rows } from "./FleetEnv.js"
 
 const config = {
   ...defaultConfig,
@@ -40,6 +41,7 @@ describe("the fleet's daily schedule (docs/design.md#fleet-round) on SingleRunne
         assert.deepStrictEqual(yield* requested, ["daily:2025-01-08"])
         for (let i = 0; i < 15; i++) yield* TestClock.adjust("1 second")
         assert.deepStrictEqual(yield* requested, ["daily:2025-01-08", "daily:2025-01-09"])
+        assert.strictEqual(yield* (yield* ResultStore).lastReportedDay, "2025-01-09")
       }).pipe(
         Effect.provide(
           FleetCluster.entities(config).pipe(
@@ -49,5 +51,47 @@ describe("the fleet's daily schedule (docs/design.md#fleet-round) on SingleRunne
         )
       )
     })
+  )
+
+  it.scoped(
+    "a fleet that was down for days catches up: one round per missed day, oldest first, as the single process does",
+    () =>
+      Effect.gen(function* () {
+        yield* TestClock.setTime(Date.UTC(2025, 0, 9, 12))
+        const pair = yield* dkimPem
+        const stages = yield* Layer.build(
+          Layer.mergeAll(Store.layerMemory, lookupLayer(1), mailLayer(pair.privateKeyPem), Transport.layerTest())
+        )
+        // before the fleet starts: the last round it ran was for the 4th; the 5th to the 8th were missed
+        const store = Context.get(stages, ResultStore)
+        yield* store.markDayReported("2025-01-04" as Day.Day)
+        // rows of the 6th, which the round of the 6th reports
+        yield* store.addResults(rows(1, "2025-01-06" as Day.Day))
+        yield* Effect.gen(function* () {
+          // the rounds are paced (the round of the 6th waits its gap between its two keys): step the clock
+          for (let i = 0; i < 900 && (yield* store.lastReportedDay) !== "2025-01-08"; i++)
+            yield* TestClock.adjust("1 second")
+          // catch-up starts at the oldest day whose rows are not stale (the single-process rule), one round a day
+          assert.deepStrictEqual(yield* requested, [
+            "daily:2025-01-06@2025-01-09",
+            "daily:2025-01-07@2025-01-09",
+            "daily:2025-01-08"
+          ])
+          assert.strictEqual(yield* store.lastReportedDay, "2025-01-08")
+          // the round of the 6th sent its two reports (the recipient domain and its MX host)
+          assert.deepStrictEqual(
+            (yield* (yield* Outbox).list()).map((m) => m.day),
+            ["2025-01-06", "2025-01-06"]
+          )
+        }).pipe(
+          Effect.provide(
+            FleetCluster.entities(config).pipe(
+              Layer.provideMerge(SingleRunner.layer({ runnerStorage: "sql" })),
+              Layer.provideMerge(Layer.succeedContext(stages))
+            )
+          )
+        )
+      }),
+    120_000
   )
 })

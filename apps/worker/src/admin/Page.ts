@@ -42,6 +42,19 @@ export const PAGE_HTML = `<!doctype html>
   <button type="submit">Use token</button>
 </form>
 
+<section id="cluster" hidden>
+<h2>Cluster</h2>
+<p id="cluster-summary"></p>
+<table id="cluster-runners">
+  <thead><tr><th>Runner</th><th>State</th><th>Last heartbeat</th><th>Shards</th><th>Shard ids</th></tr></thead>
+  <tbody></tbody>
+</table>
+<table id="cluster-rounds">
+  <thead><tr><th>Day</th><th>Round</th><th>State</th><th>Reports</th><th>Messages</th><th>Keys</th><th>Kept</th><th>Error</th></tr></thead>
+  <tbody></tbody>
+</table>
+</section>
+
 <h2>Successes and failures per day</h2>
 <div class="legend"><span style="background: var(--ok)"></span>successful sessions<span style="background: var(--fail)"></span>failed sessions</div>
 <div id="chart" data-days="0"></div>
@@ -136,6 +149,36 @@ export const PAGE_HTML = `<!doctype html>
     });
   }
 
+  // In fleet mode: what "tlsrpt cluster status" shows (runners, shard ownership, the last rounds).
+  function loadCluster() {
+    return api("/api/cluster").then(function (c) {
+      var box = $("cluster");
+      box.hidden = !c.enabled;
+      if (!c.enabled) return;
+      var s = c.status;
+      $("cluster-summary").textContent = s.shards + " shards, " + s.runners.length + " runner(s)" +
+        (s.unowned > 0 ? ", " + s.unowned + " shards without a runner" : "");
+      var runners = $("cluster-runners").tBodies[0];
+      runners.textContent = "";
+      s.runners.forEach(function (r) {
+        var state = !r.healthy ? "unhealthy" : r.alive ? "up" : "stale";
+        runners.appendChild(el("tr", { "data-address": r.address, "data-state": state }, [
+          td(r.address), td(state, state === "up" ? "ok" : "fail"), td(r.lastHeartbeat), td(r.shardCount, "num"), td(r.shards || "–")
+        ]));
+      });
+      var rounds = $("cluster-rounds").tBodies[0];
+      rounds.textContent = "";
+      if (s.rounds.length === 0) rounds.appendChild(el("tr", {}, [el("td", { colspan: "8", class: "muted", text: "No round yet." })]));
+      s.rounds.forEach(function (r) {
+        var n = function (v) { return v === undefined ? "–" : v; };
+        rounds.appendChild(el("tr", { "data-round": r.id, "data-state": r.state }, [
+          td(r.day), td(r.id), td(r.state, r.state === "failed" ? "fail" : r.state === "done" ? "ok" : ""),
+          td(n(r.reports), "num"), td(n(r.queued), "num"), td(n(r.keys), "num"), td(n(r.kept), "num"), td(r.error || "")
+        ]));
+      });
+    });
+  }
+
   var SVG = "http://www.w3.org/2000/svg";
   function svg(tag, attrs) {
     var e = document.createElementNS(SVG, tag);
@@ -226,7 +269,7 @@ export const PAGE_HTML = `<!doctype html>
 
   function loadAll() {
     clearError();
-    return Promise.all([loadStatus(), loadResults(), loadOutbox(), loadSuppressions()])
+    return Promise.all([loadStatus(), loadCluster(), loadResults(), loadOutbox(), loadSuppressions()])
       .then(function () { document.body.setAttribute("data-loaded", "true"); })
       .catch(showError);
   }
