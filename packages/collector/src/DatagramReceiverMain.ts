@@ -1,0 +1,163 @@
+/**
+ * Entry of the datagram receiver thread (DatagramReceiver.ts): binds the socket and copies every
+ * datagram into the shared ring, nothing else.
+ *
+ * node-unix-socket creates and binds the socket (Node cannot) and tells when it is readable, but its
+ * own read path allocates (and zeroes) 64 KiB per datagram and keeps every datagram of a drain alive
+ * until the drain ends: unbounded memory when the sender keeps up, and no way to stop reading.
+ * So on Linux the thread reads the socket's descriptor itself (`fs.readSync`, one datagram per
+ * read(2), straight into the ring, found through /proc): when the library hands over the first
+ * datagram of a readable socket, the thread reads the rest until the queue is empty, and stops
+ * reading while the ring is full (the datagrams wait in the kernel). Without /proc (other systems)
+ * the library's datagrams are copied into the ring one by one.
+ */
+import { readdirSync, readFileSync, readlinkSync, readSync } from "node:fs"
+import { parentPort, workerData } from "node:worker_threads"
+import { DgramSocket } from "node-unix-socket"
+import {
+  MAX_DATAGRAM,
+  READ,
+  type ReceiverCommand,
+  type ReceiverInit,
+  type ReceiverMessage,
+  recordBytes,
+  WRAP,
+  WRITE
+} from "./DatagramReceiver.js"
+
+const init = workerData as ReceiverInit
+const ctrl = new Int32Array(init.ctrl)
+const bytes = new Uint8Array(init.ring)
+const words = new Int32Array(init.ring)
+const size = bytes.length
+const mask = size - 1
+const post = (m: ReceiverMessage) => parentPort?.postMessage(m)
+
+let write = 0
+let unpublished = 0
+let received = 0
+
+const publish = () => {
+  Atomics.store(ctrl, WRITE, write)
+  Atomics.notify(ctrl, WRITE)
+  unpublished = 0
+}
+
+/** Offset where a datagram of any size fits; waits (reading nothing) while the main thread has not freed it. */
+const reserve = (): number => {
+  for (;;) {
+    const read = Atomics.load(ctrl, READ)
+    const used = (write - read) >>> 0
+    const off = write & mask
+    const tail = size - off
+    if (tail < 4 + MAX_DATAGRAM) {
+      if (size - used >= tail + 4 + MAX_DATAGRAM) {
+        words[off >> 2] = WRAP
+        write = (write + tail) | 0
+        continue
+      }
+    } else if (size - used >= 4 + MAX_DATAGRAM) return off
+    if (unpublished > 0) publish()
+    Atomics.wait(ctrl, READ, read, 100)
+  }
+}
+
+const commit = (off: number, n: number) => {
+  words[off >> 2] = n
+  write = (write + recordBytes(n)) | 0
+  received++
+  // Published in small groups: the main thread starts decoding while the drain goes on.
+  if (++unpublished >= 32) publish()
+}
+
+const copy = (datagram: Buffer) => {
+  const off = reserve()
+  const n = Math.min(datagram.length, MAX_DATAGRAM)
+  bytes.set(datagram.subarray(0, n), off + 4)
+  commit(off, n)
+}
+
+/** The socket's descriptor: the inode /proc/net/unix gives for `path`, among this process's descriptors. */
+const descriptorOf = (path: string): number | undefined => {
+  try {
+    const line = readFileSync("/proc/net/unix", "utf8")
+      .split("\n")
+      .find((l) => l.endsWith(` ${path}`))
+    const inode = line?.trim().split(/\s+/)[6]
+    if (inode === undefined) return undefined
+    const target = `socket:[${inode}]`
+    for (const fd of readdirSync("/proc/self/fd")) {
+      try {
+        if (readlinkSync(`/proc/self/fd/${fd}`) === target) return Number(fd)
+      } catch {}
+    }
+  } catch {}
+  return undefined
+}
+
+let fd: number | undefined
+
+/** Reads until the queue is empty (EAGAIN: the library made the descriptor non-blocking). */
+const drain = () => {
+  if (fd === undefined) return
+  for (;;) {
+    const off = reserve()
+    let n: number
+    try {
+      n = readSync(fd, bytes, off + 4, MAX_DATAGRAM, null)
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EAGAIN") post({ type: "error", reason: (e as Error).message })
+      break
+    }
+    commit(off, n)
+  }
+  publish()
+}
+
+const socket = new DgramSocket()
+// The library re-emits each datagram as `data` on a later tick; here it is copied at once instead.
+socket.removeAllListeners("_data")
+socket.on("_data", (first: Buffer) => {
+  copy(first)
+  if (fd === undefined) publish()
+  else drain()
+})
+socket.on("error", (e: Error) => post({ type: "error", reason: e.message }))
+
+try {
+  socket.bind(init.path)
+  fd = descriptorOf(init.path)
+  post({ type: "bound", direct: fd !== undefined })
+} catch (e) {
+  post({ type: "error", reason: (e as Error).message })
+  socket.close()
+  parentPort?.close()
+}
+
+// Stop: read what the kernel still holds until it has been empty a few times in a row (a sender
+// may be mid-send), then close; what is in the ring is the main thread's.
+const stop = () => {
+  let quiet = 0
+  const turn = () => {
+    const before = received
+    drain()
+    quiet = received === before ? quiet + 1 : 0
+    if (quiet < 3) {
+      setTimeout(turn, 1)
+      return
+    }
+    socket.close()
+    publish()
+    post({ type: "closed", received })
+    // The thread ends once the socket's handle has closed: terminating it earlier would close the
+    // handle a second time (a libuv assertion). node-unix-socket 0.2.7 also closes, when a thread that
+    // loaded it ends, every socket it made in the process: another of its sockets must be closed
+    // before the source stops (nothing else uses it in the worker; the tests close their clients).
+    parentPort?.close()
+  }
+  turn()
+}
+
+parentPort?.on("message", (m: ReceiverCommand) => {
+  if (m === "stop") stop()
+})
