@@ -16,79 +16,51 @@ import { parentPort, workerData } from "node:worker_threads"
 import { DgramSocket } from "node-unix-socket"
 import {
   MAX_DATAGRAM,
-  READ,
   type ReceiverCommand,
   type ReceiverInit,
   type ReceiverMessage,
-  recordBytes,
-  WRAP,
-  WRITE
-} from "./DatagramReceiver.js"
+  RingWriter
+} from "./DatagramRing.js"
 
 const init = workerData as ReceiverInit
-const ctrl = new Int32Array(init.ctrl)
-const bytes = new Uint8Array(init.ring)
-const words = new Int32Array(init.ring)
-const size = bytes.length
-const mask = size - 1
+const ring = new RingWriter(init)
+const bytes = ring.buffer
 const post = (m: ReceiverMessage) => parentPort?.postMessage(m)
-
-let write = 0
-let unpublished = 0
 let received = 0
 
-const publish = () => {
-  Atomics.store(ctrl, WRITE, write)
-  Atomics.notify(ctrl, WRITE)
-  unpublished = 0
-}
-
-/** Offset where a datagram of any size fits; waits (reading nothing) while the main thread has not freed it. */
+/** Where the next datagram goes; waits (reading nothing: the kernel keeps them) until there is room. */
 const reserve = (): number => {
   for (;;) {
-    const read = Atomics.load(ctrl, READ)
-    const used = (write - read) >>> 0
-    const off = write & mask
-    const tail = size - off
-    if (tail < 4 + MAX_DATAGRAM) {
-      if (size - used >= tail + 4 + MAX_DATAGRAM) {
-        words[off >> 2] = WRAP
-        write = (write + tail) | 0
-        continue
-      }
-    } else if (size - used >= 4 + MAX_DATAGRAM) return off
-    if (unpublished > 0) publish()
-    Atomics.wait(ctrl, READ, read, 100)
+    const off = ring.reserve()
+    if (off !== undefined) return off
+    ring.waitForRoom(100)
   }
-}
-
-const commit = (off: number, n: number) => {
-  words[off >> 2] = n
-  write = (write + recordBytes(n)) | 0
-  received++
-  // Published in small groups: the main thread starts decoding while the drain goes on.
-  if (++unpublished >= 32) publish()
 }
 
 const copy = (datagram: Buffer) => {
   const off = reserve()
   const n = Math.min(datagram.length, MAX_DATAGRAM)
-  bytes.set(datagram.subarray(0, n), off + 4)
-  commit(off, n)
+  bytes.set(datagram.subarray(0, n), off)
+  ring.commit(n)
+  received++
 }
 
-/** The socket's descriptor: the inode /proc/net/unix gives for `path`, among this process's descriptors. */
+/**
+ * The socket's descriptor: among this process's descriptors, the socket whose inode /proc/net/unix
+ * lists with `path` (several may be listed: a socket another process still holds after its file was
+ * replaced keeps the path there).
+ */
 const descriptorOf = (path: string): number | undefined => {
   try {
-    const line = readFileSync("/proc/net/unix", "utf8")
-      .split("\n")
-      .find((l) => l.endsWith(` ${path}`))
-    const inode = line?.trim().split(/\s+/)[6]
-    if (inode === undefined) return undefined
-    const target = `socket:[${inode}]`
+    const targets = new Set(
+      readFileSync("/proc/net/unix", "utf8")
+        .split("\n")
+        .filter((l) => l.endsWith(` ${path}`))
+        .map((l) => `socket:[${l.trim().split(/\s+/)[6]}]`)
+    )
     for (const fd of readdirSync("/proc/self/fd")) {
       try {
-        if (readlinkSync(`/proc/self/fd/${fd}`) === target) return Number(fd)
+        if (targets.has(readlinkSync(`/proc/self/fd/${fd}`))) return Number(fd)
       } catch {}
     }
   } catch {}
@@ -104,14 +76,15 @@ const drain = () => {
     const off = reserve()
     let n: number
     try {
-      n = readSync(fd, bytes, off + 4, MAX_DATAGRAM, null)
+      n = readSync(fd, bytes, off, MAX_DATAGRAM, null)
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== "EAGAIN") post({ type: "error", reason: (e as Error).message })
       break
     }
-    commit(off, n)
+    ring.commit(n)
+    received++
   }
-  publish()
+  ring.publish()
 }
 
 const socket = new DgramSocket()
@@ -119,7 +92,7 @@ const socket = new DgramSocket()
 socket.removeAllListeners("_data")
 socket.on("_data", (first: Buffer) => {
   copy(first)
-  if (fd === undefined) publish()
+  if (fd === undefined) ring.publish()
   else drain()
 })
 socket.on("error", (e: Error) => post({ type: "error", reason: e.message }))
@@ -147,7 +120,7 @@ const stop = () => {
       return
     }
     socket.close()
-    publish()
+    ring.publish()
     post({ type: "closed", received })
     // The thread ends once the socket's handle has closed: terminating it earlier would close the
     // handle a second time (a libuv assertion). node-unix-socket 0.2.7 also closes, when a thread that

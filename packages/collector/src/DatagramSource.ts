@@ -49,6 +49,11 @@ export interface DatagramSourceConfig {
   /** Bounds of `invalidDatagramDir`. Defaults 1,000 files and 16 MiB. */
   readonly maxInvalidFiles?: number | undefined
   readonly maxInvalidBytes?: number | undefined
+  /**
+   * Bytes of the ring the receiver thread fills (DatagramReceiver.ts): what is held in memory beyond
+   * the collector's buffer. Rounded up to a power of two, at least 512 KiB. Default 4 MiB.
+   */
+  readonly ringBytes?: number | undefined
 }
 
 export class SocketInUse extends Data.TaggedError("SocketInUse")<{ readonly path: string }> {
@@ -243,7 +248,7 @@ const make = (
     const init: DatagramReceiver.ReceiverInit = {
       path,
       ctrl: new SharedArrayBuffer(DatagramReceiver.CTRL_WORDS * 4),
-      ring: new SharedArrayBuffer(DatagramReceiver.RING_BYTES)
+      ring: new SharedArrayBuffer(DatagramReceiver.ringSize(config.ringBytes))
     }
     const ring = new DatagramReceiver.RingReader(init)
     const thread = DatagramReceiver.spawn(init)
