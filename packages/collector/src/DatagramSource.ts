@@ -206,10 +206,19 @@ const make = (
       dumpBytes += bytes.length
       const name = `${new Date(clock.unsafeCurrentTimeMillis()).toISOString().replace(/[:.]/g, "")}-${process.pid}-${dumpSeq++}.datagram`
       // A copy: `bytes` is a view into the receiver's ring, reused once taken.
+      writesPending++
       writeFile(join(dumpDir, name), Buffer.from(bytes), { mode: 0o600 }, (e) => {
         if (e !== null) logLimited("dump", "could not write an invalid datagram", { error: e.message })
+        if (--writesPending === 0) writesDone?.()
       })
     }
+    // Stop waits for the writes in progress: a stopped source has written what it refused.
+    let writesPending = 0
+    let writesDone: (() => void) | undefined
+    const dumpsWritten = Effect.async<void>((resume) => {
+      if (writesPending === 0) return resume(Effect.void)
+      writesDone = () => resume(Effect.void)
+    })
 
     // --- the receive path
     const dayOfMillis = Day.makeFromMillisCached()
@@ -291,13 +300,16 @@ const make = (
     const pump = (): void => {
       if (stopping) return
       let full = false
-      ring.take(SLICE, (bytes) => {
+      const taken = ring.take(SLICE, (bytes) => {
         if (onDatagram(bytes)) return true
         full = true
         return false
       })
       if (full) runFork(Effect.andThen(collector.space, Effect.sync(pump)))
       else if (ring.pending) setImmediate(pump)
+      // A stream: look again in 1 ms and take what came meanwhile, rather than be woken for each
+      // datagram (a wake-up per datagram costs both threads CPU the reader needs); idle: sleep.
+      else if (taken > 0) setTimeout(pump, 1)
       else {
         const written = ring.written()
         if (written === undefined) setImmediate(pump)
@@ -341,6 +353,7 @@ const make = (
           })
           if (full) yield* collector.space
         }
+        yield* dumpsWritten
         yield* Effect.logInfo("datagram socket closed").pipe(
           Effect.annotateLogs({ socket: path, service: "DatagramSource", received, ...stats })
         )
