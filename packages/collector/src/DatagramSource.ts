@@ -224,12 +224,13 @@ const make = (
     const dayOfMillis = Day.makeFromMillisCached()
     const today = (): Day.Day => dayOfMillis(clock.unsafeCurrentTimeMillis())
 
+    const receive = Datagram.makeReceiver()
+
     /** Decodes and offers one datagram; false (nothing counted) when the collector is full. */
     const onDatagram = (bytes: Uint8Array): boolean => {
-      const decoded = Datagram.decode(bytes)
-      const row = Either.flatMap(decoded, (d) => Datagram.toRow(d.datagram, today()))
-      if (Either.isLeft(row)) {
-        const e = row.left
+      const received = receive(bytes, today())
+      if (Either.isLeft(received)) {
+        const e = received.left
         count(e.reason)
         dump(bytes)
         logLimited(e.reason, "invalid datagram; not stored", {
@@ -240,16 +241,13 @@ const make = (
         })
         return true
       }
-      if (!collector.offerRows([row.right])) return false
-      const { datagram, repaired } = (decoded as Either.Right<never, Datagram.Decoded>).right
-      count(repaired ? "repaired" : "stored")
-      if (repaired) logLimited("repaired", "datagram was not UTF-8; stored with U+FFFD", { domain: datagram.d })
-      if (datagram.dpv !== "1")
-        logLimited("dpv", "datagram protocol version not 1; processed as version 1", {
-          dpv: datagram.dpv ?? "(missing)"
-        })
-      if (Datagram.countMismatches(datagram).length > 0)
-        logLimited("t", "a policy's t differs from its number of failure details", { domain: datagram.d })
+      const r = received.right
+      if (!collector.offerRows([r.row])) return false
+      count(r.repaired ? "repaired" : "stored")
+      if (r.repaired) logLimited("repaired", "datagram was not UTF-8; stored with U+FFFD", { domain: r.d })
+      if (r.dpv !== "1")
+        logLimited("dpv", "datagram protocol version not 1; processed as version 1", { dpv: r.dpv ?? "(missing)" })
+      if (r.countMismatch) logLimited("t", "a policy's t differs from its number of failure details", { domain: r.d })
       return true
     }
 
