@@ -6,13 +6,17 @@
  *    fast as the socket takes them). Timed from the first send to all rows committed (the source's
  *    scope closed: socket drained, final flush done). Three runs on fresh files; the median is printed.
  * 2. Offered load: non-blocking sends (MSG_DONTWAIT, as Postfix sends) paced at 10k, 50k and 100k
- *    datagrams/s for 2 s each; a full receive queue (EAGAIN) is a datagram Postfix would lose.
+ *    datagrams/s for 2 s each; a full receive queue (EAGAIN) is a datagram Postfix would lose. The
+ *    sender sleeps whenever it is STEP_US (default 50) ahead of schedule, i.e. close to evenly
+ *    spaced, as many smtp processes each reporting its own delivery are; 50k/s is also run with
+ *    1 ms steps (bursts of 50 back to back, 5 times the kernel's queue) and printed apart.
  *
  * The kernel's queue for a Unix datagram socket is `net.unix.max_dgram_qlen` datagrams (10 by
- * default): the figures depend on it, and it is printed. Peak RSS is the process's maxRSS.
+ * default): the figures depend on it, and it is printed. Peak RSS is the process's maxRSS before
+ * the floor (a bare node-unix-socket receiver, whose unbounded drain is what the source avoids) runs.
  *   {"bench":"datagram","datagramsPerSec":N,"dropsAt50k":N,"peakRssMb":N}
  * The Collector writes through its writer thread (`WriterThread.layer`), as in the worker.
- * Knobs: DATAGRAMS, DOMAINS, RUNS, LOAD_SECONDS; FLUSH_ROWS, FLUSH_INTERVAL_MS (the Collector's, default as in the worker);
+ * Knobs: DATAGRAMS, DOMAINS, RUNS, LOAD_SECONDS, STEP_US; FLUSH_ROWS, FLUSH_INTERVAL_MS (the Collector's, default as in the worker);
  * STORE=thread|inline (inline: `addResults` on the receiving thread, as before WriterThread).
  */
 import { execFileSync, spawn } from "node:child_process"
@@ -31,6 +35,7 @@ const DATAGRAMS = env("DATAGRAMS", 200_000)
 const DOMAINS = env("DOMAINS", 10_000)
 const RUNS = env("RUNS", 3)
 const LOAD_SECONDS = env("LOAD_SECONDS", 2)
+const STEP_US = env("STEP_US", 50)
 const FAILURE_PERMILLE = 50
 const STORE = process.env.STORE ?? "thread"
 const collectorConfig: CollectorConfig = {
@@ -49,9 +54,16 @@ interface Sent {
   readonly seconds: number
 }
 
-const runSender = (socket: string, count: number, rate: number) =>
+const runSender = (socket: string, count: number, rate: number, stepUs = STEP_US) =>
   Effect.async<Sent>((resume) => {
-    const child = spawn(sender, [socket, String(count), String(DOMAINS), String(FAILURE_PERMILLE), String(rate)])
+    const child = spawn(sender, [
+      socket,
+      String(count),
+      String(DOMAINS),
+      String(FAILURE_PERMILLE),
+      String(rate),
+      String(stepUs)
+    ])
     let out = ""
     child.stdout.on("data", (d) => {
       out += d
@@ -116,6 +128,16 @@ const floor = Effect.gen(function* () {
   return DATAGRAMS / ((performance.now() - t0) / 1000)
 })
 
+// Where the memory is: the highest heap, external and RSS seen, sampled every 50 ms.
+const peak = { rss: 0, heapUsed: 0, external: 0 }
+setInterval(() => {
+  const m = process.memoryUsage()
+  peak.rss = Math.max(peak.rss, m.rss)
+  peak.heapUsed = Math.max(peak.heapUsed, m.heapUsed)
+  peak.external = Math.max(peak.external, m.external)
+}, 50).unref()
+const mb = (n: number) => Math.round(n / 1024 / 1024)
+
 const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
 
 const program = Effect.gen(function* () {
@@ -125,11 +147,20 @@ const program = Effect.gen(function* () {
       .map((l) => l.toFixed(1))
       .join(" ")}`
   )
-  console.log(`floor (bare receiver, counting only): ${Math.round(yield* floor)}/s`)
   const rates: Array<number> = []
   for (let run = 0; run < RUNS; run++) {
-    const t0 = performance.now()
-    const { a: sent, stats, filename } = yield* withSource(`run${run}`, (socket) => runSender(socket, DATAGRAMS, 0))
+    // From the first send (the receiver thread is up), as the issue times it.
+    let t0 = 0
+    const {
+      a: sent,
+      stats,
+      filename
+    } = yield* withSource(`run${run}`, (socket) =>
+      Effect.suspend(() => {
+        t0 = performance.now()
+        return runSender(socket, DATAGRAMS, 0)
+      })
+    )
     const seconds = (performance.now() - t0) / 1000
     const stored = yield* countRows(filename).pipe(Effect.orDie)
     if (stats.stored !== DATAGRAMS || stored.sessions !== DATAGRAMS || stored.rows !== DOMAINS)
@@ -139,7 +170,7 @@ const program = Effect.gen(function* () {
     const rate = DATAGRAMS / seconds
     rates.push(rate)
     console.log(
-      `run ${run + 1}: ${DATAGRAMS} datagrams in ${seconds.toFixed(2)} s = ${Math.round(rate)}/s to all rows committed (sender alone ${sent.seconds.toFixed(2)} s), ${stored.rows} rows`
+      `run ${run + 1}: ${DATAGRAMS} datagrams in ${seconds.toFixed(2)} s = ${Math.round(rate)}/s to all rows committed (sender alone ${sent.seconds.toFixed(2)} s), ${stored.rows} rows; peak so far: RSS ${mb(peak.rss)} MB, heap ${mb(peak.heapUsed)} MB, external ${mb(peak.external)} MB`
     )
   }
   const drops: Record<number, number> = {}
@@ -149,17 +180,30 @@ const program = Effect.gen(function* () {
     )
     drops[load] = sent.drops
     console.log(
-      `offered ${load}/s for ${LOAD_SECONDS} s (non-blocking): ${sent.drops} dropped (EAGAIN) of ${load * LOAD_SECONDS}, ${stats.stored} stored, achieved ${Math.round((load * LOAD_SECONDS) / sent.seconds)}/s offered`
+      `offered ${load}/s for ${LOAD_SECONDS} s (non-blocking, ${STEP_US} µs steps): ${sent.drops} dropped (EAGAIN) of ${load * LOAD_SECONDS}, ${stats.stored} stored, achieved ${Math.round((load * LOAD_SECONDS) / sent.seconds)}/s offered`
     )
   }
+  const { a: burst } = yield* withSource("burst", (socket) => runSender(socket, 50_000 * LOAD_SECONDS, 50_000, 1000))
+  console.log(
+    `offered 50000/s for ${LOAD_SECONDS} s in 1 ms bursts: ${burst.drops} dropped (EAGAIN) of ${50_000 * LOAD_SECONDS}`
+  )
   const peakRssMb = Math.round(process.resourceUsage().maxRSS / 1024)
+  console.log(`floor (bare receiver, counting only): ${Math.round(yield* floor)}/s`)
   const datagramsPerSec = Math.round(median(rates))
   console.log(
     `median ${datagramsPerSec} datagrams/s; peak RSS ${peakRssMb} MB; load average ${loadavg()
       .map((l) => l.toFixed(1))
       .join(" ")}`
   )
-  console.log(JSON.stringify({ bench: "datagram", datagramsPerSec, dropsAt50k: drops[50_000], peakRssMb }))
+  console.log(
+    JSON.stringify({
+      bench: "datagram",
+      datagramsPerSec,
+      dropsAt50k: drops[50_000],
+      peakRssMb,
+      dropsAt50kBursts: burst.drops
+    })
+  )
 })
 
 Effect.runPromise(program.pipe(Effect.ensuring(Effect.sync(() => rmSync(work, { recursive: true, force: true })))))

@@ -147,10 +147,19 @@ export interface Decoded {
   readonly repaired: boolean
 }
 
+/** The text of a datagram's bytes, and whether some were not UTF-8 (replaced by U+FFFD). */
+const textOf = (bytes: Uint8Array): { readonly text: string; readonly repaired: boolean } => ({
+  text: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8"),
+  repaired: !isUtf8(bytes)
+})
+
 /** Decodes the bytes of one datagram (raw bytes ≥ 0x80 need not be UTF-8: libtlsrpt passes them through). */
 export const decode = (bytes: Uint8Array): Either.Either<Decoded, InvalidDatagram> => {
-  const repaired = !isUtf8(bytes)
-  const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8")
+  const { text, repaired } = textOf(bytes)
+  return decodeText(text, repaired)
+}
+
+const decodeText = (text: string, repaired: boolean): Either.Either<Decoded, InvalidDatagram> => {
   let value: unknown
   try {
     value = JSON.parse(text)
@@ -235,4 +244,51 @@ export const countMismatches = (datagram: Datagram): ReadonlyArray<number> => {
     if (p.t !== undefined && p.t !== (p["failure-details"]?.length ?? 0)) out.push(i)
   })
   return out
+}
+
+/** What the receive path needs of a valid datagram: its row and the facts worth a log line. */
+export interface Received {
+  readonly row: NewResultRow
+  readonly repaired: boolean
+  /** `d` as sent. */
+  readonly d: string
+  readonly dpv: string | undefined
+  /** Some policy's `t` differs from its number of failure details. */
+  readonly countMismatch: boolean
+}
+
+/**
+ * `decode` then `toRow`, remembering the result by the datagram's text: libtlsrpt sends the same
+ * bytes for every delivery with the same outcome to a domain (same `d`, record and policy; a failure,
+ * the same MX and addresses), so most datagrams are parsed once a day and the rest cost a string and
+ * a lookup. The remembered row is given again for each: the Collector copies what it keeps and changes
+ * nothing it is given. Bounded: forgotten when `capacity` texts are held, and when the day changes.
+ */
+export const makeReceiver = (capacity = 32_768) => {
+  const known = new Map<string, Received>()
+  let knownDay: Day.Day | undefined
+  return (bytes: Uint8Array, day: Day.Day): Either.Either<Received, InvalidDatagram> => {
+    if (day !== knownDay || known.size >= capacity) {
+      known.clear()
+      knownDay = day
+    }
+    const { text, repaired } = textOf(bytes)
+    const hit = known.get(text)
+    // Different bytes can give the same text only through U+FFFD, which the flag tells apart.
+    if (hit !== undefined) return Either.right(hit.repaired === repaired ? hit : { ...hit, repaired })
+    const decoded = decodeText(text, repaired)
+    if (Either.isLeft(decoded)) return Either.left(decoded.left)
+    const { datagram } = decoded.right
+    return Either.map(toRow(datagram, day), (row) => {
+      const received: Received = {
+        row,
+        repaired,
+        d: datagram.d,
+        dpv: datagram.dpv,
+        countMismatch: countMismatches(datagram).length > 0
+      }
+      known.set(text, received)
+      return received
+    })
+  }
 }

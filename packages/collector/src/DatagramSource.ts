@@ -2,12 +2,12 @@
  * Listens for libtlsrpt datagrams (Postfix ≥ 3.10, `smtp_tlsrpt_socket_name`) on an AF_UNIX
  * SOCK_DGRAM socket and hands each one's row to the `Collector` (aggregation, batched flush).
  *
- * - Drains fast: a datagram is decoded and merged synchronously in the receive callback, no await.
- *   libtlsrpt sends with MSG_DONTWAIT, so a full kernel queue (net.unix.max_dgram_qlen, 10 by
- *   default) loses the datagram at the sender: the socket must be read at once.
- * - Back-pressure: when the Collector's buffer is full, rows wait in a bounded queue until it has
- *   room; past `maxParked` the datagram is counted as `dropped` (the socket library cannot stop
- *   reading, so this is where the kernel would otherwise drop it: see the README).
+ * - Drains fast: libtlsrpt sends with MSG_DONTWAIT, so a full kernel queue (net.unix.max_dgram_qlen,
+ *   10 by default) loses the datagram at the sender. The socket is read on a thread of its own
+ *   (DatagramReceiver.ts) into a shared ring; this thread decodes from the ring and merges each row
+ *   synchronously, no await per datagram.
+ * - Back-pressure: when the Collector's buffer is full, decoding waits for its space; the ring fills,
+ *   the receiver thread stops reading and the datagrams wait in the kernel. Memory stays bounded.
  * - Bad input never crashes nor stores part of a datagram: invalid UTF-8 is repaired (U+FFFD) and
  *   kept; invalid JSON, wrong types or unknown codes are counted in
  *   `tlsrpt_datagrams_total{outcome}`, logged at most once a minute with the count, and written to
@@ -32,11 +32,10 @@ import {
 import { createConnection } from "node:net"
 import { dirname, join } from "node:path"
 import { Day } from "@tlsrpt/core"
-import type { NewResultRow } from "@tlsrpt/store"
-import { Context, Data, Effect, Either, Layer, Metric, Runtime, type Scope } from "effect"
-import { DgramSocket } from "node-unix-socket"
+import { Context, Data, Deferred, Effect, Either, Exit, Layer, Metric, Runtime, type Scope } from "effect"
 import { Collector } from "./Collector.js"
 import * as Datagram from "./Datagram.js"
+import * as DatagramReceiver from "./DatagramReceiver.js"
 
 export interface DatagramSourceConfig {
   /** Absolute path of the socket. */
@@ -50,8 +49,11 @@ export interface DatagramSourceConfig {
   /** Bounds of `invalidDatagramDir`. Defaults 1,000 files and 16 MiB. */
   readonly maxInvalidFiles?: number | undefined
   readonly maxInvalidBytes?: number | undefined
-  /** Rows held while the Collector is full. Default 100,000. */
-  readonly maxParked?: number | undefined
+  /**
+   * Bytes of the ring the receiver thread fills (DatagramReceiver.ts): what is held in memory beyond
+   * the collector's buffer. Rounded up to a power of two, at least 512 KiB. Default 4 MiB.
+   */
+  readonly ringBytes?: number | undefined
 }
 
 export class SocketInUse extends Data.TaggedError("SocketInUse")<{ readonly path: string }> {
@@ -66,10 +68,10 @@ export class SocketError extends Data.TaggedError("SocketError")<{ readonly path
   }
 }
 
-export type DatagramOutcome = "stored" | "repaired" | "invalid-json" | "invalid" | "dropped"
+export type DatagramOutcome = "stored" | "repaired" | "invalid-json" | "invalid"
 
 const datagramsTotal = Metric.counter("tlsrpt_datagrams_total", {
-  description: "libtlsrpt datagrams received, by outcome (stored, repaired, invalid-json, invalid, dropped)",
+  description: "libtlsrpt datagrams received, by outcome (stored, repaired, invalid-json, invalid)",
   incremental: true
 })
 const counterOf = (outcome: DatagramOutcome) => Metric.tagged(datagramsTotal, "outcome", outcome)
@@ -77,8 +79,7 @@ const counters = {
   stored: counterOf("stored"),
   repaired: counterOf("repaired"),
   "invalid-json": counterOf("invalid-json"),
-  invalid: counterOf("invalid"),
-  dropped: counterOf("dropped")
+  invalid: counterOf("invalid")
 } satisfies Record<DatagramOutcome, unknown>
 
 export interface DatagramStats {
@@ -86,7 +87,6 @@ export interface DatagramStats {
   readonly repaired: number
   readonly "invalid-json": number
   readonly invalid: number
-  readonly dropped: number
 }
 
 export class DatagramSource extends Context.Tag("@tlsrpt/collector/DatagramSource")<
@@ -148,7 +148,6 @@ const make = (
     const runFork = Runtime.runFork(runtime)
     const clock = yield* Effect.clock
     const path = config.socket
-    const maxParked = config.maxParked ?? 100_000
 
     yield* syncOr(path, () => mkdirSync(dirname(path), { recursive: true }))
     const state = yield* probe(path)
@@ -161,7 +160,7 @@ const make = (
       )
     }
 
-    const stats = { stored: 0, repaired: 0, "invalid-json": 0, invalid: 0, dropped: 0 }
+    const stats = { stored: 0, repaired: 0, "invalid-json": 0, invalid: 0 }
     const count = (outcome: DatagramOutcome) => {
       stats[outcome]++
       counters[outcome].unsafeUpdate(1, [])
@@ -201,48 +200,37 @@ const make = (
       })
     }
     let dumpSeq = 0
-    const dump = (bytes: Buffer) => {
+    const dump = (bytes: Uint8Array) => {
       if (dumpDir === undefined || dumpFiles >= maxFiles || dumpBytes + bytes.length > maxBytes) return
       dumpFiles++
       dumpBytes += bytes.length
       const name = `${new Date(clock.unsafeCurrentTimeMillis()).toISOString().replace(/[:.]/g, "")}-${process.pid}-${dumpSeq++}.datagram`
-      writeFile(join(dumpDir, name), bytes, { mode: 0o600 }, (e) => {
+      // A copy: `bytes` is a view into the receiver's ring, reused once taken.
+      writesPending++
+      writeFile(join(dumpDir, name), Buffer.from(bytes), { mode: 0o600 }, (e) => {
         if (e !== null) logLimited("dump", "could not write an invalid datagram", { error: e.message })
+        if (--writesPending === 0) writesDone?.()
       })
     }
+    // Stop waits for the writes in progress: a stopped source has written what it refused.
+    let writesPending = 0
+    let writesDone: (() => void) | undefined
+    const dumpsWritten = Effect.async<void>((resume) => {
+      if (writesPending === 0) return resume(Effect.void)
+      writesDone = () => resume(Effect.void)
+    })
 
     // --- the receive path
     const dayOfMillis = Day.makeFromMillisCached()
     const today = (): Day.Day => dayOfMillis(clock.unsafeCurrentTimeMillis())
 
-    const parked: Array<NewResultRow> = []
-    let waiting = false
-    const drainParked = (): Effect.Effect<void> =>
-      Effect.suspend(() => {
-        while (parked.length > 0) {
-          if (!collector.offerRows([parked[0]!])) return Effect.zipRight(collector.space, drainParked())
-          parked.shift()
-        }
-        waiting = false
-        return Effect.void
-      })
+    const receive = Datagram.makeReceiver()
 
-    const offer = (row: NewResultRow) => {
-      if (parked.length === 0 && collector.offerRows([row])) return true
-      if (parked.length >= maxParked) return false
-      parked.push(row)
-      if (!waiting) {
-        waiting = true
-        runFork(drainParked())
-      }
-      return true
-    }
-
-    const onDatagram = (bytes: Buffer) => {
-      const decoded = Datagram.decode(bytes)
-      const row = Either.flatMap(decoded, (d) => Datagram.toRow(d.datagram, today()))
-      if (Either.isLeft(row)) {
-        const e = row.left
+    /** Decodes and offers one datagram; false (nothing counted) when the collector is full. */
+    const onDatagram = (bytes: Uint8Array): boolean => {
+      const received = receive(bytes, today())
+      if (Either.isLeft(received)) {
+        const e = received.left
         count(e.reason)
         dump(bytes)
         logLimited(e.reason, "invalid datagram; not stored", {
@@ -251,36 +239,83 @@ const make = (
           error: e.message,
           bytes: bytes.length
         })
-        return
+        return true
       }
-      const { datagram, repaired } = (decoded as Either.Right<never, Datagram.Decoded>).right
-      if (!offer(row.right)) {
-        count("dropped")
-        logLimited("dropped", "collector full; datagram dropped", { parked: parked.length })
-        return
-      }
-      count(repaired ? "repaired" : "stored")
-      if (repaired) logLimited("repaired", "datagram was not UTF-8; stored with U+FFFD", { domain: datagram.d })
-      if (datagram.dpv !== "1")
-        logLimited("dpv", "datagram protocol version not 1; processed as version 1", {
-          dpv: datagram.dpv ?? "(missing)"
-        })
-      if (Datagram.countMismatches(datagram).length > 0)
-        logLimited("t", "a policy's t differs from its number of failure details", { domain: datagram.d })
+      const r = received.right
+      if (!collector.offerRows([r.row])) return false
+      count(r.repaired ? "repaired" : "stored")
+      if (r.repaired) logLimited("repaired", "datagram was not UTF-8; stored with U+FFFD", { domain: r.d })
+      if (r.dpv !== "1")
+        logLimited("dpv", "datagram protocol version not 1; processed as version 1", { dpv: r.dpv ?? "(missing)" })
+      if (r.countMismatch) logLimited("t", "a policy's t differs from its number of failure details", { domain: r.d })
+      return true
     }
 
-    // --- the socket
+    // --- the receiver thread and the ring it fills (DatagramReceiver.ts)
+    const init: DatagramReceiver.ReceiverInit = {
+      path,
+      ctrl: new SharedArrayBuffer(DatagramReceiver.CTRL_WORDS * 4),
+      ring: new SharedArrayBuffer(DatagramReceiver.ringSize(config.ringBytes))
+    }
+    const ring = new DatagramReceiver.RingReader(init)
+    const thread = DatagramReceiver.spawn(init)
     let received = 0
-    const socket = yield* syncOr(path, () => {
-      const s = new DgramSocket()
-      s.on("data", (bytes: Buffer) => {
-        received++
-        onDatagram(bytes)
-      })
-      s.on("error", (e: Error) => logLimited("socket", "datagram socket error", { error: e.message }))
-      s.bind(path)
-      return s
+    // The thread ends by itself (after "stop", or when it cannot bind); never terminated, see DatagramReceiverMain.ts.
+    const exited = Effect.runSync(Deferred.make<void>())
+    const stopThread = Effect.suspend(() => {
+      thread.postMessage("stop" satisfies DatagramReceiver.ReceiverCommand)
+      return Deferred.await(exited)
     })
+    const bound = yield* Effect.async<void, SocketError>((resume) => {
+      let started = false
+      thread.on("message", (m: DatagramReceiver.ReceiverMessage) => {
+        if (m.type === "bound") {
+          started = true
+          resume(Effect.void)
+        } else if (m.type === "error") {
+          if (!started) resume(Effect.fail(new SocketError({ path, reason: m.reason })))
+          else logLimited("socket", "datagram socket error", { error: m.reason })
+        } else received = m.received
+      })
+      const gone = (reason: string) => {
+        Deferred.unsafeDone(exited, Exit.void)
+        if (!started) resume(Effect.fail(new SocketError({ path, reason })))
+        else if (reason !== "exited with code 0") logLimited("thread", "datagram receiver thread ended", { reason })
+      }
+      thread.on("error", (e) => gone(e.message))
+      thread.on("exit", (code) => gone(`exited with code ${code}`))
+    }).pipe(Effect.either)
+    if (Either.isLeft(bound)) {
+      yield* Deferred.await(exited)
+      return yield* bound.left
+    }
+
+    // Decodes from the ring in slices, giving the event loop (flush fiber, timers) a turn between
+    // them; waits for the collector's space when it is full (the thread then fills the ring and stops
+    // reading: back-pressure into the kernel).
+    let stopping = false
+    const SLICE = 1024
+    const pump = (): void => {
+      if (stopping) return
+      let full = false
+      const taken = ring.take(SLICE, (bytes) => {
+        if (onDatagram(bytes)) return true
+        full = true
+        return false
+      })
+      if (full) runFork(Effect.andThen(collector.space, Effect.sync(pump)))
+      else if (ring.pending) setImmediate(pump)
+      // A stream: look again in 1 ms and take what came meanwhile, rather than be woken for each
+      // datagram (a wake-up per datagram costs both threads CPU the reader needs); idle: sleep.
+      else if (taken > 0) setTimeout(pump, 1)
+      else {
+        const written = ring.written()
+        if (written === undefined) setImmediate(pump)
+        else void written.then(pump)
+      }
+    }
+    pump()
+
     yield* syncOr(path, () => {
       chmodSync(path, config.socketMode ?? 0o660)
       if (config.socketGroup !== undefined) {
@@ -288,12 +323,11 @@ const make = (
         if (gid === undefined) throw new Error(`socketGroup: no group ${String(config.socketGroup)}`)
         chownSync(path, -1, gid)
       }
-    }).pipe(Effect.tapError(() => Effect.sync(() => socket.close())))
+    }).pipe(Effect.tapError(() => stopThread))
     yield* Effect.logInfo("listening for libtlsrpt datagrams").pipe(
       Effect.annotateLogs({ socket: path, service: "DatagramSource" })
     )
 
-    const turn = Effect.promise(() => new Promise<void>((r) => setImmediate(r)))
     yield* Effect.addFinalizer(() =>
       Effect.gen(function* () {
         // Unlink first: new sends fail at the sender (not acknowledged); what is queued is still ours.
@@ -302,16 +336,24 @@ const make = (
             unlinkSync(path)
           } catch {}
         })
-        let quiet = 0
-        for (let i = 0; quiet < 3 && i < 10_000; i++) {
-          const before = received
-          yield* turn
-          quiet = received === before ? quiet + 1 : 0
+        // The thread reads what the kernel holds, closes the socket and ends; meanwhile the pump goes on.
+        yield* stopThread
+        // From here the finalizer takes from the ring, not the pump (a pending wait is woken to see that).
+        stopping = true
+        Atomics.notify(ring.ctrl, DatagramReceiver.WRITE)
+        // Whatever is left in the ring, waiting for the collector's space as needed.
+        while (ring.pending) {
+          let full = false
+          ring.take(Number.MAX_SAFE_INTEGER, (bytes) => {
+            if (onDatagram(bytes)) return true
+            full = true
+            return false
+          })
+          if (full) yield* collector.space
         }
-        yield* Effect.sync(() => socket.close())
-        yield* drainParked()
+        yield* dumpsWritten
         yield* Effect.logInfo("datagram socket closed").pipe(
-          Effect.annotateLogs({ socket: path, service: "DatagramSource", ...stats })
+          Effect.annotateLogs({ socket: path, service: "DatagramSource", received, ...stats })
         )
       })
     )

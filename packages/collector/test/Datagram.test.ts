@@ -71,6 +71,42 @@ describe("Datagram", () => {
     })
   })
 
+  it.prop(
+    "the remembering receiver gives what decode and toRow give, for repeated datagrams, across days and when full",
+    {
+      // Few distinct datagrams, repeated; some not valid, some with bytes that are not UTF-8.
+      pool: fc.array(
+        fc.tuple(fc.oneof(valid, mutated), fc.boolean()).map(([u, latin1]) => {
+          const text = JSON.stringify(u)
+          // An extra key (never read) holding a byte that is not UTF-8.
+          return latin1 && text.startsWith("{") && text.length > 2
+            ? Buffer.concat([Buffer.from('{"x":"'), Buffer.from([0xe9]), Buffer.from(`",${text.slice(1)}`)])
+            : Buffer.from(text)
+        }),
+        { minLength: 1, maxLength: 6 }
+      ),
+      picks: fc.array(fc.tuple(fc.nat(), fc.constantFrom("2026-01-15", "2026-01-16")), { minLength: 1, maxLength: 40 })
+    },
+    ({ pool, picks }) => {
+      const receive = Datagram.makeReceiver(3)
+      for (const [i, day] of picks) {
+        const bytes = pool[i % pool.length]!
+        const got = receive(bytes, day as Day.Day)
+        const want = Either.flatMap(Datagram.decode(bytes), (d) =>
+          Either.map(Datagram.toRow(d.datagram, day as Day.Day), (row) => ({ row, ...d }))
+        )
+        assert.strictEqual(Either.isRight(got), Either.isRight(want))
+        if (Either.isRight(got) && Either.isRight(want)) {
+          assert.deepStrictEqual(got.right.row, want.right.row)
+          assert.strictEqual(got.right.repaired, want.right.repaired)
+          assert.strictEqual(got.right.dpv, want.right.datagram.dpv)
+          assert.strictEqual(got.right.countMismatch, Datagram.countMismatches(want.right.datagram).length > 0)
+        }
+        if (Either.isLeft(got) && Either.isLeft(want)) assert.strictEqual(got.left.reason, want.left.reason)
+      }
+    }
+  )
+
   it("maps every result code to its RFC 8460 name, and refuses an unknown one", () => {
     const names = Object.entries(Datagram.RESULT_CODES).map(([code, name]) => {
       const d = Datagram.decode(
