@@ -2,12 +2,13 @@
  * The worker's configuration: one JSON file (`--config FILE` or `TLSRPT_CONFIG`), each key overridable
  * by an environment variable (`config/Environment.ts`, an Effect `ConfigProvider`), validated with
  * Schema once at start-up (docs/architecture.md: configuration is read once, in apps/worker, and
- * handed down as values and Layers). Each section has the shape of what its package takes, so it is
- * handed over whole (`reports` is the reporter's `ReporterConfig`, `collector` the datagram source's
- * options, `delivery` the outbox's `RetrySchedule`); `dns` and `transport` are decoded by the dns and
- * mail packages' own Schemas (`DnsConfig`, `TransportConfig`), `database` by the store's
- * (`Store.DatabaseConfig`). With no file at all, the embedded default runs:
- * data in `./data`, SQLite, `dir` transport into `./data/outbox`, the system's DNS, and no sending
+ * handed down as values and Layers). Each section is decoded by the Schema of the package that takes
+ * it, with that package's defaults and cross-key rules, so it is handed over whole: `reports` by the
+ * reporter's `ReportsConfig` (its `ReporterConfig`), `collector` by the collector's `SocketConfig`
+ * (the datagram source's options), `delivery` by the mail package's `DeliveryConfig` (the outbox's
+ * `RetrySchedule`), `cluster` by the fleet's `ClusterConfig`, `dns` and `transport` by `DnsConfig`
+ * and `TransportConfig`, `database` by the store's `Store.DatabaseConfig`. With no file at all, the
+ * embedded default runs: data in `./data`, SQLite, `dir` transport into `./data/outbox`, the system's DNS, and no sending
  * until a submitter and a DKIM key are configured.
  *
  * Errors name the key (`dkim[0].privateKeyFile: …`); the bin exits with code 2 on them.
@@ -16,29 +17,22 @@ import * as NodePath from "node:path"
 import { FileSystem } from "@effect/platform"
 import { type Domain, HostPort } from "@tlsrpt/core"
 import { DEFAULT_TIMEOUT_MS, DEFAULT_TRIES, DnsConfig } from "@tlsrpt/dns"
+import { SocketConfig } from "@tlsrpt/collector"
+import { ClusterConfig, FleetCluster } from "@tlsrpt/fleet"
 import {
   type DkimKey,
-  defaultRetrySchedule,
+  DeliveryConfig,
   loadDkimKeys,
   makeSubmitter,
-  type RetrySchedule,
   type Submitter,
   TransportConfig
 } from "@tlsrpt/mail"
-import { defaultConfig, type ReporterConfig } from "@tlsrpt/reporter"
+import { ReportsConfig } from "@tlsrpt/reporter"
 import { Store } from "@tlsrpt/store"
-import { Duration, Effect, Either, ParseResult, Redacted, Schema } from "effect"
+import { Effect, Either, ParseResult, Redacted, Schema } from "effect"
 import { ConfigError } from "./config/ConfigError.js"
 import * as Environment from "./config/Environment.js"
-import {
-  Address,
-  boundedDuration,
-  DomainString,
-  DurationString,
-  isSelector,
-  NonEmpty,
-  SELECTOR_EXPECTED
-} from "./config/Values.js"
+import { Address, DomainString, isSelector, NonEmpty, SELECTOR_EXPECTED } from "./config/Values.js"
 
 export { ConfigError } from "./config/ConfigError.js"
 export { DurationString, isSelector, SELECTOR_EXPECTED } from "./config/Values.js"
@@ -70,41 +64,11 @@ export const ConfigFile = Schema.Struct({
     })
   ),
   dkim: Schema.optional(Schema.Array(DkimKeyFile)),
-  reports: Schema.optional(
-    Schema.Struct({
-      enabled: Schema.optional(Schema.Boolean),
-      collect: Schema.optional(Schema.Boolean),
-      forAllSuccess: Schema.optional(Schema.Boolean),
-      https: Schema.optional(Schema.Boolean),
-      window: Schema.optional(boundedDuration(Duration.zero, Duration.hours(23))),
-      maxGap: Schema.optional(boundedDuration(Duration.zero, Duration.hours(1))),
-      jitterMin: Schema.optional(boundedDuration(Duration.zero, Duration.hours(1))),
-      jitterMax: Schema.optional(boundedDuration(Duration.zero, Duration.hours(1)))
-    })
-  ),
+  reports: Schema.optional(ReportsConfig.schema),
   dns: Schema.optional(DnsConfig),
   transport: Schema.optional(TransportConfig),
-  collector: Schema.optional(
-    Schema.Struct({
-      /** The libtlsrpt datagram socket (Postfix `smtp_tlsrpt_socket_name`); `null` turns it off. */
-      socket: Schema.optional(Schema.NullOr(NonEmpty)),
-      socketMode: Schema.optional(
-        Schema.String.pipe(
-          Schema.pattern(/^0?[0-7]{3}$/, { message: () => 'expected an octal file mode such as "0660"' })
-        )
-      ),
-      socketGroup: Schema.optional(Schema.Union(NonEmpty, Schema.Int.pipe(Schema.nonNegative()))),
-      invalidDatagramDir: Schema.optional(Schema.NullOr(NonEmpty))
-    })
-  ),
-  delivery: Schema.optional(
-    Schema.Struct({
-      attempts: Schema.optional(Schema.Int.pipe(Schema.between(1, 100))),
-      backoff: Schema.optional(DurationString),
-      maxBackoff: Schema.optional(DurationString),
-      httpsAllowPrivate: Schema.optional(Schema.Boolean)
-    })
-  ),
+  collector: Schema.optional(SocketConfig.schema),
+  delivery: Schema.optional(DeliveryConfig.schema),
   http: Schema.optional(
     Schema.Struct({
       listen: Schema.optional(HostPort.schema()),
@@ -114,12 +78,7 @@ export const ConfigFile = Schema.Struct({
     })
   ),
   // docs/design.md#fleet-mode: absent = one process; present = this worker is a runner of the cluster.
-  cluster: Schema.optional(
-    Schema.Struct({
-      runnerAddress: HostPort.schema(),
-      shards: Schema.optional(Schema.Int.pipe(Schema.between(1, 10_000)))
-    })
-  )
+  cluster: Schema.optional(ClusterConfig.schema)
 })
 export type ConfigFile = typeof ConfigFile.Type
 export type ConfigFileJson = typeof ConfigFile.Encoded
@@ -148,33 +107,25 @@ export interface WorkerConfig {
   /** The keys read and checked at start-up (`load`); empty before. */
   readonly dkimKeys: ReadonlyArray<DkimKey>
   /** The reporter's settings (handed to `ReporterLive.layer` whole), plus whether reporting and collection run at all. */
-  readonly reports: ReporterConfig & {
-    readonly enabled: boolean
-    readonly collect: boolean
-  }
+  readonly reports: ReportsConfig.Reports
   /** `Dns.layer`'s options (handed over whole); `servers` empty: the system's resolvers (/etc/resolv.conf). */
   readonly dns: Required<DnsConfig>
   /** `Transport.layerConfig`'s (handed over whole), with a `dir` made absolute. */
   readonly transport: TransportConfig
   /** Fleet mode (docs/design.md#fleet-mode); undefined: a single process. */
-  readonly cluster?: { readonly runnerAddress: HostPort.HostPort; readonly shards: number } | undefined
-  /** The libtlsrpt datagram socket (`collector.*`); `socket` undefined: not listening. */
-  readonly collector: {
-    readonly socket: string | undefined
-    readonly socketMode: number
-    readonly socketGroup: string | number | undefined
-    readonly invalidDatagramDir: string | undefined
-  }
-  /** The outbox's retry schedule, and whether https reports may go to non-public addresses. */
-  readonly delivery: RetrySchedule & { readonly httpsAllowPrivate: boolean }
+  readonly cluster?: FleetCluster.ClusterConfig | undefined
+  /** The libtlsrpt datagram socket (`collector.*`, `DatagramSource.layer`'s); `socket` undefined: not listening. */
+  readonly collector: SocketConfig.Collector
+  /** The outbox's retry schedule (`Delivery.layer`'s), and whether https reports may go to non-public addresses. */
+  readonly delivery: DeliveryConfig.Delivery
   readonly http: {
     readonly listen: HostPort.HostPort
     readonly token: Redacted.Redacted<string> | undefined
   }
 }
 
-/** Shards of a cluster without `cluster.shards` (@effect/cluster's default). */
-export const DEFAULT_SHARDS = 300
+/** Shards of a cluster without `cluster.shards` (the fleet's default). */
+export const DEFAULT_SHARDS = FleetCluster.DEFAULT_SHARDS
 
 export const DEFAULT_LISTEN: HostPort.HostPort = { host: "127.0.0.1", port: 8470 }
 
@@ -211,8 +162,6 @@ export const applyEnv = (
     return Either.right({ json, sources })
   })
 
-// ---------------------------------------------------------------------------------------------------
-// Decoding
 // ---------------------------------------------------------------------------------------------------
 // Decoding
 
@@ -320,22 +269,11 @@ export const resolve = (
     algorithm: k.algorithm
   }))
 
-  // The round's defaults are the reporter's own (docs/design.md#pacing); the file overrides them key by key.
-  const { enabled = true, collect = true, ...round } = file.reports ?? {}
-  const reports = { ...defaultConfig, ...given(round), enabled, collect }
-  if (Duration.greaterThan(reports.jitterMin, reports.jitterMax))
-    return fail("reports.jitterMin", "must not be greater than reports.jitterMax")
-
-  const d = file.delivery ?? {}
-  const delivery = {
-    attempts: d.attempts ?? defaultRetrySchedule.attempts,
-    backoff: d.backoff ?? Duration.decode(defaultRetrySchedule.backoff),
-    maxBackoff: d.maxBackoff ?? Duration.decode(defaultRetrySchedule.maxBackoff),
-    httpsAllowPrivate: d.httpsAllowPrivate ?? false
-  }
-  if (Duration.toMillis(delivery.backoff) < 1000) return fail("delivery.backoff", "must be at least 1s")
-  if (Duration.lessThan(delivery.maxBackoff, delivery.backoff))
-    return fail("delivery.maxBackoff", "must not be less than delivery.backoff")
+  // Each section's defaults and cross-key rules are its package's; an error names the key in the file.
+  const reports = ReportsConfig.resolve(file.reports)
+  if (Either.isLeft(reports)) return fail(`reports.${reports.left.key}`, reports.left.reason)
+  const delivery = DeliveryConfig.resolve(file.delivery)
+  if (Either.isLeft(delivery)) return fail(`delivery.${delivery.left.key}`, delivery.left.reason)
 
   const transport: TransportConfig =
     file.transport === undefined
@@ -353,31 +291,16 @@ export const resolve = (
     submitter,
     dkim,
     dkimKeys: [],
-    reports,
+    reports: reports.right,
     // The defaults are the dns package's own; the file overrides them key by key.
     dns: { servers: [], timeoutMs: DEFAULT_TIMEOUT_MS, tries: DEFAULT_TRIES, ...given(file.dns ?? {}) },
     transport,
-    collector: {
-      socket:
-        file.collector?.socket === null
-          ? undefined
-          : file.collector?.socket === undefined
-            ? NodePath.join(dataDir, "tlsrpt.sock")
-            : path("collector.socket", file.collector.socket),
-      socketMode: Number.parseInt(file.collector?.socketMode ?? "0660", 8),
-      socketGroup: file.collector?.socketGroup,
-      invalidDatagramDir:
-        file.collector?.invalidDatagramDir === null
-          ? undefined
-          : file.collector?.invalidDatagramDir === undefined
-            ? NodePath.join(dataDir, "invalid-datagrams")
-            : path("collector.invalidDatagramDir", file.collector.invalidDatagramDir)
-    },
-    delivery,
-    cluster:
-      file.cluster === undefined
-        ? undefined
-        : { runnerAddress: file.cluster.runnerAddress, shards: file.cluster.shards ?? DEFAULT_SHARDS },
+    collector: SocketConfig.resolve(file.collector, {
+      dataDir,
+      path: (key, p) => path(`collector.${key}`, p)
+    }),
+    delivery: delivery.right,
+    cluster: file.cluster === undefined ? undefined : ClusterConfig.resolve(file.cluster),
     http: {
       listen: file.http?.listen ?? DEFAULT_LISTEN,
       token: file.http?.token === undefined ? undefined : Redacted.make(file.http.token)

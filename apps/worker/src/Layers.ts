@@ -3,7 +3,7 @@
  * packages' Layers (ARCHITECTURE.md). Each function returns a Layer built once per command; layers
  * that several services share (the store) are passed in so one instance is memoised.
  */
-import { type Collector, DatagramSource } from "@tlsrpt/collector"
+import { type Collector, DatagramSource, SocketConfig } from "@tlsrpt/collector"
 import { Dns, TlsrptLookup } from "@tlsrpt/dns"
 import { Delivery, defaultPoolSize, ReportMail, Transport } from "@tlsrpt/mail"
 import type * as SqlClient from "@effect/sql/SqlClient"
@@ -114,14 +114,9 @@ export const schedule = <E, R>(config: WorkerConfig, storeLayer: Layer.Layer<Sto
  * off. A socket another collector holds is refused at start, naming the key.
  */
 export const datagramSource = (config: WorkerConfig): Layer.Layer<never, ConfigError, Collector> => {
-  const c = config.collector
-  if (c.socket === undefined) return Layer.empty
-  const source = DatagramSource.layer({
-    socket: c.socket,
-    socketMode: c.socketMode,
-    socketGroup: c.socketGroup,
-    invalidDatagramDir: c.invalidDatagramDir
-  })
+  const options = SocketConfig.sourceConfig(config.collector)
+  if (options === undefined) return Layer.empty
+  const source = DatagramSource.layer(options)
   return Layer.effectDiscard(Effect.void).pipe(
     Layer.provide(source),
     Layer.mapError((e) => new ConfigError({ key: "collector.socket", reason: e.message }))

@@ -5,3 +5,4 @@ export { decodeOutcome, decodeOutcomeJson, encodeOutcome } from "./SessionOutcom
 export * as Datagram from "./Datagram.js"
 export * from "./DatagramSource.js"
 export * as WriterThread from "./WriterThread.js"
+export * as SocketConfig from "./SocketConfig.js"

@@ -84,7 +84,7 @@ describe("Collector", () => {
     })
   )
 
-  it.effect("flushes what is left when its scope closes", () =>
+  it.scoped("flushes what is left when its scope closes", () =>
     Effect.gen(function* () {
       const fake = yield* makeFakeStore
       const scope = yield* Scope.make()
@@ -173,7 +173,7 @@ describe("Collector", () => {
     })
   )
 
-  it.effect("a batch that failed before shutdown is written by the final flush", () =>
+  it.scoped("a batch that failed before shutdown is written by the final flush", () =>
     Effect.gen(function* () {
       const fake = yield* makeFakeStore
       fake.failNext = 1

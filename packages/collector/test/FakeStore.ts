@@ -1,25 +1,26 @@
 /**
- * An in-memory `ResultStore` for the collector's unit tests: `addResults` merges with the store's
- * one rule (`RowMerge.addRow`, docs/design.md#row-merge), can be held closed (a blocked store) or made to fail, and reports
- * every committed batch on a queue. Only `addResults` and `listResults` are implemented.
+ * The real store (`Store.layerMemory`, a private in-memory SQLite: rows merge by the store's own rule,
+ * docs/design.md#row-merge) with test controls in front of `addResults`: it can be held closed (a
+ * blocked store) or made to fail or die before the real write, and it reports every committed batch
+ * on a queue. Every other `ResultStore` member is the real store's.
  */
 import type { PolicyResult } from "@tlsrpt/core"
-import { type NewResultRow, ResultStore, RowMerge, StoreError } from "@tlsrpt/store"
-import { type Context, Effect, Layer, Queue } from "effect"
+import { type NewResultRow, ResultStore, Store, StoreError } from "@tlsrpt/store"
+import { Context, Effect, Layer, Queue } from "effect"
 
 export interface StoredRow {
   readonly policyDomain: string
   readonly day: string
   readonly recipientDomain: string
-  isHost: boolean
-  sendReport: boolean
-  results: ReadonlyArray<PolicyResult.PolicyResult>
+  readonly isHost: boolean
+  readonly sendReport: boolean
+  readonly results: ReadonlyArray<PolicyResult.PolicyResult>
 }
 
 export interface FakeStore {
   readonly layer: Layer.Layer<ResultStore>
-  /** Stored rows by key `policy|day|recipient`, in insertion order. */
-  readonly rows: Map<string, StoredRow>
+  /** The store's rows by key `policy|day|recipient`, as read back after the last committed batch. */
+  readonly rows: ReadonlyMap<string, StoredRow>
   /** Each committed batch (its row count). */
   readonly batches: Queue.Queue<number>
   /** Each call of `addResults`, when it starts (before the gate). */
@@ -33,12 +34,21 @@ export interface FakeStore {
   readonly calls: number
 }
 
+/** The real in-memory store behind the controls; it lives as long as the calling scope. */
 export const makeFakeStore = Effect.gen(function* () {
+  const real = Context.get(yield* Layer.build(Store.layerMemory), ResultStore)
   const batches = yield* Queue.unbounded<number>()
   const attempts = yield* Queue.unbounded<number>()
   const gate = yield* Effect.makeLatch(true)
   const rows = new Map<string, StoredRow>()
   const control = { failNext: 0, dieNext: 0, calls: 0 }
+  // What the store holds after a commit, read through its own listing.
+  const readBack = Effect.tap(real.listResults(), (stored) =>
+    Effect.sync(() => {
+      rows.clear()
+      for (const r of stored) rows.set(`${r.policyDomain}|${r.day}|${r.recipientDomain}`, r)
+    })
+  )
   const addResults = (incoming: ReadonlyArray<NewResultRow>) =>
     Queue.offer(attempts, incoming.length).pipe(
       Effect.zipRight(gate.await),
@@ -53,28 +63,15 @@ export const makeFakeStore = Effect.gen(function* () {
             control.failNext--
             return Effect.fail(new StoreError({ operation: "addResults", cause: new Error("disk full") }))
           }
-          for (const row of incoming) {
-            const key = `${row.policyDomain.ascii}|${row.day}|${row.recipientDomain.ascii}`
-            const stored = rows.get(key)
-            rows.set(key, {
-              policyDomain: row.policyDomain.ascii,
-              day: row.day,
-              recipientDomain: row.recipientDomain.ascii,
-              ...RowMerge.addRow(stored, row)
-            })
-          }
-          return Queue.offer(batches, incoming.length)
+          return real
+            .addResults(incoming)
+            .pipe(Effect.zipRight(readBack), Effect.zipRight(Queue.offer(batches, incoming.length)))
         })
       ),
       Effect.asVoid
     )
-  const notUsed = Effect.dieMessage("not used by the collector")
-  const service = new Proxy(
-    { addResults },
-    { get: (target, prop) => (prop === "addResults" ? target.addResults : () => notUsed) }
-  ) as unknown as Context.Tag.Service<ResultStore>
   const fake: FakeStore = {
-    layer: Layer.succeed(ResultStore, service),
+    layer: Layer.succeed(ResultStore, { ...real, addResults }),
     rows,
     batches,
     attempts,

@@ -1,0 +1,20 @@
+/**
+ * The `cluster` section of a configuration file (docs/design.md#fleet-mode), decoded into what
+ * `FleetCluster.runner` takes whole: the address this runner listens on and other runners reach it
+ * at, and the number of shards (the same on every runner).
+ */
+import { HostPort } from "@tlsrpt/core"
+import { Schema } from "effect"
+import { type ClusterConfig, DEFAULT_SHARDS } from "./FleetCluster.js"
+
+export const schema = Schema.Struct({
+  runnerAddress: HostPort.schema(),
+  shards: Schema.optional(Schema.Int.pipe(Schema.between(1, 10_000)))
+})
+export type Section = typeof schema.Type
+
+/** The section with its default (`DEFAULT_SHARDS`, @effect/cluster's own). */
+export const resolve = (section: Section): ClusterConfig => ({
+  runnerAddress: section.runnerAddress,
+  shards: section.shards ?? DEFAULT_SHARDS
+})
