@@ -210,6 +210,7 @@ const make = (config: CollectorConfig = {}): Effect.Effect<Service, never, Resul
     const buffer = new ResultBuffer(maxPending)
     // With a writer thread, batches go to it encoded (BatchWriter): never an object graph here.
     const writer = Option.getOrUndefined(yield* Effect.serviceOption(BatchWriter))
+    const encoder = new BatchEncoder()
     // The batch being written, or that failed and waits for its retry. Only the flush fiber or a
     // `flush` caller (serialised by `lock`) touches it.
     let inflight: Batch | undefined
@@ -314,8 +315,7 @@ const make = (config: CollectorConfig = {}): Effect.Effect<Service, never, Resul
         const rows = buffer.drain()
         inflight = { rows: rows.length, write: store.addResults(rows) }
       } else {
-        const encoder = new BatchEncoder()
-        const rows = buffer.drainEach((row) => encoder.add(row))
+        const rows = buffer.drainJson((json) => encoder.add(json))
         inflight = { rows, write: writer.write(encoder.finish()) }
       }
       space.unsafeOpen()

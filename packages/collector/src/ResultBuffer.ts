@@ -31,6 +31,8 @@ class PolicyEntry {
   details: Array<DetailEntry> | undefined = undefined
   /** Built once a policy holds many distinct details, to keep adding O(1). */
   index: Map<string, DetailEntry> | undefined = undefined
+  /** The start of its JSON result up to the success count (`drainJson`), made once. */
+  json: string | undefined = undefined
   constructor(
     readonly policyType: PolicyResult.PolicyType,
     readonly policyString: ReadonlyArray<string>,
@@ -48,6 +50,8 @@ class KeyEntry {
    */
   readonly policies: Array<PolicyEntry> = []
   counted = 0
+  /** The start of its JSON row, the key's fields (`drainJson`), made once. */
+  json: string | undefined = undefined
   constructor(
     readonly policyDomain: Domain.Domain,
     readonly day: Day.Day,
@@ -306,30 +310,49 @@ export class ResultBuffer {
 
   /** This batch's aggregate as rows (in first-seen key order), leaving the buffer empty. */
   drain(): Array<NewResultRow> {
-    const out: Array<NewResultRow> = []
-    this.drainEach((row) => out.push(row))
-    return out
-  }
-
-  /**
-   * `drain`, one row at a time: `f` gets each row as it is built and must not keep it. The
-   * Collector encodes each for its writer thread, so a batch never exists as one object graph (10,000
-   * rows built at once outlive young-generation collections and die in the old generation: the
-   * ingest bench's heap swung by ~200 MB). Returns the number of rows.
-   */
-  drainEach(f: (row: NewResultRow) => void): number {
     const order = this.order
+    const out: Array<NewResultRow> = new Array(order.length)
     for (let k = 0; k < order.length; k++) {
       const entry = order[k]!
-      f({
+      out[k] = {
         policyDomain: entry.policyDomain,
         day: entry.day,
         recipientDomain: entry.recipientDomain,
         isHost: entry.isHost,
         sendReport: entry.sendReport,
         results: toResults(entry)
-      })
+      }
     }
+    this.reset()
+    return out
+  }
+
+  /**
+   * `drain` as the JSON of each row (what `JSON.stringify` gives for it, but for the order of the
+   * keys), handed to `f` one at a time; returns the number of rows. The Collector encodes them for
+   * its writer thread, so a batch never exists as an object graph: 10,000 rows built at once outlive
+   * young-generation collections and die in the old generation (the ingest bench's heap swung by
+   * ~200 MB). The parts that do not change (a key's fields, a policy) are made once and kept.
+   */
+  drainJson(f: (json: string) => void): number {
+    const order = this.order
+    for (let k = 0; k < order.length; k++) {
+      const entry = order[k]!
+      entry.json ??= `{"policyDomain":${JSON.stringify(entry.policyDomain)},"day":${JSON.stringify(entry.day)},"recipientDomain":${JSON.stringify(entry.recipientDomain)},`
+      let json = `${entry.json}"isHost":${entry.isHost},"sendReport":${entry.sendReport},"results":[`
+      for (let i = 0; i < entry.counted; i++) {
+        const p = entry.policies[i]!
+        p.json ??= `{"policy":${JSON.stringify({ policyType: p.policyType, policyString: p.policyString, policyDomain: p.policyDomain, mxHost: p.mxHost })},"summary":{"totalSuccessfulSessionCount":`
+        json += `${i > 0 ? "," : ""}${p.json}${p.success},"totalFailureSessionCount":${p.failure}},"failureDetails":${p.details === undefined ? "[]" : JSON.stringify(detailsOf(p))}}`
+      }
+      f(`${json}]}`)
+    }
+    const rows = order.length
+    this.reset()
+    return rows
+  }
+
+  private reset(): void {
     // Keys of days this batch did not touch are dropped (the sessions have moved on), all of them
     // when more than `retainKeys` are kept.
     for (const [day, slot] of this.byDay)
@@ -346,7 +369,6 @@ export class ResultBuffer {
     this.lastSlot = undefined
     this.order = []
     this.detailEntries = 0
-    return order.length
   }
 }
 
@@ -358,13 +380,15 @@ const toResults = (entry: KeyEntry): Array<PolicyResult.PolicyResult> => {
   return out
 }
 
+const detailsOf = (p: PolicyEntry): ReadonlyArray<PolicyResult.FailureDetails> =>
+  p.details === undefined
+    ? NO_DETAILS
+    : p.details.map((e) =>
+        e.detail.failedSessionCount === e.count ? e.detail : { ...e.detail, failedSessionCount: e.count }
+      )
+
 const toResult = (p: PolicyEntry): PolicyResult.PolicyResult => ({
   policy: { policyType: p.policyType, policyString: p.policyString, policyDomain: p.policyDomain, mxHost: p.mxHost },
   summary: { totalSuccessfulSessionCount: p.success, totalFailureSessionCount: p.failure },
-  failureDetails:
-    p.details === undefined
-      ? NO_DETAILS
-      : p.details.map((e) =>
-          e.detail.failedSessionCount === e.count ? e.detail : { ...e.detail, failedSessionCount: e.count }
-        )
+  failureDetails: detailsOf(p)
 })

@@ -65,44 +65,58 @@ const MAX_RESTARTS = 3
 /** A thread without a batch for this long is stopped. */
 const IDLE_MS = 60_000
 
-const encoder = new TextEncoder()
-
 /**
  * Builds the `encodeBatch` form of rows added one at a time, each row's JSON encoded straight into
- * a growing byte buffer: no array of the rows and no JSON string of the whole batch.
+ * a growing byte buffer: no array of the rows and no JSON string of the whole batch. Reusable: its
+ * buffer stays grown for the next batch (`finish` copies the batch out), so a flush does not grow
+ * and copy megabytes again, which would also count against the heap as external memory.
  */
 export class BatchEncoder {
-  private bytes = new Uint8Array(1 << 16)
-  private length = 1
+  private bytes = Buffer.allocUnsafe(1 << 16)
+  private length = 0
+  // Rows are joined into a string of up to CHUNK characters before they are encoded: one
+  // `encodeInto` a row costs more than the row's JSON.
+  private pending = "["
   private rows = 0
-  constructor() {
-    this.bytes[0] = 0x5b // [
+
+  /** Adds one row's JSON (`JSON.stringify(row)`, or `ResultBuffer.drainJson`). */
+  add(json: string): void {
+    this.pending = this.rows++ > 0 ? `${this.pending},${json}` : `${this.pending}${json}`
+    if (this.pending.length >= CHUNK) this.encodePending()
   }
 
-  add(row: NewResultRow): void {
-    const json = JSON.stringify(row)
-    // UTF-8 takes at most 3 bytes a UTF-16 unit; 1 for the comma or the closing bracket.
-    const need = this.length + json.length * 3 + 1
+  /** The batch, in a buffer of its own (transferable); the encoder starts the next one. */
+  finish(): Uint8Array {
+    this.pending += "]"
+    this.encodePending()
+    const batch = new Uint8Array(this.length)
+    batch.set(this.bytes.subarray(0, this.length))
+    this.length = 0
+    this.pending = "["
+    this.rows = 0
+    return batch
+  }
+
+  private encodePending(): void {
+    // UTF-8 takes at most 3 bytes a UTF-16 unit.
+    const need = this.length + this.pending.length * 3
     if (need > this.bytes.length) {
-      const grown = new Uint8Array(Math.max(need, this.bytes.length * 2))
-      grown.set(this.bytes.subarray(0, this.length))
+      const grown = Buffer.allocUnsafe(Math.max(need, this.bytes.length * 2))
+      this.bytes.copy(grown, 0, 0, this.length)
       this.bytes = grown
     }
-    if (this.rows++ > 0) this.bytes[this.length++] = 0x2c // ,
-    this.length += encoder.encodeInto(json, this.bytes.subarray(this.length)).written
-  }
-
-  /** The batch, in a buffer of its own (transferable). */
-  finish(): Uint8Array {
-    this.bytes[this.length++] = 0x5d // ]
-    return this.bytes.slice(0, this.length)
+    // Buffer#write: node's fastest path from a string to UTF-8 bytes (TextEncoder#encodeInto took 4×).
+    this.length += this.bytes.write(this.pending, this.length, "utf8")
+    this.pending = ""
   }
 }
+
+const CHUNK = 1 << 15
 
 /** The rows as UTF-8 JSON in a buffer of their own (transferable). Domains keep both forms. */
 export const encodeBatch = (rows: ReadonlyArray<NewResultRow>): Uint8Array => {
   const e = new BatchEncoder()
-  for (const row of rows) e.add(row)
+  for (const row of rows) e.add(JSON.stringify(row))
   return e.finish()
 }
 

@@ -67,6 +67,28 @@ describe("ResultBuffer", () => {
   )
 
   it.prop(
+    "drainJson gives each drained row's JSON, batch after batch (its cached parts stay right)",
+    { outcomes: fc.array(collidingJsonOutcome, { maxLength: 60 }), cut: fc.nat() },
+    ({ outcomes, cut }) => {
+      const rows = rowsOf(outcomes)
+      const k = rows.length === 0 ? 0 : cut % rows.length
+      const viaJson = new ResultBuffer()
+      const viaRows = new ResultBuffer()
+      for (const part of [rows.slice(0, k), rows.slice(k), rows]) {
+        for (const row of part) viaJson.add(row)
+        for (const row of part) viaRows.add(row)
+        const json: Array<unknown> = []
+        assert.strictEqual(
+          viaJson.drainJson((s) => json.push(JSON.parse(s))),
+          viaRows.size
+        )
+        assert.deepStrictEqual(json, JSON.parse(JSON.stringify(viaRows.drain())))
+      }
+    },
+    { fastCheck: { numRuns: 200 } }
+  )
+
+  it.prop(
     "the hot path (forEachRow into addView) aggregates exactly like toRows into add",
     { outcomes: fc.array(collidingJsonOutcome, { maxLength: 60 }) },
     ({ outcomes }) => {
