@@ -19,6 +19,9 @@
  * Knobs (environment, for exploring): OUTCOMES, DOMAINS, RUNS, FLUSH_ROWS, FLUSH_INTERVAL_MS,
  * MAX_PENDING_KEYS, ORDER=random|grouped (grouped: a domain's sessions come in runs of 100),
  * STORE=thread|inline (inline: `addResults` on the recording thread, as before WriterThread).
+ *
+ * "collector alone" discards the batches after the collector has made them: encoded for the writer
+ * thread (`BatchWriter`), or as rows with STORE=inline.
  */
 import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs"
 import { cpus, loadavg, tmpdir } from "node:os"

@@ -2,7 +2,9 @@
  * The API an MTA calls for every SMTP/TLS session of an outgoing delivery. `record` checks the
  * outcome, turns it into rows (docs/design.md#rows-of-an-outcome) and merges them into an in-memory aggregate; a background
  * fiber writes the aggregate to the `ResultStore` in ONE `addResults` batch (one transaction) every
- * `flushInterval`, or as soon as it holds `flushRows` distinct keys.
+ * `flushInterval`, or as soon as it holds `flushRows` distinct keys. With a writer thread
+ * (`WriterThread.layer`, which also serves `BatchWriter`) the batch goes to it as one encoded buffer
+ * made row by row from the aggregate, never as an object graph of the whole batch.
  *
  * Guarantees:
  * - Nothing is dropped silently. A failed flush keeps its batch and retries it (with backoff) before
