@@ -19,13 +19,16 @@
  * Knobs (environment, for exploring): OUTCOMES, DOMAINS, RUNS, FLUSH_ROWS, FLUSH_INTERVAL_MS,
  * MAX_PENDING_KEYS, ORDER=random|grouped (grouped: a domain's sessions come in runs of 100),
  * STORE=thread|inline (inline: `addResults` on the recording thread, as before WriterThread).
+ *
+ * "collector alone" discards the batches after the collector has made them: encoded for the writer
+ * thread (`BatchWriter`), or as rows with STORE=inline.
  */
 import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs"
 import { cpus, loadavg, tmpdir } from "node:os"
 import { join } from "node:path"
 import { Day, Domain } from "@tlsrpt/core"
 import { type NewResultRow, ResultStore, Store } from "@tlsrpt/store"
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Layer, Option } from "effect"
 import { Collector, type CollectorConfig } from "../src/Collector.js"
 import type * as SessionOutcome from "../src/SessionOutcome.js"
 import * as WriterThread from "../src/WriterThread.js"
@@ -138,19 +141,27 @@ interface RunResult {
 
 const dirBytes = (dir: string): number => readdirSync(dir).reduce((n, f) => n + statSync(join(dir, f)).size, 0)
 
-/** The store with each `addResults` call timed: one call is one flush (one transaction). */
-const timedStore = (flushMs: Array<number>) =>
-  Layer.effect(
-    ResultStore,
-    Effect.map(ResultStore, (store) => ({
-      ...store,
-      addResults: (rows: ReadonlyArray<NewResultRow>) =>
-        Effect.suspend(() => {
-          const t = performance.now()
-          return store.addResults(rows).pipe(Effect.ensuring(Effect.sync(() => flushMs.push(performance.now() - t))))
-        })
-    }))
-  )
+/**
+ * The store with each write timed: one `addResults` call, or one `BatchWriter.write` (the writer
+ * thread's port the Collector uses when it is there), is one flush (one transaction).
+ */
+const timed = (ctx: Context.Context<ResultStore>, flushMs: Array<number>) => {
+  const time = <E>(write: Effect.Effect<void, E>) =>
+    Effect.suspend(() => {
+      const t = performance.now()
+      return write.pipe(Effect.ensuring(Effect.sync(() => flushMs.push(performance.now() - t))))
+    })
+  const store = Context.get(ctx, ResultStore)
+  const timedStore = Context.make(ResultStore, {
+    ...store,
+    addResults: (rows: ReadonlyArray<NewResultRow>) => time(store.addResults(rows))
+  })
+  return Option.match(Context.getOption(ctx, WriterThread.BatchWriter), {
+    onNone: () => timedStore,
+    onSome: (writer) =>
+      Context.add(timedStore, WriterThread.BatchWriter, { write: (batch: Uint8Array) => time(writer.write(batch)) })
+  })
+}
 
 const run = (templates: ReadonlyArray<SessionOutcome.SessionOutcome>, seq: Int32Array) =>
   Effect.gen(function* () {
@@ -165,8 +176,11 @@ const run = (templates: ReadonlyArray<SessionOutcome.SessionOutcome>, seq: Int32
         // The store is opened (and migrated) before the clock starts.
         const file = Store.layer({ filename })
         // STORE=inline: addResults on this thread, as before the writer thread (for comparison).
-        const writer = STORE === "inline" ? file : WriterThread.layer({ filename }).pipe(Layer.provide(file))
-        const store = yield* Layer.build(timedStore(flushMs).pipe(Layer.provide(writer)))
+        const built: Context.Context<ResultStore> =
+          STORE === "inline"
+            ? yield* Layer.build(file)
+            : yield* Layer.build(WriterThread.layer({ filename }).pipe(Layer.provide(file)))
+        const store = timed(built, flushMs)
         const t = performance.now()
         // Closing the collector's scope does the final flush: inside the timed part.
         const collector = yield* Effect.scoped(
@@ -196,9 +210,14 @@ const run = (templates: ReadonlyArray<SessionOutcome.SessionOutcome>, seq: Int32
 /** The same loop on a store that discards every batch: what the collector itself costs. */
 const collectorOnly = (templates: ReadonlyArray<SessionOutcome.SessionOutcome>, seq: Int32Array) =>
   Effect.gen(function* () {
-    const discard = Layer.succeed(ResultStore, {
+    // The batches still encoded, as for the writer thread (STORE=inline: handed over as rows).
+    const discardRows = Layer.succeed(ResultStore, {
       addResults: () => Effect.void
     } as unknown as Context.Tag.Service<ResultStore>)
+    const discard =
+      STORE === "inline"
+        ? discardRows
+        : Layer.merge(discardRows, Layer.succeed(WriterThread.BatchWriter, { write: () => Effect.void }))
     const t = performance.now()
     yield* Effect.scoped(
       Effect.gen(function* () {

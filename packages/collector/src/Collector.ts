@@ -2,7 +2,9 @@
  * The API an MTA calls for every SMTP/TLS session of an outgoing delivery. `record` checks the
  * outcome, turns it into rows (docs/design.md#rows-of-an-outcome) and merges them into an in-memory aggregate; a background
  * fiber writes the aggregate to the `ResultStore` in ONE `addResults` batch (one transaction) every
- * `flushInterval`, or as soon as it holds `flushRows` distinct keys.
+ * `flushInterval`, or as soon as it holds `flushRows` distinct keys. With a writer thread
+ * (`WriterThread.layer`, which also serves `BatchWriter`) the batch goes to it as one encoded buffer
+ * made row by row from the aggregate, never as an object graph of the whole batch.
  *
  * Guarantees:
  * - Nothing is dropped silently. A failed flush keeps its batch and retries it (with backoff) before
@@ -31,12 +33,14 @@ import {
   Layer,
   Metric,
   MetricBoundaries,
+  Option,
   Schedule,
   type Scope
 } from "effect"
 import type { InvalidOutcome } from "./InvalidOutcome.js"
 import { checkRow } from "./internal/OutcomeCheck.js"
 import { ResultBuffer } from "./ResultBuffer.js"
+import { BatchEncoder, BatchWriter } from "./WriterThread.js"
 import { check, decodeOutcome, forEachRow, type RowView, type SessionOutcome } from "./SessionOutcome.js"
 
 export interface CollectorConfig {
@@ -93,6 +97,12 @@ export const metrics = {
 }
 
 type Service = Context.Tag.Service<Collector>
+
+/** A drained batch: its row count and its write (run again to retry). */
+interface Batch {
+  readonly rows: number
+  readonly write: Effect.Effect<void, StoreError>
+}
 
 export class Collector extends Context.Tag("@tlsrpt/collector/Collector")<
   Collector,
@@ -198,10 +208,14 @@ const make = (config: CollectorConfig = {}): Effect.Effect<Service, never, Resul
     const clock = yield* Effect.clock
 
     const counters = newCounters()
-    let buffer = new ResultBuffer()
+    // Kept across flushes: it reuses its keys (ResultBuffer), at most maxPending of them.
+    const buffer = new ResultBuffer(maxPending)
+    // With a writer thread, batches go to it encoded (BatchWriter): never an object graph here.
+    const writer = Option.getOrUndefined(yield* Effect.serviceOption(BatchWriter))
+    const encoder = new BatchEncoder()
     // The batch being written, or that failed and waits for its retry. Only the flush fiber or a
     // `flush` caller (serialised by `lock`) touches it.
-    let inflight: Array<NewResultRow> | undefined
+    let inflight: Batch | undefined
     let closed = false
     const lock = yield* Effect.makeSemaphore(1)
     // Opened to wake the flush fiber early (flushRows reached, or back-pressure).
@@ -272,9 +286,9 @@ const make = (config: CollectorConfig = {}): Effect.Effect<Service, never, Resul
       })
 
     const writeInflight: Effect.Effect<void, StoreError> = Effect.suspend(() => {
-      const rows = inflight
-      if (rows === undefined) return Effect.void
-      return store.addResults(rows).pipe(
+      const batch = inflight
+      if (batch === undefined) return Effect.void
+      return batch.write.pipe(
         Effect.timed,
         Effect.flatMap(([took]) => Metric.update(metrics.flushSeconds, Duration.toSeconds(took))),
         // Cleared only on success. Uninterruptible as a whole: an interruption delivered as the write
@@ -283,10 +297,10 @@ const make = (config: CollectorConfig = {}): Effect.Effect<Service, never, Resul
         Effect.onExit((exit) =>
           Exit.isSuccess(exit)
             ? Effect.sync(() => {
-                if (inflight === rows) inflight = undefined
-                counters.flushed += rows.length
+                if (inflight === batch) inflight = undefined
+                counters.flushed += batch.rows
                 counters.flushes++
-                metrics.flushedRows.unsafeUpdate(rows.length, [])
+                metrics.flushedRows.unsafeUpdate(batch.rows, [])
               })
             : Effect.void
         ),
@@ -299,8 +313,13 @@ const make = (config: CollectorConfig = {}): Effect.Effect<Service, never, Resul
       wake.unsafeClose()
       takenAt = clock.unsafeCurrentTimeMillis()
       if (buffer.size === 0) return
-      inflight = buffer.drain()
-      buffer = new ResultBuffer()
+      if (writer === undefined) {
+        const rows = buffer.drain()
+        inflight = { rows: rows.length, write: store.addResults(rows) }
+      } else {
+        const rows = buffer.drainJson((json) => encoder.add(json))
+        inflight = { rows, write: writer.write(encoder.finish()) }
+      }
       space.unsafeOpen()
     })
 
@@ -327,7 +346,7 @@ const make = (config: CollectorConfig = {}): Effect.Effect<Service, never, Resul
         counters.flushFailures++
         metrics.flushFailures.unsafeUpdate(1, [])
         yield* Effect.logWarning("flush failed; the batch is kept and retried", error).pipe(
-          Effect.annotateLogs({ pendingKeys: (inflight?.length ?? 0) + buffer.size, failures })
+          Effect.annotateLogs({ pendingKeys: (inflight?.rows ?? 0) + buffer.size, failures })
         )
       }
     }).pipe(Effect.annotateLogs("service", "Collector"))
@@ -349,7 +368,7 @@ const make = (config: CollectorConfig = {}): Effect.Effect<Service, never, Resul
         Effect.retry(Schedule.intersect(Schedule.exponential("100 millis"), Schedule.recurs(4))),
         Effect.catchAllCause((cause) =>
           Effect.logError("final flush failed; results lost", cause).pipe(
-            Effect.annotateLogs({ lostKeys: (inflight?.length ?? 0) + buffer.size })
+            Effect.annotateLogs({ lostKeys: (inflight?.rows ?? 0) + buffer.size })
           )
         ),
         // Wakes recorders still waiting for space: they see `closed` and stop.
@@ -388,7 +407,7 @@ const make = (config: CollectorConfig = {}): Effect.Effect<Service, never, Resul
         return space.await
       }),
       flush: flushNow.pipe(Effect.withSpan("Collector.flush")),
-      stats: Effect.sync(() => ({ ...counters, pendingKeys: buffer.size + (inflight?.length ?? 0) }))
+      stats: Effect.sync(() => ({ ...counters, pendingKeys: buffer.size + (inflight?.rows ?? 0) }))
     }
     return service
   })

@@ -5,7 +5,9 @@
  * thread; here that work runs on the other core.
  *
  * - A batch crosses as ONE transferred buffer (the rows as JSON, `encodeBatch`), not a cloned object
- *   graph (structured clone of 10,000 rows costs more than the JSON and copies twice).
+ *   graph (structured clone of 10,000 rows costs more than the JSON and copies twice). The Collector
+ *   encodes its rows one by one into such a buffer (`BatchEncoder`) and hands it to `BatchWriter`, so
+ *   a batch never exists as an object graph on the aggregating thread either.
  * - The thread runs the store's own `addResults` (`Store.layer` on the same file): one
  *   transaction per batch, the same merge (docs/design.md#row-merge), the flush's time as the rows'.
  * - Its errors come back as the same `StoreError` (operation and reason), so the Collector keeps the
@@ -23,7 +25,7 @@
 import type { Worker } from "node:worker_threads"
 import { ThreadEntry } from "@tlsrpt/core"
 import { type NewResultRow, ResultStore, StoreError } from "@tlsrpt/store"
-import { Clock, Effect, Layer, type Scope } from "effect"
+import { Clock, Context, Effect, Layer, type Scope } from "effect"
 
 /** What the thread is started with (`workerData`). */
 export interface ThreadInit {
@@ -51,6 +53,8 @@ export interface Options {
 export interface WriterThread {
   /** Adds the rows in the thread (`ResultStore.addResults`, one transaction). */
   readonly write: (rows: ReadonlyArray<NewResultRow>) => Effect.Effect<void, StoreError>
+  /** The same for rows already encoded (`encodeBatch`, `BatchEncoder`); the buffer is not detached. */
+  readonly writeBatch: (batch: Uint8Array) => Effect.Effect<void, StoreError>
   /** Threads started so far (the first one included). */
   readonly started: () => number
 }
@@ -61,10 +65,72 @@ const MAX_RESTARTS = 3
 /** A thread without a batch for this long is stopped. */
 const IDLE_MS = 60_000
 
-const encoder = new TextEncoder()
+/**
+ * Builds the `encodeBatch` form of rows added one at a time, each row's JSON encoded straight into
+ * a growing byte buffer: no array of the rows and no JSON string of the whole batch. Reusable: its
+ * buffer stays grown for the next batch (`finish` copies the batch out), so a flush does not grow
+ * and copy megabytes again, which would also count against the heap as external memory.
+ */
+export class BatchEncoder {
+  private bytes = Buffer.allocUnsafe(1 << 16)
+  private length = 0
+  // Rows are joined into a string of up to CHUNK characters before they are encoded: one
+  // `encodeInto` a row costs more than the row's JSON.
+  private pending = "["
+  private rows = 0
+
+  /** Adds one row's JSON (`JSON.stringify(row)`, or `ResultBuffer.drainJson`). */
+  add(json: string): void {
+    this.pending = this.rows++ > 0 ? `${this.pending},${json}` : `${this.pending}${json}`
+    if (this.pending.length >= CHUNK) this.encodePending()
+  }
+
+  /** The batch, in a buffer of its own (transferable); the encoder starts the next one. */
+  finish(): Uint8Array {
+    this.pending += "]"
+    this.encodePending()
+    const batch = new Uint8Array(this.length)
+    batch.set(this.bytes.subarray(0, this.length))
+    this.length = 0
+    this.pending = "["
+    this.rows = 0
+    return batch
+  }
+
+  private encodePending(): void {
+    // UTF-8 takes at most 3 bytes a UTF-16 unit.
+    const need = this.length + this.pending.length * 3
+    if (need > this.bytes.length) {
+      const grown = Buffer.allocUnsafe(Math.max(need, this.bytes.length * 2))
+      this.bytes.copy(grown, 0, 0, this.length)
+      this.bytes = grown
+    }
+    // Buffer#write: node's fastest path from a string to UTF-8 bytes (TextEncoder#encodeInto took 4×).
+    this.length += this.bytes.write(this.pending, this.length, "utf8")
+    this.pending = ""
+  }
+}
+
+const CHUNK = 1 << 15
 
 /** The rows as UTF-8 JSON in a buffer of their own (transferable). Domains keep both forms. */
-export const encodeBatch = (rows: ReadonlyArray<NewResultRow>): Uint8Array => encoder.encode(JSON.stringify(rows))
+export const encodeBatch = (rows: ReadonlyArray<NewResultRow>): Uint8Array => {
+  const e = new BatchEncoder()
+  for (const row of rows) e.add(JSON.stringify(row))
+  return e.finish()
+}
+
+/**
+ * The writer thread's batch port, beside the `ResultStore` of `layer`: the Collector hands it its
+ * batches already encoded (`BatchEncoder`).
+ */
+export class BatchWriter extends Context.Tag("@tlsrpt/collector/BatchWriter")<
+  BatchWriter,
+  {
+    /** `ResultStore.addResults` of the encoded rows, in the thread (one transaction). */
+    readonly write: (batch: Uint8Array) => Effect.Effect<void, StoreError>
+  }
+>() {}
 
 const defaultSpawn = (init: ThreadInit): Worker =>
   ThreadEntry.spawn(import.meta.url, "WriterThreadMain", { workerData: init })
@@ -72,7 +138,7 @@ const defaultSpawn = (init: ThreadInit): Worker =>
 interface Job {
   readonly id: number
   readonly now: number
-  readonly rows: ReadonlyArray<NewResultRow>
+  readonly batch: Uint8Array
   deaths: number
   readonly done: (error: StoreError | undefined) => void
 }
@@ -88,8 +154,9 @@ export const make = (options: Options): Effect.Effect<WriterThread, never, Scope
     let closed = false
     let idleTimer: ReturnType<typeof setTimeout> | undefined
 
+    // A copy is transferred: the job keeps its batch to send again to a restarted thread.
     const send = (w: Worker, j: Job) => {
-      const batch = encodeBatch(j.rows)
+      const batch = j.batch.slice()
       const request: Request = { id: j.id, now: j.now, batch }
       w.postMessage(request, [batch.buffer as ArrayBuffer])
     }
@@ -152,7 +219,7 @@ export const make = (options: Options): Effect.Effect<WriterThread, never, Scope
       })
     )
 
-    const write = (rows: ReadonlyArray<NewResultRow>): Effect.Effect<void, StoreError> =>
+    const writeBatch = (batch: Uint8Array): Effect.Effect<void, StoreError> =>
       Effect.flatMap(Clock.currentTimeMillis, (now) =>
         Effect.async<void, StoreError>((resume) => {
           if (closed) return resume(Effect.dieMessage("WriterThread used after its scope was closed"))
@@ -160,7 +227,7 @@ export const make = (options: Options): Effect.Effect<WriterThread, never, Scope
           job = {
             id: nextId++,
             now,
-            rows,
+            batch,
             deaths: 0,
             done: (error) => resume(error === undefined ? Effect.void : Effect.fail(error))
           }
@@ -175,20 +242,26 @@ export const make = (options: Options): Effect.Effect<WriterThread, never, Scope
         })
       ).pipe(Effect.uninterruptible, lock.withPermits(1))
 
-    return { write, started: () => started }
+    return {
+      write: (rows) => Effect.suspend(() => writeBatch(encodeBatch(rows))),
+      writeBatch,
+      started: () => started
+    }
   })
 
 /**
  * The given `ResultStore` with `addResults` run in a writer thread on its own connection to
- * `filename` (the same file); every other method is the given store's. For the Collector of a worker
- * whose database is a file.
+ * `filename` (the same file); every other method is the given store's. With it, the `BatchWriter`
+ * of the same thread. For the Collector of a worker whose database is a file.
  */
-export const layer = (options: Options): Layer.Layer<ResultStore, never, ResultStore> =>
-  Layer.scoped(
-    ResultStore,
+export const layer = (options: Options): Layer.Layer<ResultStore | BatchWriter, never, ResultStore> =>
+  Layer.scopedContext(
     Effect.gen(function* () {
       const store = yield* ResultStore
       const thread = yield* make(options)
-      return { ...store, addResults: Effect.fn("ResultStore.addResults")((rows) => thread.write(rows)) }
+      return Context.make(ResultStore, {
+        ...store,
+        addResults: Effect.fn("ResultStore.addResults")((rows) => thread.write(rows))
+      }).pipe(Context.add(BatchWriter, { write: thread.writeBatch }))
     })
   )

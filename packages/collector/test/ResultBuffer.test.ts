@@ -20,8 +20,7 @@ const addAll = (
 const rowsOf = (outcomes: ReadonlyArray<unknown>): Array<NewResultRow> =>
   outcomes.flatMap((j) => toRows(Either.getOrThrow(decodeOutcome(j))))
 
-const through = (rows: ReadonlyArray<NewResultRow>): Array<NewResultRow> => {
-  const buffer = new ResultBuffer()
+const through = (rows: ReadonlyArray<NewResultRow>, buffer = new ResultBuffer()): Array<NewResultRow> => {
   for (const row of rows) buffer.add(row)
   return buffer.drain()
 }
@@ -39,6 +38,54 @@ describe("ResultBuffer", () => {
       assert.deepStrictEqual(actual, expected)
     },
     { fastCheck: { numRuns: 300 } }
+  )
+
+  it.prop(
+    "one buffer drained again and again (its keys kept, or dropped past retainKeys) equals adding every row",
+    {
+      outcomes: fc.array(collidingJsonOutcome, { maxLength: 60 }),
+      cuts: fc.array(fc.nat(), { maxLength: 6 }),
+      retainKeys: fc.integer({ min: 0, max: 8 })
+    },
+    ({ outcomes, cuts, retainKeys }) => {
+      const rows = rowsOf(outcomes)
+      const at = [...new Set(cuts.map((c) => (rows.length === 0 ? 0 : c % rows.length)))].sort((a, b) => a - b)
+      const buffer = new ResultBuffer(retainKeys)
+      let state = new Map<string, RowMerge.RowState>()
+      let from = 0
+      for (const to of [...at, rows.length]) {
+        state = addAll(state, through(rows.slice(from, to), buffer))
+        from = to
+      }
+      const expected = addAll(new Map(), rows)
+      assert.deepStrictEqual([...state.keys()], [...expected.keys()])
+      assert.deepStrictEqual(state, expected)
+      assert.strictEqual(buffer.size, 0)
+      assert.strictEqual(buffer.details, 0)
+    },
+    { fastCheck: { numRuns: 300 } }
+  )
+
+  it.prop(
+    "drainJson gives each drained row's JSON, batch after batch (its cached parts stay right)",
+    { outcomes: fc.array(collidingJsonOutcome, { maxLength: 60 }), cut: fc.nat() },
+    ({ outcomes, cut }) => {
+      const rows = rowsOf(outcomes)
+      const k = rows.length === 0 ? 0 : cut % rows.length
+      const viaJson = new ResultBuffer()
+      const viaRows = new ResultBuffer()
+      for (const part of [rows.slice(0, k), rows.slice(k), rows]) {
+        for (const row of part) viaJson.add(row)
+        for (const row of part) viaRows.add(row)
+        const json: Array<unknown> = []
+        assert.strictEqual(
+          viaJson.drainJson((s) => json.push(JSON.parse(s))),
+          viaRows.size
+        )
+        assert.deepStrictEqual(json, JSON.parse(JSON.stringify(viaRows.drain())))
+      }
+    },
+    { fastCheck: { numRuns: 200 } }
   )
 
   it.prop(

@@ -8,10 +8,13 @@ import { join } from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 import { type Day, ThreadEntry } from "@tlsrpt/core"
 import { type NewResultRow, type ResultRow, ResultStore, Store, StoreError } from "@tlsrpt/store"
-import { Context, Effect, Layer, TestClock } from "effect"
+import { Context, Effect, Either, FastCheck as fc, Layer, TestClock } from "effect"
 import { Collector } from "../src/Collector.js"
+import { ResultBuffer } from "../src/ResultBuffer.js"
+import { decodeOutcome, toRows } from "../src/SessionOutcome.js"
 import type * as SessionOutcome from "../src/SessionOutcome.js"
 import * as WriterThread from "../src/WriterThread.js"
+import { jsonOutcome } from "./Arbitraries.js"
 import { d, outcome, T0 } from "./Outcomes.js"
 
 const tempDir = Effect.acquireRelease(
@@ -47,9 +50,11 @@ const collect = (filename: string, threaded: WriterThread.Options | undefined) =
   Effect.scoped(
     Effect.gen(function* () {
       const store = Store.layer({ filename })
-      const collector = Collector.layer({ flushInterval: "1 hour" }).pipe(
-        Layer.provide(threaded === undefined ? store : WriterThread.layer(threaded).pipe(Layer.provide(store)))
-      )
+      const layer = Collector.layer({ flushInterval: "1 hour" })
+      const collector =
+        threaded === undefined
+          ? layer.pipe(Layer.provide(store))
+          : layer.pipe(Layer.provide(WriterThread.layer(threaded).pipe(Layer.provide(store))))
       const c = Context.get(yield* Layer.build(collector), Collector)
       for (const o of outcomes.slice(0, 150)) yield* c.record(o)
       yield* c.flush
@@ -173,5 +178,52 @@ describe("WriterThread", () => {
         assert.include(error.message, "writer thread exited with code 3")
         assert.strictEqual(thread.started(), 4)
       })
+  )
+})
+
+describe("BatchEncoder", () => {
+  it.prop(
+    "encodes rows added one by one exactly as JSON.stringify of the whole batch (UTF-8, any size)",
+    { outcomes: fc.array(jsonOutcome, { maxLength: 40 }), times: fc.integer({ min: 1, max: 300 }) },
+    ({ outcomes, times }) => {
+      const once = outcomes.flatMap((j) => toRows(Either.getOrThrow(decodeOutcome(j))))
+      // Repeated so that batches pass the encoder's first 64 KiB and it grows.
+      const rows = Array.from({ length: times }, () => once).flat()
+      assert.strictEqual(new TextDecoder().decode(WriterThread.encodeBatch(rows)), JSON.stringify(rows))
+    },
+    { fastCheck: { numRuns: 40 } }
+  )
+
+  it.effect("the Collector hands its batches to a BatchWriter, encoded, when there is one", () =>
+    Effect.gen(function* () {
+      const batches: Array<ReadonlyArray<unknown>> = []
+      const refuse = Layer.succeed(ResultStore, {
+        addResults: () => Effect.dieMessage("rows must go to the BatchWriter")
+      } as unknown as Context.Tag.Service<ResultStore>)
+      const writer = Layer.succeed(WriterThread.BatchWriter, {
+        write: (batch) =>
+          Effect.sync(() => {
+            batches.push(JSON.parse(new TextDecoder().decode(batch)))
+          })
+      })
+      const expected = yield* Effect.scoped(
+        Effect.gen(function* () {
+          const c = Context.get(
+            yield* Layer.build(
+              Collector.layer({ flushInterval: "1 hour" }).pipe(Layer.provide(Layer.merge(refuse, writer)))
+            ),
+            Collector
+          )
+          const rows = outcomes.slice(0, 40).flatMap((o) => toRows(o))
+          for (const o of outcomes.slice(0, 40)) yield* c.record(o)
+          yield* c.flush
+          return rows
+        })
+      )
+      assert.strictEqual(batches.length, 1)
+      const reference = new ResultBuffer()
+      for (const row of expected) reference.add(row)
+      assert.deepStrictEqual(batches[0], JSON.parse(JSON.stringify(reference.drain())))
+    })
   )
 })

@@ -33,11 +33,14 @@ interface Loose {
 
 const isObject = (u: unknown): u is Loose => typeof u === "object" && u !== null
 
-/** The list at `field` is an array of texts, or the refusal. */
-const checkTexts = (u: unknown, field: string): InvalidOutcome | undefined => {
+// Field paths are built only for a refusal: `check` runs for every outcome.
+const at = (i: number, rest: string) => `policies[${i}]${rest}`
+
+/** The list `key` of policy `i` is an array of texts, or the refusal. */
+const checkTexts = (u: unknown, i: number, key: string): InvalidOutcome | undefined => {
   const bad = badTextAt(u)
   if (bad === -1) return undefined
-  return bad === -2 ? invalid("expected an array", field) : invalid(NO_CRLF, `${field}[${bad}]`)
+  return bad === -2 ? invalid("expected an array", at(i, `.${key}`)) : invalid(NO_CRLF, at(i, `.${key}[${bad}]`))
 }
 
 /** The `SessionOutcome` Schema's rules for a typed outcome. */
@@ -60,7 +63,7 @@ export const check = (o: unknown): InvalidOutcome | undefined => {
   const policies = o.policies
   if (!Array.isArray(policies)) return invalid("expected an array", "policies")
   for (let i = 0; i < policies.length; i++) {
-    const e = checkPolicy(policies[i], `policies[${i}]`)
+    const e = checkPolicy(policies[i], i)
     if (e !== undefined) return e
   }
   const issue = policiesIssue(policies as ReadonlyArray<{ readonly type: string }>)
@@ -68,51 +71,51 @@ export const check = (o: unknown): InvalidOutcome | undefined => {
   return undefined
 }
 
-const checkPolicy = (p: unknown, at: string): InvalidOutcome | undefined => {
-  if (!isObject(p)) return invalid("expected an object", at)
+const checkPolicy = (p: unknown, i: number): InvalidOutcome | undefined => {
+  if (!isObject(p)) return invalid("expected an object", at(i, ""))
   if (p.result !== "success" && p.result !== "failure")
-    return invalid('expected "success" or "failure"', `${at}.result`)
+    return invalid('expected "success" or "failure"', at(i, ".result"))
   switch (p.type) {
     case "sts": {
       const e =
-        (p.policyLines === undefined ? undefined : checkTexts(p.policyLines, `${at}.policyLines`)) ??
-        (p.mxPatterns === undefined ? undefined : checkTexts(p.mxPatterns, `${at}.mxPatterns`))
+        (p.policyLines === undefined ? undefined : checkTexts(p.policyLines, i, "policyLines")) ??
+        (p.mxPatterns === undefined ? undefined : checkTexts(p.mxPatterns, i, "mxPatterns"))
       if (e !== undefined) return e
       break
     }
     case "tlsa": {
       const records = p.records
-      if (!Array.isArray(records)) return invalid("expected an array", `${at}.records`)
+      if (!Array.isArray(records)) return invalid("expected an array", at(i, ".records"))
       for (let j = 0; j < records.length; j++) {
         const rec = records[j]
         if (typeof rec !== "string" || !TLSA_RECORD.test(rec))
-          return invalid("not a TLSA record", `${at}.records[${j}]`)
+          return invalid("not a TLSA record", at(i, `.records[${j}]`))
       }
-      if (!isDomain(p.baseDomain)) return invalid("expected a domain", `${at}.baseDomain`)
+      if (!isDomain(p.baseDomain)) return invalid("expected a domain", at(i, ".baseDomain"))
       break
     }
     case "no-policy-found": {
       if (p.scope !== "recipient-domain" && p.scope !== "mx-host")
-        return invalid('expected "recipient-domain" or "mx-host"', `${at}.scope`)
-      if (p.domain !== undefined && !isDomain(p.domain)) return invalid("expected a domain", `${at}.domain`)
+        return invalid('expected "recipient-domain" or "mx-host"', at(i, ".scope"))
+      if (p.domain !== undefined && !isDomain(p.domain)) return invalid("expected a domain", at(i, ".domain"))
       break
     }
     default:
-      return invalid(`unknown policy type ${JSON.stringify(p.type)}`, `${at}.type`)
+      return invalid(`unknown policy type ${JSON.stringify(p.type)}`, at(i, ".type"))
   }
   const details = p.failureDetails
   if (details === undefined) return undefined
-  if (!Array.isArray(details)) return invalid("expected an array", `${at}.failureDetails`)
+  if (!Array.isArray(details)) return invalid("expected an array", at(i, ".failureDetails"))
   for (let j = 0; j < details.length; j++) {
     const d: unknown = details[j]
-    const dat = `${at}.failureDetails[${j}]`
-    if (!isObject(d)) return invalid("expected an object", dat)
-    if (!isResultType(d.resultType)) return invalid("unknown result type", `${dat}.resultType`)
-    if (d.reasonCode !== undefined && !isText(d.reasonCode)) return invalid(NO_CRLF, `${dat}.reasonCode`)
+    if (!isObject(d)) return invalid("expected an object", at(i, `.failureDetails[${j}]`))
+    if (!isResultType(d.resultType)) return invalid("unknown result type", at(i, `.failureDetails[${j}].resultType`))
+    if (d.reasonCode !== undefined && !isText(d.reasonCode))
+      return invalid(NO_CRLF, at(i, `.failureDetails[${j}].reasonCode`))
     if (d.additionalInformation !== undefined && !isText(d.additionalInformation))
-      return invalid(NO_CRLF, `${dat}.additionalInformation`)
+      return invalid(NO_CRLF, at(i, `.failureDetails[${j}].additionalInformation`))
     if (d.failedSessionCount !== undefined && !isInputCount(d.failedSessionCount))
-      return invalid(INPUT_COUNT_EXPECTED, `${dat}.failedSessionCount`)
+      return invalid(INPUT_COUNT_EXPECTED, at(i, `.failureDetails[${j}].failedSessionCount`))
   }
   return undefined
 }
