@@ -126,6 +126,7 @@ const run = (n: number, privateKeyPem: string) =>
       const roundSeconds = (performance.now() - t0) / 1000
       const roundCpu = process.cpuUsage(cpu0)
       if (session !== undefined && profile !== undefined) yield* stopProfile(session, `${profile}.${n}.cpuprofile`)
+      const deliverySession = profile ? yield* startProfile : undefined
       const delivery = yield* Delivery
       let pass = yield* delivery.runOnce
       let delivered = pass.delivered
@@ -135,6 +136,8 @@ const run = (n: number, privateKeyPem: string) =>
       }
       const seconds = (performance.now() - t0) / 1000
       const cpu = process.cpuUsage(cpu0)
+      if (deliverySession !== undefined && profile !== undefined)
+        yield* stopProfile(deliverySession, `${profile}.${n}.delivery.cpuprofile`)
       const files = readdirSync(outbox).filter((f) => f.endsWith(".eml")).length
       if (summary.reports !== n || delivered !== n || files !== n) {
         throw new Error(
