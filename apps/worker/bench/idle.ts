@@ -16,7 +16,7 @@
 import { mkdtempSync, rmSync } from "node:fs"
 import { loadavg, tmpdir } from "node:os"
 import { join } from "node:path"
-import { NodeContext } from "@effect/platform-node"
+import * as NodeContext from "@effect/platform-node/NodeContext"
 import { Collector, type SessionOutcome } from "@tlsrpt/collector"
 import { Domain } from "@tlsrpt/core"
 import { Clock, Context, Effect, Layer, Logger, LogLevel, Redacted, TestClock, TestContext } from "effect"

@@ -11,7 +11,7 @@
  * Errors name the key (`dkim[0].privateKeyFile: …`); the bin exits with code 2 on them.
  */
 import * as NodePath from "node:path"
-import { FileSystem } from "@effect/platform"
+import * as FileSystem from "@effect/platform/FileSystem"
 import type { Domain } from "@tlsrpt/core"
 import {
   type DkimKey,
