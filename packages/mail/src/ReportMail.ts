@@ -7,7 +7,7 @@
  */
 import { gzipSync } from "node:zlib"
 import { type Day, Domain, type EmailAddress, Report, ReportNaming } from "@tlsrpt/core"
-import { Clock, Context, Data, Effect, Layer, Metric, Random, type Scope } from "effect"
+import { Clock, Context, Data, Effect, Layer, Metric, type Scope } from "effect"
 import { type DkimKey, type DkimKeyError, dkimKeyFromPem } from "./DkimKeys.js"
 import { makeComposePool } from "./ComposePool.js"
 import { type DkimSignerKey, type DkimSignerOptions, makeDkimSigner } from "./DkimSigner.js"
@@ -106,10 +106,12 @@ export const reportsComposed = Metric.counter("tlsrpt_reports_composed_total", {
 export const gzipReport = (report: Report.Report): Uint8Array =>
   gzipSync(Buffer.from(Report.encodeJsonString(report), "utf8"))
 
+// The Random service looked up once, not per byte (the same numbers in the same order).
 const randomBytes = (n: number): Effect.Effect<Buffer> =>
-  Effect.map(
-    Effect.forEach(Array.from({ length: n }), () => Random.nextIntBetween(0, 256)),
-    (bytes) => Buffer.from(bytes)
+  Effect.randomWith((random) =>
+    Effect.map(Effect.all(Array.from({ length: n }, () => random.nextIntBetween(0, 256))), (bytes) =>
+      Buffer.from(bytes)
+    )
   )
 
 /**
