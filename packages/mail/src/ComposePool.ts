@@ -9,9 +9,8 @@
  * report cost the main thread more than the report itself.
  */
 import { availableParallelism } from "node:os"
-import { createRequire } from "node:module"
-import { fileURLToPath, pathToFileURL } from "node:url"
-import { Worker } from "node:worker_threads"
+import type { Worker } from "node:worker_threads"
+import { ThreadEntry } from "@tlsrpt/core"
 import { Data, Effect, type Scope } from "effect"
 import type { DkimSignerKey, DkimSignerOptions } from "./DkimSigner.js"
 import type { ReportJob } from "./ReportMailRender.js"
@@ -35,21 +34,9 @@ type Pending = (result: Uint8Array | ComposeWorkerError) => void
 /** A pool as large as the machine has cores. */
 export const defaultPoolSize = (): number => availableParallelism()
 
-// From dist/ the thread runs the compiled ComposeWorker.js. From the TypeScript sources (tests, the
-// benchmarks under tsx) it runs ComposeWorker.ts through tsx, registered inside the thread: on
-// Node 20 loader hooks are not inherited by worker threads.
-const fromSource = fileURLToPath(import.meta.url).endsWith(".ts")
-const newWorker = (workerData: unknown): Worker => {
-  if (!fromSource) return new Worker(new URL("./ComposeWorker.js", import.meta.url), { workerData })
-  const tsxApi = new URL("./esm/api/index.mjs", pathToFileURL(createRequire(import.meta.url).resolve("tsx"))).href
-  const entry = new URL("./ComposeWorker.ts", import.meta.url).href
-  const code = `import(${JSON.stringify(tsxApi)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}) })`
-  // and the workspace packages resolve to their sources, as in the process that runs the tests
-  const execArgv = process.execArgv.includes("--conditions=source")
-    ? process.execArgv
-    : [...process.execArgv, "--conditions=source"]
-  return new Worker(code, { eval: true, workerData, execArgv })
-}
+// From dist/ the compiled ComposeWorker.js; from the sources (tests, benchmarks under tsx) the .ts
+// through tsx (ThreadEntry).
+const newWorker = (workerData: unknown): Worker => ThreadEntry.spawn(import.meta.url, "ComposeWorker", { workerData })
 
 /** A thread that fails this often in a row without finishing a job is not replaced again. */
 const MAX_RESTARTS = 3
