@@ -3,8 +3,9 @@
  * DKIM, the in-memory DNS layer, a SQLite file store and the `dir` transport into a temporary folder,
  * no pacing; then the same messages signed in a bare RSA-2048 loop, the cost floor.
  * Prints figures per size and ends with one JSON line for N = 10,000.
- * `pnpm bench` compiles it and runs dist/ (the compiled workspace packages, as the worker runs in
- * production; tsx's loader, in every compose thread too, would add some 150 MB of RSS);
+ * `pnpm bench` compiles it and runs dist/ with the V8 flags of the bin and the systemd unit (the
+ * compiled workspace packages, as the worker runs in production; tsx's loader, in every compose
+ * thread too, would add some 150 MB of RSS);
  * `pnpm bench:source` runs the sources through tsx.
  */
 import { execFile } from "node:child_process"
