@@ -4,7 +4,7 @@
  * are one line on stderr and a non-zero exit: 2 for a configuration error, 1 for anything else
  * (see `main.ts`).
  */
-import { Command } from "@effect/cli"
+import * as Command from "@effect/cli/Command"
 import { Effect } from "effect"
 import * as Cluster from "./commands/Cluster.js"
 import * as Import from "./commands/Import.js"

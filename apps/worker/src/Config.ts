@@ -14,11 +14,11 @@
  * Errors name the key (`dkim[0].privateKeyFile: …`); the bin exits with code 2 on them.
  */
 import * as NodePath from "node:path"
-import { FileSystem } from "@effect/platform"
+import * as FileSystem from "@effect/platform/FileSystem"
 import { type Domain, HostPort } from "@tlsrpt/core"
 import { DEFAULT_TIMEOUT_MS, DEFAULT_TRIES, DnsConfig } from "@tlsrpt/dns"
 import { SocketConfig } from "@tlsrpt/collector"
-import { ClusterConfig, FleetCluster } from "@tlsrpt/fleet"
+import * as ClusterConfig from "@tlsrpt/fleet/ClusterConfig"
 import {
   type DkimKey,
   DeliveryConfig,
@@ -113,7 +113,7 @@ export interface WorkerConfig {
   /** `Transport.layerConfig`'s (handed over whole), with a `dir` made absolute. */
   readonly transport: TransportConfig
   /** Fleet mode (docs/design.md#fleet-mode); undefined: a single process. */
-  readonly cluster?: FleetCluster.ClusterConfig | undefined
+  readonly cluster?: ClusterConfig.ClusterConfig | undefined
   /** The libtlsrpt datagram socket (`collector.*`, `DatagramSource.layer`'s); `socket` undefined: not listening. */
   readonly collector: SocketConfig.Collector
   /** The outbox's retry schedule (`Delivery.layer`'s), and whether https reports may go to non-public addresses. */
@@ -125,7 +125,7 @@ export interface WorkerConfig {
 }
 
 /** Shards of a cluster without `cluster.shards` (the fleet's default). */
-export const DEFAULT_SHARDS = FleetCluster.DEFAULT_SHARDS
+export const DEFAULT_SHARDS = ClusterConfig.DEFAULT_SHARDS
 
 export const DEFAULT_LISTEN: HostPort.HostPort = { host: "127.0.0.1", port: 8470 }
 

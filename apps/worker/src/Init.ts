@@ -4,7 +4,7 @@
  * reports about our own mail host come back to it.
  */
 import * as NodePath from "node:path"
-import { FileSystem } from "@effect/platform"
+import * as FileSystem from "@effect/platform/FileSystem"
 import { Domain } from "@tlsrpt/core"
 import { type DkimAlgorithm, generateDkimKeyPair } from "@tlsrpt/mail"
 import { Data, Effect, Either } from "effect"

@@ -7,7 +7,9 @@
  * `{recorded, rows}`; rows are written by the collector's next flush (within `flushInterval`, and at
  * SIGTERM).
  */
-import { HttpIncomingMessage, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import * as HttpIncomingMessage from "@effect/platform/HttpIncomingMessage"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { Collector, SessionOutcome } from "@tlsrpt/collector"
 import { Effect, Either, Option } from "effect"
 

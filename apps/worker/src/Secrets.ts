@@ -4,7 +4,7 @@
  * A file readable by group or others is a warning, and with `--strict` a configuration error (exit 2),
  * so a deployment can insist on it.
  */
-import { FileSystem } from "@effect/platform"
+import * as FileSystem from "@effect/platform/FileSystem"
 import { Effect } from "effect"
 import { ConfigError } from "./Config.js"
 

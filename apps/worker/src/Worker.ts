@@ -6,13 +6,16 @@
  * attempt is not recorded, so the message stays queued and due), then the process exits 0.
  */
 import * as NodePath from "node:path"
-import { FileSystem } from "@effect/platform"
+import * as FileSystem from "@effect/platform/FileSystem"
 import { Collector, type InvalidOutcome, SessionOutcome, WriterThread } from "@tlsrpt/collector"
 import { Data, Effect, Layer, Redacted } from "effect"
 import * as Admin from "./Admin.js"
 import { sendingBlocker, type WorkerConfig } from "./Config.js"
 import * as DataDirLock from "./DataDirLock.js"
-import * as FleetMode from "./FleetMode.js"
+import type * as FleetModeModule from "./FleetMode.js"
+import type { FleetCluster } from "@tlsrpt/fleet"
+import type { Store } from "@tlsrpt/store"
+import type * as SqlClient from "@effect/sql/SqlClient"
 import * as Layers from "./Layers.js"
 import { Metrics } from "./Metrics.js"
 import * as Secrets from "./Secrets.js"
@@ -46,6 +49,19 @@ export const adminToken = (config: WorkerConfig, options: { readonly strict: boo
 const describeTransport = (config: WorkerConfig): string =>
   config.transport.type === "smtp" ? `smtp relay ${new URL(config.transport.url).host}` : `dir ${config.transport.dir}`
 
+/**
+ * Fleet mode's runner, its modules (@tlsrpt/fleet, @effect/cluster, @effect/workflow) loaded only
+ * when a cluster is configured: on the embedded default they would be some 20 MB of RSS for nothing.
+ */
+const fleetRunner = <E, R>(
+  config: WorkerConfig,
+  cluster: FleetCluster.ClusterConfig,
+  storeLayer: Layer.Layer<Store.Store | SqlClient.SqlClient, E, R>
+): ReturnType<typeof FleetModeModule.runner<E, R>> =>
+  Layer.unwrapEffect(
+    Effect.promise(() => import("./FleetMode.js")).pipe(Effect.map((m) => m.runner(config, cluster, storeLayer)))
+  )
+
 /** Everything the worker runs, on one store. */
 export const layer = (config: WorkerConfig, token: Redacted.Redacted<string>) => {
   const storeLayer = Layers.store(config)
@@ -62,8 +78,13 @@ export const layer = (config: WorkerConfig, token: Redacted.Redacted<string>) =>
   // One collector for the datagram socket and POST /api/outcomes; both close before its final flush.
   const collectorLayer = collector(config, { writerThread: true }).pipe(Layer.provide(storeLayer))
   // In fleet mode the page also shows the cluster (runners, shard ownership, last rounds).
+  const cluster = config.cluster
   const clusterStatus =
-    config.cluster === undefined ? Layer.empty : FleetMode.adminCluster(config.cluster).pipe(Layer.provide(storeLayer))
+    cluster === undefined
+      ? Layer.empty
+      : Layer.unwrapEffect(
+          Effect.promise(() => import("./FleetMode.js")).pipe(Effect.map((m) => m.adminCluster(cluster)))
+        ).pipe(Layer.provide(storeLayer))
   const admin = Admin.layer(config.http.listen).pipe(
     Layer.provide(Layer.mergeAll(storeLayer, Metrics.layer, settings, collectorLayer, clusterStatus))
   )
@@ -71,9 +92,7 @@ export const layer = (config: WorkerConfig, token: Redacted.Redacted<string>) =>
     admin,
     Layers.datagramSource(config).pipe(Layer.provideMerge(collectorLayer)),
     Layers.delivery(config, storeLayer, { background: true }),
-    config.cluster === undefined
-      ? Layers.schedule(config, storeLayer)
-      : FleetMode.runner(config, config.cluster, storeLayer)
+    config.cluster === undefined ? Layers.schedule(config, storeLayer) : fleetRunner(config, config.cluster, storeLayer)
   )
 }
 

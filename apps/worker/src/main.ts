@@ -3,8 +3,9 @@
  * (interrupting the program, exit 0). Errors are printed here as one line on stderr; exit code 2
  * for configuration errors, 1 otherwise.
  */
-import { ValidationError } from "@effect/cli"
-import { NodeContext, NodeRuntime } from "@effect/platform-node"
+import * as ValidationError from "@effect/cli/ValidationError"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Effect, Exit, Option } from "effect"
 import * as Cli from "./Cli.js"
 import * as Log from "./Log.js"

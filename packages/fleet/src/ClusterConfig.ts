@@ -5,7 +5,17 @@
  */
 import { HostPort } from "@tlsrpt/core"
 import { Schema } from "effect"
-import { type ClusterConfig, DEFAULT_SHARDS } from "./FleetCluster.js"
+
+// Kept free of @effect/cluster: the worker decodes its config with this module (subpath
+// `@tlsrpt/fleet/ClusterConfig`) and loads the cluster only when a `cluster` section is present.
+export interface ClusterConfig {
+  /** `host:port` other runners reach this one at; it also listens there. */
+  readonly runnerAddress: { readonly host: string; readonly port: number }
+  /** Shards of the key space; the same on every runner (default 300). */
+  readonly shards: number
+}
+
+export const DEFAULT_SHARDS = 300
 
 export const schema = Schema.Struct({
   runnerAddress: HostPort.schema(),

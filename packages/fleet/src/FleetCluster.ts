@@ -11,14 +11,10 @@ import * as ReportKey from "./ReportKey.js"
 import * as ReportRound from "./ReportRound.js"
 
 /** The `cluster` section of the configuration (a stable contract). */
-export interface ClusterConfig {
-  /** `host:port` other runners reach this one at; it also listens there. */
-  readonly runnerAddress: { readonly host: string; readonly port: number }
-  /** Shards of the key space; the same on every runner (default 300). */
-  readonly shards: number
-}
+import type { ClusterConfig } from "./ClusterConfig.js"
 
-export const DEFAULT_SHARDS = 300
+export type { ClusterConfig } from "./ClusterConfig.js"
+export { DEFAULT_SHARDS } from "./ClusterConfig.js"
 
 /** Parses `host:port` or `[v6]:port`. */
 export const parseRunnerAddress = (text: string): { host: string; port: number } | undefined => {

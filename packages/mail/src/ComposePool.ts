@@ -1,41 +1,42 @@
 /**
  * Worker threads that render and DKIM-sign report mails (ComposeWorker.ts), so a report round uses
  * every core: the RSA signature and gzip are the round's heaviest work and need nothing of the main
- * thread's state. A job is plain data (ReportMailRender.ts `RenderJob`; Date, Message-ID and
+ * thread's state. A job is plain data (ReportMailRender.ts `ReportJob`; Date, Message-ID and
  * boundary are chosen by the caller from Clock and Random), so pool and in-thread give the same bytes.
+ *
+ * The jobs given to a thread in one turn of the event loop go to it in one message, and come back in
+ * one (a transferred buffer): a round hands over its reports a batch at a time, and a message per
+ * report cost the main thread more than the report itself.
  */
 import { availableParallelism } from "node:os"
-import { createRequire } from "node:module"
-import { fileURLToPath, pathToFileURL } from "node:url"
-import { Worker } from "node:worker_threads"
+import type { Worker } from "node:worker_threads"
+import { ThreadEntry } from "@tlsrpt/core"
 import { Data, Effect, type Scope } from "effect"
 import type { DkimSignerKey, DkimSignerOptions } from "./DkimSigner.js"
-import type { RenderJob } from "./ReportMailRender.js"
+import type { ReportJob } from "./ReportMailRender.js"
 
 export class ComposeWorkerError extends Data.TaggedError("ComposeWorkerError")<{ readonly reason: string }> {}
 
 export interface ComposePool {
   readonly size: number
-  readonly run: (job: RenderJob) => Effect.Effect<Uint8Array, ComposeWorkerError>
+  readonly run: (job: ReportJob) => Effect.Effect<Uint8Array, ComposeWorkerError>
 }
 
-type Reply = { readonly id: number; readonly raw: Uint8Array } | { readonly id: number; readonly error: string }
+/** One batch's answer: each job's end offset in `buffer` (it starts where the previous mail ended), or its error. */
+interface Replies {
+  readonly replies: ReadonlyArray<
+    { readonly id: number; readonly end: number } | { readonly id: number; readonly error: string }
+  >
+  readonly buffer: ArrayBuffer
+}
 type Pending = (result: Uint8Array | ComposeWorkerError) => void
 
 /** A pool as large as the machine has cores. */
 export const defaultPoolSize = (): number => availableParallelism()
 
-// From dist/ the thread runs the compiled ComposeWorker.js. From the TypeScript sources (tests, the
-// benchmarks under tsx) it runs ComposeWorker.ts through tsx, registered inside the thread: on
-// Node 20 loader hooks are not inherited by worker threads.
-const fromSource = fileURLToPath(import.meta.url).endsWith(".ts")
-const newWorker = (workerData: unknown): Worker => {
-  if (!fromSource) return new Worker(new URL("./ComposeWorker.js", import.meta.url), { workerData })
-  const tsxApi = new URL("./esm/api/index.mjs", pathToFileURL(createRequire(import.meta.url).resolve("tsx"))).href
-  const entry = new URL("./ComposeWorker.ts", import.meta.url).href
-  const code = `import(${JSON.stringify(tsxApi)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}) })`
-  return new Worker(code, { eval: true, workerData })
-}
+// From dist/ the compiled ComposeWorker.js; from the sources (tests, benchmarks under tsx) the .ts
+// through tsx (ThreadEntry).
+const newWorker = (workerData: unknown): Worker => ThreadEntry.spawn(import.meta.url, "ComposeWorker", { workerData })
 
 /** A thread that fails this often in a row without finishing a job is not replaced again. */
 const MAX_RESTARTS = 3
@@ -46,6 +47,8 @@ const IDLE_MS = 30_000
 interface Slot {
   worker: Worker | undefined
   readonly pending: Map<number, Pending>
+  /** Jobs not yet posted: they go in one message when the current turn of the event loop ends. */
+  queue: Array<{ readonly id: number; readonly job: ReportJob }>
   failures: number
 }
 
@@ -60,6 +63,7 @@ export const makeComposePool = (
     const slots: Array<Slot> = Array.from({ length: Math.max(1, size) }, () => ({
       worker: undefined,
       pending: new Map(),
+      queue: [],
       failures: 0
     }))
 
@@ -81,11 +85,17 @@ export const makeComposePool = (
 
     const spawn = (slot: Slot): Worker => {
       const worker = newWorker(init)
-      worker.on("message", (reply: Reply) => {
+      worker.on("message", ({ replies, buffer }: Replies) => {
         slot.failures = 0
-        const done = slot.pending.get(reply.id)
-        slot.pending.delete(reply.id)
-        done?.("raw" in reply ? reply.raw : new ComposeWorkerError({ reason: reply.error }))
+        let start = 0
+        for (const reply of replies) {
+          const done = slot.pending.get(reply.id)
+          slot.pending.delete(reply.id)
+          if ("end" in reply) {
+            done?.(new Uint8Array(buffer, start, reply.end - start))
+            start = reply.end
+          } else done?.(new ComposeWorkerError({ reason: reply.error }))
+        }
         whenIdle()
       })
       // A thread that dies fails its jobs (the reporter keeps those keys for the next round) and is
@@ -94,6 +104,7 @@ export const makeComposePool = (
         if (slot.worker !== worker) return
         for (const done of slot.pending.values()) done(new ComposeWorkerError({ reason }))
         slot.pending.clear()
+        slot.queue = []
         slot.failures++
         slot.worker = !closed && slot.failures <= MAX_RESTARTS ? spawn(slot) : undefined
       }
@@ -112,7 +123,15 @@ export const makeComposePool = (
       })
     )
 
-    const run = (job: RenderJob) =>
+    const flush = (slot: Slot) => {
+      const jobs = slot.queue
+      slot.queue = []
+      if (jobs.length === 0 || closed) return
+      if (slot.worker === undefined) slot.worker = spawn(slot)
+      slot.worker.postMessage(jobs)
+    }
+
+    const run = (job: ReportJob) =>
       Effect.async<Uint8Array, ComposeWorkerError>((resume) => {
         clearTimeout(idleTimer)
         // the least busy thread that has not given up; a retired one starts again
@@ -121,13 +140,12 @@ export const makeComposePool = (
           return resume(Effect.fail(new ComposeWorkerError({ reason: "no compose thread left" })))
         }
         const slot = usable.reduce((a, b) => (b.pending.size < a.pending.size ? b : a))
-        if (slot.worker === undefined) slot.worker = spawn(slot)
-        const worker = slot.worker
         const id = nextId++
         slot.pending.set(id, (r) => resume(r instanceof ComposeWorkerError ? Effect.fail(r) : Effect.succeed(r)))
-        worker.postMessage({ id, job })
+        if (slot.queue.push({ id, job }) === 1) setImmediate(() => flush(slot))
         return Effect.sync(() => {
           slot.pending.delete(id)
+          slot.queue = slot.queue.filter((q) => q.id !== id)
           whenIdle()
         })
       })

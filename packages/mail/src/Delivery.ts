@@ -99,6 +99,16 @@ const retriedTotal = Metric.counter("tlsrpt_delivery_retries_total", {
   description: "Temporary delivery failures scheduled for another attempt, by kind",
   incremental: true
 })
+// Tagged once per kind: `Metric.tagged` per message made a new metric key to hash and look up each time.
+const byKind = (counter: typeof deliveredTotal) => ({
+  mailto: Metric.tagged(counter, "kind", "mailto"),
+  https: Metric.tagged(counter, "kind", "https")
+})
+const outcomeCounters = {
+  delivered: byKind(deliveredTotal),
+  failed: byKind(failedTotal),
+  retried: byKind(retriedTotal)
+}
 const outboxDepth = Metric.gauge("tlsrpt_outbox_depth", { description: "Outbox messages still queued" })
 
 type Outcome = "delivered" | "retried" | "failed" | "unrecorded"
@@ -159,17 +169,7 @@ export class Delivery extends Context.Tag("@tlsrpt/mail/Delivery")<
           // need not wait for the lease to expire. At most one duplicate, never a loss.
           Effect.onInterrupt(() => Effect.ignore(store.releaseClaim(message.id, owner))),
           Effect.flatMap((result) => record(message, result)),
-          Effect.tap((outcome) => {
-            const counter =
-              outcome === "delivered"
-                ? deliveredTotal
-                : outcome === "failed"
-                  ? failedTotal
-                  : outcome === "retried"
-                    ? retriedTotal
-                    : undefined
-            return counter === undefined ? Effect.void : Metric.increment(Metric.tagged(counter, "kind", message.kind))
-          }),
+          Effect.tap((outcome) => Metric.increment(outcomeCounters[outcome][message.kind])),
           // The attempt happened but its outcome could not be stored: the message stays due and is
           // tried again next pass (at-least-once), which is the best the store allows.
           Effect.catchTag("StoreError", (error) =>

@@ -7,11 +7,11 @@
  */
 import { gzipSync } from "node:zlib"
 import { type Day, Domain, type EmailAddress, Report, ReportNaming } from "@tlsrpt/core"
-import { Clock, Context, Data, Effect, Layer, Metric, Random, type Scope } from "effect"
+import { Clock, Context, Data, Effect, Layer, Metric, type Scope } from "effect"
 import { type DkimKey, type DkimKeyError, dkimKeyFromPem } from "./DkimKeys.js"
 import { makeComposePool } from "./ComposePool.js"
 import { type DkimSignerKey, type DkimSignerOptions, makeDkimSigner } from "./DkimSigner.js"
-import { type RenderJob, renderAndSign } from "./ReportMailRender.js"
+import { type ReportJob, renderReportAndSign } from "./ReportMailRender.js"
 import { fromAddress, type Submitter } from "./Submitter.js"
 
 export interface ComposeInput {
@@ -106,10 +106,12 @@ export const reportsComposed = Metric.counter("tlsrpt_reports_composed_total", {
 export const gzipReport = (report: Report.Report): Uint8Array =>
   gzipSync(Buffer.from(Report.encodeJsonString(report), "utf8"))
 
+// The Random service looked up once, not per byte (the same numbers in the same order).
 const randomBytes = (n: number): Effect.Effect<Buffer> =>
-  Effect.map(
-    Effect.forEach(Array.from({ length: n }), () => Random.nextIntBetween(0, 256)),
-    (bytes) => Buffer.from(bytes)
+  Effect.randomWith((random) =>
+    Effect.map(Effect.all(Array.from({ length: n }, () => random.nextIntBetween(0, 256))), (bytes) =>
+      Buffer.from(bytes)
+    )
   )
 
 /**
@@ -140,7 +142,7 @@ export interface ReportMailService {
 }
 
 /** Renders and signs one job: in-thread, or on the compose pool (ComposePool.ts). */
-type Render = (job: RenderJob) => Effect.Effect<Uint8Array, unknown>
+type Render = (job: ReportJob) => Effect.Effect<Uint8Array, unknown>
 
 const make = <R>(
   config: ReportMailConfig,
@@ -183,7 +185,7 @@ const make = <R>(
       const messageId = `<${(yield* randomBytes(16)).toString("base64url")}@${hostname.ascii}>`
       const boundary = `tlsrpt-${(yield* randomBytes(12)).toString("hex")}`
       const subject = ReportNaming.subject(policy, submitter.domain, input.report.reportId)
-      const job: RenderJob = {
+      const job: ReportJob = {
         hostname: hostname.ascii,
         from,
         to: to.map((a) => `${a.localPart}@${a.domain.ascii}`),
@@ -195,12 +197,11 @@ const make = <R>(
         text: textPart(submitter, policy, input.report.reportId, input.day),
         filename: ReportNaming.filename(input.day, policy, submitter.domain),
         mediaType: ReportNaming.MEDIA_TYPE_GZIP,
-        reportJson: yield* Effect.try({
-          try: () => Report.encodeJsonString(input.report),
-          catch: (e) => fail("cannot encode the report", e)
-        })
+        report: input.report
       }
-      const raw = yield* render(job).pipe(Effect.mapError((e) => fail("cannot build or DKIM-sign the message", e)))
+      const raw = yield* render(job).pipe(
+        Effect.mapError((e) => fail("cannot encode, build or DKIM-sign the message", e))
+      )
       yield* Metric.increment(reportsComposed)
       return { raw, messageId, subject, envelopeFrom: from } satisfies ComposedMail
     })
@@ -219,7 +220,7 @@ export const makeReportMail = (
   make(config, (init) =>
     Effect.sync(() => {
       const signer = makeDkimSigner(init.keys, init.options)
-      return (job: RenderJob) => Effect.try(() => renderAndSign(job, signer))
+      return (job: ReportJob) => Effect.try(() => renderReportAndSign(job, signer))
     })
   )
 

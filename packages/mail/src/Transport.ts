@@ -369,6 +369,12 @@ export const dirFileNames = (
   return { payload: message.kind === "mailto" ? `${base}.eml` : `${base}.json.gz`, envelope: `${base}.json` }
 }
 
+/**
+ * The folders `layerDir` has made (or found) in this process: one `mkdir` per folder, not per
+ * message. A folder removed while the worker runs is made again when a write finds it missing.
+ */
+const madeDirs = new Set<string>()
+
 const writeToDir = (dir: string, message: OutboxMessage): Effect.Effect<void, TransportError> =>
   Effect.tryPromise({
     try: async () => {
@@ -384,10 +390,21 @@ const writeToDir = (dir: string, message: OutboxMessage): Effect.Effect<void, Tr
         file: names.payload,
         ...(message.kind === "https" ? { contentType: ReportNaming.MEDIA_TYPE_GZIP } : {})
       }
+      const write = async () => {
+        // payload first: the envelope's appearance means the pair is complete
+        await writeAtomic(dir, names.payload, message.payload)
+        await writeAtomic(dir, names.envelope, `${JSON.stringify(envelope, null, 2)}\n`)
+      }
+      if (madeDirs.has(dir)) {
+        try {
+          return await write()
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error
+        }
+      }
       await mkdir(dir, { recursive: true })
-      // payload first: the envelope's appearance means the pair is complete
-      await writeAtomic(dir, names.payload, message.payload)
-      await writeAtomic(dir, names.envelope, `${JSON.stringify(envelope, null, 2)}\n`)
+      madeDirs.add(dir)
+      await write()
     },
     // a full disk or a missing mount may heal: temporary
     catch: (cause) =>

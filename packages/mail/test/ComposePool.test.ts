@@ -3,8 +3,10 @@ import { assert, describe, it } from "@effect/vitest"
 import { Day, Domain, EmailAddress, Report } from "@tlsrpt/core"
 import { Effect, Either, Random, TestClock } from "effect"
 import { makeComposePool } from "../src/ComposePool.js"
+import { makeDkimSigner } from "../src/DkimSigner.js"
 import { dkimDnsName, dkimKeyFromPem, generateDkimKeyPair } from "../src/DkimKeys.js"
 import { makeReportMail, makeReportMailPooled, type ReportMailService } from "../src/ReportMail.js"
+import { renderReportAndSign } from "../src/ReportMailRender.js"
 import { makeSubmitter } from "../src/Submitter.js"
 import { verifyDkimpyAll, verifyMailauth } from "./DkimVerifiers.js"
 
@@ -85,13 +87,61 @@ describe("ComposePool", () => {
         text: "t\r\n",
         filename: "f.json.gz",
         mediaType: "application/tlsrpt+gzip",
-        reportJson: "{}"
+        report: report1
       }
-      const bad = yield* Effect.flip(pool.run({ ...good, reportJson: undefined as unknown as string }))
+      const bad = yield* Effect.flip(pool.run({ ...good, report: undefined as unknown as Report.Report }))
       assert.strictEqual(bad._tag, "ComposeWorkerError")
       assert.match(bad.reason, /string|undefined/i)
       const ok = yield* pool.run(good)
       assert.match(Buffer.from(ok).toString("latin1"), /^DKIM-Signature: v=1; a=rsa-sha256;/)
+    })
+  )
+
+  it.scoped("jobs given in one turn go as one batch: each gets its own mail, a bad one fails alone", () =>
+    Effect.gen(function* () {
+      const { key } = yield* fixture
+      const init = {
+        keys: [
+          {
+            domain: "mox.example",
+            selector: "pool",
+            algorithm: "rsa-sha256" as const,
+            privateKeyPem: key.privateKeyPem
+          }
+        ],
+        options: { headers: ["From", "Subject"], oversign: [] }
+      }
+      const signer = makeDkimSigner(init.keys, init.options)
+      const pool = yield* makeComposePool(1, init)
+      const job = (i: number) => ({
+        hostname: "mox.example",
+        from: "postmaster@mox.example",
+        to: [`a${i}@b.example`],
+        subject: `report ${i}`,
+        reportHeaders: [],
+        messageId: `<${i}@mox.example>`,
+        date: NOW,
+        boundary: `tlsrpt-${i}`,
+        text: `t${"x".repeat(i * 7)}\r\n`,
+        filename: "f.json.gz",
+        mediaType: "application/tlsrpt+gzip",
+        report: i === 5 ? (undefined as unknown as Report.Report) : { ...report1, reportId: `r${i}` }
+      })
+      const results = yield* Effect.forEach(
+        Array.from({ length: 9 }, (_, i) => i),
+        (i) => Effect.either(pool.run(job(i))),
+        { concurrency: "unbounded" }
+      )
+      for (const [i, r] of results.entries()) {
+        if (i === 5) {
+          assert.isTrue(Either.isLeft(r))
+          continue
+        }
+        assert.strictEqual(
+          Buffer.from(Either.getOrThrow(r)).toString("latin1"),
+          renderReportAndSign(job(i), signer).toString("latin1")
+        )
+      }
     })
   )
 })

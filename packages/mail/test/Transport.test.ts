@@ -290,6 +290,19 @@ describe("Transport.layerDir", () => {
     })
   )
 
+  it.scoped("a folder removed while the worker runs is made again by the next write", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      const out = join(dir, "outbox")
+      const transport = Transport.layerDir({ dir: out })
+      yield* send(transport, outboxMessage({ id: 1 }))
+      yield* Effect.promise(() => rm(out, { recursive: true }))
+      yield* send(transport, outboxMessage({ id: 2 }))
+      const names = dirFileNames(outboxMessage({ id: 2 }))
+      assert.deepStrictEqual((yield* Effect.promise(() => readdir(out))).sort(), [names.payload, names.envelope].sort())
+    })
+  )
+
   it.scoped("writes https reports as .json.gz (a dry run sends nothing), or POSTs them with httpsMode post", () =>
     Effect.gen(function* () {
       const dir = yield* tempDir

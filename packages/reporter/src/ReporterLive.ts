@@ -111,14 +111,18 @@ export const makeBatchSender = (config: ReporterConfig) =>
     const submitter = mail.submitter
 
     /** The TLSRPT lookup, retried on temporary errors while `retries` allow (docs/design.md#temporary-dns-errors-keep-results). */
-    const lookupWithRetries = (domain: Domain.Domain, retries: ReadonlyArray<Duration.Duration>) => {
+    const lookupWithRetries = (
+      domain: Domain.Domain,
+      retries: ReadonlyArray<Duration.Duration>,
+      logs: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+    ) => {
       const [first, ...rest] = retries
       if (first === undefined) return lookup.lookup(domain)
       return lookup.lookup(domain).pipe(
         Effect.retry({
           schedule: Schedule.fromDelays(first, ...rest).pipe(
             Schedule.tapOutput((d) =>
-              Effect.logWarning(`temporary DNS error, retrying the TLSRPT lookup in ${Duration.format(d)}`)
+              Effect.logWarning(`temporary DNS error, retrying the TLSRPT lookup in ${Duration.format(d)}`).pipe(logs)
             )
           ),
           while: (e) => e._tag === "TlsrptTemporaryError"
@@ -139,6 +143,9 @@ export const makeBatchSender = (config: ReporterConfig) =>
       readonly reportId: string
     }
 
+    // Put on each log line of a key, not around the key's whole work: setting the annotations (a
+    // HashMap in a FiberRef) compares the old and new maps by hash, and per key, in and out of each
+    // step, that was a visible share of a round's main thread.
     const keyLogs = (phase: Phase, key: RoundPlan.PlannedKey) =>
       Effect.annotateLogs({ phase, policyDomain: key.policyDomain, day: key.day })
 
@@ -162,10 +169,7 @@ export const makeBatchSender = (config: ReporterConfig) =>
     const keyOnError =
       (phase: Phase, key: RoundPlan.PlannedKey) =>
       <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A | KeyReport, never, R> =>
-        self.pipe(
-          Effect.catchAllCause((cause) => Effect.map(keptOnError(phase, [key], cause), ([r]) => r!)),
-          keyLogs(phase, key)
-        )
+        self.pipe(Effect.catchAllCause((cause) => Effect.map(keptOnError(phase, [key], cause), ([r]) => r!)))
 
     /** docs/design.md#per-key-steps 1–2: the record and its destinations. */
     const lookupKey = (phase: Phase, key: RoundPlan.PlannedKey, retries: ReadonlyArray<Duration.Duration>) =>
@@ -174,7 +178,8 @@ export const makeBatchSender = (config: ReporterConfig) =>
         if (parsed._tag === "Left")
           return yield* done(phase, key.policyDomain, key.day, "kept-error", 0, parsed.left.message)
         const policyDomain = parsed.right
-        const found = yield* lookupWithRetries(policyDomain, retries).pipe(Effect.either)
+        const logs = keyLogs(phase, key)
+        const found = yield* lookupWithRetries(policyDomain, retries, logs).pipe(Effect.either)
         if (found._tag === "Left") {
           const e = found.left
           switch (e._tag) {
@@ -183,10 +188,14 @@ export const makeBatchSender = (config: ReporterConfig) =>
             case "TlsrptTemporaryError":
               return yield* done(phase, key.policyDomain, key.day, "kept-temporary", 0, e.message)
             case "MultipleTlsrptRecords":
-              yield* Effect.logWarning("several TLSRPT records: the domain does not implement TLSRPT (RFC 8460 §3)")
+              yield* Effect.logWarning(
+                "several TLSRPT records: the domain does not implement TLSRPT (RFC 8460 §3)"
+              ).pipe(logs)
               return yield* done(phase, key.policyDomain, key.day, "discarded-multiple", 0, e.message)
             case "TlsrptSyntaxError":
-              yield* Effect.logWarning("TLSRPT record syntax error: results discarded (RFC 8460 §3)", e.message)
+              yield* Effect.logWarning("TLSRPT record syntax error: results discarded (RFC 8460 §3)", e.message).pipe(
+                logs
+              )
               return yield* done(phase, key.policyDomain, key.day, "discarded-syntax", 0, e.message)
           }
         }
@@ -194,13 +203,13 @@ export const makeBatchSender = (config: ReporterConfig) =>
         const chosen = Destinations.select(destinations, { https: config.https })
         for (const c of chosen.choices) {
           if (c.destination._tag === "Unsupported")
-            yield* Effect.logInfo(`ignoring reporting URI ${c.destination.uri}: ${c.destination.reason}`)
+            yield* Effect.logInfo(`ignoring reporting URI ${c.destination.uri}: ${c.destination.reason}`).pipe(logs)
         }
         if (chosen.usable > Destinations.MAX_DESTINATIONS) {
           yield* Metric.increment(destinationsCappedCounter)
           yield* Effect.logWarning(
             `the TLSRPT record lists ${chosen.usable} reporting URIs; reporting to the first ${Destinations.MAX_DESTINATIONS} only`
-          )
+          ).pipe(logs)
         }
         if (chosen.mailto.length === 0 && chosen.https.length === 0)
           return yield* done(phase, key.policyDomain, key.day, "no-destinations")
@@ -250,7 +259,7 @@ export const makeBatchSender = (config: ReporterConfig) =>
             c.destination._tag === "Mailto"
               ? `suppressed reporting address ${c.destination.address.normalized}`
               : `suppressed reporting URI ${c.destination.url}`
-          )
+          ).pipe(keyLogs(phase, key))
         }
 
         const messages: Array<NewOutboxMessage> = []
@@ -386,17 +395,30 @@ export const makeBatchSender = (config: ReporterConfig) =>
           )
         )
         if (committed) {
+          // the counters once per batch, not three updates per report
+          let reports = 0
+          let messages = 0
           for (const [i, r] of ready) {
             const n = r.messages.length
             if (n === 0) {
               outcomes[i] = yield* done(phase, r.key.policyDomain, r.key.day, "all-suppressed")
               continue
             }
-            yield* Metric.increment(reportsCounter)
-            yield* Metric.incrementBy(messagesCounter, n)
+            reports++
+            messages += n
             yield* Effect.logInfo(`report ${r.reportId} queued for ${n} destination(s)`).pipe(keyLogs(phase, r.key))
-            outcomes[i] = yield* done(phase, r.key.policyDomain, r.key.day, "sent", n)
+            outcomes[i] = {
+              phase,
+              policyDomain: r.key.policyDomain,
+              day: r.key.day,
+              outcome: "sent",
+              queued: n,
+              detail: undefined
+            }
           }
+          yield* Metric.incrementBy(reportsCounter, reports)
+          yield* Metric.incrementBy(messagesCounter, messages)
+          yield* Metric.incrementBy(keysCounters.sent, reports)
         }
         return outcomes
       }).pipe(

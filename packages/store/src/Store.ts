@@ -10,7 +10,7 @@ import { Effect, Layer, type Redacted, Schema } from "effect"
 import type { Dialect } from "./Dialect.js"
 import * as Migrations from "./Migrations.js"
 import type { Outbox } from "./Outbox.js"
-import * as PgDatabase from "./pg/PgDatabase.js"
+import type * as PgDatabase from "./pg/PgDatabase.js"
 import { dialect as pgDialect } from "./pg/PgDialect.js"
 import type { ResultStore } from "./ResultStore.js"
 import * as SqlOutbox from "./SqlOutbox.js"
@@ -45,7 +45,14 @@ export const layerMemory: Layer.Layer<Store | SqlClient.SqlClient, StoreError> =
  * one key add up), migrated on open behind an advisory lock. Also provides the `SqlClient`.
  */
 export const layerPg = (options: PgDatabase.Options): Layer.Layer<Store | SqlClient.SqlClient, StoreError> =>
-  ports(pgDialect).pipe(Layer.provideMerge(PgDatabase.layer(options)))
+  // The PostgreSQL driver (pg, @effect/sql-pg) is loaded only when this layer is built: a worker on
+  // SQLite would carry it in memory for nothing.
+  Layer.unwrapEffect(
+    Effect.map(
+      Effect.promise(() => import("./pg/PgDatabase.js")),
+      (PgDatabase) => ports(pgDialect).pipe(Layer.provideMerge(PgDatabase.layer(options)))
+    )
+  )
 
 /**
  * The store on a `SqlClient` provided by the caller, in that client's dialect (`sqlite/`, `pg/`): adapts

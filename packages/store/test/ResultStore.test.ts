@@ -406,6 +406,45 @@ for (const db of dialects) {
           }).pipe(Effect.provide(db.layer))
       )
 
+      it.effect(
+        "deleteKeys over many keys of mixed phases (more than one statement's worth) deletes exactly theirs",
+        () =>
+          Effect.gen(function* () {
+            const store = yield* ResultStore
+            // 700 policy domains, each with its own row (phase 1) and an MX host's row (phase 2)
+            const n = 700
+            yield* store.addResults(
+              Array.from({ length: n }, (_, i) => {
+                const p = D(`p${i}.example`)
+                return [
+                  row({ policyDomain: p, recipientDomain: p, day: seedDay, results: [] }),
+                  row({ policyDomain: p, recipientDomain: D(`r${i}.example`), day: seedDay, results: [] })
+                ]
+              }).flat()
+            )
+            const keys = Array.from({ length: n }, (_, i) => ({
+              policyDomain: `p${i}.example`,
+              day: seedDay,
+              phase: i % 3 === 0 ? ("recipient-domain" as const) : i % 3 === 1 ? ("policy-domain" as const) : undefined
+            }))
+            // every fifth key is left alone; the others delete one row (a phase) or both (no phase); a key
+            // listed twice counts once
+            const chosen = keys.filter((_, i) => i % 5 !== 4)
+            const expected = chosen.reduce((sum, k) => sum + (k.phase === undefined ? 2 : 1), 0)
+            assert.strictEqual(yield* store.deleteKeys([...chosen, ...chosen.slice(0, 10)]), expected)
+            const left = (yield* store.listResults()).map((r) => `${r.policyDomain} ${r.recipientDomain}`).sort()
+            const want = keys
+              .flatMap((k, i) => {
+                const own = `p${i}.example p${i}.example`
+                const mx = `p${i}.example r${i}.example`
+                if (i % 5 === 4) return [own, mx]
+                return k.phase === "recipient-domain" ? [mx] : k.phase === "policy-domain" ? [own] : []
+              })
+              .sort()
+            assert.deepStrictEqual(left, want)
+          }).pipe(Effect.provide(db.layer))
+      )
+
       it.effect("reported days: none at first, then the latest one recorded", () =>
         Effect.gen(function* () {
           const store = yield* ResultStore

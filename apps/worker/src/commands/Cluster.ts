@@ -1,6 +1,5 @@
 /** `tlsrpt cluster status [--json]`: the cluster's runners, shard ownership and last rounds (docs/scaling.md). */
-import { Command } from "@effect/cli"
-import { ClusterStatus } from "@tlsrpt/fleet"
+import * as Command from "@effect/cli/Command"
 import { Console, Effect } from "effect"
 import * as Config from "../Config.js"
 import * as Layers from "../Layers.js"
@@ -9,6 +8,8 @@ import { configOption, jsonOption, loadConfig, printJson } from "./Root.js"
 const status = Command.make("status", { config: configOption, json: jsonOption }, (args) =>
   Effect.gen(function* () {
     const config = yield* loadConfig(args.config)
+    // @tlsrpt/fleet is loaded by the commands that use it only (see Worker.ts)
+    const { ClusterStatus } = yield* Effect.promise(() => import("@tlsrpt/fleet"))
     const status = yield* ClusterStatus.read({ shards: config.cluster?.shards ?? Config.DEFAULT_SHARDS }).pipe(
       Effect.provide(Layers.store(config))
     )

@@ -1,5 +1,6 @@
 /** `tlsrpt import FILE|-`: aggregate rows as JSON lines, all or nothing. */
-import { Args, Command } from "@effect/cli"
+import * as Args from "@effect/cli/Args"
+import * as Command from "@effect/cli/Command"
 import { ResultStore } from "@tlsrpt/store"
 import { Clock, Console, Effect } from "effect"
 import * as JsonLines from "../JsonLines.js"

@@ -1,6 +1,7 @@
 /** `tlsrpt init`: a config file and a DKIM key pair, and the DNS records to publish (`../Init.ts`). */
 import * as NodePath from "node:path"
-import { Command, Options } from "@effect/cli"
+import * as Command from "@effect/cli/Command"
+import * as Options from "@effect/cli/Options"
 import { Console, Effect } from "effect"
 import * as Config from "../Config.js"
 import * as Init from "../Init.js"

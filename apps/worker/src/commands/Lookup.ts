@@ -1,5 +1,6 @@
 /** `tlsrpt lookup DOMAIN`: a domain's TLSRPT record, its destinations and what would be done with each. */
-import { Args, Command } from "@effect/cli"
+import * as Args from "@effect/cli/Args"
+import * as Command from "@effect/cli/Command"
 import { TlsrptRecord } from "@tlsrpt/core"
 import { TlsrptLookup } from "@tlsrpt/dns"
 import { Destinations } from "@tlsrpt/reporter"

@@ -3,7 +3,7 @@
  * migrate the store on open (on PostgreSQL behind an advisory lock); this one does only that, e.g.
  * before starting a fleet of workers on a new database.
  */
-import { Command } from "@effect/cli"
+import * as Command from "@effect/cli/Command"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Console, Effect } from "effect"
 import { configOption, loadConfig, withStore } from "./Root.js"

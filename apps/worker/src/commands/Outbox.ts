@@ -1,5 +1,7 @@
 /** `tlsrpt outbox` (the report outbox with delivery statuses) and `tlsrpt outbox retry`. */
-import { Args, Command, Options } from "@effect/cli"
+import * as Args from "@effect/cli/Args"
+import * as Command from "@effect/cli/Command"
+import * as Options from "@effect/cli/Options"
 import { Outbox } from "@tlsrpt/store"
 import { Clock, Console, Effect, Option } from "effect"
 import * as Admin from "../Admin.js"

@@ -1,7 +1,8 @@
 /** `tlsrpt parse FILE`: an incoming report (.eml, .json, .json.gz) printed as JSON. */
 import * as NodePath from "node:path"
-import { Args, Command } from "@effect/cli"
-import { FileSystem } from "@effect/platform"
+import * as Args from "@effect/cli/Args"
+import * as Command from "@effect/cli/Command"
+import * as FileSystem from "@effect/platform/FileSystem"
 import { Report, ReportMessage } from "@tlsrpt/core"
 import { Effect } from "effect"
 import { CliEnvironment, CommandError, printJson } from "./Root.js"

@@ -1,5 +1,6 @@
 /** `tlsrpt record FILE|-`: session outcomes (the collector's input) as JSON lines, all or nothing. */
-import { Args, Command } from "@effect/cli"
+import * as Args from "@effect/cli/Args"
+import * as Command from "@effect/cli/Command"
 import { type InvalidOutcome, SessionOutcome } from "@tlsrpt/collector"
 import { Day } from "@tlsrpt/core"
 import { Clock, Console, Effect, Either, Layer } from "effect"

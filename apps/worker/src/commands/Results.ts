@@ -1,5 +1,6 @@
 /** `tlsrpt results`: the stored results, as a table or one JSON array. */
-import { Command, Options } from "@effect/cli"
+import * as Command from "@effect/cli/Command"
+import * as Options from "@effect/cli/Options"
 import { ResultStore } from "@tlsrpt/store"
 import { Console, Effect, Option } from "effect"
 import * as Admin from "../Admin.js"

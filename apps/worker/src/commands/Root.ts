@@ -5,8 +5,9 @@
  * own module beside this one; `Cli.ts` assembles them.
  */
 import * as NodePath from "node:path"
-import { Command, Options } from "@effect/cli"
-import { FileSystem } from "@effect/platform"
+import * as Command from "@effect/cli/Command"
+import * as Options from "@effect/cli/Options"
+import * as FileSystem from "@effect/platform/FileSystem"
 import { Day, Domain } from "@tlsrpt/core"
 import { Console, Context, Data, Effect, Either, Option } from "effect"
 import * as Config from "../Config.js"

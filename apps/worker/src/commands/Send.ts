@@ -1,9 +1,9 @@
 /** `tlsrpt send --day D`: one report round now, then one delivery attempt for each queued message. */
-import { Command, Options } from "@effect/cli"
+import * as Command from "@effect/cli/Command"
+import * as Options from "@effect/cli/Options"
 import { Delivery } from "@tlsrpt/mail"
 import { Reporter } from "@tlsrpt/reporter"
 import { Clock, Console, Effect, Layer } from "effect"
-import * as FleetMode from "../FleetMode.js"
 import * as JsonLines from "../JsonLines.js"
 import * as Layers from "../Layers.js"
 import * as Secrets from "../Secrets.js"
@@ -37,7 +37,11 @@ export const command = Command.make(
       )
       // docs/design.md#fleet-round: with a cluster, the runners do the round and this waits for its deliveries.
       const { round, pass } = yield* config.cluster !== undefined
-        ? FleetMode.send(config, day, { pace: args.spread })
+        ? // loaded only for a cluster (see Worker.ts)
+          Effect.flatMap(
+            Effect.promise(() => import("../FleetMode.js")),
+            (FleetMode) => FleetMode.send(config, day, { pace: args.spread })
+          )
         : Effect.gen(function* () {
             const reporter = yield* Reporter
             const delivery = yield* Delivery

@@ -1,5 +1,7 @@
 /** `tlsrpt suppress add|list|remove`: the suppression list. */
-import { Args, Command, Options } from "@effect/cli"
+import * as Args from "@effect/cli/Args"
+import * as Command from "@effect/cli/Command"
+import * as Options from "@effect/cli/Options"
 import { SuppressionList } from "@tlsrpt/store"
 import { Clock, Console, Effect, Either, Option } from "effect"
 import * as Admin from "../Admin.js"

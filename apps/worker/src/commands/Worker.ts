@@ -1,5 +1,5 @@
 /** `tlsrpt worker`: everything under supervision until SIGTERM/SIGINT (`../Worker.ts`). */
-import { Command } from "@effect/cli"
+import * as Command from "@effect/cli/Command"
 import { Effect } from "effect"
 import * as Layers from "../Layers.js"
 import * as Worker from "../Worker.js"
