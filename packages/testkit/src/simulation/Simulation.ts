@@ -29,7 +29,21 @@ import {
 } from "@tlsrpt/mail"
 import { Reporter, type ReporterConfig, ReporterLive, ReporterSchedule, type RoundSummary } from "@tlsrpt/reporter"
 import { Store } from "@tlsrpt/store"
-import { Chunk, Clock, Duration, Effect, Either, Layer, Option, Queue, Random, type Ref, TestClock } from "effect"
+import { appendFileSync } from "node:fs"
+import {
+  Chunk,
+  Clock,
+  Config,
+  Duration,
+  Effect,
+  Either,
+  Layer,
+  Option,
+  Queue,
+  Random,
+  type Ref,
+  TestClock
+} from "effect"
 
 export type DnsAnswers = ReadonlyMap<string, TestAnswer>
 
@@ -98,6 +112,11 @@ export const deliverAndParse = Effect.gen(function* () {
     readonly report: Report.Report
     readonly raw: Uint8Array
   }> = []
+  const dump = yield* Config.option(Config.string("TLSRPT_DUMP_MESSAGES"))
+  if (Option.isSome(dump) && sent.length > 0) {
+    const text = sent.map((m) => `== ${m.kind} ${m.destination}\n${withoutDkimSignature(m.payload)}\n`).join("")
+    yield* Effect.sync(() => appendFileSync(dump.value, text, "latin1"))
+  }
   for (const m of sent) {
     const report =
       m.kind === "mailto" ? yield* ReportMessage.parse(m.payload) : yield* ReportMessage.parseJsonOrGzip(m.payload)
@@ -105,6 +124,18 @@ export const deliverAndParse = Effect.gen(function* () {
   }
   return out
 })
+
+/**
+ * A message as text (latin1, byte for byte) without its DKIM-Signature field, folded lines included:
+ * the suite signs with a fresh key per run, everything else must stay byte-identical across changes
+ * to composition (`TLSRPT_DUMP_MESSAGES=FILE` appends every delivered message so, see the README).
+ */
+export const withoutDkimSignature = (raw: Uint8Array): string => {
+  const text = Buffer.from(raw).toString("latin1")
+  const end = text.indexOf("\r\n\r\n")
+  const head = end === -1 ? text : text.slice(0, end + 2)
+  return head.replace(/^DKIM-Signature:.*\r\n(?:[ \t].*\r\n)*/gim, "") + (end === -1 ? "" : text.slice(end + 2))
+}
 
 /** Recipient → reports, the shape of mox's `haveReports`. */
 export const byRecipient = (sent: ReadonlyArray<{ readonly to: string; readonly report: Report.Report }>) => {
