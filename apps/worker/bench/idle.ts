@@ -8,9 +8,9 @@
  *   {"bench":"idle","startRssMb":N,"peakRssMb":N,"endRssMb":N,"days":N}
  *
  * The TestClock only moves when told, and `TestClock.adjust("1 hour")` runs every sleep due in that
- * hour one by one: the Collector's flush fiber wakes every `flushInterval` (1 s), so an hour is 3,600
- * wake-ups (and 120 of the delivery loop's polls). That is why an earlier attempt looked hung at its
- * first record: it was slow, not stuck. On a loaded machine use DAYS=7.
+ * hour one by one: the delivery loop's polls (120 an hour) and the Collector's flush, which waits for
+ * a row before it sleeps its interval (an idle collector sets no timer), so an hour of traffic costs a
+ * few wake-ups of it rather than 3,600.
  * Knobs: DAYS (30; a fraction runs part of a day), OUTCOMES (a day, 50,000), DOMAINS (2,000).
  * `pnpm bench` runs the compiled build (dist/, as the systemd unit runs it), `pnpm bench:source`
  * the TypeScript sources through tsx, whose loader alone holds some 100 MB more.

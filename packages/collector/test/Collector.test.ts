@@ -43,6 +43,27 @@ describe("Collector", () => {
     })
   )
 
+  it.scoped("an idle collector sets no timer; the next row is flushed within the interval", () =>
+    Effect.gen(function* () {
+      const fake = yield* makeFakeStore
+      const collector = yield* start(fake, { flushInterval: "1 second" })
+      yield* settle
+      assert.strictEqual((yield* TestClock.sleeps()).length, 0, "nothing to flush: no wake-up pending")
+      yield* collector.record(outcome("a.example"))
+      yield* settle
+      assert.strictEqual((yield* TestClock.sleeps()).length, 1, "a row waits: the interval runs")
+      yield* TestClock.adjust("1 second")
+      assert.strictEqual(yield* Queue.take(fake.batches), 2)
+      yield* settle
+      assert.strictEqual((yield* TestClock.sleeps()).length, 0, "flushed and idle again")
+      yield* TestClock.adjust("1 day")
+      yield* collector.record(outcome("a.example"))
+      yield* TestClock.adjust("1 second")
+      assert.strictEqual(yield* Queue.take(fake.batches), 2)
+      assert.deepStrictEqual(sts(fake, "a.example"), [2])
+    })
+  )
+
   it.scoped("flushes as soon as flushRows distinct keys are buffered", () =>
     Effect.gen(function* () {
       const fake = yield* makeFakeStore
