@@ -1,6 +1,6 @@
 /** `tlsrpt cluster status [--json]`: the cluster's runners, shard ownership and last rounds (docs/scaling.md). */
 import { Command } from "@effect/cli"
-import { ClusterStatus } from "@tlsrpt/fleet"
+import { ClusterStatus, FleetCluster } from "@tlsrpt/fleet"
 import { Console, Effect } from "effect"
 import * as Config from "../Config.js"
 import * as Layers from "../Layers.js"
@@ -9,9 +9,10 @@ import { configOption, jsonOption, loadConfig, printJson } from "./Root.js"
 const status = Command.make("status", { config: configOption, json: jsonOption }, (args) =>
   Effect.gen(function* () {
     const config = yield* loadConfig(args.config)
-    const status = yield* ClusterStatus.read({ shards: config.cluster?.shards ?? Config.DEFAULT_SHARDS }).pipe(
-      Effect.provide(Layers.store(config))
-    )
+    const status = yield* ClusterStatus.read({
+      shards: config.cluster?.shards ?? Config.DEFAULT_SHARDS,
+      lockExpirationSeconds: config.cluster?.leaseSeconds ?? FleetCluster.DEFAULT_LEASE_SECONDS
+    }).pipe(Effect.provide(Layers.store(config)))
     if (args.json) return yield* printJson(status)
     if (config.cluster === undefined) yield* Console.log("no cluster configured: this worker runs as one process")
     yield* Console.log(ClusterStatus.format(status))
