@@ -4,7 +4,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Transport } from "@tlsrpt/mail"
 import { defaultConfig } from "@tlsrpt/reporter"
 import { Outbox, ResultStore, Store, SuppressionList } from "@tlsrpt/store"
-import { Clock, Context, Duration, Effect, Layer, Logger, LogLevel, Redacted } from "effect"
+import { Clock, Context, Duration, Effect, Fiber, Layer, Logger, LogLevel, Redacted, TestClock } from "effect"
 import { ClusterTrim, FleetCluster, ReportKey, ReportRound } from "../src/index.js"
 import * as FleetPg from "./FleetPg.js"
 import { DAY, dkimPem, lookupLayer, mailLayer, rows } from "./FleetEnv.js"
@@ -133,6 +133,60 @@ describe.skipIf(!FleetPg.available())("trimming the cluster tables on PostgreSQL
           assert.strictEqual(yield* (yield* Outbox).count(), 2 * (N + N))
         }).pipe(Effect.provide(Layer.unwrapEffect(fleet(url))))
       }).pipe(Effect.scoped, Logger.withMinimumLogLevel(LogLevel.Warning)),
+    60_000
+  )
+})
+
+describe("the trim loop on SingleRunner (SQLite) and TestClock", () => {
+  it.scoped(
+    "a runner's loop trims a round's rows once they are older than cluster.retainDays, and rounds run after it",
+    () =>
+      Effect.gen(function* () {
+        yield* TestClock.setTime(Date.UTC(2025, 0, 10, 12))
+        const pair = yield* dkimPem
+        const stages = yield* Layer.build(
+          Layer.mergeAll(Store.layerMemory, lookupLayer(N), mailLayer(pair.privateKeyPem), Transport.layerTest())
+        )
+        const count = Effect.flatMap(SqlClient.SqlClient, (sql) =>
+          sql<{ n: number }>`SELECT count(*) AS n FROM cluster_messages`.pipe(Effect.map((r) => Number(r[0]?.n)))
+        ).pipe(Effect.provide(stages))
+        /** Runs the round `id` of `day` on a runner of its own, stepping the clock until it answers. */
+        const round = (id: string, day: typeof DAY) =>
+          Effect.gen(function* () {
+            yield* (yield* ResultStore).addResults(rows(N, day))
+            const fiber = yield* Effect.fork(ReportRound.request(new ReportRound.RunRound({ id, day, pace: false })))
+            for (let i = 0; i < 120 && fiber.unsafePoll() === null; i++) yield* TestClock.adjust("1 second")
+            return yield* Fiber.join(fiber)
+          }).pipe(
+            Effect.provide(
+              Layer.mergeAll(ReportKey.layer(config), ReportRound.layer(config, { concurrency: 8 })).pipe(
+                Layer.provideMerge(SingleRunner.layer({ runnerStorage: "sql" })),
+                Layer.provideMerge(Layer.succeedContext(stages))
+              )
+            ),
+            Effect.scoped
+          )
+        assert.strictEqual((yield* round("t-1", DAY)).reports, N + N)
+        const rowsOfRound = yield* count
+        assert.isTrue(rowsOfRound > N)
+        // the loop alone (the cluster's own loops poll every second, too often to step through days)
+        yield* Effect.gen(function* () {
+          // six days on: within the retention, the hourly trims keep them
+          yield* TestClock.adjust("6 days")
+          assert.strictEqual(yield* count, rowsOfRound)
+          // past seven days the next hourly trim deletes them
+          yield* TestClock.adjust("1 day")
+          yield* TestClock.adjust("1 hour")
+          assert.strictEqual(yield* count, 0)
+        }).pipe(
+          Effect.provide(
+            ClusterTrim.layer(ClusterTrim.DEFAULT_RETAIN_DAYS).pipe(Layer.provide(Layer.succeedContext(stages)))
+          ),
+          Effect.scoped
+        )
+        assert.strictEqual((yield* round("t-2", "2025-01-17" as typeof DAY)).reports, N + N)
+        assert.strictEqual(yield* count, rowsOfRound)
+      }).pipe(Logger.withMinimumLogLevel(LogLevel.Warning)),
     60_000
   )
 })
