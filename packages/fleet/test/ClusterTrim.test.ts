@@ -78,6 +78,22 @@ const insertAged = (seq: number, ageDays: number, processed: boolean, interrupt?
 
 describe.skipIf(!FleetPg.available())("trimming the cluster tables on PostgreSQL (docs/design.md#fleet-trim)", () => {
   it.live(
+    "the cluster's own client reads snowflake ids whole; the store's, which reads BIGINT as a number, does not",
+    () =>
+      Effect.gen(function* () {
+        const url = yield* FleetPg.fresh
+        const id = (ClusterTrim.idMintedAt(Date.UTC(2026, 0, 1)) + BigInt(4097)).toString()
+        const read = <E>(layer: Layer.Layer<SqlClient.SqlClient, E>) =>
+          Effect.flatMap(SqlClient.SqlClient, (sql) => sql<{ id: unknown }>`SELECT ${id}::bigint AS id`).pipe(
+            Effect.map((rows) => String(rows[0]?.id)),
+            Effect.provide(layer)
+          )
+        assert.notStrictEqual(yield* read(Store.layerPg({ url })), id)
+        assert.strictEqual(yield* read(FleetCluster.sqlPg(Redacted.make(url))), id)
+      }).pipe(Effect.scoped)
+  )
+
+  it.live(
     "processed requests older than the retention go with their replies; new or unprocessed ones stay; rounds still run",
     () =>
       Effect.gen(function* () {
