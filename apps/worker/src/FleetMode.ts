@@ -7,14 +7,25 @@
 import { randomUUID } from "node:crypto"
 import * as SqlClient from "@effect/sql/SqlClient"
 import type { Day } from "@tlsrpt/core"
-import { ClusterStatus, FleetCluster, ReportRound } from "@tlsrpt/fleet"
+import { ClusterStatus, ClusterTrim, FleetCluster, ReportRound } from "@tlsrpt/fleet"
 import { Outbox, type OutboxMessage, type Store } from "@tlsrpt/store"
 import { Effect, Layer } from "effect"
 import { AdminCluster } from "./Admin.js"
 import { ConfigError, sendingBlocker, type WorkerConfig } from "./Config.js"
 import * as Layers from "./Layers.js"
 
-/** The runner: the fleet's entities and the daily cron, on the store's database. */
+/**
+ * The SqlClient the cluster's tables are read through: on PostgreSQL a client of their own on the
+ * store's database (`FleetCluster.sqlPg`: the store's client reads BIGINT ids as numbers); on SQLite
+ * the store's (one file, one writer).
+ */
+const clusterSql = <E, R>(
+  config: WorkerConfig,
+  storeLayer: Layer.Layer<Store.Store | SqlClient.SqlClient, E, R>
+): Layer.Layer<SqlClient.SqlClient, unknown, R> =>
+  config.databaseConfig.type === "postgres" ? FleetCluster.sqlPg(config.databaseConfig.url) : storeLayer
+
+/** The runner: the fleet's entities, the daily cron and the trim of the cluster tables, on the store's database. */
 export const runner = <E, R>(
   config: WorkerConfig,
   cluster: FleetCluster.ClusterConfig,
@@ -29,12 +40,15 @@ export const runner = <E, R>(
     )
   }
   const reporterConfig = Layers.reporterConfig(config, { retries: true })
+  const sql = clusterSql(config, storeLayer)
   return FleetCluster.entities(reporterConfig).pipe(
     Layer.provide(FleetCluster.runner(cluster)),
+    Layer.merge(ClusterTrim.layer(cluster.retainDays)),
+    Layer.provide(sql),
     Layer.provide(Layer.mergeAll(storeLayer, Layers.lookup(config, { cached: true }), Layers.reportMail(config))),
     Layer.tap(() =>
       Effect.logInfo(
-        `joined the cluster as ${cluster.runnerAddress.host}:${cluster.runnerAddress.port} (${cluster.shards} shards)`
+        `joined the cluster as ${cluster.runnerAddress.host}:${cluster.runnerAddress.port} (${cluster.shards} shards, ${cluster.leaseSeconds} s lease)`
       )
     )
   )
@@ -45,13 +59,17 @@ export const adminCluster = (cluster: FleetCluster.ClusterConfig) =>
   Layer.effect(
     AdminCluster,
     Effect.map(SqlClient.SqlClient, (sql) => ({
-      status: ClusterStatus.read({ shards: cluster.shards }).pipe(Effect.provideService(SqlClient.SqlClient, sql))
+      status: ClusterStatus.read({ shards: cluster.shards, lockExpirationSeconds: cluster.leaseSeconds }).pipe(
+        Effect.provideService(SqlClient.SqlClient, sql)
+      )
     }))
   )
 
 /** A cluster client on the store's database, for the CLI. */
-export const client = (cluster: FleetCluster.ClusterConfig, config: WorkerConfig) =>
-  FleetCluster.client(cluster.shards).pipe(Layer.provideMerge(Layers.store(config)))
+export const client = (cluster: FleetCluster.ClusterConfig, config: WorkerConfig) => {
+  const store = Layers.store(config)
+  return FleetCluster.client(cluster.shards).pipe(Layer.provide(clusterSql(config, store)), Layer.provideMerge(store))
+}
 
 const settled = (m: OutboxMessage) => m.status !== "queued"
 

@@ -229,6 +229,27 @@ describe("Config", () => {
     assert.strictEqual(key({ delivery: { backoff: "10ms" } }), "delivery.backoff")
   })
 
+  it("cluster: the shard lease (35 s) and the retention of processed messages (7 days) by default; bounds name their key", () => {
+    const c = Either.getOrThrow(resolved({ cluster: { runnerAddress: "10.0.0.5:34431" } }))
+    assert.deepStrictEqual(c.cluster, {
+      runnerAddress: { host: "10.0.0.5", port: 34431 },
+      shards: 300,
+      leaseSeconds: 35,
+      retainDays: 7
+    })
+    const set = Either.getOrThrow(
+      resolved({ cluster: { runnerAddress: "10.0.0.5:34431", leaseSeconds: 20, retainDays: 30 } })
+    )
+    assert.strictEqual(set.cluster?.leaseSeconds, 20)
+    assert.strictEqual(set.cluster?.retainDays, 30)
+    assert.strictEqual(decodeError({ cluster: { runnerAddress: "a:1", leaseSeconds: 4 } }).key, "cluster.leaseSeconds")
+    assert.strictEqual(
+      decodeError({ cluster: { runnerAddress: "a:1", leaseSeconds: 601 } }).key,
+      "cluster.leaseSeconds"
+    )
+    assert.strictEqual(decodeError({ cluster: { runnerAddress: "a:1", retainDays: 0 } }).key, "cluster.retainDays")
+  })
+
   it("durations: 4h, 5m, 240s, 1500ms, 1d and effect's long form", () => {
     const d = (s: string) => Duration.toMillis(Either.getOrThrow(resolved({ reports: { window: s } })).reports.window)
     assert.strictEqual(d("4h"), 14_400_000)

@@ -1,7 +1,8 @@
 /**
  * The `cluster` section of a configuration file (docs/design.md#fleet-mode), decoded into what
  * `FleetCluster.runner` takes whole: the address this runner listens on and other runners reach it
- * at, and the number of shards (the same on every runner).
+ * at, the number of shards (the same on every runner), the shard lease and how long processed
+ * messages stay in the cluster tables.
  */
 import { HostPort } from "@tlsrpt/core"
 import { Schema } from "effect"
@@ -13,18 +14,35 @@ export interface ClusterConfig {
   readonly runnerAddress: { readonly host: string; readonly port: number }
   /** Shards of the key space; the same on every runner (default 300). */
   readonly shards: number
+  /** Seconds a runner holds its shards without refreshing them (default 35, @effect/cluster's). */
+  readonly leaseSeconds: number
+  /** Days processed messages and their replies stay in the cluster tables (default 7). */
+  readonly retainDays: number
 }
 
 export const DEFAULT_SHARDS = 300
+/** @effect/cluster's own `shardLockExpiration`. */
+export const DEFAULT_LEASE_SECONDS = 35
+export const LEASE_SECONDS_MIN = 5
+export const LEASE_SECONDS_MAX = 600
+/** How long the trim keeps processed messages (docs/design.md#fleet-trim). */
+export const DEFAULT_RETAIN_DAYS = 7
 
 export const schema = Schema.Struct({
   runnerAddress: HostPort.schema(),
-  shards: Schema.optional(Schema.Int.pipe(Schema.between(1, 10_000)))
+  shards: Schema.optional(Schema.Int.pipe(Schema.between(1, 10_000))),
+  // the shard lease in cluster_locks (docs/design.md#fleet-faults): shorter moves a dead runner's
+  // shards sooner, but a runner whose refresh is late by a third of it loses them
+  leaseSeconds: Schema.optional(Schema.Int.pipe(Schema.between(LEASE_SECONDS_MIN, LEASE_SECONDS_MAX))),
+  // docs/design.md#fleet-trim: at least a day, so no waiting client's reply is ever trimmed
+  retainDays: Schema.optional(Schema.Int.pipe(Schema.between(1, 3650)))
 })
 export type Section = typeof schema.Type
 
-/** The section with its default (`DEFAULT_SHARDS`, @effect/cluster's own). */
+/** The section with its defaults (shards and lease: @effect/cluster's own). */
 export const resolve = (section: Section): ClusterConfig => ({
   runnerAddress: section.runnerAddress,
-  shards: section.shards ?? DEFAULT_SHARDS
+  shards: section.shards ?? DEFAULT_SHARDS,
+  leaseSeconds: section.leaseSeconds ?? DEFAULT_LEASE_SECONDS,
+  retainDays: section.retainDays ?? DEFAULT_RETAIN_DAYS
 })

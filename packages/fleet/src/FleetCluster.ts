@@ -5,16 +5,17 @@
  */
 import { RunnerAddress, type ShardingConfig } from "@effect/cluster"
 import { NodeClusterSocket } from "@effect/platform-node"
+import { PgClient } from "@effect/sql-pg"
 import type { ReporterConfig } from "@tlsrpt/reporter"
-import { Duration, Layer, Option } from "effect"
+import { Duration, Layer, Option, type Redacted } from "effect"
 import * as ReportKey from "./ReportKey.js"
 import * as ReportRound from "./ReportRound.js"
 
 /** The `cluster` section of the configuration (a stable contract). */
-import type { ClusterConfig } from "./ClusterConfig.js"
+import { type ClusterConfig, DEFAULT_LEASE_SECONDS } from "./ClusterConfig.js"
 
 export type { ClusterConfig } from "./ClusterConfig.js"
-export { DEFAULT_SHARDS } from "./ClusterConfig.js"
+export { DEFAULT_LEASE_SECONDS, DEFAULT_SHARDS, LEASE_SECONDS_MAX, LEASE_SECONDS_MIN } from "./ClusterConfig.js"
 
 /** Parses `host:port` or `[v6]:port`. */
 export const parseRunnerAddress = (text: string): { host: string; port: number } | undefined => {
@@ -29,11 +30,9 @@ export const parseRunnerAddress = (text: string): { host: string; port: number }
 export interface ClusterTuning {
   /** How often a runner looks for stored messages it has not seen (default 2 s). */
   readonly messagePollInterval?: ShardingConfig.ShardingConfig["Type"]["entityMessagePollInterval"] | undefined
-  /** A runner that has not refreshed its shard locks for this long loses them (default 35 s). */
-  readonly shardLockExpiration?: ShardingConfig.ShardingConfig["Type"]["shardLockExpiration"] | undefined
 }
 
-const sharding = (shards: number, tuning: ClusterTuning) => ({
+const sharding = (shards: number, leaseSeconds: number, tuning: ClusterTuning) => ({
   shardsPerGroup: shards,
   entityMessagePollInterval: tuning.messagePollInterval ?? "2 seconds",
   // Shard locks are leases in the cluster_locks table, not PostgreSQL advisory locks: an advisory lock
@@ -41,15 +40,9 @@ const sharding = (shards: number, tuning: ClusterTuning) => ({
   // stays open on the server (TCP keepalive: hours), so its shards would never move. A lease expires
   // after `shardLockExpiration` whatever happened to its holder (docs/design.md#fleet-faults).
   shardLockDisableAdvisory: true,
-  ...(tuning.shardLockExpiration === undefined
-    ? {}
-    : {
-        shardLockExpiration: tuning.shardLockExpiration,
-        // refreshed three times per lease, so one slow refresh does not lose it
-        shardLockRefreshInterval: Duration.divide(Duration.decode(tuning.shardLockExpiration), 3).pipe(
-          Option.getOrElse(() => Duration.seconds(1))
-        )
-      })
+  shardLockExpiration: Duration.seconds(leaseSeconds),
+  // refreshed three times per lease, so one slow refresh does not lose it
+  shardLockRefreshInterval: Duration.millis(Math.floor((leaseSeconds * 1000) / 3))
 })
 
 /** This process as a runner: socket server on `runnerAddress`, storage in the SqlClient's database. */
@@ -57,14 +50,28 @@ export const runner = (config: ClusterConfig, tuning: ClusterTuning = {}) =>
   NodeClusterSocket.layer({
     storage: "sql",
     shardingConfig: {
-      ...sharding(config.shards, tuning),
+      ...sharding(config.shards, config.leaseSeconds, tuning),
       runnerAddress: Option.some(RunnerAddress.make(config.runnerAddress.host, config.runnerAddress.port))
     }
   })
 
 /** This process as a client only: sends messages to the runners and waits for their replies. */
 export const client = (shards: number, tuning: ClusterTuning = {}) =>
-  NodeClusterSocket.layer({ storage: "sql", clientOnly: true, shardingConfig: sharding(shards, tuning) })
+  NodeClusterSocket.layer({
+    storage: "sql",
+    clientOnly: true,
+    // a client holds no shards: the lease does not matter to it
+    shardingConfig: sharding(shards, DEFAULT_LEASE_SECONDS, tuning)
+  })
+
+/**
+ * The cluster's own connections to a PostgreSQL store's database. Its message and reply ids are
+ * snowflakes, BIGINTs beyond 2^53: read through the store's client, which reads BIGINT as a number,
+ * they would lose their low bits and no reply would match its request. This client reads them as
+ * strings, as @effect/cluster expects (docs/design.md#fleet-mode).
+ */
+export const sqlPg = (url: Redacted.Redacted<string>) =>
+  PgClient.layer({ url, maxConnections: 10, applicationName: "tlsrpt-cluster" })
 
 /** The fleet's entities and the daily schedule; needs a runner (or SingleRunner) and the stages. */
 export const entities = (config: ReporterConfig, options: ReportRound.RoundOptions = {}) =>

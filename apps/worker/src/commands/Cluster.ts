@@ -9,10 +9,11 @@ const status = Command.make("status", { config: configOption, json: jsonOption }
   Effect.gen(function* () {
     const config = yield* loadConfig(args.config)
     // @tlsrpt/fleet is loaded by the commands that use it only (see Worker.ts)
-    const { ClusterStatus } = yield* Effect.promise(() => import("@tlsrpt/fleet"))
-    const status = yield* ClusterStatus.read({ shards: config.cluster?.shards ?? Config.DEFAULT_SHARDS }).pipe(
-      Effect.provide(Layers.store(config))
-    )
+    const { ClusterStatus, FleetCluster } = yield* Effect.promise(() => import("@tlsrpt/fleet"))
+    const status = yield* ClusterStatus.read({
+      shards: config.cluster?.shards ?? Config.DEFAULT_SHARDS,
+      lockExpirationSeconds: config.cluster?.leaseSeconds ?? FleetCluster.DEFAULT_LEASE_SECONDS
+    }).pipe(Effect.provide(Layers.store(config)))
     if (args.json) return yield* printJson(status)
     if (config.cluster === undefined) yield* Console.log("no cluster configured: this worker runs as one process")
     yield* Console.log(ClusterStatus.format(status))
