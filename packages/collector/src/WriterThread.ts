@@ -81,7 +81,13 @@ export class BatchEncoder {
 
   /** Adds one row's JSON (`JSON.stringify(row)`, or `ResultBuffer.drainJson`). */
   add(json: string): void {
-    this.pending = this.rows++ > 0 ? `${this.pending},${json}` : `${this.pending}${json}`
+    const n = this.rows++
+    this.pending =
+      n === 0
+        ? `${this.pending}${json}`
+        : n % PIECE_ROWS === 0
+          ? `${this.pending},\n${json}`
+          : `${this.pending},${json}`
     if (this.pending.length >= CHUNK) this.encodePending()
   }
 
@@ -112,6 +118,31 @@ export class BatchEncoder {
 }
 
 const CHUNK = 1 << 15
+
+/**
+ * Rows per piece of a batch. The encoder starts a piece every PIECE_ROWS rows with a newline (JSON
+ * whitespace: the batch is still one JSON array; `JSON.stringify` never writes a raw newline), and
+ * the thread decodes and writes one piece at a time (`pieces`), so its heap holds one piece's rows,
+ * not a whole batch's (a final flush of 40,000 keys is 21 MB of JSON, ~125 MB decoded).
+ */
+export const PIECE_ROWS = 2048
+
+/**
+ * The pieces of an `encodeBatch` batch, each as the text of a JSON array of its rows, one at a
+ * time. A batch without newlines is one piece.
+ */
+export function* pieces(batch: Uint8Array): Generator<string> {
+  const decoder = new TextDecoder()
+  for (let start = 0; start < batch.length; ) {
+    const newline = batch.indexOf(0x0a, start)
+    const end = newline === -1 ? batch.length : newline
+    const text = decoder.decode(batch.subarray(start, end))
+    // "[a,b," first, "c,d," between, "e,f]" last: without the array's bracket and the separator.
+    const rows = text.slice(start === 0 ? 1 : 0, -1)
+    if (rows.length > 0) yield `[${rows}]`
+    start = end + 1
+  }
+}
 
 /** The rows as UTF-8 JSON in a buffer of their own (transferable). Domains keep both forms. */
 export const encodeBatch = (rows: ReadonlyArray<NewResultRow>): Uint8Array => {
