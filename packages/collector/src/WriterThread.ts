@@ -10,6 +10,7 @@
  *   a batch never exists as an object graph on the aggregating thread either.
  * - The thread runs the store's own `addResults` (`Store.layer` on the same file): one
  *   transaction per batch, the same merge (docs/design.md#row-merge), the flush's time as the rows'.
+ *   It decodes and adds a batch piece by piece (`PIECE_ROWS`) inside that one transaction.
  * - Its errors come back as the same `StoreError` (operation and reason), so the Collector keeps the
  *   batch and retries it as before.
  * - A thread that dies (crash, out of memory) is started again and the batch sent again: SQLite rolled
@@ -123,9 +124,11 @@ const CHUNK = 1 << 15
  * Rows per piece of a batch. The encoder starts a piece every PIECE_ROWS rows with a newline (JSON
  * whitespace: the batch is still one JSON array; `JSON.stringify` never writes a raw newline), and
  * the thread decodes and writes one piece at a time (`pieces`), so its heap holds one piece's rows,
- * not a whole batch's (a final flush of 40,000 keys is 21 MB of JSON, ~125 MB decoded).
+ * not a whole batch's (a final flush of 40,000 keys is 21 MB of JSON: decoded at once the thread's
+ * heap grew to ~160 MB; in pieces of 2,048 rows to ~145 MB, of 512 rows to ~90 MB, 32 MB live).
+ * A piece of 512 rows (~280 KB of text) is one `addResults` call, a savepoint in the batch's transaction.
  */
-export const PIECE_ROWS = 2048
+export const PIECE_ROWS = 512
 
 /**
  * The pieces of an `encodeBatch` batch, each as the text of a JSON array of its rows, one at a

@@ -7,7 +7,7 @@
  */
 import { parentPort, workerData } from "node:worker_threads"
 import { type NewResultRow, ResultStore, Store, StoreError } from "@tlsrpt/store"
-import { Cause, Clock, Context, Effect, Exit, Layer, Scope } from "effect"
+import { Cause, Clock, type Context, Effect, Exit, Layer, Scope } from "effect"
 import { pieces, type Reply, type Request, type ThreadInit } from "./WriterThread.js"
 
 const init = workerData as ThreadInit
