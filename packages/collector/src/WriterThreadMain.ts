@@ -7,11 +7,10 @@
  */
 import { parentPort, workerData } from "node:worker_threads"
 import { type NewResultRow, ResultStore, Store, StoreError } from "@tlsrpt/store"
-import { Cause, Clock, Context, Effect, Exit, Layer, Scope } from "effect"
-import type { Reply, Request, ThreadInit } from "./WriterThread.js"
+import { Cause, Clock, type Context, Effect, Exit, Layer, Scope } from "effect"
+import { pieces, type Reply, type Request, type ThreadInit } from "./WriterThread.js"
 
 const init = workerData as ThreadInit
-const decoder = new TextDecoder()
 
 /** A clock that says `millis` (a flush's time); `sleep` is the live one. */
 const at = (millis: number): Clock.Clock => {
@@ -27,14 +26,26 @@ const at = (millis: number): Clock.Clock => {
 }
 
 const scope = Effect.runSync(Scope.make())
+type Opened = Layer.Layer.Success<ReturnType<typeof Store.layer>>
 // Opened once, on the first batch; a failed open is reported with that batch and tried again with the next.
-let store: Promise<Context.Tag.Service<ResultStore>> | undefined
+let store: Promise<Context.Context<Opened>> | undefined
 const open = () =>
-  Effect.runPromiseExit(
-    Layer.buildWithScope(Store.layer({ filename: init.filename }), scope).pipe(
-      Effect.map((ctx) => Context.get(ctx, ResultStore))
-    )
-  ).then((exit) => (Exit.isSuccess(exit) ? exit.value : Promise.reject(Cause.squash(exit.cause))))
+  Effect.runPromiseExit(Layer.buildWithScope(Store.layer({ filename: init.filename }), scope)).then((exit) =>
+    Exit.isSuccess(exit) ? exit.value : Promise.reject(Cause.squash(exit.cause))
+  )
+
+/**
+ * The batch piece by piece (`pieces`: one piece's rows decoded at a time), all in one transaction:
+ * the batch is written whole or not at all, so a batch sent again (a restarted thread, a retry) is
+ * never counted twice.
+ */
+const addBatch = (batch: Uint8Array) =>
+  Store.transaction(
+    Effect.gen(function* () {
+      const results = yield* ResultStore
+      for (const piece of pieces(batch)) yield* results.addResults(JSON.parse(piece) as ReadonlyArray<NewResultRow>)
+    })
+  )
 
 const reply = (r: Reply) => parentPort?.postMessage(r)
 
@@ -57,8 +68,9 @@ const write = async (request: Request): Promise<void> => {
       store = undefined
       throw e
     })
-    const rows = JSON.parse(decoder.decode(request.batch)) as ReadonlyArray<NewResultRow>
-    const exit = await Effect.runPromiseExit(s.addResults(rows).pipe(Effect.withClock(at(request.now))))
+    const exit = await Effect.runPromiseExit(
+      addBatch(request.batch).pipe(Effect.provide(s), Effect.withClock(at(request.now)))
+    )
     reply(Exit.isSuccess(exit) ? { id: request.id } : failure(request.id, Cause.squash(exit.cause)))
   } catch (e) {
     reply(failure(request.id, e))

@@ -166,6 +166,26 @@ describe("WriterThread", () => {
     })
   )
 
+  it.scopedLive("a batch of several pieces is one transaction: one failing in its last piece stores nothing", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      const filename = join(dir, "pieces.db")
+      const thread = yield* WriterThread.make({ filename })
+      const encoder = new WriterThread.BatchEncoder()
+      const rows = WriterThread.PIECE_ROWS * 2 + 1
+      for (let i = 0; i < rows - 1; i++) encoder.add(JSON.stringify({ ...newRow, policyDomain: d(`p${i}.example`) }))
+      // The last piece cannot be decoded: the first two were written into the transaction already.
+      encoder.add("{")
+      const error = yield* thread.writeBatch(encoder.finish()).pipe(Effect.flip)
+      assert.instanceOf(error, StoreError)
+      assert.lengthOf(yield* readAll(filename), 0)
+      // The same rows without the bad one: written whole.
+      for (let i = 0; i < rows - 1; i++) encoder.add(JSON.stringify({ ...newRow, policyDomain: d(`p${i}.example`) }))
+      yield* thread.writeBatch(encoder.finish())
+      assert.lengthOf(yield* readAll(filename), rows - 1)
+    })
+  )
+
   it.scopedLive(
     "a thread that always dies fails the write with a StoreError (the Collector keeps the batch and retries)",
     () =>
@@ -189,10 +209,26 @@ describe("BatchEncoder", () => {
       const once = outcomes.flatMap((j) => toRows(Either.getOrThrow(decodeOutcome(j))))
       // Repeated so that batches pass the encoder's first 64 KiB and it grows.
       const rows = Array.from({ length: times }, () => once).flat()
-      assert.strictEqual(new TextDecoder().decode(WriterThread.encodeBatch(rows)), JSON.stringify(rows))
+      const batch = WriterThread.encodeBatch(rows)
+      const text = new TextDecoder().decode(batch)
+      // One JSON array; the newlines between pieces are whitespace.
+      assert.strictEqual(text.replaceAll("\n", ""), JSON.stringify(rows))
+      assert.deepStrictEqual(JSON.parse(text), JSON.parse(JSON.stringify(rows)))
+      // The thread's pieces: the rows in order, at most PIECE_ROWS each, all full but the last.
+      const pieces = Array.from(WriterThread.pieces(batch), (p) => JSON.parse(p) as Array<unknown>)
+      assert.deepStrictEqual(pieces.flat(), JSON.parse(JSON.stringify(rows)))
+      assert.strictEqual(pieces.length, Math.ceil(rows.length / WriterThread.PIECE_ROWS))
+      for (const p of pieces.slice(0, -1)) assert.strictEqual(p.length, WriterThread.PIECE_ROWS)
     },
     { fastCheck: { numRuns: 40 } }
   )
+
+  it("a batch without newlines (JSON.stringify of the rows) is one piece", () => {
+    const rows = [newRow, { ...newRow, policyDomain: d("b.example") }]
+    const pieces = Array.from(WriterThread.pieces(new TextEncoder().encode(JSON.stringify(rows))))
+    assert.deepStrictEqual(pieces, [JSON.stringify(rows)])
+    assert.deepStrictEqual(Array.from(WriterThread.pieces(new TextEncoder().encode("[]"))), [])
+  })
 
   it.effect("the Collector hands its batches to a BatchWriter, encoded, when there is one", () =>
     Effect.gen(function* () {

@@ -6,8 +6,8 @@
  *
  * `addResults` is safe with several writers on one database (one collector per MTA host on
  * PostgreSQL): writers take turns (`Dialect.lockWriters`), lock the rows they merge into
- * (`Dialect.lockRows`), insert new keys with `ON CONFLICT DO NOTHING` and merge into the rows another
- * writer inserted first, so counts of the same key from several hosts add up, never overwrite.
+ * (`Dialect.lockRows`), insert new keys with `ON CONFLICT DO NOTHING` (`Dialect.insertRaces`) and merge
+ * into the rows another writer inserted first, so counts of the same key from several hosts add up, never overwrite.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { SqlError } from "@effect/sql/SqlError"
@@ -205,9 +205,13 @@ export const make = (dialect: Dialect): Effect.Effect<Service, never, SqlClient.
       let text = insertTexts.get(n)
       if (text === undefined) {
         const row = Object.fromEntries(INSERT_COLUMNS.map((c) => [c, ""]))
-        text = sql`INSERT INTO results ${sql.insert(Array.from({ length: n }, () => row))}
-          ON CONFLICT (policy_domain, day, recipient_domain) DO NOTHING
-          RETURNING policy_domain, day, recipient_domain`.compile()[0]
+        const insert = sql`INSERT INTO results ${sql.insert(Array.from({ length: n }, () => row))}`
+        text = (
+          dialect.insertRaces
+            ? sql`${insert} ON CONFLICT (policy_domain, day, recipient_domain) DO NOTHING
+              RETURNING policy_domain, day, recipient_domain`
+            : insert
+        ).compile()[0]
         insertTexts.set(n, text)
       }
       return text
@@ -217,7 +221,7 @@ export const make = (dialect: Dialect): Effect.Effect<Service, never, SqlClient.
      * docs/design.md#row-merge for one call. Rows are grouped by key first; folding each key's rows in call order into
      * the stored row is what the spec's row-by-row loop does, since rows of other keys do not interact.
      * Then, STEP keys at a time (one transaction throughout): one SELECT finds and locks their stored
-     * rows, one upsert writes those merged; one INSERT … DO NOTHING adds the new keys in first-seen order;
+     * rows, one upsert writes those merged; one INSERT (… DO NOTHING where `insertRaces`) adds the new keys in first-seen order;
      * a new key another writer inserted meanwhile is then locked and merged into like a stored one.
      */
     const addResults = Effect.fn("ResultStore.addResults")(function* (rows: ReadonlyArray<NewResultRow>) {
@@ -346,7 +350,8 @@ export const make = (dialect: Dialect): Effect.Effect<Service, never, SqlClient.
                   SqlError
                 >
             )
-            if (inserted.length < fresh.length) {
+            // Without `insertRaces` every key was inserted (or the INSERT failed).
+            if (dialect.insertRaces && inserted.length < fresh.length) {
               // Another writer inserted some of these keys since the SELECT: merge into its rows.
               const mine = new Set(inserted.map((r) => keyOf(r.policy_domain, r.day, r.recipient_domain)))
               const raced = fresh.filter((p) => !mine.has(keyOf(p.policyDomain, p.day, p.recipientDomain)))

@@ -16,7 +16,7 @@ import type { ResultStore } from "./ResultStore.js"
 import * as SqlOutbox from "./SqlOutbox.js"
 import * as SqlResultStore from "./SqlResultStore.js"
 import * as SqlSuppressionList from "./SqlSuppressionList.js"
-import { StoreError } from "./StoreError.js"
+import { fromSqlError, StoreError } from "./StoreError.js"
 import type { SuppressionList } from "./SuppressionList.js"
 import * as SqliteDatabase from "./sqlite/SqliteDatabase.js"
 import { dialect as sqliteDialect } from "./sqlite/SqliteDialect.js"
@@ -27,6 +27,17 @@ export type Store = ResultStore | SuppressionList | Outbox
 /** The three ports on the ambient `SqlClient` of `dialect` (migrated already). */
 export const ports = (dialect: Dialect): Layer.Layer<Store, never, SqlClient.SqlClient> =>
   Layer.mergeAll(SqlResultStore.layer(dialect), SqlSuppressionList.layer(dialect), SqlOutbox.layer(dialect))
+
+/**
+ * `self` in ONE transaction of the ambient store's database: the `addResults` calls inside it commit
+ * or roll back together (each call's own transaction becomes a savepoint). The collector's writer
+ * thread writes a big batch in pieces this way, so it never decodes the whole batch at once and a
+ * batch is still all or nothing (a retried batch is not counted twice).
+ */
+export const transaction = <A, E, R>(
+  self: Effect.Effect<A, E, R>
+): Effect.Effect<A, E | StoreError, R | SqlClient.SqlClient> =>
+  Effect.flatMap(SqlClient.SqlClient, (sql) => sql.withTransaction(self)).pipe(fromSqlError("transaction"))
 
 /**
  * The store in a SQLite file (parent directory created, WAL, migrated on open). Also provides the

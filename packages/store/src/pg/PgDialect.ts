@@ -31,6 +31,7 @@ export const dialect: Dialect = {
   skipLocked: "FOR UPDATE SKIP LOCKED",
   // Transaction-scoped: released by the commit or rollback, also when the connection dies.
   lockWriters: `SELECT pg_advisory_xact_lock(${WRITERS_LOCK})`,
+  insertRaces: true,
   // A transaction-scoped advisory lock: the Migrator's own table lock comes after it creates its table,
   // which two processes starting together would race on. The table is created here, under the lock, as
   // the Migrator would: its own existence probe is a failing statement, which would abort this

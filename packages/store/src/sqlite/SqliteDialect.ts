@@ -21,6 +21,7 @@ export const dialect: Dialect = {
   lockRows: "",
   skipLocked: "",
   lockWriters: undefined,
+  insertRaces: false,
   exclusive: identity,
   transactions: immediate,
   isTransientConflict: () => false
