@@ -20,7 +20,7 @@
  * STORE=thread|inline (inline: `addResults` on the receiving thread, as before WriterThread).
  */
 import { execFileSync, spawn } from "node:child_process"
-import { mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { loadavg, tmpdir } from "node:os"
 import { join } from "node:path"
 import { ResultStore, Store } from "@tlsrpt/store"
@@ -45,7 +45,12 @@ const collectorConfig: CollectorConfig = {
 
 const work = mkdtempSync(join(tmpdir(), "tlsrpt-bench-dgram-"))
 const sender = join(work, "sender")
-execFileSync("cc", ["-O2", "-o", sender, join(import.meta.dirname, "libtlsrpt-sender.c")])
+// Beside this file when run from source; two levels up from dist/bench when compiled.
+const senderSource = [
+  join(import.meta.dirname, "libtlsrpt-sender.c"),
+  join(import.meta.dirname, "../../bench/libtlsrpt-sender.c")
+].find((p) => existsSync(p))!
+execFileSync("cc", ["-O2", "-o", sender, senderSource])
 
 interface Sent {
   readonly sent: number
