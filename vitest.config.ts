@@ -1,5 +1,5 @@
 import { defineConfig } from "vitest/config"
 
 export default defineConfig({
-  test: { projects: ["packages/*", "apps/*", "examples/*", "test"] }
+  test: { projects: ["packages/*", "packages/fleet/vitest.faults.config.ts", "apps/*", "examples/*", "test"] }
 })

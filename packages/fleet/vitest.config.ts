@@ -6,7 +6,8 @@ export default defineProject({
   test: {
     name: "fleet",
     include: ["test/**/*.test.ts"],
-    exclude: ["**/node_modules/**", "**/dist/**"],
+    // Faults.test.ts runs in its own project, after the others (vitest.faults.config.ts).
+    exclude: ["**/node_modules/**", "**/dist/**", "test/Faults.test.ts"],
     fakeTimers: { toFake: undefined },
     testTimeout: 30_000,
     hookTimeout: 30_000
