@@ -91,7 +91,8 @@ const validDate = (d: Date): boolean => {
   const t = d instanceof Date ? d.getTime() : Number.NaN
   return t >= 0 && t <= MAX_DATE
 }
-const count = (n: number): number | undefined => (PolicyResult.isCount(n) && n <= PolicyResult.MAX_COUNT ? n : undefined)
+const count = (n: number): number | undefined =>
+  PolicyResult.isCount(n) && n <= PolicyResult.MAX_COUNT ? n : undefined
 const isStrings = (a: ReadonlyArray<string>): boolean => Array.isArray(a) && a.every((s) => typeof s === "string")
 const isText = (s: string | undefined): boolean => s === undefined || typeof s === "string"
 
