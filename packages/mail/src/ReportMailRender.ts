@@ -12,6 +12,7 @@
 import { gzipSync } from "node:zlib"
 import { Report } from "@tlsrpt/core"
 import * as base64 from "nodemailer/lib/base64"
+import * as mimeFuncs from "nodemailer/lib/mime-funcs"
 import MimeNode from "nodemailer/lib/mime-node"
 import * as qp from "nodemailer/lib/qp"
 import type { DkimSigner } from "./DkimSigner.js"
@@ -53,8 +54,8 @@ const encodeBody = (node: MimeNode, content: Buffer): string => {
   }
 }
 
-/** The unsigned message, CRLF line ends, as `MimeNode.build()` would write it. */
-export const renderReportMail = (job: RenderJob): Buffer => {
+/** The message through MimeNode's own `buildHeaders()`: any job, the reference of `renderFixed`. */
+export const renderWithMimeNode = (job: RenderJob): string => {
   const date = new Date(job.date)
   // MimeNode writes `report-type=tlsrpt` unquoted when it builds Content-Type itself; RFC 8460
   // §5.3 spells it quoted, so the header is prepared here and the multipart fields set by hand.
@@ -79,23 +80,111 @@ export const renderReportMail = (job: RenderJob): Buffer => {
   root.setHeader("Content-Type", {
     prepared: true,
     foldLines: true,
-    value: `multipart/report; report-type="tlsrpt"; boundary="${job.boundary}"`
+    value: contentType(job.boundary)
   })
   const text = root.createChild("text/plain")
   text.setContent(job.text)
-  const gzip = gzipSync(Buffer.from(job.reportJson, "utf8"))
+  const gzip = gzipJson(job.reportJson)
   const attachment = root.createChild(job.mediaType, { filename: job.filename })
   attachment.setContent(gzip)
 
   const b = job.boundary
-  return Buffer.from(
+  return (
     `${root.buildHeaders()}\r\n\r\n` +
-      `--${b}\r\n${text.buildHeaders()}\r\n\r\n${encodeBody(text, Buffer.from(job.text, "utf8"))}` +
-      `\r\n--${b}\r\n${attachment.buildHeaders()}\r\n\r\n${encodeBody(attachment, gzip)}` +
-      `\r\n--${b}--\r\n`,
-    "utf8"
+    `--${b}\r\n${text.buildHeaders()}\r\n\r\n${encodeBody(text, Buffer.from(job.text, "utf8"))}` +
+    `\r\n--${b}\r\n${attachment.buildHeaders()}\r\n\r\n${encodeBody(attachment, gzip)}` +
+    `\r\n--${b}--\r\n`
   )
 }
+
+const contentType = (boundary: string) => `multipart/report; report-type="tlsrpt"; boundary="${boundary}"`
+
+const gzipJson = (json: string): Buffer => gzipSync(Buffer.from(json, "utf8"))
+
+/** nodemailer's header value encoding (addresses, RFC 2047 words, msg-ids, dates), from one node per thread. */
+const encoder = new MimeNode(false, {}) as unknown as {
+  readonly encodeHeaderValue: (key: string, value: unknown) => string
+}
+
+/** One header field as `buildHeaders()` writes an unprepared one: the value encoded, the line folded at 76. */
+const field = (key: string, value: unknown): string =>
+  mimeFuncs.foldLines(`${key}: ${encoder.encodeHeaderValue(key, value)}`, 76)
+
+// The fields that are the same in every mail of a submitter (From, TLS-Report-Submitter, ...), and the
+// part headers of a shape, rendered once; bounded, a thread sees one submitter or a few.
+const memo = new Map<string, string>()
+const memoized = (id: string, render: () => string): string => {
+  const hit = memo.get(id)
+  if (hit !== undefined) return hit
+  if (memo.size >= 256) memo.clear()
+  const value = render()
+  memo.set(id, value)
+  return value
+}
+const fixedField = (key: string, value: string) => memoized(`${key}\u0000${value}`, () => field(key, value))
+
+/** A filename or media type MimeNode writes as it is, unquoted and unencoded, in a parameter or as a value. */
+const PLAIN_FILENAME = /^[A-Za-z0-9._!+][A-Za-z0-9._!+-]*$/
+const PLAIN_MEDIA_TYPE = /^application\/[a-z0-9.+-]{1,60}$/
+const REPORT_HEADERS: ReadonlyArray<string> = ["tls-report-domain", "tls-report-submitter"]
+
+/**
+ * The report mail of the fixed shape, written from a template: the header fields in `buildHeaders()`'s
+ * order, each value through nodemailer's own encoding and folding (`encodeHeaderValue`, `foldLines`,
+ * `buildHeaderValue`), the part headers of a shape rendered once by MimeNode itself. It covers the mails
+ * a round sends (ASCII text part with short lines, a plain attachment name); for anything else,
+ * `undefined`, and the caller takes `renderWithMimeNode`. A property test holds the two equal: per
+ * message, MimeNode's header objects, key normalisation and lookups cost about as much as the signature.
+ */
+export const renderFixed = (job: RenderJob): string | undefined => {
+  const keys = job.reportHeaders.map(([k]) => k.toLowerCase())
+  if (keys.length !== 2 || !REPORT_HEADERS.every((k, i) => keys[i] === k)) return undefined
+  if (!PLAIN_FILENAME.test(job.filename) || !PLAIN_MEDIA_TYPE.test(job.mediaType)) return undefined
+  if (!mimeFuncs.isPlainText(job.text) || mimeFuncs.hasLongerLines(job.text, 76)) return undefined
+  const to = field(
+    "To",
+    job.to.map((address) => ({ address }))
+  )
+  const fields = [
+    fixedField("From", job.from),
+    to,
+    field("Subject", job.subject),
+    ...job.reportHeaders.map(([k, v]) => field(HEADER_CASE[k.toLowerCase()]!, v)),
+    fixedField("TLS-Required", "No"),
+    field("Message-ID", job.messageId),
+    field("Date", new Date(job.date)),
+    fixedField("MIME-Version", "1.0"),
+    mimeFuncs.foldLines(`Content-Type: ${contentType(job.boundary)}`)
+  ]
+  // buildHeaders() leaves out a field whose encoded value is blank; such a job is not of the fixed shape
+  if (fields.some((f) => f.slice(f.indexOf(":") + 1).trim() === "")) return undefined
+  // an empty part has no Content-Transfer-Encoding field
+  const textHeaders = memoized(job.text === "" ? "text/plain empty" : "text/plain 7bit", () => {
+    // a child, as in the message: a root node would add Date, Message-ID and MIME-Version
+    const node = new MimeNode("multipart/mixed").createChild("text/plain")
+    node.setContent(job.text)
+    return node.buildHeaders()
+  })
+  const attachmentHeaders = [
+    mimeFuncs.foldLines(`Content-Type: ${job.mediaType}; name=${job.filename}`, 76),
+    "Content-Transfer-Encoding: base64",
+    mimeFuncs.foldLines(
+      `Content-Disposition: ${mimeFuncs.buildHeaderValue({ value: "attachment", params: { filename: job.filename } })}`,
+      76
+    )
+  ].join("\r\n")
+  const b = job.boundary
+  return (
+    `${fields.join("\r\n")}\r\n\r\n` +
+    `--${b}\r\n${textHeaders}\r\n\r\n${job.text}` +
+    `\r\n--${b}\r\n${attachmentHeaders}\r\n\r\n${base64.wrap(base64.encode(gzipJson(job.reportJson)), 76)}` +
+    `\r\n--${b}--\r\n`
+  )
+}
+
+/** The unsigned message, CRLF line ends, as `MimeNode.build()` would write it. */
+export const renderReportMail = (job: RenderJob): Buffer =>
+  Buffer.from(renderFixed(job) ?? renderWithMimeNode(job), "utf8")
 
 /** Renders and signs: the DKIM-Signature fields, then the message. */
 export const renderAndSign = (job: RenderJob, signer: DkimSigner): Buffer => {

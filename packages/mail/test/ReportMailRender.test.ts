@@ -2,7 +2,7 @@ import { gzipSync } from "node:zlib"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, FastCheck as fc } from "effect"
 import MimeNode from "nodemailer/lib/mime-node"
-import { type RenderJob, renderReportMail } from "../src/ReportMailRender.js"
+import { type RenderJob, renderFixed, renderReportMail, renderWithMimeNode } from "../src/ReportMailRender.js"
 
 const HEADER_CASE: Readonly<Record<string, string>> = {
   "tls-report-domain": "TLS-Report-Domain",
@@ -72,6 +72,16 @@ const job: fc.Arbitrary<RenderJob> = fc.record({
   reportJson: fc.json()
 })
 
+// The mails a round sends: ASCII text with short lines, plain addresses and attachment names.
+const plainLine = fc.stringMatching(/^[ -~]{0,76}$/)
+const plainJob: fc.Arbitrary<RenderJob> = fc
+  .tuple(job, fc.array(plainLine, { maxLength: 14 }), fc.array(fc.stringMatching(/^[a-z0-9._+-]{1,20}$/)))
+  .map(([j, lines, locals]) => ({
+    ...j,
+    to: j.to.map((a, i) => (locals[i] === undefined ? a : `${locals[i]}@${a.slice(a.lastIndexOf("@") + 1)}`)),
+    text: [...lines, ""].join("\r\n")
+  }))
+
 describe("renderReportMail", () => {
   it.effect.prop(
     "writes the bytes MimeNode.build() writes, without its stream pipeline",
@@ -83,4 +93,37 @@ describe("renderReportMail", () => {
       }),
     { fastCheck: { numRuns: 100 } }
   )
+
+  it.effect.prop(
+    "the fixed-shape template covers a round's mails and writes MimeNode's bytes (issue 15)",
+    { job: plainJob },
+    ({ job }) =>
+      Effect.gen(function* () {
+        const fixed = renderFixed(job)
+        assert.isDefined(fixed)
+        assert.strictEqual(fixed, renderWithMimeNode(job))
+        const reference = yield* Effect.promise(() => built(job))
+        assert.strictEqual(renderReportMail(job).toString("latin1"), reference.toString("latin1"))
+      }),
+    { fastCheck: { numRuns: 200 } }
+  )
+
+  it.prop(
+    "any job: the template gives MimeNode's text or leaves the job to MimeNode",
+    { job },
+    ({ job }) => {
+      const fixed = renderFixed(job)
+      if (fixed !== undefined) assert.strictEqual(fixed, renderWithMimeNode(job))
+    },
+    { fastCheck: { numRuns: 300 } }
+  )
+
+  it("a text part MimeNode would encode, or an unusual attachment name, goes through MimeNode", () => {
+    const [base] = fc.sample(plainJob, { seed: 1, numRuns: 1 })
+    assert.isDefined(renderFixed(base!))
+    assert.isUndefined(renderFixed({ ...base!, text: "Policy Domain: \u263a.example\r\n" }))
+    assert.isUndefined(renderFixed({ ...base!, text: `${"x".repeat(77)}\r\n` }))
+    assert.isUndefined(renderFixed({ ...base!, filename: "r\u00e9ports.example!a.example!1!2.json.gz" }))
+    assert.isUndefined(renderFixed({ ...base!, filename: "a b.json.gz" }))
+  })
 })
