@@ -237,6 +237,51 @@ describe("Delivery.runOnce", () => {
     })
   )
 
+  it.effect("a batch's delivered messages are recorded in one statement, each as one attempt (issue 15)", () =>
+    Effect.gen(function* () {
+      const marks: Array<ReadonlyArray<number>> = []
+      // every successful attempt goes through markDeliveredAll, once per batch; markDelivered is not used
+      const counting = Layer.effect(
+        Outbox,
+        Effect.map(Outbox, (store) =>
+          Outbox.of({
+            ...store,
+            markDelivered: () => Effect.dieMessage("markDelivered per message"),
+            markDeliveredAll: (ids, at) =>
+              Effect.zipRight(
+                Effect.sync(() => marks.push(ids)),
+                store.markDeliveredAll(ids, at)
+              )
+          })
+        )
+      ).pipe(Layer.provideMerge(Store.layerMemory))
+      yield* Effect.gen(function* () {
+        yield* TestClock.setTime(T0)
+        const ids = yield* enqueue(
+          ...Array.from({ length: 5 }, (_, i) => newMessage({ destination: `rua${i}@rcpt${i}.example` }))
+        )
+        assert.deepStrictEqual(yield* runOnce, pass(5, 0, 0))
+        assert.deepStrictEqual(
+          marks.map((m) => [...m].sort((a, b) => a - b)),
+          [ids.slice(0, 3), ids.slice(3)]
+        )
+        for (const id of ids) {
+          const m = yield* outbox(id)
+          assert.strictEqual(m.status, "delivered")
+          assert.strictEqual(m.attempts, 1)
+        }
+        assert.deepStrictEqual(yield* runOnce, pass(0, 0, 0))
+      }).pipe(
+        Effect.provide(
+          Delivery.layerManual({ batch: 3, concurrency: 2 }).pipe(
+            Layer.provideMerge(Transport.layerTest()),
+            Layer.provideMerge(counting)
+          )
+        )
+      )
+    })
+  )
+
   it.effect("a permanent transport error fails the message; the test transport sees every attempt", () =>
     Effect.gen(function* () {
       yield* Effect.gen(function* () {

@@ -9,6 +9,8 @@ import { type NewOutboxMessage, Outbox, type OutboxStatus } from "./Outbox.js"
 import * as OutboxRecords from "./OutboxRecords.js"
 import { fromSqlError } from "./StoreError.js"
 
+const MARK_CHUNK = 500
+
 /** The outbox on the ambient `SqlClient`; the schema must be migrated (`Migrations.run`). */
 export const make = (dialect: Dialect) =>
   Effect.gen(function* () {
@@ -66,6 +68,16 @@ export const make = (dialect: Dialect) =>
         lease_owner = NULL, lease_until = NULL WHERE id = ${id}`
     }, fromSqlError("Outbox.markDelivered"))
 
+    // One statement (and commit) per chunk rather than per message: per message, the statement and its
+    // commit were a visible share of a delivery pass's main thread. Chunks stay under every dialect's
+    // bound-parameter limit.
+    const markDeliveredAll = Effect.fn("Outbox.markDeliveredAll")(function* (ids: ReadonlyArray<number>, at: Date) {
+      for (let i = 0; i < ids.length; i += MARK_CHUNK) {
+        yield* sql`UPDATE outbox SET status = 'delivered', attempts = attempts + 1, updated = ${at.getTime()},
+          lease_owner = NULL, lease_until = NULL WHERE ${sql.in("id", ids.slice(i, i + MARK_CHUNK))}`
+      }
+    }, fromSqlError("Outbox.markDeliveredAll"))
+
     const markAttemptFailed = Effect.fn("Outbox.markAttemptFailed")(function* (
       id: number,
       failure: { readonly error: string; readonly at: Date; readonly nextAttemptAt: Date | undefined }
@@ -100,6 +112,7 @@ export const make = (dialect: Dialect) =>
       releaseClaim,
       requeue,
       markDelivered,
+      markDeliveredAll,
       markAttemptFailed,
       list,
       count
