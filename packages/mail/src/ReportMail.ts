@@ -118,8 +118,12 @@ const randomBytes = (n: number): Effect.Effect<Buffer> =>
  * The human-readable part (RFC 8460 §5.3 allows one; docs/design.md#message-composition lists its labelled lines). Lines stay
  * under 76 characters, so an ASCII text goes out 7bit rather than quoted-printable.
  */
-const textPart = (submitter: Submitter, policyDomain: Domain.Domain, reportId: string, day: Day.Day): string => {
-  const period = ReportNaming.period(day)
+const textPart = (
+  submitter: Submitter,
+  policyDomain: Domain.Domain,
+  reportId: string,
+  period: { readonly begin: string; readonly end: string }
+): string => {
   return [
     "This is an aggregate SMTP TLS report (RFC 8460, TLSRPT).",
     "It counts the TLS sessions our mail servers established, and the",
@@ -170,6 +174,13 @@ const make = <R>(
       options: { headers: SIGNED_HEADERS, oversign: OVERSIGNED_HEADERS }
     })
 
+    // A round's reports share one or two days: the period's text is made once per day.
+    let period: { readonly day: Day.Day; readonly text: { readonly begin: string; readonly end: string } } | undefined
+    const periodOf = (day: Day.Day) => {
+      if (period?.day !== day) period = { day, text: ReportNaming.period(day) }
+      return period.text
+    }
+
     const compose = Effect.fn("ReportMail.compose")(function* (input: ComposeInput) {
       const policy = input.policyDomain
       yield* Effect.annotateCurrentSpan({ policyDomain: policy.ascii, recipients: input.to.length })
@@ -182,8 +193,10 @@ const make = <R>(
       if (to.length === 0) return yield* fail("no recipients")
 
       const now = new Date(yield* Clock.currentTimeMillis)
-      const messageId = `<${(yield* randomBytes(16)).toString("base64url")}@${hostname.ascii}>`
-      const boundary = `tlsrpt-${(yield* randomBytes(12)).toString("hex")}`
+      // one draw for both, in the order they were drawn one after the other (the same bytes)
+      const random = yield* randomBytes(28)
+      const messageId = `<${random.subarray(0, 16).toString("base64url")}@${hostname.ascii}>`
+      const boundary = `tlsrpt-${random.subarray(16).toString("hex")}`
       const subject = ReportNaming.subject(policy, submitter.domain, input.report.reportId)
       const job: ReportJob = {
         hostname: hostname.ascii,
@@ -194,7 +207,7 @@ const make = <R>(
         messageId,
         date: now.getTime(),
         boundary,
-        text: textPart(submitter, policy, input.report.reportId, input.day),
+        text: textPart(submitter, policy, input.report.reportId, periodOf(input.day)),
         filename: ReportNaming.filename(input.day, policy, submitter.domain),
         mediaType: ReportNaming.MEDIA_TYPE_GZIP,
         report: input.report
