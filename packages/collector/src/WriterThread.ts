@@ -173,8 +173,10 @@ export class BatchWriter extends Context.Tag("@tlsrpt/collector/BatchWriter")<
   }
 >() {}
 
+// A batch is decoded a piece (PIECE_ROWS rows) at a time: a 1 MB semi-space keeps the thread's young
+// generation at 2 MB instead of the main thread's 8 (docs/design.md#thread-memory).
 const defaultSpawn = (init: ThreadInit): Worker =>
-  ThreadEntry.spawn(import.meta.url, "WriterThreadMain", { workerData: init })
+  ThreadEntry.spawn(import.meta.url, "WriterThreadMain", { workerData: init, semiSpaceMb: 1 })
 
 interface Job {
   readonly id: number
