@@ -12,9 +12,12 @@
  *    1 ms steps (bursts of 50 back to back, 5 times the kernel's queue) and printed apart.
  *
  * The kernel's queue for a Unix datagram socket is `net.unix.max_dgram_qlen` datagrams (10 by
- * default): the figures depend on it, and it is printed. Peak RSS is the process's maxRSS before
+ * default): the figures depend on it, and it is printed (run again after `sysctl -w
+ * net.unix.max_dgram_qlen=512`, deploy/sysctl.d/60-tlsrpt.conf, for the deployed figure). 50k/s is
+ * also offered to a bare C receiver that only calls recv(2) (bench/bare-receiver.c): the drops no
+ * collector can avoid at that queue on this machine. Peak RSS is the process's maxRSS before
  * the floor (a bare node-unix-socket receiver, whose unbounded drain is what the source avoids) runs.
- *   {"bench":"datagram","datagramsPerSec":N,"dropsAt50k":N,"peakRssMb":N}
+ *   {"bench":"datagram","datagramsPerSec":N,"dropsAt50k":N,"dropsAt50kBareReceiver":N,"maxDgramQlen":N,"peakRssMb":N,…}
  * The Collector writes through its writer thread (`WriterThread.layer`), as in the worker.
  * Knobs: DATAGRAMS, DOMAINS, RUNS, LOAD_SECONDS, STEP_US; FLUSH_ROWS, FLUSH_INTERVAL_MS (the Collector's, default as in the worker);
  * STORE=thread|inline (inline: `addResults` on the receiving thread, as before WriterThread).
@@ -22,7 +25,7 @@
 import { execFileSync, spawn } from "node:child_process"
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { loadavg, tmpdir } from "node:os"
-import { join } from "node:path"
+import { dirname, join } from "node:path"
 import { ResultStore, Store } from "@tlsrpt/store"
 import { Context, Effect, Exit, Layer, Scope } from "effect"
 import { DgramSocket } from "node-unix-socket"
@@ -51,6 +54,8 @@ const senderSource = [
   join(import.meta.dirname, "../../bench/libtlsrpt-sender.c")
 ].find((p) => existsSync(p))!
 execFileSync("cc", ["-O2", "-o", sender, senderSource])
+const bareReceiver = join(work, "bare-receiver")
+execFileSync("cc", ["-O2", "-o", bareReceiver, join(dirname(senderSource), "bare-receiver.c")])
 
 interface Sent {
   readonly sent: number
@@ -133,11 +138,44 @@ const floor = Effect.gen(function* () {
   return DATAGRAMS / ((performance.now() - t0) / 1000)
 })
 
+/**
+ * The floor for drops: the same offered load into a C receiver that does nothing but recv(2)
+ * (bench/bare-receiver.c). What it loses is the kernel's queue and this machine's CPU share, which
+ * no collector design can beat.
+ */
+const bareDrops = (load: number) =>
+  Effect.gen(function* () {
+    const socket = join(work, `bare${load}.sock`)
+    const child = spawn(bareReceiver, [socket])
+    const lines: Array<string> = []
+    let ready: (() => void) | undefined
+    child.stdout.on("data", (d: Buffer) => {
+      lines.push(
+        ...String(d)
+          .split("\n")
+          .filter((l) => l !== "")
+      )
+      if (lines[0] === "ready") ready?.()
+    })
+    const closed = new Promise<void>((r) => child.on("close", () => r()))
+    yield* Effect.promise(
+      () =>
+        new Promise<void>((r) => {
+          if (lines[0] === "ready") r()
+          else ready = r
+        })
+    )
+    const sent = yield* runSender(socket, load * LOAD_SECONDS, load)
+    yield* Effect.promise(() => closed)
+    return { drops: sent.drops, received: Number(lines[1]) }
+  })
+
 // Where the memory is: the highest heap, external and RSS seen, sampled every 50 ms.
-const peak = { rss: 0, heapUsed: 0, external: 0 }
+const peak = { rss: 0, heapTotal: 0, heapUsed: 0, external: 0 }
 setInterval(() => {
   const m = process.memoryUsage()
   peak.rss = Math.max(peak.rss, m.rss)
+  peak.heapTotal = Math.max(peak.heapTotal, m.heapTotal)
   peak.heapUsed = Math.max(peak.heapUsed, m.heapUsed)
   peak.external = Math.max(peak.external, m.external)
 }, 50).unref()
@@ -188,6 +226,10 @@ const program = Effect.gen(function* () {
       `offered ${load}/s for ${LOAD_SECONDS} s (non-blocking, ${STEP_US} µs steps): ${sent.drops} dropped (EAGAIN) of ${load * LOAD_SECONDS}, ${stats.stored} stored, achieved ${Math.round((load * LOAD_SECONDS) / sent.seconds)}/s offered`
     )
   }
+  const floorDrops = yield* bareDrops(50_000)
+  console.log(
+    `floor: offered 50000/s for ${LOAD_SECONDS} s into a bare C receiver (recv only), max_dgram_qlen ${qlen}: ${floorDrops.drops} dropped (EAGAIN) of ${50_000 * LOAD_SECONDS}, ${floorDrops.received} received`
+  )
   const { a: burst } = yield* withSource("burst", (socket) => runSender(socket, 50_000 * LOAD_SECONDS, 50_000, 1000))
   console.log(
     `offered 50000/s for ${LOAD_SECONDS} s in 1 ms bursts: ${burst.drops} dropped (EAGAIN) of ${50_000 * LOAD_SECONDS}`
@@ -196,7 +238,7 @@ const program = Effect.gen(function* () {
   console.log(`floor (bare receiver, counting only): ${Math.round(yield* floor)}/s`)
   const datagramsPerSec = Math.round(median(rates))
   console.log(
-    `median ${datagramsPerSec} datagrams/s; peak RSS ${peakRssMb} MB; load average ${loadavg()
+    `median ${datagramsPerSec} datagrams/s; peak RSS ${peakRssMb} MB (main thread's heap at most ${mb(peak.heapTotal)} MB, ${mb(peak.heapUsed)} MB used); load average ${loadavg()
       .map((l) => l.toFixed(1))
       .join(" ")}`
   )
@@ -205,6 +247,8 @@ const program = Effect.gen(function* () {
       bench: "datagram",
       datagramsPerSec,
       dropsAt50k: drops[50_000],
+      dropsAt50kBareReceiver: floorDrops.drops,
+      maxDgramQlen: Number(qlen),
       peakRssMb,
       dropsAt50kBursts: burst.drops
     })

@@ -326,6 +326,8 @@ const make = (config: CollectorConfig = {}): Effect.Effect<Service, never, Resul
         const rows = buffer.drain()
         inflight = { rows: rows.length, write: store.addResults(rows) }
       } else {
+        // The batch is a view of the encoder's buffer until its next `add`: only here, once the
+        // batch before succeeded (flushNow), so a batch kept for a retry keeps its bytes.
         const rows = buffer.drainJson((json) => encoder.add(json))
         inflight = { rows, write: writer.write(encoder.finish()) }
       }

@@ -13,5 +13,7 @@ import type { ReceiverInit } from "./DatagramRing.js"
 
 export * from "./DatagramRing.js"
 
+// The thread allocates next to nothing on its heap (datagrams go to the ring): a 1 MB semi-space
+// (docs/design.md#thread-memory).
 export const spawn = (init: ReceiverInit): Worker =>
-  ThreadEntry.spawn(import.meta.url, "DatagramReceiverMain", { workerData: init })
+  ThreadEntry.spawn(import.meta.url, "DatagramReceiverMain", { workerData: init, semiSpaceMb: 1 })

@@ -4,8 +4,8 @@
  * pays for encoding the batch. issue 15 measured ~11 µs of SQLite work per row on the aggregating
  * thread; here that work runs on the other core.
  *
- * - A batch crosses as ONE transferred buffer (the rows as JSON, `encodeBatch`), not a cloned object
- *   graph (structured clone of 10,000 rows costs more than the JSON and copies twice). The Collector
+ * - A batch crosses as ONE buffer in shared memory (the rows as JSON, `encodeBatch`), not a cloned
+ *   object graph (structured clone of 10,000 rows costs more than the JSON and copies twice). The Collector
  *   encodes its rows one by one into such a buffer (`BatchEncoder`) and hands it to `BatchWriter`, so
  *   a batch never exists as an object graph on the aggregating thread either.
  * - The thread runs the store's own `addResults` (`Store.layer` on the same file): one
@@ -68,12 +68,14 @@ const IDLE_MS = 60_000
 
 /**
  * Builds the `encodeBatch` form of rows added one at a time, each row's JSON encoded straight into
- * a growing byte buffer: no array of the rows and no JSON string of the whole batch. Reusable: its
- * buffer stays grown for the next batch (`finish` copies the batch out), so a flush does not grow
- * and copy megabytes again, which would also count against the heap as external memory.
+ * a growing byte buffer in shared memory: no array of the rows and no JSON string of the whole
+ * batch. `finish` hands out a view of that buffer, which the writer thread reads where it is: a
+ * batch is never copied (a 10,000-row batch is ~5 MB; a copy to finish and another to transfer
+ * were two more at every flush, and freeing them raised glibc's mmap threshold so that later
+ * buffers fragmented the heap). Reusable: the buffer stays grown for the next batch.
  */
 export class BatchEncoder {
-  private bytes = Buffer.allocUnsafe(1 << 16)
+  private bytes = shared(1 << 16)
   private length = 0
   // Rows are joined into a string of up to CHUNK characters before they are encoded: one
   // `encodeInto` a row costs more than the row's JSON.
@@ -92,12 +94,15 @@ export class BatchEncoder {
     if (this.pending.length >= CHUNK) this.encodePending()
   }
 
-  /** The batch, in a buffer of its own (transferable); the encoder starts the next one. */
+  /**
+   * The batch: a view of the encoder's shared buffer, valid until the next `add`. The Collector
+   * starts its next batch only once this one is written (`Collector.ts` takeBuffer runs after the
+   * batch in flight succeeded), so a retried batch still reads its own bytes.
+   */
   finish(): Uint8Array {
     this.pending += "]"
     this.encodePending()
-    const batch = new Uint8Array(this.length)
-    batch.set(this.bytes.subarray(0, this.length))
+    const batch = new Uint8Array(this.bytes.buffer, this.bytes.byteOffset, this.length)
     this.length = 0
     this.pending = "["
     this.rows = 0
@@ -108,7 +113,7 @@ export class BatchEncoder {
     // UTF-8 takes at most 3 bytes a UTF-16 unit.
     const need = this.length + this.pending.length * 3
     if (need > this.bytes.length) {
-      const grown = Buffer.allocUnsafe(Math.max(need, this.bytes.length * 2))
+      const grown = shared(Math.max(need, this.bytes.length * 2))
       this.bytes.copy(grown, 0, 0, this.length)
       this.bytes = grown
     }
@@ -117,6 +122,8 @@ export class BatchEncoder {
     this.pending = ""
   }
 }
+
+const shared = (bytes: number): Buffer => Buffer.from(new SharedArrayBuffer(bytes))
 
 const CHUNK = 1 << 15
 
@@ -147,7 +154,7 @@ export function* pieces(batch: Uint8Array): Generator<string> {
   }
 }
 
-/** The rows as UTF-8 JSON in a buffer of their own (transferable). Domains keep both forms. */
+/** The rows as UTF-8 JSON in shared memory (`BatchEncoder.finish` of an encoder of their own). Domains keep both forms. */
 export const encodeBatch = (rows: ReadonlyArray<NewResultRow>): Uint8Array => {
   const e = new BatchEncoder()
   for (const row of rows) e.add(JSON.stringify(row))
@@ -166,8 +173,10 @@ export class BatchWriter extends Context.Tag("@tlsrpt/collector/BatchWriter")<
   }
 >() {}
 
+// A batch is decoded a piece (PIECE_ROWS rows) at a time: a 1 MB semi-space keeps the thread's young
+// generation at 2 MB instead of the main thread's 8 (docs/design.md#thread-memory).
 const defaultSpawn = (init: ThreadInit): Worker =>
-  ThreadEntry.spawn(import.meta.url, "WriterThreadMain", { workerData: init })
+  ThreadEntry.spawn(import.meta.url, "WriterThreadMain", { workerData: init, semiSpaceMb: 1 })
 
 interface Job {
   readonly id: number
@@ -188,8 +197,14 @@ export const make = (options: Options): Effect.Effect<WriterThread, never, Scope
     let closed = false
     let idleTimer: ReturnType<typeof setTimeout> | undefined
 
-    // A copy is transferred: the job keeps its batch to send again to a restarted thread.
+    // The job keeps its batch to send again to a restarted thread. A batch in shared memory
+    // (`BatchEncoder`) is posted as it is: the thread reads the same bytes, no copy. Any other is
+    // copied and the copy transferred.
     const send = (w: Worker, j: Job) => {
+      if (j.batch.buffer instanceof SharedArrayBuffer) {
+        const request: Request = { id: j.id, now: j.now, batch: j.batch }
+        return w.postMessage(request)
+      }
       const batch = j.batch.slice()
       const request: Request = { id: j.id, now: j.now, batch }
       w.postMessage(request, [batch.buffer as ArrayBuffer])

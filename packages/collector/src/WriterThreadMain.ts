@@ -1,7 +1,7 @@
 /**
  * Entry of the collector's writer thread (WriterThread.ts): opens the SQLite file with its own
  * connection (`Store.layer`, WAL) and runs `addResults` for each batch, one at a time in the
- * order received. A batch arrives as a transferred buffer of JSON (WriterThread.ts `encodeBatch`)
+ * order received. A batch arrives as a buffer of JSON in shared memory (WriterThread.ts `encodeBatch`)
  * with the flush's time, which becomes the rows' `created`/`updated` as if the main thread had
  * written them (its Clock may be a TestClock).
  */

@@ -166,6 +166,23 @@ describe("WriterThread", () => {
     })
   )
 
+  it.scopedLive("a batch crosses in shared memory, not copied: the thread writes the encoder's own bytes", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      const filename = join(dir, "shared.db")
+      const thread = yield* WriterThread.make({ filename })
+      const encoder = new WriterThread.BatchEncoder()
+      encoder.add(JSON.stringify(newRow))
+      const batch = encoder.finish()
+      assert.instanceOf(batch.buffer, SharedArrayBuffer)
+      // A view of the encoder's buffer, which the next batch reuses: no copy per flush.
+      encoder.add(JSON.stringify(newRow))
+      assert.strictEqual(encoder.finish().buffer, batch.buffer)
+      yield* thread.writeBatch(batch)
+      assert.lengthOf(yield* readAll(filename), 1)
+    })
+  )
+
   it.scopedLive("a batch of several pieces is one transaction: one failing in its last piece stores nothing", () =>
     Effect.gen(function* () {
       const dir = yield* tempDir
