@@ -241,14 +241,14 @@ export class Delivery extends Context.Tag("@tlsrpt/mail/Delivery")<
         const store = yield* Outbox
         // Listening before the first pass: a message queued during a pass wakes the next sleep at once.
         const signal = yield* Effect.flatMap(OutboxSignal, (s) => s.listen)
-        const round = Effect.gen(function* () {
+        const passThenSleep = Effect.gen(function* () {
           yield* signal.clear
           yield* delivery.runOnce
           const due = yield* store.nextDueAt()
           const wait = sleepAfterPass(yield* Clock.currentTimeMillis, due, maxSleep)
           yield* Effect.raceFirst(signal.next, Effect.sleep(Duration.millis(wait)))
         })
-        yield* round.pipe(Effect.forever, Supervise.supervise("delivery"), Effect.forkScoped)
+        yield* passThenSleep.pipe(Effect.forever, Supervise.supervise("delivery"), Effect.forkScoped)
       })
     )
     return loop.pipe(Layer.provideMerge(Delivery.layerManual(options)))
