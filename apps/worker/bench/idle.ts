@@ -5,13 +5,17 @@
  * hour at a time, so the flush fiber, the report schedule and the delivery loop run as they would.
  * Prints the RSS at start (layers built), peak (the process's maxRSS) and end, the RSS after each
  * simulated week (steady: no growth from week to week), then one JSON line:
- *   {"bench":"idle","startRssMb":N,"peakRssMb":N,"endRssMb":N,"days":N}
+ *   {"bench":"idle","startRssMb":N,"peakRssMb":N,"endRssMb":N,"restRssMb":N,"days":N}
  *
  * The TestClock only moves when told, and `TestClock.adjust("1 hour")` runs every sleep due in that
- * hour one by one: the delivery loop's polls (120 an hour) and the Collector's flush, which waits for
+ * hour one by one: the delivery loop's safety-net passes (12 an hour on an empty outbox: it sleeps
+ * until a message is due, docs/design.md#delivery-loop) and the Collector's flush, which waits for
  * a row before it sleeps its interval (an idle collector sets no timer), so an hour of traffic costs a
  * few wake-ups of it rather than 3,600.
- * Knobs: DAYS (30; a fraction runs part of a day), OUTCOMES (a day, 50,000), DOMAINS (2,000).
+ * Then it waits REST seconds of real time (65) with no traffic and prints the RSS at rest: the
+ * threads' idle periods (writer thread 60 s, compose pool 30 s) run on real time, which a TestClock
+ * month compresses into minutes, so only then are they retired as on a real quiet host.
+ * Knobs: DAYS (30; a fraction runs part of a day), OUTCOMES (a day, 50,000), DOMAINS (2,000), REST (65).
  * `pnpm bench` runs the compiled build (dist/, as the systemd unit runs it), `pnpm bench:source`
  * the TypeScript sources through tsx, whose loader alone holds some 100 MB more.
  */
@@ -29,6 +33,8 @@ const env = (name: string, d: number) => (process.env[name] === undefined ? d : 
 const DAYS = env("DAYS", 30)
 const OUTCOMES = env("OUTCOMES", 50_000)
 const DOMAINS = env("DOMAINS", 2_000)
+// past the writer thread's 60 s and the compose pool's 30 s idle periods
+const REST = env("REST", 65)
 const START = Date.UTC(2025, 0, 1)
 
 const mb = (bytes: number) => Math.round((bytes / 2 ** 20) * 10) / 10
@@ -99,8 +105,9 @@ const program = Effect.gen(function* () {
     }
     if ((day + 1) % 7 === 0 || day + 1 >= DAYS) {
       const s = yield* collector.stats
+      const m = process.memoryUsage()
       console.log(
-        `day ${day + 1}: RSS ${mb(process.memoryUsage.rss())} MB, heap used ${mb(process.memoryUsage().heapUsed)} MB, ` +
+        `day ${day + 1}: RSS ${mb(m.rss)} MB, heap used ${mb(m.heapUsed)} of ${mb(m.heapTotal)} MB, external ${mb(m.external)} MB, ` +
           `${s.recorded.toLocaleString("en")} recorded, ${s.flushed.toLocaleString("en")} rows flushed in ${s.flushes} flushes`
       )
     }
@@ -109,10 +116,16 @@ const program = Effect.gen(function* () {
   global.gc?.()
   const endRss = process.memoryUsage.rss()
   const peakRss = process.resourceUsage().maxRSS * 1024
+  // The threads' idle periods run on real time (a TestClock month passes in minutes, so the writer
+  // thread never idles during it): at rest is after REST seconds of real time without traffic.
+  yield* Effect.promise(() => new Promise((r) => setTimeout(r, REST * 1000)))
+  global.gc?.()
+  const restRss = process.memoryUsage.rss()
   console.log(
-    `start ${mb(startRss)} MB, peak ${mb(peakRss)} MB, end ${mb(endRss)} MB; load average ${loadavg()
-      .map((l) => l.toFixed(1))
-      .join(" ")}`
+    `start ${mb(startRss)} MB, peak ${mb(peakRss)} MB, end ${mb(endRss)} MB, at rest (${REST} s later) ${mb(restRss)} MB; ` +
+      `load average ${loadavg()
+        .map((l) => l.toFixed(1))
+        .join(" ")}`
   )
   console.log(
     JSON.stringify({
@@ -120,6 +133,7 @@ const program = Effect.gen(function* () {
       startRssMb: mb(startRss),
       peakRssMb: mb(peakRss),
       endRssMb: mb(endRss),
+      restRssMb: mb(restRss),
       days: DAYS
     })
   )

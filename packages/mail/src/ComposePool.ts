@@ -7,11 +7,16 @@
  * The jobs given to a thread in one turn of the event loop go to it in one message, and come back in
  * one (a transferred buffer): a round hands over its reports a batch at a time, and a message per
  * report cost the main thread more than the report itself.
+ *
+ * Lifecycle (docs/design.md#compose-pool): a thread starts with the first job given to its slot and is
+ * retired (terminated) once the whole pool has had no job for `idle` (30 s by default), so a worker at
+ * rest between daily rounds holds no compose isolate; a thread that dies is not replaced until a job
+ * needs it.
  */
 import { availableParallelism } from "node:os"
 import type { Worker } from "node:worker_threads"
 import { ThreadEntry } from "@tlsrpt/core"
-import { Data, Effect, type Scope } from "effect"
+import { Data, Duration, Effect, type Scope } from "effect"
 import type { DkimSignerKey, DkimSignerOptions } from "./DkimSigner.js"
 import type { ReportJob } from "./ReportMailRender.js"
 
@@ -20,6 +25,13 @@ export class ComposeWorkerError extends Data.TaggedError("ComposeWorkerError")<{
 export interface ComposePool {
   readonly size: number
   readonly run: (job: ReportJob) => Effect.Effect<Uint8Array, ComposeWorkerError>
+  /** Threads running now: 0 before the first job and after `idle` without one. */
+  readonly threads: () => number
+}
+
+export interface ComposePoolOptions {
+  /** How long the pool may have no job before its threads are retired (default `defaultComposeIdle`). */
+  readonly idle?: Duration.DurationInput | undefined
 }
 
 /** One batch's answer: each job's end offset in `buffer` (it starts where the previous mail ended), or its error. */
@@ -41,8 +53,13 @@ const newWorker = (workerData: unknown): Worker => ThreadEntry.spawn(import.meta
 /** A thread that fails this often in a row without finishing a job is not replaced again. */
 const MAX_RESTARTS = 3
 
-/** Threads start on the first job and stop after this long without one: a worker at rest holds none. */
-const IDLE_MS = 30_000
+/**
+ * Threads start on the first job and stop after this long without one: a worker at rest holds none
+ * (each is a V8 isolate of some 10-20 MB RSS). A round's batches follow each other within
+ * milliseconds, so 30 s never retires threads mid-round, and a restart costs only a thread's start and
+ * its key parse (docs/design.md#compose-pool).
+ */
+export const defaultComposeIdle: Duration.Duration = Duration.seconds(30)
 
 interface Slot {
   worker: Worker | undefined
@@ -54,9 +71,11 @@ interface Slot {
 
 export const makeComposePool = (
   size: number,
-  init: { readonly keys: ReadonlyArray<DkimSignerKey>; readonly options: DkimSignerOptions }
+  init: { readonly keys: ReadonlyArray<DkimSignerKey>; readonly options: DkimSignerOptions },
+  options: ComposePoolOptions = {}
 ): Effect.Effect<ComposePool, never, Scope.Scope> =>
   Effect.gen(function* () {
+    const idleMs = Duration.toMillis(Duration.decode(options.idle ?? defaultComposeIdle))
     let nextId = 0
     let closed = false
     let idleTimer: ReturnType<typeof setTimeout> | undefined
@@ -79,7 +98,8 @@ export const makeComposePool = (
     const whenIdle = () => {
       if (slots.some((s) => s.pending.size > 0)) return
       clearTimeout(idleTimer)
-      idleTimer = setTimeout(retire, IDLE_MS)
+      // A real timer, not Effect's Clock: it frees real resources, whatever clock the round runs on.
+      idleTimer = setTimeout(retire, idleMs)
       idleTimer.unref()
     }
 
@@ -98,15 +118,16 @@ export const makeComposePool = (
         }
         whenIdle()
       })
-      // A thread that dies fails its jobs (the reporter keeps those keys for the next round) and is
-      // replaced, unless the pool is closing or it keeps failing.
+      // A thread that dies fails its jobs (the reporter keeps those keys for the next round); the
+      // slot starts a new one for its next job, unless it keeps failing (MAX_RESTARTS).
       const fail = (reason: string) => {
         if (slot.worker !== worker) return
         for (const done of slot.pending.values()) done(new ComposeWorkerError({ reason }))
         slot.pending.clear()
         slot.queue = []
         slot.failures++
-        slot.worker = !closed && slot.failures <= MAX_RESTARTS ? spawn(slot) : undefined
+        slot.worker = undefined
+        whenIdle()
       }
       worker.on("error", (e) => fail(`compose thread failed: ${e.message}`))
       worker.on("exit", (code) => fail(`compose thread exited with code ${code}`))
@@ -150,5 +171,7 @@ export const makeComposePool = (
         })
       })
 
-    return { size: slots.length, run }
+    const threads = () => slots.filter((s) => s.worker !== undefined).length
+
+    return { size: slots.length, run, threads }
   })

@@ -11,11 +11,15 @@
  * processes on one database deliver each message once. Because the reporter commits "rows sent" and
  * "message queued" in one transaction (docs/design.md#one-transaction-for-mark-and-outbox), a crash before delivery leaves the message
  * queued and a later pass (after the lease expired) delivers it.
+ *
+ * The background loop does not poll (docs/design.md#delivery-loop): after a pass it sleeps until the
+ * earliest queued message is due (`Outbox.nextDueAt`) or the store says it queued one (`OutboxSignal`),
+ * and at most `maxSleep` (5 minutes), the safety net for writers the signal does not reach.
  */
 import { randomUUID } from "node:crypto"
 import { hostname } from "node:os"
 import { Supervise } from "@tlsrpt/core"
-import { Outbox, type OutboxMessage, type StoreError } from "@tlsrpt/store"
+import { Outbox, type OutboxMessage, OutboxSignal, type StoreError } from "@tlsrpt/store"
 import { Clock, Context, Duration, Effect, Layer, Metric } from "effect"
 import { Transport, type TransportError } from "./Transport.js"
 
@@ -70,8 +74,12 @@ export interface DeliveryPass {
 }
 
 export interface DeliveryOptions {
-  /** How often the background loop looks for due messages (default 30 s). */
-  readonly pollInterval?: Duration.DurationInput | undefined
+  /**
+   * The longest the background loop sleeps between passes (default 5 minutes). It wakes earlier when
+   * a message is due or this process queued one; the cap only bounds how late it sees messages that
+   * another process (a fleet host, `tlsrpt outbox retry`) queued (docs/design.md#delivery-loop).
+   */
+  readonly maxSleep?: Duration.DurationInput | undefined
   /** Messages fetched per store query (default 50). */
   readonly batch?: number | undefined
   /** Messages in flight at once (default 4). */
@@ -85,7 +93,18 @@ export interface DeliveryOptions {
   readonly lease?: Duration.DurationInput | undefined
 }
 
-type ManualOptions = Omit<DeliveryOptions, "pollInterval">
+type ManualOptions = Omit<DeliveryOptions, "maxSleep">
+
+/** The default `maxSleep`: a message another process queued waits at most this long (docs/design.md#delivery-loop). */
+export const defaultMaxSleep = Duration.minutes(5)
+
+/**
+ * Milliseconds to sleep after a pass at `now`: until `due` (the earliest queued message's), at most
+ * `max`, and at least 1 s when something is due already (a message the pass could not claim, e.g. one
+ * whose outcome could not be recorded, must not make the loop spin).
+ */
+export const sleepAfterPass = (now: number, due: Date | undefined, max: number): number =>
+  due === undefined ? max : Math.min(max, Math.max(1_000, due.getTime() - now))
 
 const deliveredTotal = Metric.counter("tlsrpt_reports_delivered_total", {
   description: "Outbox messages delivered, by kind",
@@ -246,21 +265,30 @@ export class Delivery extends Context.Tag("@tlsrpt/mail/Delivery")<
     Layer.effect(Delivery, Delivery.make(options))
 
   /**
-   * `runOnce` plus a background loop (a pass, then `pollInterval` of sleep, forever) that lives as long
-   * as the layer. A failure or defect in a pass is logged by `Supervise.supervise`, which restarts the
-   * loop after its backoff (docs/architecture.md#background-loops).
+   * `runOnce` plus a background loop that lives as long as the layer: a pass, then a sleep until the
+   * next message is due or the store raises `OutboxSignal`, at most `maxSleep` (docs/design.md#delivery-loop).
+   * A failure or defect in a pass is logged by `Supervise.supervise`, which restarts the loop after its
+   * backoff (docs/architecture.md#background-loops).
    */
-  static readonly layer = (options: DeliveryOptions = {}): Layer.Layer<Delivery, never, Outbox | Transport> => {
-    const pollInterval = Duration.decode(options.pollInterval ?? Duration.seconds(30))
+  static readonly layer = (
+    options: DeliveryOptions = {}
+  ): Layer.Layer<Delivery, never, Outbox | OutboxSignal | Transport> => {
+    const maxSleep = Duration.toMillis(Duration.decode(options.maxSleep ?? defaultMaxSleep))
     const loop = Layer.scopedDiscard(
-      Effect.flatMap(Delivery, (delivery) =>
-        delivery.runOnce.pipe(
-          Effect.zipRight(Effect.sleep(pollInterval)),
-          Effect.forever,
-          Supervise.supervise("delivery"),
-          Effect.forkScoped
-        )
-      )
+      Effect.gen(function* () {
+        const delivery = yield* Delivery
+        const store = yield* Outbox
+        // Listening before the first pass: a message queued during a pass wakes the next sleep at once.
+        const signal = yield* Effect.flatMap(OutboxSignal, (s) => s.listen)
+        const passThenSleep = Effect.gen(function* () {
+          yield* signal.clear
+          yield* delivery.runOnce
+          const due = yield* store.nextDueAt()
+          const wait = sleepAfterPass(yield* Clock.currentTimeMillis, due, maxSleep)
+          yield* Effect.raceFirst(signal.next, Effect.sleep(Duration.millis(wait)))
+        })
+        yield* passThenSleep.pipe(Effect.forever, Supervise.supervise("delivery"), Effect.forkScoped)
+      })
     )
     return loop.pipe(Layer.provideMerge(Delivery.layerManual(options)))
   }

@@ -1,12 +1,12 @@
 import { readFileSync } from "node:fs"
 import { assert, describe, it } from "@effect/vitest"
 import { Day, Domain, EmailAddress, Report } from "@tlsrpt/core"
-import { Effect, Either, Random, TestClock } from "effect"
+import { Clock, Duration, Effect, Either, Random, TestClock } from "effect"
 import { makeComposePool } from "../src/ComposePool.js"
 import { makeDkimSigner } from "../src/DkimSigner.js"
 import { dkimDnsName, dkimKeyFromPem, generateDkimKeyPair } from "../src/DkimKeys.js"
 import { makeReportMail, makeReportMailPooled, type ReportMailService } from "../src/ReportMail.js"
-import { renderReportAndSign } from "../src/ReportMailRender.js"
+import { type ReportJob, renderReportAndSign } from "../src/ReportMailRender.js"
 import { makeSubmitter } from "../src/Submitter.js"
 import { verifyDkimpyAll, verifyMailauth } from "./DkimVerifiers.js"
 
@@ -46,6 +46,22 @@ const composeAll = (service: ReportMailService) =>
     { concurrency: "unbounded" }
   ).pipe(Effect.withRandom(Random.make(7)))
 
+/** Job `i` of a batch: its own recipient, subject, Message-ID, text length and report id. */
+const numberedJob = (i: number): ReportJob => ({
+  hostname: "mox.example",
+  from: "postmaster@mox.example",
+  to: [`a${i}@b.example`],
+  subject: `report ${i}`,
+  reportHeaders: [],
+  messageId: `<${i}@mox.example>`,
+  date: NOW,
+  boundary: `tlsrpt-${i}`,
+  text: `t${"x".repeat(i * 7)}\r\n`,
+  filename: "f.json.gz",
+  mediaType: "application/tlsrpt+gzip",
+  report: { ...report1, reportId: `r${i}` }
+})
+
 describe("ComposePool", () => {
   it.scoped("worker threads write the same signed bytes as the in-thread composer, and they verify", () =>
     Effect.gen(function* () {
@@ -65,6 +81,42 @@ describe("ComposePool", () => {
         ),
         pooled.map(() => ["pass"])
       )
+    })
+  )
+
+  it.scoped("threads start with a job and are retired after the idle period; a later round starts them again", () =>
+    Effect.gen(function* () {
+      const { key, records } = yield* fixture
+      const pool = yield* makeComposePool(
+        2,
+        {
+          keys: [
+            { domain: "mox.example", selector: "pool", algorithm: "rsa-sha256", privateKeyPem: key.privateKeyPem }
+          ],
+          options: { headers: ["From", "Subject"], oversign: [] }
+        },
+        { idle: Duration.millis(200) }
+      )
+      const round = (from: number) =>
+        Effect.forEach([from, from + 1, from + 2, from + 3], (i) => pool.run(numberedJob(i)), {
+          concurrency: "unbounded"
+        })
+      // Real time: the idle timer frees real threads, whatever clock the caller runs on.
+      const threadsAfterIdle = Effect.sleep(Duration.millis(50)).pipe(
+        Effect.withClock(Clock.make()),
+        Effect.zipRight(Effect.sync(pool.threads)),
+        Effect.repeat({ until: (n) => n === 0, times: 400 })
+      )
+
+      assert.strictEqual(pool.threads(), 0)
+      const first = yield* round(0)
+      assert.strictEqual(pool.threads(), 2)
+      assert.strictEqual(yield* threadsAfterIdle, 0)
+      const second = yield* round(4)
+      assert.strictEqual(pool.threads(), 2)
+      for (const raw of [...first, ...second])
+        assert.deepStrictEqual(yield* verifyMailauth(raw, records, NOW), ["pass"])
+      assert.strictEqual(yield* threadsAfterIdle, 0)
     })
   )
 
@@ -113,20 +165,8 @@ describe("ComposePool", () => {
       }
       const signer = makeDkimSigner(init.keys, init.options)
       const pool = yield* makeComposePool(1, init)
-      const job = (i: number) => ({
-        hostname: "mox.example",
-        from: "postmaster@mox.example",
-        to: [`a${i}@b.example`],
-        subject: `report ${i}`,
-        reportHeaders: [],
-        messageId: `<${i}@mox.example>`,
-        date: NOW,
-        boundary: `tlsrpt-${i}`,
-        text: `t${"x".repeat(i * 7)}\r\n`,
-        filename: "f.json.gz",
-        mediaType: "application/tlsrpt+gzip",
-        report: i === 5 ? (undefined as unknown as Report.Report) : { ...report1, reportId: `r${i}` }
-      })
+      const job = (i: number) =>
+        i === 5 ? { ...numberedJob(i), report: undefined as unknown as Report.Report } : numberedJob(i)
       const results = yield* Effect.forEach(
         Array.from({ length: 9 }, (_, i) => i),
         (i) => Effect.either(pool.run(job(i))),

@@ -4,8 +4,15 @@ import { HttpSink, SmtpSink } from "@tlsrpt/testkit"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { Chunk, Deferred, Duration, Effect, FastCheck, Fiber, Layer, TestClock } from "effect"
-import { Delivery, type DeliveryPass, nextAttemptAfter, type RetrySchedule, retrySpan } from "../src/Delivery.js"
+import { Chunk, Clock, Deferred, Duration, Effect, FastCheck, Fiber, Layer, TestClock } from "effect"
+import {
+  Delivery,
+  type DeliveryPass,
+  nextAttemptAfter,
+  type RetrySchedule,
+  retrySpan,
+  sleepAfterPass
+} from "../src/Delivery.js"
 import { TestTransport, Transport } from "../src/Transport.js"
 import { closedPort, gzipBody, newMessage, RAW } from "./Fixtures.js"
 
@@ -309,63 +316,163 @@ describe("Delivery.runOnce", () => {
   )
 })
 
-describe("Delivery.layer (background loop)", () => {
+describe("Delivery.layer (background loop, docs/design.md#delivery-loop)", () => {
+  const waitForSleep = TestClock.sleeps().pipe(
+    Effect.zipLeft(Effect.yieldNow()),
+    Effect.repeat({ until: (sleeps) => Chunk.size(sleeps) > 0 })
+  )
+  /**
+   * The times (epoch ms) of the sleeps begun since `previous` was taken, once there is one (none if
+   * the loop does not wake without time passing). TestClock keeps a sleep that lost its race listed
+   * until its time comes.
+   */
+  const sleepingUntil = (previous: ReadonlyArray<number> = []) =>
+    TestClock.sleeps().pipe(
+      Effect.map((all) => Chunk.toReadonlyArray(all).filter((t) => !previous.includes(t))),
+      Effect.zipLeft(Effect.sleep(Duration.millis(1)).pipe(Effect.withClock(Clock.make()))),
+      Effect.repeat({ until: (s) => s.length > 0, times: 2_000 })
+    )
+
+  it.scoped("survives a defect in one pass (supervised restart after 1 s), stops with its scope", () =>
+    Effect.gen(function* () {
+      const sink = yield* SmtpSink.make()
+      yield* TestClock.setTime(T0)
+      const firstPass = yield* Deferred.make<void>()
+      let calls = 0
+      // The store dies on the first pass only.
+      const flakyStore = Layer.effect(
+        Outbox,
+        Effect.map(Outbox, (store) =>
+          Outbox.of({
+            ...store,
+            claimDue: (now, limit, lease) =>
+              ++calls === 1
+                ? Deferred.succeed(firstPass, undefined).pipe(Effect.zipRight(Effect.dieMessage("disk on fire")))
+                : store.claimDue(now, limit, lease)
+          })
+        )
+      ).pipe(Layer.provideMerge(Store.layerMemory))
+
+      yield* Effect.gen(function* () {
+        yield* Deferred.await(firstPass)
+        // The pass died: the supervisor restarts the loop after its first backoff (1 s).
+        yield* waitForSleep
+        yield* enqueue(newMessage())
+        yield* TestClock.adjust(Duration.millis(999))
+        assert.lengthOf(yield* sink.received, 0)
+        yield* TestClock.adjust(Duration.millis(1))
+        assert.strictEqual(Buffer.from((yield* sink.take).raw).toString(), RAW)
+        assert.isAtLeast(calls, 2)
+      }).pipe(
+        Effect.provide(
+          Delivery.layer().pipe(Layer.provide(Transport.layerSmtp({ url: sink.url })), Layer.provideMerge(flakyStore))
+        )
+      )
+      // the loop is gone with its layer: time passing makes no more passes
+      const before = calls
+      yield* TestClock.adjust(Duration.hours(1))
+      assert.strictEqual(calls, before)
+    })
+  )
+
   it.scoped(
-    "survives a defect in one pass (supervised restart after 1 s), polls on its interval, stops with its scope",
+    "sleeps while nothing is due; delivers a message queued during the sleep at once, and retries at its due time",
     () =>
       Effect.gen(function* () {
-        const sink = yield* SmtpSink.make()
         yield* TestClock.setTime(T0)
-        const firstPass = yield* Deferred.make<void>()
-        let calls = 0
-        // The store dies on the first pass only.
-        const flakyStore = Layer.effect(
+        let passes = 0
+        const countingStore = Layer.effect(
           Outbox,
           Effect.map(Outbox, (store) =>
             Outbox.of({
               ...store,
-              claimDue: (now, limit, lease) =>
-                ++calls === 1
-                  ? Deferred.succeed(firstPass, undefined).pipe(Effect.zipRight(Effect.dieMessage("disk on fire")))
-                  : store.claimDue(now, limit, lease)
+              claimDue: (...args) =>
+                Effect.zipRight(
+                  Effect.sync(() => passes++),
+                  store.claimDue(...args)
+                )
             })
           )
         ).pipe(Layer.provideMerge(Store.layerMemory))
-        const waitForSleep = TestClock.sleeps().pipe(
-          Effect.zipLeft(Effect.yieldNow()),
-          Effect.repeat({ until: (sleeps) => Chunk.size(sleeps) > 0 })
-        )
-
         yield* Effect.gen(function* () {
-          yield* Deferred.await(firstPass)
-          // The pass died: the supervisor restarts the loop after its first backoff (1 s).
-          yield* waitForSleep
-          yield* enqueue(newMessage())
-          yield* TestClock.adjust(Duration.millis(999))
-          assert.lengthOf(yield* sink.received, 0)
+          const test = yield* TestTransport
+          // An empty outbox: the loop sleeps for the whole cap, not a poll interval.
+          const first = yield* sleepingUntil()
+          assert.deepStrictEqual(first, [T0 + 5 * MINUTE])
+          assert.strictEqual(passes, 1)
+          yield* TestClock.adjust(Duration.minutes(2))
+          assert.strictEqual(passes, 1)
+
+          // Queued while it sleeps (the store raises OutboxSignal): attempted at once, no time passing.
+          yield* test.script([{ permanent: false, code: 421, reason: "try later" }])
+          const [id] = yield* enqueue(newMessage())
+          const retryAt = T0 + 2 * MINUTE + 7.5 * MINUTE
+          // The failed attempt's retry is the earliest due time: the loop sleeps until it.
+          const second = yield* sleepingUntil(first)
+          assert.deepStrictEqual(second, [Math.min(retryAt, T0 + 2 * MINUTE + 5 * MINUTE)])
+          assert.lengthOf(yield* test.attempts, 1)
+          assert.strictEqual((yield* outbox(id!)).nextAttemptAt.getTime(), retryAt)
+          // the cap (5 minutes) comes first: a pass that finds nothing due, then a sleep until the retry
+          yield* TestClock.adjust(Duration.minutes(5))
+          assert.deepStrictEqual(yield* sleepingUntil([...first, ...second]), [retryAt])
+          assert.lengthOf(yield* test.attempts, 1)
+          yield* TestClock.adjust(Duration.millis(retryAt - (T0 + 7 * MINUTE) - 1))
+          assert.lengthOf(yield* test.attempts, 1)
           yield* TestClock.adjust(Duration.millis(1))
-          assert.strictEqual(Buffer.from((yield* sink.take).raw).toString(), RAW)
-          // Then a pass every pollInterval.
           yield* waitForSleep
-          yield* enqueue(newMessage({ destination: "second@rcpt.example" }))
-          yield* TestClock.adjust(Duration.seconds(29))
-          assert.lengthOf(yield* sink.received, 1)
-          yield* TestClock.adjust(Duration.seconds(1))
-          assert.deepStrictEqual((yield* sink.take).to, ["second@rcpt.example"])
-          assert.isAtLeast(calls, 3)
+          assert.lengthOf(yield* test.attempts, 2)
+          assert.lengthOf(yield* test.sent, 1)
+          assert.strictEqual((yield* outbox(id!)).status, "delivered")
         }).pipe(
           Effect.provide(
-            Delivery.layer({ pollInterval: Duration.seconds(30) }).pipe(
-              Layer.provide(Transport.layerSmtp({ url: sink.url })),
-              Layer.provideMerge(flakyStore)
-            )
+            Delivery.layer().pipe(Layer.provideMerge(Transport.layerTest()), Layer.provideMerge(countingStore))
           )
         )
-        // the loop is gone with its layer: time passing makes no more passes
-        const before = calls
-        yield* TestClock.adjust(Duration.minutes(10))
-        assert.strictEqual(calls, before)
       })
+  )
+
+  it.scoped("a message another process queued (no signal here) is delivered by the maxSleep safety net", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      const filename = join(dir, "tlsrpt.db")
+      yield* TestClock.setTime(T0)
+      // Two store layers on one file: the other's writes raise its own signal, not this loop's.
+      const other = yield* Layer.build(Store.layer({ filename }))
+      yield* Effect.gen(function* () {
+        const test = yield* TestTransport
+        yield* waitForSleep
+        yield* Effect.flatMap(Outbox, (s) => s.enqueue([newMessage()])).pipe(Effect.provide(other))
+        yield* TestClock.adjust(Duration.seconds(59))
+        assert.lengthOf(yield* test.sent, 0)
+        yield* TestClock.adjust(Duration.seconds(1))
+        yield* waitForSleep
+        assert.lengthOf(yield* test.sent, 1)
+      }).pipe(
+        Effect.provide(
+          Delivery.layer({ maxSleep: Duration.minutes(1) }).pipe(
+            Layer.provideMerge(Transport.layerTest()),
+            Layer.provideMerge(Store.layer({ filename }))
+          )
+        )
+      )
+    })
+  )
+
+  it.prop(
+    "sleepAfterPass: until the due time, never past the cap, at least 1 s",
+    {
+      now: FastCheck.integer({ min: 0, max: 2 ** 40 }),
+      offset: FastCheck.option(FastCheck.integer({ min: -(10 ** 9), max: 10 ** 9 })),
+      max: FastCheck.integer({ min: 1_000, max: 10 ** 8 })
+    },
+    ({ now, offset, max }) => {
+      const due = offset === null ? undefined : new Date(now + offset)
+      const wait = sleepAfterPass(now, due, max)
+      assert.isAtMost(wait, max)
+      assert.isAtLeast(wait, 1_000)
+      if (offset === null) assert.strictEqual(wait, max)
+      else if (offset >= 1_000 && offset <= max) assert.strictEqual(wait, offset)
+    }
   )
 })
 

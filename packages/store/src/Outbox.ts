@@ -64,6 +64,12 @@ export class Outbox extends Context.Tag("@tlsrpt/store/Outbox")<
       which: { readonly id: number } | "failed",
       at: Date
     ) => Effect.Effect<ReadonlyArray<number>, StoreError>
+    /**
+     * When the earliest queued message can next be claimed (its next attempt, or the end of a lease
+     * that holds it, whichever is later); undefined when nothing is queued. The delivery loop sleeps
+     * until then (docs/design.md#delivery-loop).
+     */
+    readonly nextDueAt: () => Effect.Effect<Date | undefined, StoreError>
     /** Records a successful attempt (it counts as an attempt) and ends the lease. */
     readonly markDelivered: (id: number, at: Date) => Effect.Effect<void, StoreError>
     /** `markDelivered` for many messages in one statement: a delivery batch's successes, recorded together. */

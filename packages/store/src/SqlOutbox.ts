@@ -7,6 +7,7 @@ import { Clock, Effect, Layer } from "effect"
 import type { Dialect } from "./Dialect.js"
 import { type NewOutboxMessage, Outbox, type OutboxStatus } from "./Outbox.js"
 import * as OutboxRecords from "./OutboxRecords.js"
+import { OutboxSignal } from "./OutboxSignal.js"
 import { fromSqlError } from "./StoreError.js"
 
 const MARK_CHUNK = 500
@@ -15,11 +16,15 @@ const MARK_CHUNK = 500
 export const make = (dialect: Dialect) =>
   Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
+    const signal = yield* OutboxSignal
 
+    // The signal is raised after the commit: a listener woken before it would find nothing due.
     const enqueue = Effect.fn("Outbox.enqueue")(function* (messages: ReadonlyArray<NewOutboxMessage>) {
       if (messages.length === 0) return []
       const now = yield* Clock.currentTimeMillis
-      return yield* sql.withTransaction(OutboxRecords.insert(sql, messages, now))
+      const ids = yield* sql.withTransaction(OutboxRecords.insert(sql, messages, now))
+      yield* signal.raise
+      return ids
     }, fromSqlError("Outbox.enqueue"))
 
     const selectOutbox = sql.literal(`SELECT ${OutboxRecords.COLUMNS} FROM outbox`)
@@ -59,8 +64,19 @@ export const make = (dialect: Dialect) =>
         : sql<{ readonly id: number }>`UPDATE outbox SET status = 'queued',
           attempts = CASE WHEN status = 'failed' THEN 0 ELSE attempts END, next_attempt_at = ${t}, updated = ${t}
           WHERE id = ${which.id} AND status IN ('failed', 'queued') RETURNING id`
+      if (rows.length > 0) yield* signal.raise
       return rows.map((r) => r.id).sort((a, b) => a - b)
     }, fromSqlError("Outbox.requeue"))
+
+    // A queued message can be claimed once its attempt is due and no other lease holds it
+    // (`claimDue`'s WHERE), so it is due at the later of the two.
+    const nextDueAt = Effect.fn("Outbox.nextDueAt")(function* () {
+      const rows = yield* sql<{ readonly due: number | string | null }>`SELECT MIN(CASE
+          WHEN lease_until IS NOT NULL AND lease_until > next_attempt_at THEN lease_until ELSE next_attempt_at END) AS due
+        FROM outbox WHERE status = 'queued'`
+      const due = rows[0]?.due
+      return due === null || due === undefined ? undefined : new Date(Number(due))
+    }, fromSqlError("Outbox.nextDueAt"))
 
     // The successful attempt counts as an attempt too. Recording an outcome ends the lease.
     const markDelivered = Effect.fn("Outbox.markDelivered")(function* (id: number, at: Date) {
@@ -111,6 +127,7 @@ export const make = (dialect: Dialect) =>
       claimDue,
       releaseClaim,
       requeue,
+      nextDueAt,
       markDelivered,
       markDeliveredAll,
       markAttemptFailed,
@@ -119,5 +136,5 @@ export const make = (dialect: Dialect) =>
     }
   })
 
-export const layer = (dialect: Dialect): Layer.Layer<Outbox, never, SqlClient.SqlClient> =>
+export const layer = (dialect: Dialect): Layer.Layer<Outbox, never, SqlClient.SqlClient | OutboxSignal> =>
   Layer.effect(Outbox, make(dialect))

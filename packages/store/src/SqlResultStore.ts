@@ -15,6 +15,7 @@ import { type Day, Domain } from "@tlsrpt/core"
 import { Clock, Effect, Either, Layer, Option, Schedule } from "effect"
 import type { Dialect } from "./Dialect.js"
 import * as OutboxRecords from "./OutboxRecords.js"
+import { OutboxSignal } from "./OutboxSignal.js"
 import * as RowMerge from "./RowMerge.js"
 import {
   type DeleteKey,
@@ -154,9 +155,10 @@ const conflictRetry = (dialect: Dialect) => ({
 })
 
 /** The store on the ambient `SqlClient`; the schema must be migrated (`Migrations.run`). */
-export const make = (dialect: Dialect): Effect.Effect<Service, never, SqlClient.SqlClient> =>
+export const make = (dialect: Dialect): Effect.Effect<Service, never, SqlClient.SqlClient | OutboxSignal> =>
   Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
+    const signal = yield* OutboxSignal
 
     const selectResults = sql.literal(
       `SELECT id, policy_domain, day, recipient_domain, is_host, send_report, sent_to_recipient_domain,
@@ -443,6 +445,8 @@ export const make = (dialect: Dialect): Effect.Effect<Service, never, SqlClient.
           { discard: true }
         )
       )
+      // after the commit: the delivery loop wakes to messages it can see (docs/design.md#delivery-loop)
+      if (reports.some((r) => r.messages.length > 0)) yield* signal.raise
     }, fromSqlError("ResultStore.markSentAndEnqueueAll"))
 
     const countAndDelete = (where: ReturnType<typeof sql.and>) =>
@@ -518,5 +522,5 @@ export const make = (dialect: Dialect): Effect.Effect<Service, never, SqlClient.
   })
 
 /** The port on the ambient `SqlClient`, in that client's dialect. */
-export const layer = (dialect: Dialect): Layer.Layer<ResultStore, never, SqlClient.SqlClient> =>
+export const layer = (dialect: Dialect): Layer.Layer<ResultStore, never, SqlClient.SqlClient | OutboxSignal> =>
   Layer.effect(ResultStore, make(dialect))

@@ -10,6 +10,7 @@ import { Effect, Layer, type Redacted, Schema } from "effect"
 import type { Dialect } from "./Dialect.js"
 import * as Migrations from "./Migrations.js"
 import type { Outbox } from "./Outbox.js"
+import { OutboxSignal } from "./OutboxSignal.js"
 import type * as PgDatabase from "./pg/PgDatabase.js"
 import { dialect as pgDialect } from "./pg/PgDialect.js"
 import type { ResultStore } from "./ResultStore.js"
@@ -21,12 +22,14 @@ import type { SuppressionList } from "./SuppressionList.js"
 import * as SqliteDatabase from "./sqlite/SqliteDatabase.js"
 import { dialect as sqliteDialect } from "./sqlite/SqliteDialect.js"
 
-/** Every port of the store. */
-export type Store = ResultStore | SuppressionList | Outbox
+/** Every port of the store, and the signal its writes to the outbox raise (OutboxSignal.ts). */
+export type Store = ResultStore | SuppressionList | Outbox | OutboxSignal
 
-/** The three ports on the ambient `SqlClient` of `dialect` (migrated already). */
+/** The three ports on the ambient `SqlClient` of `dialect` (migrated already), sharing one `OutboxSignal`. */
 export const ports = (dialect: Dialect): Layer.Layer<Store, never, SqlClient.SqlClient> =>
-  Layer.mergeAll(SqlResultStore.layer(dialect), SqlSuppressionList.layer(dialect), SqlOutbox.layer(dialect))
+  Layer.mergeAll(SqlResultStore.layer(dialect), SqlSuppressionList.layer(dialect), SqlOutbox.layer(dialect)).pipe(
+    Layer.provideMerge(OutboxSignal.layer)
+  )
 
 /**
  * `self` in ONE transaction of the ambient store's database: the `addResults` calls inside it commit

@@ -1,6 +1,7 @@
 export type { Dialect } from "./Dialect.js"
 export * as Migrations from "./Migrations.js"
 export * from "./Outbox.js"
+export * from "./OutboxSignal.js"
 export * as PgDialect from "./pg/PgDialect.js"
 export * from "./ResultStore.js"
 export * as Store from "./Store.js"

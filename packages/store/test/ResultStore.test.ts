@@ -1,8 +1,9 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Day, Domain, PolicyResult } from "@tlsrpt/core"
-import { Effect, Either, FastCheck as fc, TestClock } from "effect"
+import { Duration, Effect, Either, FastCheck as fc, Option, TestClock } from "effect"
 import { type NewOutboxMessage, Outbox } from "../src/Outbox.js"
+import { OutboxSignal } from "../src/OutboxSignal.js"
 import { type NewResultRow, ResultStore, type ResultRow } from "../src/ResultStore.js"
 import * as Store from "../src/Store.js"
 import { SuppressionList } from "../src/SuppressionList.js"
@@ -740,6 +741,64 @@ for (const db of dialects) {
             [a, b]
           )
         }).pipe(Effect.provide(db.layer))
+      )
+
+      it.scoped(
+        "nextDueAt: the earliest queued message's attempt or lease end; writes that queue raise OutboxSignal (docs/design.md#delivery-loop)",
+        () =>
+          Effect.gen(function* () {
+            const store = yield* Outbox
+            const results = yield* ResultStore
+            const listener = yield* Effect.flatMap(OutboxSignal, (s) => s.listen)
+            const raised = Effect.map(
+              Effect.timeout(listener.next, Duration.millis(0)).pipe(Effect.option),
+              Option.isSome
+            )
+            const t0 = Date.UTC(2024, 0, 10, 0, 5)
+            yield* TestClock.setTime(t0)
+            assert.isUndefined(yield* store.nextDueAt())
+            assert.isFalse(yield* raised)
+
+            const [a, b] = yield* store.enqueue([message("a@a.example"), message("b@b.example")])
+            assert.isTrue(yield* raised)
+            assert.isFalse(yield* raised)
+            assert.deepStrictEqual(yield* store.nextDueAt(), new Date(t0))
+            // a leased message is due when its lease ends
+            yield* store.claimDue(new Date(t0), 1, { owner: "o", until: new Date(t0 + 10 * MINUTE) })
+            yield* store.markAttemptFailed(b!, {
+              error: "421",
+              at: new Date(t0),
+              nextAttemptAt: new Date(t0 + 15 * MINUTE)
+            })
+            assert.deepStrictEqual(yield* store.nextDueAt(), new Date(t0 + 10 * MINUTE))
+            yield* store.markAttemptFailed(a!, {
+              error: "421",
+              at: new Date(t0),
+              nextAttemptAt: new Date(t0 + 7 * MINUTE)
+            })
+            assert.deepStrictEqual(yield* store.nextDueAt(), new Date(t0 + 7 * MINUTE))
+            // delivered and failed messages are never due
+            yield* store.markDelivered(a!, new Date(t0 + 7 * MINUTE))
+            yield* store.markAttemptFailed(b!, { error: "550", at: new Date(t0), nextAttemptAt: undefined })
+            assert.isUndefined(yield* store.nextDueAt())
+            assert.isFalse(yield* raised)
+
+            yield* store.requeue("failed", new Date(t0 + 20 * MINUTE))
+            assert.isTrue(yield* raised)
+            assert.deepStrictEqual(yield* store.nextDueAt(), new Date(t0 + 20 * MINUTE))
+
+            // a round's commit raises it too; a batch without messages does not
+            yield* results.markSentAndEnqueueAll([])
+            assert.isFalse(yield* raised)
+            yield* results.markSentAndEnqueueAll([
+              {
+                mark: { phase: "policy-domain", policyDomain: "c.example", day: Day.fromMillis(t0) },
+                messages: [message("c@c.example", { reportId: "r-c" })]
+              }
+            ])
+            assert.isTrue(yield* raised)
+            assert.strictEqual(yield* store.count("queued"), 2)
+          }).pipe(Effect.provide(db.layer))
       )
 
       it.effect("claimDue leases due messages once; an expired lease, a release or a recorded outcome frees them", () =>
