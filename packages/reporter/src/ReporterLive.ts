@@ -5,7 +5,7 @@
  * each report describes its own day).
  */
 import { type Day, Domain, PolicyResult, SuppressionTarget, TlsrptRecord } from "@tlsrpt/core"
-import { TlsrptLookup } from "@tlsrpt/dns"
+import { TlsrptLookup, type TlsrptLookupError, type TlsrptLookupResult } from "@tlsrpt/dns"
 import { gzipReport, ReportMail } from "@tlsrpt/mail"
 import {
   type MarkSent,
@@ -15,7 +15,7 @@ import {
   type ResultRow,
   SuppressionList
 } from "@tlsrpt/store"
-import { Cause, Clock, Deferred, Duration, Effect, Either, Layer, Metric, Schedule } from "effect"
+import { Cause, Clock, Deferred, Duration, Effect, Either, Layer, Metric } from "effect"
 import * as Destinations from "./Destinations.js"
 import { type KeyOutcome, type KeyReport, Reporter, type ReporterConfig, ReporterError } from "./Reporter.js"
 import * as RoundPlan from "./RoundPlan.js"
@@ -115,20 +115,18 @@ export const makeBatchSender = (config: ReporterConfig) =>
       domain: Domain.Domain,
       retries: ReadonlyArray<Duration.Duration>,
       logs: <A, E, R>(self: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
-    ) => {
-      const [first, ...rest] = retries
-      if (first === undefined) return lookup.lookup(domain)
-      return lookup.lookup(domain).pipe(
-        Effect.retry({
-          schedule: Schedule.fromDelays(first, ...rest).pipe(
-            Schedule.tapOutput((d) =>
-              Effect.logWarning(`temporary DNS error, retrying the TLSRPT lookup in ${Duration.format(d)}`).pipe(logs)
-            )
-          ),
-          while: (e) => e._tag === "TlsrptTemporaryError"
+    ): Effect.Effect<TlsrptLookupResult, TlsrptLookupError> =>
+      // Only a temporary error is retried and logged: a domain without a record (most of them) is not
+      // a DNS error, and the last failure is not followed by a retry.
+      lookup.lookup(domain).pipe(
+        Effect.catchTag("TlsrptTemporaryError", (e) => {
+          const [delay, ...rest] = retries
+          if (delay === undefined) return Effect.fail(e)
+          return Effect.logWarning(
+            `temporary DNS error (${e.code}), retrying the TLSRPT lookup in ${Duration.format(delay)}`
+          ).pipe(logs, Effect.zipRight(Effect.sleep(delay)), Effect.zipRight(lookupWithRetries(domain, rest, logs)))
         })
       )
-    }
 
     /** A key whose record gave usable destinations (docs/design.md#per-key-steps 1–2). */
     interface Looked {

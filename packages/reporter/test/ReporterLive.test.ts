@@ -10,7 +10,7 @@ import type { TestAnswer } from "@tlsrpt/dns"
 import type { ReportMailService } from "@tlsrpt/mail"
 import { Outbox, ResultStore, SuppressionList } from "@tlsrpt/store"
 import { deliverAndParse, makeEnv, nextRound, record, resultRow, startSchedule } from "@tlsrpt/testkit/simulation"
-import { Effect, Fiber, Ref, TestClock } from "effect"
+import { Effect, Fiber, HashMap, Logger, Option, Ref, TestClock } from "effect"
 import { defaultConfig, type KeyReport, type ReporterConfig, ReporterLive } from "../src/index.js"
 
 const START = Date.parse("2024-01-10T00:05:00Z")
@@ -301,6 +301,29 @@ describe("ReporterLive: cleanup matrix (docs/design.md#cleanup-matrix)", () => {
       })
     )
   )
+
+  it.effect("only a temporary DNS error is logged as one, with its code, once per retry (none for a domain without a record)", () => {
+    const logged: Array<string> = []
+    const capture = Logger.make(({ annotations, message }) => {
+      const text = (Array.isArray(message) ? message : [message]).join(" ")
+      const domain = Option.getOrElse(HashMap.get(annotations, "policyDomain"), () => "?")
+      if (text.includes("retrying")) logged.push(`${domain}: ${text}`)
+    })
+    return withEnv(
+      dns,
+      Effect.gen(function* () {
+        yield* seedMatrix("tlsrpt@suppressed.example")
+        const { rounds, fiber } = yield* startSchedule(config)
+        yield* nextRound(rounds)
+        yield* Fiber.interrupt(fiber)
+        assert.deepStrictEqual(logged, [
+          "temporary.example: temporary DNS error (ESERVFAIL), retrying the TLSRPT lookup in 5m",
+          "temporary.example: temporary DNS error (ESERVFAIL), retrying the TLSRPT lookup in 30m",
+          "temporary.example: temporary DNS error (ESERVFAIL), retrying the TLSRPT lookup in 2h"
+        ])
+      }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, capture)))
+    )
+  })
 
   it.effect("paced (one key per commit), the same outcomes as unpaced", () =>
     withEnv(
