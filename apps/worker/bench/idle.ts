@@ -3,9 +3,13 @@
  * temp data directory, on a TestClock: a simulated month of traffic through its Collector (OUTCOMES
  * a day over DOMAINS recipient domains, 5 % failures, spread over the hours) while the clock moves an
  * hour at a time, so the flush fiber, the report schedule and the delivery loop run as they would.
+ * Reports are on (the config `tlsrpt init` writes: submitter, RSA-2048 DKIM key): every day's round
+ * looks up all DOMAINS recipient domains on a loopback DNS peer (IdleDnsPeer, its own process), a
+ * tenth of which publish a TLSRPT record, composes and signs their reports on the compose pool and
+ * writes them to the outbox folder; the round's paced hours move half a minute at a time.
  * Prints the RSS at start (layers built), peak (the process's maxRSS) and end, the RSS after each
  * simulated week (steady: no growth from week to week), then one JSON line:
- *   {"bench":"idle","startRssMb":N,"peakRssMb":N,"endRssMb":N,"restRssMb":N,"days":N}
+ *   {"bench":"idle","startRssMb":N,"peakRssMb":N,"endRssMb":N,"restRssMb":N,"days":N,"reports":N}
  *
  * The TestClock only moves when told, and `TestClock.adjust("1 hour")` runs every sleep due in that
  * hour one by one: the delivery loop's safety-net passes (12 an hour on an empty outbox: it sleeps
@@ -15,18 +19,22 @@
  * Then it waits REST seconds of real time (65) with no traffic and prints the RSS at rest: the
  * threads' idle periods (writer thread 60 s, compose pool 30 s) run on real time, which a TestClock
  * month compresses into minutes, so only then are they retired as on a real quiet host.
- * Knobs: DAYS (30; a fraction runs part of a day), OUTCOMES (a day, 50,000), DOMAINS (2,000), REST (65).
+ * Knobs: HEAP_SNAPSHOT (a file: the main thread's heap at rest), DAYS (30; a fraction runs part of a day), OUTCOMES (a day, 50,000), DOMAINS (2,000), REST (65).
  * `pnpm bench` runs the compiled build (dist/, as the systemd unit runs it), `pnpm bench:source`
  * the TypeScript sources through tsx, whose loader alone holds some 100 MB more.
  */
-import { mkdtempSync, rmSync } from "node:fs"
+import { spawn } from "node:child_process"
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { loadavg, tmpdir } from "node:os"
 import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import { writeHeapSnapshot } from "node:v8"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import { Collector, type SessionOutcome } from "@tlsrpt/collector"
 import { Domain } from "@tlsrpt/core"
 import { Clock, Context, Effect, Layer, Logger, LogLevel, Redacted, TestClock, TestContext } from "effect"
 import * as Config from "../src/Config.js"
+import * as Init from "../src/Init.js"
 import * as Worker from "../src/Worker.js"
 
 const env = (name: string, d: number) => (process.env[name] === undefined ? d : Number(process.env[name]))
@@ -35,6 +43,8 @@ const OUTCOMES = env("OUTCOMES", 50_000)
 const DOMAINS = env("DOMAINS", 2_000)
 // past the writer thread's 60 s and the compose pool's 30 s idle periods
 const REST = env("REST", 65)
+/** The daily round's hours: paced over `reports.window` (4 h) from 00:04–00:06 UTC. */
+const ROUND_HOURS = 5
 const START = Date.UTC(2025, 0, 1)
 
 const mb = (bytes: number) => Math.round((bytes / 2 ** 20) * 10) / 10
@@ -64,12 +74,48 @@ const outcomeAt = (n: number, failed: boolean, at: Date): SessionOutcome.Session
   }
 }
 
+/**
+ * The DNS peer (IdleDnsPeer) in a child process; its `host:port`. It ends when this process closes
+ * its stdin (at the end of the scope, or when this process dies).
+ */
+const dnsPeer = Effect.acquireRelease(
+  Effect.async<{ readonly address: string; readonly stop: () => void }>((resume) => {
+    const file = fileURLToPath(new URL(`./IdleDnsPeer.${import.meta.url.endsWith(".ts") ? "ts" : "js"}`, import.meta.url))
+    const child = spawn(process.execPath, [...process.execArgv, file], { stdio: ["pipe", "pipe", "inherit"] })
+    child.stdout.once("data", (line: Buffer) =>
+      resume(Effect.succeed({ address: line.toString().trim(), stop: () => child.stdin.end() }))
+    )
+  }),
+  (peer) => Effect.sync(peer.stop)
+)
+
+/**
+ * The worker's config: what `tlsrpt init --domain reports.example` writes (submitter, an RSA-2048
+ * DKIM key), data in the temp dir, DNS on the loopback peer, the admin server on an ephemeral port;
+ * reports go to the embedded default's outbox folder.
+ */
+const writeConfig = (dir: string, dns: string) =>
+  Effect.gen(function* () {
+    const configFile = join(dir, "tlsrpt.json")
+    yield* Init.run({ domain: "reports.example", configFile, selector: "idle", algorithm: "rsa-sha256", force: false })
+    const json = JSON.parse(readFileSync(configFile, "utf8"))
+    // per-try timeout long on the TestClock: a lookup in flight while the clock moves on for 20 steps still answers
+    json.dns = { servers: [dns], timeoutMs: 60_000, tries: 10 }
+    json.http.listen = "127.0.0.1:0"
+    writeFileSync(configFile, JSON.stringify(json))
+    return configFile
+  })
+
+const countFiles = (dir: string, suffix: string) =>
+  readdirSync(dir, { recursive: true, encoding: "utf8" }).filter((f) => f.endsWith(suffix)).length
+
 const program = Effect.gen(function* () {
   const dir = mkdtempSync(join(tmpdir(), "tlsrpt-idle-"))
   yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
+  const peer = yield* dnsPeer
   const config = yield* Config.load({
-    configFile: undefined,
-    env: { TLSRPT_DATA_DIR: dir, TLSRPT_HTTP_LISTEN: "127.0.0.1:0" },
+    configFile: yield* writeConfig(dir, peer.address),
+    env: {},
     cwd: dir
   })
   yield* TestClock.setTime(START)
@@ -99,9 +145,19 @@ const program = Effect.gen(function* () {
         const n = (i * 7919) % DOMAINS
         yield* collector.record(outcomeAt(n, i % 20 === 0, at))
       }
-      yield* TestClock.adjust("1 hour")
-      // Real time for the writer thread and the I/O the hour started.
-      yield* Effect.promise(() => new Promise((r) => setTimeout(r, 5)))
+      if (hour < ROUND_HOURS) {
+        // The round's hours (00:04 to about 04:06, paced): half a minute at a time, each with real time for
+        // its DNS lookups, compose threads and file writes, so no lookup sees the clock leap past its
+        // deadline.
+        for (let step = 0; step < 120; step++) {
+          yield* TestClock.adjust("30 seconds")
+          yield* Effect.promise(() => new Promise((r) => setTimeout(r, 2)))
+        }
+      } else {
+        yield* TestClock.adjust("1 hour")
+        // Real time for the writer thread and the I/O the hour started.
+        yield* Effect.promise(() => new Promise((r) => setTimeout(r, 5)))
+      }
     }
     if ((day + 1) % 7 === 0 || day + 1 >= DAYS) {
       const s = yield* collector.stats
@@ -121,6 +177,12 @@ const program = Effect.gen(function* () {
   yield* Effect.promise(() => new Promise((r) => setTimeout(r, REST * 1000)))
   global.gc?.()
   const restRss = process.memoryUsage.rss()
+  if (process.env.HEAP_SNAPSHOT) console.log(`heap snapshot: ${writeHeapSnapshot(process.env.HEAP_SNAPSHOT)}`)
+  const reports = countFiles(dir, ".eml")
+  const h = process.memoryUsage()
+  console.log(
+    `${reports.toLocaleString("en")} reports written by the rounds; at rest heap used ${mb(h.heapUsed)} of ${mb(h.heapTotal)} MB`
+  )
   console.log(
     `start ${mb(startRss)} MB, peak ${mb(peakRss)} MB, end ${mb(endRss)} MB, at rest (${REST} s later) ${mb(restRss)} MB; ` +
       `load average ${loadavg()
@@ -134,7 +196,8 @@ const program = Effect.gen(function* () {
       peakRssMb: mb(peakRss),
       endRssMb: mb(endRss),
       restRssMb: mb(restRss),
-      days: DAYS
+      days: DAYS,
+      reports
     })
   )
 })
