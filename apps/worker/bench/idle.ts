@@ -80,7 +80,9 @@ const outcomeAt = (n: number, failed: boolean, at: Date): SessionOutcome.Session
  */
 const dnsPeer = Effect.acquireRelease(
   Effect.async<{ readonly address: string; readonly stop: () => void }>((resume) => {
-    const file = fileURLToPath(new URL(`./IdleDnsPeer.${import.meta.url.endsWith(".ts") ? "ts" : "js"}`, import.meta.url))
+    const file = fileURLToPath(
+      new URL(`./IdleDnsPeer.${import.meta.url.endsWith(".ts") ? "ts" : "js"}`, import.meta.url)
+    )
     const child = spawn(process.execPath, [...process.execArgv, file], { stdio: ["pipe", "pipe", "inherit"] })
     child.stdout.once("data", (line: Buffer) =>
       resume(Effect.succeed({ address: line.toString().trim(), stop: () => child.stdin.end() }))

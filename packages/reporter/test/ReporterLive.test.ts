@@ -302,28 +302,31 @@ describe("ReporterLive: cleanup matrix (docs/design.md#cleanup-matrix)", () => {
     )
   )
 
-  it.effect("only a temporary DNS error is logged as one, with its code, once per retry (none for a domain without a record)", () => {
-    const logged: Array<string> = []
-    const capture = Logger.make(({ annotations, message }) => {
-      const text = (Array.isArray(message) ? message : [message]).join(" ")
-      const domain = Option.getOrElse(HashMap.get(annotations, "policyDomain"), () => "?")
-      if (text.includes("retrying")) logged.push(`${domain}: ${text}`)
-    })
-    return withEnv(
-      dns,
-      Effect.gen(function* () {
-        yield* seedMatrix("tlsrpt@suppressed.example")
-        const { rounds, fiber } = yield* startSchedule(config)
-        yield* nextRound(rounds)
-        yield* Fiber.interrupt(fiber)
-        assert.deepStrictEqual(logged, [
-          "temporary.example: temporary DNS error (ESERVFAIL), retrying the TLSRPT lookup in 5m",
-          "temporary.example: temporary DNS error (ESERVFAIL), retrying the TLSRPT lookup in 30m",
-          "temporary.example: temporary DNS error (ESERVFAIL), retrying the TLSRPT lookup in 2h"
-        ])
-      }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, capture)))
-    )
-  })
+  it.effect(
+    "only a temporary DNS error is logged as one, with its code, once per retry (none for a domain without a record)",
+    () => {
+      const logged: Array<string> = []
+      const capture = Logger.make(({ annotations, message }) => {
+        const text = (Array.isArray(message) ? message : [message]).join(" ")
+        const domain = Option.getOrElse(HashMap.get(annotations, "policyDomain"), () => "?")
+        if (text.includes("retrying")) logged.push(`${domain}: ${text}`)
+      })
+      return withEnv(
+        dns,
+        Effect.gen(function* () {
+          yield* seedMatrix("tlsrpt@suppressed.example")
+          const { rounds, fiber } = yield* startSchedule(config)
+          yield* nextRound(rounds)
+          yield* Fiber.interrupt(fiber)
+          assert.deepStrictEqual(logged, [
+            "temporary.example: temporary DNS error (ESERVFAIL), retrying the TLSRPT lookup in 5m",
+            "temporary.example: temporary DNS error (ESERVFAIL), retrying the TLSRPT lookup in 30m",
+            "temporary.example: temporary DNS error (ESERVFAIL), retrying the TLSRPT lookup in 2h"
+          ])
+        }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, capture)))
+      )
+    }
+  )
 
   it.effect("paced (one key per commit), the same outcomes as unpaced", () =>
     withEnv(
