@@ -7,15 +7,16 @@ import { RunnerAddress, type ShardingConfig } from "@effect/cluster"
 import { NodeClusterSocket } from "@effect/platform-node"
 import { PgClient } from "@effect/sql-pg"
 import type { ReporterConfig } from "@tlsrpt/reporter"
-import { Duration, Layer, Option, type Redacted } from "effect"
+import { PgSession } from "@tlsrpt/store"
+import { Duration, Layer, Option, Redacted } from "effect"
 import * as ReportKey from "./ReportKey.js"
 import * as ReportRound from "./ReportRound.js"
 
 /** The `cluster` section of the configuration (a stable contract). */
-import { type ClusterConfig, DEFAULT_LEASE_SECONDS } from "./ClusterConfig.js"
+import { type ClusterConfig, DEFAULT_LEASE_SECONDS, idleInTransactionMillis } from "./ClusterConfig.js"
 
 export type { ClusterConfig } from "./ClusterConfig.js"
-export { DEFAULT_LEASE_SECONDS, DEFAULT_SHARDS, LEASE_SECONDS_MAX, LEASE_SECONDS_MIN } from "./ClusterConfig.js"
+export { DEFAULT_LEASE_SECONDS, idleInTransactionMillis, DEFAULT_SHARDS, LEASE_SECONDS_MAX, LEASE_SECONDS_MIN } from "./ClusterConfig.js"
 
 /** Parses `host:port` or `[v6]:port`. */
 export const parseRunnerAddress = (text: string): { host: string; port: number } | undefined => {
@@ -68,10 +69,15 @@ export const client = (shards: number, tuning: ClusterTuning = {}) =>
  * The cluster's own connections to a PostgreSQL store's database. Its message and reply ids are
  * snowflakes, BIGINTs beyond 2^53: read through the store's client, which reads BIGINT as a number,
  * they would lose their low bits and no reply would match its request. This client reads them as
- * strings, as @effect/cluster expects (docs/design.md#fleet-mode).
+ * strings, as @effect/cluster expects (docs/design.md#fleet-mode). Its sessions end a transaction
+ * left idle for a third of the lease (`idleInTransactionMillis`, docs/design.md#fleet-faults).
  */
-export const sqlPg = (url: Redacted.Redacted<string>) =>
-  PgClient.layer({ url, maxConnections: 10, applicationName: "tlsrpt-cluster" })
+export const sqlPg = (url: Redacted.Redacted<string>, config: Pick<ClusterConfig, "leaseSeconds">) =>
+  PgClient.layer({
+    url: Redacted.make(PgSession.url(Redacted.value(url), { idleInTransaction: idleInTransactionMillis(config) })),
+    maxConnections: 10,
+    applicationName: "tlsrpt-cluster"
+  })
 
 /** The fleet's entities and the daily schedule; needs a runner (or SingleRunner) and the stages. */
 export const entities = (config: ReporterConfig, options: ReportRound.RoundOptions = {}) =>

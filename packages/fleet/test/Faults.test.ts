@@ -10,7 +10,6 @@ import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { EntityId, Sharding } from "@effect/cluster"
 import * as SqlClient from "@effect/sql/SqlClient"
-import { PgClient } from "@effect/sql-pg"
 import { assert, describe, it } from "@effect/vitest"
 import { Outbox, ResultStore, Store } from "@tlsrpt/store"
 import { SmtpSink } from "@tlsrpt/testkit"
@@ -75,7 +74,7 @@ const makeFleet = (url: string): Effect.Effect<Fleet, never, Scope.Scope> =>
 /** The test process's view: a cluster client on the same PostgreSQL, and the results store. */
 const clientLayer = (fleet: Fleet) =>
   FleetCluster.client(SHARDS, { messagePollInterval: "1 second" }).pipe(
-    Layer.provideMerge(PgClient.layer({ url: Redacted.make(fleet.url) })),
+    Layer.provideMerge(FleetCluster.sqlPg(Redacted.make(fleet.url), { leaseSeconds: LEASE_S })),
     Layer.merge(
       Layer.effectContext(Effect.map(Effect.context<Store.Store>(), Context.pick(ResultStore, Outbox))).pipe(
         Layer.provide(Store.layerPg({ url: fleet.url }))
