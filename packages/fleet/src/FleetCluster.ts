@@ -3,12 +3,12 @@
  * a socket on its `runnerAddress` and keeps its messages, replies and runner registrations in the
  * shared SQL database; a client process (the CLI) only sends messages and reads replies.
  */
-import { RunnerAddress, type ShardingConfig } from "@effect/cluster"
+import { MessageStorage, RunnerAddress, ShardingConfig, SqlMessageStorage, SqlRunnerStorage } from "@effect/cluster"
 import { NodeClusterSocket } from "@effect/platform-node"
 import { PgClient } from "@effect/sql-pg"
 import type { ReporterConfig } from "@tlsrpt/reporter"
 import { PgSession } from "@tlsrpt/store"
-import { Duration, Layer, Option, Redacted } from "effect"
+import { Duration, Effect, Layer, Option, Redacted, Schedule } from "effect"
 import * as ReportKey from "./ReportKey.js"
 import * as ReportRound from "./ReportRound.js"
 
@@ -16,7 +16,13 @@ import * as ReportRound from "./ReportRound.js"
 import { type ClusterConfig, DEFAULT_LEASE_SECONDS, idleInTransactionMillis } from "./ClusterConfig.js"
 
 export type { ClusterConfig } from "./ClusterConfig.js"
-export { DEFAULT_LEASE_SECONDS, idleInTransactionMillis, DEFAULT_SHARDS, LEASE_SECONDS_MAX, LEASE_SECONDS_MIN } from "./ClusterConfig.js"
+export {
+  DEFAULT_LEASE_SECONDS,
+  idleInTransactionMillis,
+  DEFAULT_SHARDS,
+  LEASE_SECONDS_MAX,
+  LEASE_SECONDS_MIN
+} from "./ClusterConfig.js"
 
 /** Parses `host:port` or `[v6]:port`. */
 export const parseRunnerAddress = (text: string): { host: string; port: number } | undefined => {
@@ -46,15 +52,48 @@ const sharding = (shards: number, leaseSeconds: number, tuning: ClusterTuning) =
   shardLockRefreshInterval: Duration.millis(Math.floor((leaseSeconds * 1000) / 3))
 })
 
-/** This process as a runner: socket server on `runnerAddress`, storage in the SqlClient's database. */
-export const runner = (config: ClusterConfig, tuning: ClusterTuning = {}) =>
-  NodeClusterSocket.layer({
-    storage: "sql",
-    shardingConfig: {
-      ...sharding(config.shards, config.leaseSeconds, tuning),
-      runnerAddress: Option.some(RunnerAddress.make(config.runnerAddress.host, config.runnerAddress.port))
-    }
+/** Saving a reply again for about two minutes: longer than a database restart (docs/design.md#fleet-faults). */
+const replyRetries = Schedule.exponential("200 millis").pipe(
+  Schedule.union(Schedule.spaced("5 seconds")),
+  Schedule.intersect(Schedule.recurs(30))
+)
+
+/**
+ * `storage` with one change: a reply that cannot be saved (`PersistenceError`: the database is
+ * unreachable) is saved again, for about two minutes. @effect/cluster tries four times in 800 ms and
+ * then drops it, while the request stays marked as in progress on its runner: nobody runs it again and
+ * its caller waits forever. A PostgreSQL restart takes seconds; without this a round stalled on the
+ * key whose reply fell into the outage (docs/design.md#fleet-faults).
+ */
+export const savingRepliesAgain = (
+  storage: MessageStorage.MessageStorage["Type"]
+): MessageStorage.MessageStorage["Type"] =>
+  MessageStorage.MessageStorage.of({
+    ...storage,
+    saveReply: (reply) =>
+      storage.saveReply(reply).pipe(
+        Effect.tapError((e) => Effect.logWarning("saving a reply failed; saving it again", e)),
+        Effect.retry({ schedule: replyRetries, while: (e) => e._tag === "PersistenceError" })
+      )
   })
+
+/** The cluster's tables in the SqlClient's database: @effect/cluster's SQL storage, `savingRepliesAgain`. */
+const storage = Layer.effect(
+  MessageStorage.MessageStorage,
+  Effect.map(MessageStorage.MessageStorage, savingRepliesAgain)
+).pipe(Layer.provide(SqlMessageStorage.layer), Layer.merge(SqlRunnerStorage.layer), Layer.orDie)
+
+/** This process as a runner: socket server on `runnerAddress`, storage in the SqlClient's database. */
+export const runner = (config: ClusterConfig, tuning: ClusterTuning = {}) => {
+  const shardingConfig = {
+    ...sharding(config.shards, config.leaseSeconds, tuning),
+    runnerAddress: Option.some(RunnerAddress.make(config.runnerAddress.host, config.runnerAddress.port))
+  }
+  return NodeClusterSocket.layer({ storage: "byo", shardingConfig }).pipe(
+    Layer.provideMerge(storage),
+    Layer.provide(ShardingConfig.layerFromEnv(shardingConfig))
+  )
+}
 
 /** This process as a client only: sends messages to the runners and waits for their replies. */
 export const client = (shards: number, tuning: ClusterTuning = {}) =>

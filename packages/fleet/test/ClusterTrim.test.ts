@@ -89,7 +89,10 @@ describe.skipIf(!FleetPg.available())("trimming the cluster tables on PostgreSQL
             Effect.provide(layer)
           )
         assert.notStrictEqual(yield* read(Store.layerPg({ url })), id)
-        assert.strictEqual(yield* read(FleetCluster.sqlPg(Redacted.make(url), { leaseSeconds: FleetCluster.DEFAULT_LEASE_SECONDS })), id)
+        assert.strictEqual(
+          yield* read(FleetCluster.sqlPg(Redacted.make(url), { leaseSeconds: FleetCluster.DEFAULT_LEASE_SECONDS })),
+          id
+        )
       }).pipe(Effect.scoped)
   )
 

@@ -30,41 +30,43 @@ describe("PgSession.url", () => {
 })
 
 describe.skipIf(!PgTestDatabase.available())("Store.layerPg sessions", () => {
-  it.scopedLive("a writer frozen inside its transaction loses its session, and its row locks, after idleInTransaction", () =>
-    Effect.gen(function* () {
-      const url = yield* PgTestDatabase.fresh
-      const rcpt = seedRows[0]!.recipientDomain.ascii
-      yield* Effect.flatMap(ResultStore, (s) => s.addResults(seedRows)).pipe(Effect.provide(Store.layerPg({ url })))
-      // two processes' pools, open until the end of the test
-      const client = (layer: ReturnType<typeof Store.layerPg>) =>
-        Effect.map(Layer.build(layer), Context.get(SqlClient.SqlClient))
-      const frozen = yield* client(Store.layerPg({ url, maxConnections: 1, idleInTransaction: "1 second" }))
-      const other = yield* client(Store.layerPg({ url }))
-      const locked = yield* Deferred.make<void>()
-      const otherDone = yield* Deferred.make<void>()
-      // The frozen writer: locks the key's rows, then sends nothing until the other writer is through.
-      const stuck = yield* frozen
-        .withTransaction(
-          frozen`UPDATE results SET sent_to_recipient_domain = 1 WHERE recipient_domain = ${rcpt} AND day = ${seedDay}`.pipe(
-            Effect.zipRight(Deferred.succeed(locked, undefined)),
-            Effect.zipRight(Deferred.await(otherDone)),
-            Effect.zipRight(frozen`SELECT 1`)
+  it.scopedLive(
+    "a writer frozen inside its transaction loses its session, and its row locks, after idleInTransaction",
+    () =>
+      Effect.gen(function* () {
+        const url = yield* PgTestDatabase.fresh
+        const rcpt = seedRows[0]!.recipientDomain.ascii
+        yield* Effect.flatMap(ResultStore, (s) => s.addResults(seedRows)).pipe(Effect.provide(Store.layerPg({ url })))
+        // two processes' pools, open until the end of the test
+        const client = (layer: ReturnType<typeof Store.layerPg>) =>
+          Effect.map(Layer.build(layer), Context.get(SqlClient.SqlClient))
+        const frozen = yield* client(Store.layerPg({ url, maxConnections: 1, idleInTransaction: "1 second" }))
+        const other = yield* client(Store.layerPg({ url }))
+        const locked = yield* Deferred.make<void>()
+        const otherDone = yield* Deferred.make<void>()
+        // The frozen writer: locks the key's rows, then sends nothing until the other writer is through.
+        const stuck = yield* frozen
+          .withTransaction(
+            frozen`UPDATE results SET sent_to_recipient_domain = 1 WHERE recipient_domain = ${rcpt} AND day = ${seedDay}`.pipe(
+              Effect.zipRight(Deferred.succeed(locked, undefined)),
+              Effect.zipRight(Deferred.await(otherDone)),
+              Effect.zipRight(frozen`SELECT 1`)
+            )
           )
-        )
-        .pipe(Effect.exit, Effect.fork)
-      yield* Deferred.await(locked)
-      // Waits on the frozen writer's row locks until the server ends its session (without the
-      // timeout: forever, and the test times out).
-      const updated = yield* other<{ id: number }>`UPDATE results SET sent_to_policy_domain = 1
+          .pipe(Effect.exit, Effect.fork)
+        yield* Deferred.await(locked)
+        // Waits on the frozen writer's row locks until the server ends its session (without the
+        // timeout: forever, and the test times out).
+        const updated = yield* other<{ id: number }>`UPDATE results SET sent_to_policy_domain = 1
         WHERE recipient_domain = ${rcpt} AND day = ${seedDay} RETURNING id`
-      yield* Deferred.succeed(otherDone, undefined)
-      assert.isAbove(updated.length, 0)
-      // the frozen writer's transaction was rolled back with its session: nothing of it committed
-      const exit = yield* Fiber.join(stuck)
-      assert.isTrue(Exit.isFailure(exit), String(exit))
-      const rows = yield* other<{ n: number }>`SELECT count(*)::int AS n FROM results
+        yield* Deferred.succeed(otherDone, undefined)
+        assert.isAbove(updated.length, 0)
+        // the frozen writer's transaction was rolled back with its session: nothing of it committed
+        const exit = yield* Fiber.join(stuck)
+        assert.isTrue(Exit.isFailure(exit), String(exit))
+        const rows = yield* other<{ n: number }>`SELECT count(*)::int AS n FROM results
         WHERE recipient_domain = ${rcpt} AND day = ${seedDay} AND sent_to_recipient_domain = 1`
-      assert.strictEqual(rows[0]!.n, 0)
-    })
+        assert.strictEqual(rows[0]!.n, 0)
+      })
   )
 })
