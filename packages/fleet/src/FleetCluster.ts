@@ -61,9 +61,8 @@ const replyRetries = Schedule.exponential("200 millis").pipe(
 /**
  * `storage` with one change: a reply that cannot be saved (`PersistenceError`: the database is
  * unreachable) is saved again, for about two minutes. @effect/cluster tries four times in 800 ms and
- * then drops it, while the request stays marked as in progress on its runner: nobody runs it again and
- * its caller waits forever. A PostgreSQL restart takes seconds; without this a round stalled on the
- * key whose reply fell into the outage (docs/design.md#fleet-faults).
+ * then gives it up, and a PostgreSQL restart takes seconds: a caller (the round asking a key) must not
+ * depend on the reply's save landing inside those 800 ms (docs/design.md#fleet-faults).
  */
 export const savingRepliesAgain = (
   storage: MessageStorage.MessageStorage["Type"]

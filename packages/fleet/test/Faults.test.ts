@@ -206,9 +206,8 @@ describe.skipIf(!FleetPg.available())("fleet on PostgreSQL, three runner process
     Duration.toMillis("10 minutes")
   )
 
-  // A reply that could not be saved during the outage is saved again (FleetCluster's storage): before,
-  // a key whose reply fell into the outage stayed "in progress" on its runner and the round waited on
-  // it forever (docs/design.md#fleet-faults).
+  // In two of three CI runs the round never finished after the restart; not reproduced locally (also
+  // under CPU load). Replies that fail to save in the outage are now saved again (docs/design.md#fleet-faults).
   it.live(
     "PostgreSQL restarted during the round: the round resumes and finishes, every report queued exactly once and delivered",
     () =>
