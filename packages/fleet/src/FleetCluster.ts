@@ -3,8 +3,16 @@
  * a socket on its `runnerAddress` and keeps its messages, replies and runner registrations in the
  * shared SQL database; a client process (the CLI) only sends messages and reads replies.
  */
-import { MessageStorage, RunnerAddress, ShardingConfig, SqlMessageStorage, SqlRunnerStorage } from "@effect/cluster"
+import {
+  Message,
+  MessageStorage,
+  RunnerAddress,
+  ShardingConfig,
+  SqlMessageStorage,
+  SqlRunnerStorage
+} from "@effect/cluster"
 import { NodeClusterSocket } from "@effect/platform-node"
+import type { Rpc } from "@effect/rpc"
 import { PgClient } from "@effect/sql-pg"
 import type { ReporterConfig } from "@tlsrpt/reporter"
 import { PgSession } from "@tlsrpt/store"
@@ -58,22 +66,40 @@ const replyRetries = Schedule.exponential("200 millis").pipe(
   Schedule.intersect(Schedule.recurs(30))
 )
 
+const savedAgain = <A, E extends { readonly _tag: string }, R>(save: Effect.Effect<A, E, R>) =>
+  save.pipe(
+    Effect.tapError((e) => Effect.logWarning("saving a reply failed; saving it again", e)),
+    Effect.retry({ schedule: replyRetries, while: (e) => e._tag === "PersistenceError" })
+  )
+
+/** Requests read from storage whose `respond` (their reply's save) is `savedAgain`. */
+const respondingAgain = <R extends Rpc.Any>(messages: Array<Message.Incoming<R>>): Array<Message.Incoming<R>> =>
+  messages.map((m) =>
+    m._tag === "IncomingRequest"
+      ? new Message.IncomingRequest<R>({
+          envelope: m.envelope,
+          lastSentReply: m.lastSentReply,
+          respond: (reply) => savedAgain(m.respond(reply))
+        })
+      : m
+  )
+
 /**
  * `storage` with one change: a reply that cannot be saved (`PersistenceError`: the database is
  * unreachable) is saved again, for about two minutes. @effect/cluster tries four times in 800 ms and
- * then gives it up, and a PostgreSQL restart takes seconds: a caller (the round asking a key) must not
- * depend on the reply's save landing inside those 800 ms (docs/design.md#fleet-faults).
+ * then gives it up, while the request stays "in progress" on its runner: nobody runs it again and its
+ * caller (the round asking a key) waits forever. A PostgreSQL restart takes seconds. A request read
+ * from storage saves its reply through its own `respond`, not `saveReply`: both are wrapped
+ * (docs/design.md#fleet-faults).
  */
 export const savingRepliesAgain = (
   storage: MessageStorage.MessageStorage["Type"]
 ): MessageStorage.MessageStorage["Type"] =>
   MessageStorage.MessageStorage.of({
     ...storage,
-    saveReply: (reply) =>
-      storage.saveReply(reply).pipe(
-        Effect.tapError((e) => Effect.logWarning("saving a reply failed; saving it again", e)),
-        Effect.retry({ schedule: replyRetries, while: (e) => e._tag === "PersistenceError" })
-      )
+    saveReply: (reply) => savedAgain(storage.saveReply(reply)),
+    unprocessedMessages: (shardIds) => Effect.map(storage.unprocessedMessages(shardIds), respondingAgain),
+    unprocessedMessagesById: (ids) => Effect.map(storage.unprocessedMessagesById(ids), respondingAgain)
   })
 
 /** The cluster's tables in the SqlClient's database: @effect/cluster's SQL storage, `savingRepliesAgain`. */

@@ -206,8 +206,9 @@ describe.skipIf(!FleetPg.available())("fleet on PostgreSQL, three runner process
     Duration.toMillis("10 minutes")
   )
 
-  // In two of three CI runs the round never finished after the restart; not reproduced locally (also
-  // under CPU load). Replies that fail to save in the outage are now saved again (docs/design.md#fleet-faults).
+  // A reply whose save fell into the outage was given up by @effect/cluster while its request stayed
+  // in progress, and the round waited on it forever (two of three CI runs; one of four here); it is
+  // now saved again (FleetCluster.savingRepliesAgain, docs/design.md#fleet-faults).
   it.live(
     "PostgreSQL restarted during the round: the round resumes and finishes, every report queued exactly once and delivered",
     () =>

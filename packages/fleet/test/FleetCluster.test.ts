@@ -2,10 +2,21 @@
  * `FleetCluster.savingRepliesAgain`: a reply whose saving failed on the database (a PostgreSQL
  * restart) is saved again instead of being dropped (docs/design.md#fleet-faults).
  */
-import { MessageStorage, Reply, ShardingConfig, Snowflake } from "@effect/cluster"
+import {
+  EntityAddress,
+  EntityId,
+  EntityType,
+  Message,
+  MessageStorage,
+  Reply,
+  ShardId,
+  ShardingConfig,
+  Snowflake
+} from "@effect/cluster"
+import { Headers } from "@effect/platform"
 import { PersistenceError } from "@effect/cluster/ClusterError"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit, Fiber, Layer, TestClock } from "effect"
+import { Effect, Exit, Fiber, Layer, Option, TestClock } from "effect"
 import { FleetCluster } from "../src/index.js"
 
 const memoryStorage = MessageStorage.layerMemory.pipe(Layer.provide(ShardingConfig.layer()))
@@ -54,6 +65,46 @@ describe("FleetCluster.savingRepliesAgain", () => {
       yield* TestClock.adjust("10 minutes")
       const exit = yield* Fiber.join(save)
       assert.isTrue(Exit.isFailure(exit))
+    }).pipe(Effect.provide(memoryStorage))
+  )
+
+  it.effect("so is a reply through the respond of a request read from storage (how runners answer)", () =>
+    Effect.gen(function* () {
+      const gen = yield* Snowflake.makeGenerator
+      let calls = 0
+      const request = new Message.IncomingRequest({
+        envelope: {
+          _tag: "Request",
+          requestId: gen.unsafeNext(),
+          address: EntityAddress.make({
+            shardId: ShardId.make("default", 1),
+            entityType: EntityType.EntityType.make("ReportKey"),
+            entityId: EntityId.make("k")
+          }),
+          tag: "Send",
+          payload: {},
+          headers: Headers.empty
+        },
+        lastSentReply: Option.none(),
+        // the database is down for the first ten saves
+        respond: () =>
+          Effect.suspend(() =>
+            ++calls <= 10
+              ? Effect.fail(new PersistenceError({ cause: new Error("connection terminated") }))
+              : Effect.void
+          )
+      })
+      const storage = yield* MessageStorage.MessageStorage
+      const read = FleetCluster.savingRepliesAgain(
+        MessageStorage.MessageStorage.of({ ...storage, unprocessedMessages: () => Effect.succeed([request]) })
+      )
+      const [message] = yield* read.unprocessedMessages([])
+      assert.strictEqual(message?._tag, "IncomingRequest")
+      if (message?._tag !== "IncomingRequest") return
+      const save = yield* message.respond(yield* reply).pipe(Effect.exit, Effect.fork)
+      yield* TestClock.adjust("1 minute")
+      assert.isTrue(Exit.isSuccess(yield* Fiber.join(save)))
+      assert.strictEqual(calls, 11)
     }).pipe(Effect.provide(memoryStorage))
   )
 })
