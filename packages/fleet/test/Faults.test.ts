@@ -207,7 +207,7 @@ describe.skipIf(!FleetPg.available())("fleet on PostgreSQL, three runner process
   )
 
   // A reply whose save fell into the outage was given up by @effect/cluster while its request stayed
-  // in progress, and the round waited on it forever (two of three CI runs; one of four here); it is
+  // in progress, and the round waited on it forever (two of three CI runs; one of five here); it is
   // now saved again (FleetCluster.savingRepliesAgain, docs/design.md#fleet-faults).
   it.live(
     "PostgreSQL restarted during the round: the round resumes and finishes, every report queued exactly once and delivered",
