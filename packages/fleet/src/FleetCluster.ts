@@ -66,10 +66,26 @@ const replyRetries = Schedule.exponential("200 millis").pipe(
   Schedule.intersect(Schedule.recurs(30))
 )
 
+/**
+ * The SQLSTATE under a storage error, if any: class 23 (a constraint, e.g. a reply another runner
+ * saved first, after this one was frozen) fails the same way every time, so it is not tried again.
+ */
+const sqlState = (e: unknown): string | undefined => {
+  for (let c = e, depth = 0; typeof c === "object" && c !== null && depth < 4; depth++) {
+    if ("code" in c && typeof c.code === "string") return c.code
+    c = "cause" in c ? c.cause : undefined
+  }
+  return undefined
+}
+
 const savedAgain = <A, E extends { readonly _tag: string }, R>(save: Effect.Effect<A, E, R>) =>
   save.pipe(
-    Effect.tapError((e) => Effect.logWarning("saving a reply failed; saving it again", e)),
-    Effect.retry({ schedule: replyRetries, while: (e) => e._tag === "PersistenceError" })
+    Effect.retry({
+      schedule: replyRetries.pipe(
+        Schedule.tapInput((e: E) => Effect.logWarning("saving a reply failed; saving it again", e))
+      ),
+      while: (e) => e._tag === "PersistenceError" && !(sqlState(e)?.startsWith("23") ?? false)
+    })
   )
 
 /** Requests read from storage whose `respond` (their reply's save) is `savedAgain`. */

@@ -56,6 +56,28 @@ describe("FleetCluster.savingRepliesAgain", () => {
     }).pipe(Effect.provide(memoryStorage))
   )
 
+  it.effect("a reply another runner saved first (a unique violation) is not saved again", () =>
+    Effect.gen(function* () {
+      const storage = yield* MessageStorage.MessageStorage
+      let calls = 0
+      const duplicate = MessageStorage.MessageStorage.of({
+        ...storage,
+        saveReply: () =>
+          Effect.suspend(() => {
+            calls++
+            return Effect.fail(
+              new PersistenceError({ cause: Object.assign(new Error("duplicate key"), { code: "23505" }) })
+            )
+          })
+      })
+      const exit = yield* FleetCluster.savingRepliesAgain(duplicate)
+        .saveReply(yield* reply)
+        .pipe(Effect.exit)
+      assert.isTrue(Exit.isFailure(exit))
+      assert.strictEqual(calls, 1)
+    }).pipe(Effect.provide(memoryStorage))
+  )
+
   it.effect("it gives up after about two minutes, with the error", () =>
     Effect.gen(function* () {
       const { failing } = yield* flaky(1000)
