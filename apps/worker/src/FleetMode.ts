@@ -23,7 +23,12 @@ const clusterSql = <E, R>(
   config: WorkerConfig,
   storeLayer: Layer.Layer<Store.Store | SqlClient.SqlClient, E, R>
 ): Layer.Layer<SqlClient.SqlClient, unknown, R> =>
-  config.databaseConfig.type === "postgres" ? FleetCluster.sqlPg(config.databaseConfig.url) : storeLayer
+  config.databaseConfig.type === "postgres"
+    ? FleetCluster.sqlPg(
+        config.databaseConfig.url,
+        config.cluster ?? { leaseSeconds: FleetCluster.DEFAULT_LEASE_SECONDS }
+      )
+    : storeLayer
 
 /** The runner: the fleet's entities, the daily cron and the trim of the cluster tables, on the store's database. */
 export const runner = <E, R>(

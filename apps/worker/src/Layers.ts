@@ -5,6 +5,7 @@
  */
 import { type Collector, DatagramSource, SocketConfig } from "@tlsrpt/collector"
 import { Dns, TlsrptLookup } from "@tlsrpt/dns"
+import * as ClusterConfig from "@tlsrpt/fleet/ClusterConfig"
 import { Delivery, defaultPoolSize, ReportMail, Transport } from "@tlsrpt/mail"
 import type * as SqlClient from "@effect/sql/SqlClient"
 import { type Reporter, type ReporterConfig, ReporterLive, ReporterSchedule } from "@tlsrpt/reporter"
@@ -29,9 +30,14 @@ export const nameDatabase =
   <E>(e: E): E | DatabaseError =>
     e instanceof StoreError ? new DatabaseError({ file: config.database, cause: e }) : e
 
-/** The store (`database`: a SQLite file, or PostgreSQL), migrated on open. */
+/**
+ * The store (`database`: a SQLite file, or PostgreSQL), migrated on open. In a cluster, a session idle
+ * inside a transaction for a third of the lease is ended (docs/design.md#fleet-faults).
+ */
 export const store = (config: WorkerConfig): Layer.Layer<Store.Store | SqlClient.SqlClient, StoreError> =>
-  Store.layerConfig(config.databaseConfig)
+  Store.layerConfig(config.databaseConfig, {
+    idleInTransaction: config.cluster === undefined ? undefined : ClusterConfig.idleInTransactionMillis(config.cluster)
+  })
 
 /** TXT lookups on the configured servers, or the system's resolvers when none are given. */
 export const dns = (config: WorkerConfig): Layer.Layer<Dns> =>

@@ -39,6 +39,17 @@ export const schema = Schema.Struct({
 })
 export type Section = typeof schema.Type
 
+/**
+ * How long a runner's PostgreSQL session may sit idle inside a transaction (the store's and the
+ * cluster's): a third of the shard lease, so a frozen runner's transactions are ended, and their row
+ * locks released, before its lease can expire (at the earliest two thirds of a lease after it froze:
+ * it refreshes every third). Otherwise the runner that takes its shards blocks on those locks: the
+ * cluster's reset of the shards' messages waits on them, times out, and the messages the frozen runner
+ * had read stay hidden for ten minutes (docs/design.md#fleet-faults).
+ */
+export const idleInTransactionMillis = (config: Pick<ClusterConfig, "leaseSeconds">): number =>
+  Math.floor((config.leaseSeconds * 1000) / 3)
+
 /** The section with its defaults (shards and lease: @effect/cluster's own). */
 export const resolve = (section: Section): ClusterConfig => ({
   runnerAddress: section.runnerAddress,

@@ -26,7 +26,7 @@ const fleet = (url: string) =>
         SingleRunner.layer({ runnerStorage: "sql", shardingConfig: { shardLockDisableAdvisory: true } })
       ),
       // the cluster's own client (FleetCluster.sqlPg), as the worker has; the store has its own
-      Layer.provideMerge(FleetCluster.sqlPg(Redacted.make(url))),
+      Layer.provideMerge(FleetCluster.sqlPg(Redacted.make(url), { leaseSeconds: FleetCluster.DEFAULT_LEASE_SECONDS })),
       Layer.provideMerge(
         Layer.mergeAll(storePorts(url), lookupLayer(N), mailLayer(pair.privateKeyPem), Transport.layerTest())
       )
@@ -89,7 +89,10 @@ describe.skipIf(!FleetPg.available())("trimming the cluster tables on PostgreSQL
             Effect.provide(layer)
           )
         assert.notStrictEqual(yield* read(Store.layerPg({ url })), id)
-        assert.strictEqual(yield* read(FleetCluster.sqlPg(Redacted.make(url))), id)
+        assert.strictEqual(
+          yield* read(FleetCluster.sqlPg(Redacted.make(url), { leaseSeconds: FleetCluster.DEFAULT_LEASE_SECONDS })),
+          id
+        )
       }).pipe(Effect.scoped)
   )
 

@@ -105,6 +105,14 @@ export type Database =
   | { readonly type: "sqlite"; readonly file: string }
   | { readonly type: "postgres"; readonly url: Redacted.Redacted<string> }
 
-/** The store on the database given: `layer` for a SQLite file, `layerPg` for PostgreSQL. */
-export const layerConfig = (database: Database): Layer.Layer<Store | SqlClient.SqlClient, StoreError> =>
-  database.type === "postgres" ? layerPg({ url: database.url }) : layer({ filename: database.file })
+/**
+ * The store on the database given: `layer` for a SQLite file, `layerPg` for PostgreSQL (with
+ * `idleInTransaction`, see `PgDatabase.Options`; a fleet runner passes a third of its lease).
+ */
+export const layerConfig = (
+  database: Database,
+  options: Pick<PgDatabase.Options, "idleInTransaction"> = {}
+): Layer.Layer<Store | SqlClient.SqlClient, StoreError> =>
+  database.type === "postgres"
+    ? layerPg({ url: database.url, idleInTransaction: options.idleInTransaction })
+    : layer({ filename: database.file })
