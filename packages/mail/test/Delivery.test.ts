@@ -244,49 +244,63 @@ describe("Delivery.runOnce", () => {
     })
   )
 
-  it.effect("a batch's delivered messages are recorded in one statement, each as one attempt (issue 15)", () =>
-    Effect.gen(function* () {
-      const marks: Array<ReadonlyArray<number>> = []
-      // every successful attempt goes through markDeliveredAll, once per batch; markDelivered is not used
-      const counting = Layer.effect(
-        Outbox,
-        Effect.map(Outbox, (store) =>
-          Outbox.of({
-            ...store,
-            markDelivered: () => Effect.dieMessage("markDelivered per message"),
-            markDeliveredAll: (ids, at) =>
-              Effect.zipRight(
-                Effect.sync(() => marks.push(ids)),
-                store.markDeliveredAll(ids, at)
-              )
-          })
-        )
-      ).pipe(Layer.provideMerge(Store.layerMemory))
-      yield* Effect.gen(function* () {
-        yield* TestClock.setTime(T0)
-        const ids = yield* enqueue(
-          ...Array.from({ length: 5 }, (_, i) => newMessage({ destination: `rua${i}@rcpt${i}.example` }))
-        )
-        assert.deepStrictEqual(yield* runOnce, pass(5, 0, 0))
-        assert.deepStrictEqual(
-          marks.map((m) => [...m].sort((a, b) => a - b)),
-          [ids.slice(0, 3), ids.slice(3)]
-        )
-        for (const id of ids) {
-          const m = yield* outbox(id)
-          assert.strictEqual(m.status, "delivered")
-          assert.strictEqual(m.attempts, 1)
-        }
-        assert.deepStrictEqual(yield* runOnce, pass(0, 0, 0))
-      }).pipe(
-        Effect.provide(
-          Delivery.layerManual({ batch: 3, concurrency: 2 }).pipe(
-            Layer.provideMerge(Transport.layerTest()),
-            Layer.provideMerge(counting)
+  it.effect(
+    "delivered messages are recorded in group commits: each once, as one attempt, never more than `concurrency` sent but unrecorded",
+    () =>
+      Effect.gen(function* () {
+        const marks: Array<ReadonlyArray<number>> = []
+        let sent = 0
+        let marked = 0
+        let mostUnrecorded = 0
+        // every successful attempt goes through markDeliveredAll (markDelivered is not used); each mark
+        // statement takes a few scheduler turns, as a real one does, so sends finish meanwhile
+        const counting = Layer.effect(
+          Outbox,
+          Effect.map(Outbox, (store) =>
+            Outbox.of({
+              ...store,
+              markDelivered: () => Effect.dieMessage("markDelivered per message"),
+              markDeliveredAll: (ids, at) =>
+                Effect.gen(function* () {
+                  mostUnrecorded = Math.max(mostUnrecorded, sent - marked)
+                  marks.push(ids)
+                  for (let i = 0; i < 5; i++) yield* Effect.yieldNow()
+                  yield* store.markDeliveredAll(ids, at)
+                  marked += ids.length
+                })
+            })
           )
-        )
-      )
-    })
+        ).pipe(Layer.provideMerge(Store.layerMemory))
+        const concurrency = 3
+        yield* Effect.gen(function* () {
+          yield* TestClock.setTime(T0)
+          const ids = yield* enqueue(
+            ...Array.from({ length: 12 }, (_, i) => newMessage({ destination: `rua${i}@rcpt${i}.example` }))
+          )
+          const transport = yield* Transport
+          const counted = Transport.of({ ...transport, send: (m) => Effect.tap(transport.send(m), () => sent++) })
+          assert.deepStrictEqual(
+            yield* runOnce.pipe(
+              Effect.provide(
+                Delivery.layerManual({ batch: 5, concurrency }).pipe(Layer.provide(Layer.succeed(Transport, counted)))
+              )
+            ),
+            pass(12, 0, 0)
+          )
+          assert.deepStrictEqual(
+            marks.flat().sort((a, b) => a - b),
+            [...ids].sort((a, b) => a - b)
+          )
+          // grouped: fewer statements than messages
+          assert.isBelow(marks.length, ids.length)
+          assert.isAtMost(mostUnrecorded, concurrency)
+          for (const id of ids) {
+            const m = yield* outbox(id)
+            assert.strictEqual(m.status, "delivered")
+            assert.strictEqual(m.attempts, 1)
+          }
+        }).pipe(Effect.provide(Layer.merge(Transport.layerTest(), counting)))
+      })
   )
 
   it.effect("a permanent transport error fails the message; the test transport sees every attempt", () =>
