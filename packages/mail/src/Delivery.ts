@@ -20,7 +20,7 @@ import { randomUUID } from "node:crypto"
 import { hostname } from "node:os"
 import { Supervise } from "@tlsrpt/core"
 import { Outbox, type OutboxMessage, OutboxSignal, type StoreError } from "@tlsrpt/store"
-import { Clock, Context, Deferred, Duration, Effect, Layer, Metric } from "effect"
+import { Clock, Context, Duration, Effect, Layer, Metric } from "effect"
 import { Transport, type TransportError } from "./Transport.js"
 
 /** How often and how long a message is tried. */
@@ -162,7 +162,7 @@ export class Delivery extends Context.Tag("@tlsrpt/mail/Delivery")<
           attempt: message.attempts + 1
         })
 
-      /** A failed attempt, recorded at once (a successful one with those sent meanwhile, `markSent`). */
+      /** A failed attempt, recorded at once. */
       const recordFailure = (message: OutboxMessage, result: TransportError) =>
         Effect.gen(function* () {
           const attempt = message.attempts + 1
@@ -189,9 +189,8 @@ export class Delivery extends Context.Tag("@tlsrpt/mail/Delivery")<
         ).pipe(Effect.as("unrecorded" as const))
 
       /**
-       * Records delivered messages in one statement: per message, the UPDATE and its commit cost the
-       * main thread as much as the file write of the `dir` transport. A crash between a send and this
-       * step leaves the message claimed until the lease ends, then it is sent again: at-least-once.
+       * Records delivered messages. A crash between a send and this step leaves the message claimed
+       * until the lease ends, then it is sent again: at-least-once.
        */
       const markDelivered = (messages: ReadonlyArray<OutboxMessage>) =>
         Effect.gen(function* () {
@@ -214,31 +213,6 @@ export class Delivery extends Context.Tag("@tlsrpt/mail/Delivery")<
           return messages.length
         })
 
-      /**
-       * Group commit of delivered messages: a sent message waits for its mark, made in one statement
-       * with every message sent meanwhile (while the previous statement ran). Its delivery slot stays
-       * taken until then, so at most `concurrency` messages are ever sent but not recorded: the
-       * duplicates a crash can cause (docs/design.md#fleet-faults), with one statement per group.
-       */
-      let unmarked: Array<{ readonly message: OutboxMessage; readonly done: Deferred.Deferred<boolean> }> = []
-      const marking = yield* Effect.makeSemaphore(1)
-      const markUnmarked = marking.withPermits(1)(
-        Effect.suspend(() => {
-          const group = unmarked
-          unmarked = []
-          return Effect.flatMap(markDelivered(group.map((g) => g.message)), (n) =>
-            Effect.forEach(group, (g) => Deferred.succeed(g.done, n > 0), { discard: true })
-          )
-        })
-      )
-      const markSent = (message: OutboxMessage) =>
-        Effect.gen(function* () {
-          const done = yield* Deferred.make<boolean>()
-          unmarked.push({ message, done })
-          yield* markUnmarked
-          return (yield* Deferred.await(done)) ? ("sent" as const) : ("unrecorded" as const)
-        })
-
       const deliver = (message: OutboxMessage): Effect.Effect<Outcome> =>
         transport.send(message).pipe(
           Effect.match({ onSuccess: () => undefined, onFailure: (e) => e }),
@@ -246,7 +220,10 @@ export class Delivery extends Context.Tag("@tlsrpt/mail/Delivery")<
           // need not wait for the lease to expire. At most one duplicate, never a loss.
           Effect.onInterrupt(() => Effect.ignore(store.releaseClaim(message.id, owner))),
           Effect.flatMap((result) => {
-            if (result === undefined) return markSent(message)
+            // recorded before the slot takes the next message: never more than `concurrency` messages
+            // sent but unrecorded, the duplicates a crash can cause (docs/design.md#fleet-faults)
+            if (result === undefined)
+              return Effect.map(markDelivered([message]), (n) => (n > 0 ? ("sent" as const) : ("unrecorded" as const)))
             return recordFailure(message, result).pipe(
               Effect.tap((outcome) => Metric.increment(outcomeCounters[outcome][message.kind])),
               Effect.catchTag("StoreError", (error) => unrecorded([message], error))
@@ -266,10 +243,7 @@ export class Delivery extends Context.Tag("@tlsrpt/mail/Delivery")<
           const due = (yield* store.claimDue(claimedAt, batch, { owner, until })).filter((m) => !seen.has(m.id))
           if (due.length === 0) break
           for (const m of due) seen.add(m.id)
-          const outcomes = yield* Effect.forEach(due, deliver, { concurrency }).pipe(
-            // stopped mid-batch: what was sent is still recorded, so it is not sent again
-            Effect.onInterrupt(() => Effect.ignore(markUnmarked))
-          )
+          const outcomes = yield* Effect.forEach(due, deliver, { concurrency })
           for (const outcome of outcomes) {
             if (outcome === "sent") totals.delivered++
             else if (outcome !== "unrecorded") totals[outcome]++
