@@ -189,29 +189,16 @@ export class Delivery extends Context.Tag("@tlsrpt/mail/Delivery")<
         ).pipe(Effect.as("unrecorded" as const))
 
       /**
-       * Records delivered messages. A crash between a send and this step leaves the message claimed
+       * Records a delivered message. A crash between the send and this step leaves the message claimed
        * until the lease ends, then it is sent again: at-least-once.
        */
-      const markDelivered = (messages: ReadonlyArray<OutboxMessage>) =>
+      const markDelivered = (message: OutboxMessage): Effect.Effect<Outcome> =>
         Effect.gen(function* () {
-          if (messages.length === 0) return 0
-          const at = new Date(yield* Clock.currentTimeMillis)
-          const stored = yield* store
-            .markDeliveredAll(
-              messages.map((m) => m.id),
-              at
-            )
-            .pipe(
-              Effect.as(true),
-              Effect.catchTag("StoreError", (error) => Effect.as(unrecorded(messages, error), false))
-            )
-          if (!stored) return 0
-          for (const message of messages) {
-            yield* Effect.logInfo("report delivered").pipe(log(message))
-            yield* Metric.increment(outcomeCounters.delivered[message.kind])
-          }
-          return messages.length
-        })
+          yield* store.markDelivered(message.id, new Date(yield* Clock.currentTimeMillis))
+          yield* Effect.logInfo("report delivered").pipe(log(message))
+          yield* Metric.increment(outcomeCounters.delivered[message.kind])
+          return "sent" as const
+        }).pipe(Effect.catchTag("StoreError", (error) => unrecorded([message], error)))
 
       const deliver = (message: OutboxMessage): Effect.Effect<Outcome> =>
         transport.send(message).pipe(
@@ -222,8 +209,7 @@ export class Delivery extends Context.Tag("@tlsrpt/mail/Delivery")<
           Effect.flatMap((result) => {
             // recorded before the slot takes the next message: never more than `concurrency` messages
             // sent but unrecorded, the duplicates a crash can cause (docs/design.md#fleet-faults)
-            if (result === undefined)
-              return Effect.map(markDelivered([message]), (n) => (n > 0 ? ("sent" as const) : ("unrecorded" as const)))
+            if (result === undefined) return markDelivered(message)
             return recordFailure(message, result).pipe(
               Effect.tap((outcome) => Metric.increment(outcomeCounters[outcome][message.kind])),
               Effect.catchTag("StoreError", (error) => unrecorded([message], error))

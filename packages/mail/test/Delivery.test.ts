@@ -248,25 +248,23 @@ describe("Delivery.runOnce", () => {
     "each delivered message is recorded once, as one attempt, before its slot sends another: never more than `concurrency` sent but unrecorded",
     () =>
       Effect.gen(function* () {
-        const marks: Array<ReadonlyArray<number>> = []
+        const marks: Array<number> = []
         let sent = 0
         let marked = 0
         let mostUnrecorded = 0
-        // every successful attempt goes through markDeliveredAll (markDelivered is not used); each mark
-        // statement takes a few scheduler turns, as a real one does, so other sends finish meanwhile
+        // each mark statement takes a few scheduler turns, as a real one does, so other sends finish meanwhile
         const counting = Layer.effect(
           Outbox,
           Effect.map(Outbox, (store) =>
             Outbox.of({
               ...store,
-              markDelivered: () => Effect.dieMessage("markDelivered per message"),
-              markDeliveredAll: (ids, at) =>
+              markDelivered: (id, at) =>
                 Effect.gen(function* () {
                   mostUnrecorded = Math.max(mostUnrecorded, sent - marked)
-                  marks.push(ids)
+                  marks.push(id)
                   for (let i = 0; i < 5; i++) yield* Effect.yieldNow()
-                  yield* store.markDeliveredAll(ids, at)
-                  marked += ids.length
+                  yield* store.markDelivered(id, at)
+                  marked++
                 })
             })
           )
@@ -288,7 +286,7 @@ describe("Delivery.runOnce", () => {
             pass(12, 0, 0)
           )
           assert.deepStrictEqual(
-            marks.flat().sort((a, b) => a - b),
+            [...marks].sort((a, b) => a - b),
             [...ids].sort((a, b) => a - b)
           )
           assert.isAtMost(mostUnrecorded, concurrency)

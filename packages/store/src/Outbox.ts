@@ -72,8 +72,6 @@ export class Outbox extends Context.Tag("@tlsrpt/store/Outbox")<
     readonly nextDueAt: () => Effect.Effect<Date | undefined, StoreError>
     /** Records a successful attempt (it counts as an attempt) and ends the lease. */
     readonly markDelivered: (id: number, at: Date) => Effect.Effect<void, StoreError>
-    /** `markDelivered` for many messages in one statement: a delivery batch's successes, recorded together. */
-    readonly markDeliveredAll: (ids: ReadonlyArray<number>, at: Date) => Effect.Effect<void, StoreError>
     /** Records a failed attempt and ends the lease: `nextAttemptAt` to retry, undefined for permanent failure. */
     readonly markAttemptFailed: (
       id: number,

@@ -10,8 +10,6 @@ import * as OutboxRecords from "./OutboxRecords.js"
 import { OutboxSignal } from "./OutboxSignal.js"
 import { fromSqlError } from "./StoreError.js"
 
-const MARK_CHUNK = 500
-
 /** The outbox on the ambient `SqlClient`; the schema must be migrated (`Migrations.run`). */
 export const make = (dialect: Dialect) =>
   Effect.gen(function* () {
@@ -87,12 +85,6 @@ export const make = (dialect: Dialect) =>
     // One statement (and commit) per chunk rather than per message: per message, the statement and its
     // commit were a visible share of a delivery pass's main thread. Chunks stay under every dialect's
     // bound-parameter limit.
-    const markDeliveredAll = Effect.fn("Outbox.markDeliveredAll")(function* (ids: ReadonlyArray<number>, at: Date) {
-      for (let i = 0; i < ids.length; i += MARK_CHUNK) {
-        yield* sql`UPDATE outbox SET status = 'delivered', attempts = attempts + 1, updated = ${at.getTime()},
-          lease_owner = NULL, lease_until = NULL WHERE ${sql.in("id", ids.slice(i, i + MARK_CHUNK))}`
-      }
-    }, fromSqlError("Outbox.markDeliveredAll"))
 
     const markAttemptFailed = Effect.fn("Outbox.markAttemptFailed")(function* (
       id: number,
@@ -129,7 +121,6 @@ export const make = (dialect: Dialect) =>
       requeue,
       nextDueAt,
       markDelivered,
-      markDeliveredAll,
       markAttemptFailed,
       list,
       count
