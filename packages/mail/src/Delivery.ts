@@ -130,7 +130,7 @@ const outcomeCounters = {
 }
 const outboxDepth = Metric.gauge("tlsrpt_outbox_depth", { description: "Outbox messages still queued" })
 
-type Outcome = "sent" | "retried" | "failed" | "unrecorded"
+type Outcome = "delivered" | "retried" | "failed" | "unrecorded"
 
 export class Delivery extends Context.Tag("@tlsrpt/mail/Delivery")<
   Delivery,
@@ -154,51 +154,37 @@ export class Delivery extends Context.Tag("@tlsrpt/mail/Delivery")<
       const owner = `${hostname()}/${process.pid}/${randomUUID()}`
       const lock = yield* Effect.makeSemaphore(1)
 
-      const log = (message: OutboxMessage) =>
-        Effect.annotateLogs({
-          outboxId: message.id,
-          destination: message.destination,
-          reportId: message.reportId,
-          attempt: message.attempts + 1
-        })
-
-      /** A failed attempt, recorded at once. */
-      const recordFailure = (message: OutboxMessage, result: TransportError) =>
+      /**
+       * Records an attempt's outcome before the slot takes the next message: never more than
+       * `concurrency` messages sent but unrecorded, the duplicates a crash can cause
+       * (docs/design.md#fleet-faults).
+       */
+      const record = (message: OutboxMessage, result: TransportError | undefined) =>
         Effect.gen(function* () {
           const attempt = message.attempts + 1
           const at = new Date(yield* Clock.currentTimeMillis)
+          const log = Effect.annotateLogs({
+            outboxId: message.id,
+            destination: message.destination,
+            reportId: message.reportId,
+            attempt
+          })
+          if (result === undefined) {
+            yield* store.markDelivered(message.id, at)
+            yield* Effect.logInfo("report delivered").pipe(log)
+            return "delivered" as const
+          }
           const next = result.permanent ? undefined : nextAttemptAfter(attempt, at, schedule)
           yield* store.markAttemptFailed(message.id, { error: result.message, at, nextAttemptAt: next })
           if (next === undefined) {
-            yield* Effect.logError(`report delivery failed for good: ${result.message}`).pipe(log(message))
+            yield* Effect.logError(`report delivery failed for good: ${result.message}`).pipe(log)
             return "failed" as const
           }
           yield* Effect.logWarning(`report delivery failed, retry at ${next.toISOString()}: ${result.message}`).pipe(
-            log(message)
+            log
           )
           return "retried" as const
         })
-
-      // The attempt happened but its outcome could not be stored: the message stays due and is tried
-      // again next pass (at-least-once), which is the best the store allows.
-      const unrecorded = (messages: ReadonlyArray<OutboxMessage>, error: StoreError) =>
-        Effect.forEach(messages, (message) =>
-          Effect.logError(`recording the delivery outcome failed: ${error.message}`).pipe(
-            Effect.annotateLogs({ outboxId: message.id, destination: message.destination })
-          )
-        ).pipe(Effect.as("unrecorded" as const))
-
-      /**
-       * Records a delivered message. A crash between the send and this step leaves the message claimed
-       * until the lease ends, then it is sent again: at-least-once.
-       */
-      const markDelivered = (message: OutboxMessage): Effect.Effect<Outcome> =>
-        Effect.gen(function* () {
-          yield* store.markDelivered(message.id, new Date(yield* Clock.currentTimeMillis))
-          yield* Effect.logInfo("report delivered").pipe(log(message))
-          yield* Metric.increment(outcomeCounters.delivered[message.kind])
-          return "sent" as const
-        }).pipe(Effect.catchTag("StoreError", (error) => unrecorded([message], error)))
 
       const deliver = (message: OutboxMessage): Effect.Effect<Outcome> =>
         transport.send(message).pipe(
@@ -206,15 +192,16 @@ export class Delivery extends Context.Tag("@tlsrpt/mail/Delivery")<
           // Stopped mid-attempt (SIGTERM): not recorded; give the claim back so that the next process
           // need not wait for the lease to expire. At most one duplicate, never a loss.
           Effect.onInterrupt(() => Effect.ignore(store.releaseClaim(message.id, owner))),
-          Effect.flatMap((result) => {
-            // recorded before the slot takes the next message: never more than `concurrency` messages
-            // sent but unrecorded, the duplicates a crash can cause (docs/design.md#fleet-faults)
-            if (result === undefined) return markDelivered(message)
-            return recordFailure(message, result).pipe(
-              Effect.tap((outcome) => Metric.increment(outcomeCounters[outcome][message.kind])),
-              Effect.catchTag("StoreError", (error) => unrecorded([message], error))
+          Effect.flatMap((result) => record(message, result)),
+          Effect.tap((outcome) => Metric.increment(outcomeCounters[outcome][message.kind])),
+          // The attempt happened but its outcome could not be stored: the message stays due and is
+          // tried again next pass (at-least-once), which is the best the store allows.
+          Effect.catchTag("StoreError", (error) =>
+            Effect.logError(`recording the delivery outcome failed: ${error.message}`).pipe(
+              Effect.annotateLogs({ outboxId: message.id, destination: message.destination }),
+              Effect.as("unrecorded" as const)
             )
-          })
+          )
         )
 
       const pass = Effect.gen(function* () {
@@ -230,10 +217,7 @@ export class Delivery extends Context.Tag("@tlsrpt/mail/Delivery")<
           if (due.length === 0) break
           for (const m of due) seen.add(m.id)
           const outcomes = yield* Effect.forEach(due, deliver, { concurrency })
-          for (const outcome of outcomes) {
-            if (outcome === "sent") totals.delivered++
-            else if (outcome !== "unrecorded") totals[outcome]++
-          }
+          for (const outcome of outcomes) if (outcome !== "unrecorded") totals[outcome]++
         }
         yield* Metric.set(outboxDepth, yield* store.count("queued"))
         return totals satisfies DeliveryPass
