@@ -82,10 +82,6 @@ export const make = (dialect: Dialect) =>
         lease_owner = NULL, lease_until = NULL WHERE id = ${id}`
     }, fromSqlError("Outbox.markDelivered"))
 
-    // One statement (and commit) per chunk rather than per message: per message, the statement and its
-    // commit were a visible share of a delivery pass's main thread. Chunks stay under every dialect's
-    // bound-parameter limit.
-
     const markAttemptFailed = Effect.fn("Outbox.markAttemptFailed")(function* (
       id: number,
       failure: { readonly error: string; readonly at: Date; readonly nextAttemptAt: Date | undefined }
