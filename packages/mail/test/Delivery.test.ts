@@ -39,6 +39,13 @@ const enqueue = (...messages: ReadonlyArray<ReturnType<typeof newMessage>>) =>
 
 const pass = (delivered: number, retried: number, failed: number): DeliveryPass => ({ delivered, retried, failed })
 
+/** The store's `Outbox` with some methods replaced (`store`: the real one underneath). */
+const overOutbox = (f: (store: Outbox["Type"]) => Partial<Outbox["Type"]>) =>
+  Layer.effect(
+    Outbox,
+    Effect.map(Outbox, (store) => Outbox.of({ ...store, ...f(store) }))
+  )
+
 describe("nextAttemptAfter", () => {
   const schedule = (attempts: number, options?: RetrySchedule) => {
     let at = new Date(T0)
@@ -253,22 +260,16 @@ describe("Delivery.runOnce", () => {
         let marked = 0
         let mostUnrecorded = 0
         // each mark statement takes a few scheduler turns, as a real one does, so other sends finish meanwhile
-        const counting = Layer.effect(
-          Outbox,
-          Effect.map(Outbox, (store) =>
-            Outbox.of({
-              ...store,
-              markDelivered: (id, at) =>
-                Effect.gen(function* () {
-                  mostUnrecorded = Math.max(mostUnrecorded, sent - marked)
-                  marks.push(id)
-                  for (let i = 0; i < 5; i++) yield* Effect.yieldNow()
-                  yield* store.markDelivered(id, at)
-                  marked++
-                })
+        const counting = overOutbox((store) => ({
+          markDelivered: (id, at) =>
+            Effect.gen(function* () {
+              mostUnrecorded = Math.max(mostUnrecorded, sent - marked)
+              marks.push(id)
+              for (let i = 0; i < 5; i++) yield* Effect.yieldNow()
+              yield* store.markDelivered(id, at)
+              marked++
             })
-          )
-        ).pipe(Layer.provideMerge(Store.layerMemory))
+        })).pipe(Layer.provideMerge(Store.layerMemory))
         const concurrency = 3
         yield* Effect.gen(function* () {
           yield* TestClock.setTime(T0)
@@ -350,18 +351,12 @@ describe("Delivery.layer (background loop, docs/design.md#delivery-loop)", () =>
       const firstPass = yield* Deferred.make<void>()
       let calls = 0
       // The store dies on the first pass only.
-      const flakyStore = Layer.effect(
-        Outbox,
-        Effect.map(Outbox, (store) =>
-          Outbox.of({
-            ...store,
-            claimDue: (now, limit, lease) =>
-              ++calls === 1
-                ? Deferred.succeed(firstPass, undefined).pipe(Effect.zipRight(Effect.dieMessage("disk on fire")))
-                : store.claimDue(now, limit, lease)
-          })
-        )
-      ).pipe(Layer.provideMerge(Store.layerMemory))
+      const flakyStore = overOutbox((store) => ({
+        claimDue: (now, limit, lease) =>
+          ++calls === 1
+            ? Deferred.succeed(firstPass, undefined).pipe(Effect.zipRight(Effect.dieMessage("disk on fire")))
+            : store.claimDue(now, limit, lease)
+      })).pipe(Layer.provideMerge(Store.layerMemory))
 
       yield* Effect.gen(function* () {
         yield* Deferred.await(firstPass)
@@ -391,19 +386,13 @@ describe("Delivery.layer (background loop, docs/design.md#delivery-loop)", () =>
       Effect.gen(function* () {
         yield* TestClock.setTime(T0)
         let passes = 0
-        const countingStore = Layer.effect(
-          Outbox,
-          Effect.map(Outbox, (store) =>
-            Outbox.of({
-              ...store,
-              claimDue: (...args) =>
-                Effect.zipRight(
-                  Effect.sync(() => passes++),
-                  store.claimDue(...args)
-                )
-            })
-          )
-        ).pipe(Layer.provideMerge(Store.layerMemory))
+        const countingStore = overOutbox((store) => ({
+          claimDue: (...args) =>
+            Effect.zipRight(
+              Effect.sync(() => passes++),
+              store.claimDue(...args)
+            )
+        })).pipe(Layer.provideMerge(Store.layerMemory))
         yield* Effect.gen(function* () {
           const test = yield* TestTransport
           // An empty outbox: the loop sleeps for the whole cap, not a poll interval.
