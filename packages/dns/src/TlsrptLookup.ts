@@ -162,6 +162,15 @@ const observe = (
   )
 }
 
+/**
+ * What `layerCached` keeps for a name without a record: a marker, not the NoTlsrptRecord. An Error
+ * keeps V8's structured stack trace, whose call sites hold the fiber that made it (its spans, its
+ * context, its DNS query) for as long as the entry stays, and Effect's Cache drops an expired entry
+ * only when the name is asked again or capacity evicts it: after a round, thousands of them.
+ */
+const NO_RECORD = "no-record"
+type Cached = Either.Either<Resolved, TlsrptLookupError | typeof NO_RECORD>
+
 export interface CacheOptions {
   /** Upper bound on how long any answer is kept, seconds (default 3600). */
   readonly maxTtlSeconds?: number | undefined
@@ -208,15 +217,19 @@ export class TlsrptLookup extends Context.Tag("@tlsrpt/dns/TlsrptLookup")<
         const negativeTtl = Math.min(options.negativeTtlSeconds ?? 300, maxTtl)
         const capacity = Math.max(0, options.capacity ?? 10_000)
         // The cache keeps the outcome (never fails), so a hit can be told from a miss for errors too.
-        const ttlSeconds = (resolved: Either.Either<Resolved, TlsrptLookupError>): number =>
+        const ttlSeconds = (resolved: Cached): number =>
           Either.isRight(resolved)
             ? Math.min(resolved.right.ttl, maxTtl)
-            : resolved.left._tag === "NoTlsrptRecord"
+            : resolved.left === NO_RECORD
               ? negativeTtl
               : 0
         const cache = yield* Cache.makeWith({
           capacity,
-          lookup: (ascii: string) => Effect.either(resolveName(dns, ascii)),
+          lookup: (ascii: string) =>
+            Effect.map(
+              Effect.either(resolveName(dns, ascii)),
+              Either.mapLeft((e) => (e._tag === "NoTlsrptRecord" ? NO_RECORD : e))
+            ),
           // Cache keeps an entry while now <= expiry; one millisecond less makes a TTL of n seconds end at n.
           timeToLive: (exit) =>
             Exit.isSuccess(exit) ? Duration.millis(Math.max(0, ttlSeconds(exit.value) * 1000 - 1)) : Duration.zero
@@ -230,7 +243,10 @@ export class TlsrptLookup extends Context.Tag("@tlsrpt/dns/TlsrptLookup")<
           // A zero TTL still holds for the rest of the current millisecond; drop it at once.
           if (capacity === 0 || ttlSeconds(resolved) <= 0) yield* cache.invalidate(key)
           if (cached) yield* Metric.increment(cacheHitsTotal)
-          const result = Either.map(resolved, (r) => ({ domain, record: r.record, txt: r.txt }))
+          const result = Either.mapBoth(resolved, {
+            onLeft: (e) => (e === NO_RECORD ? new NoTlsrptRecord({ domain: key }) : e),
+            onRight: (r) => ({ domain, record: r.record, txt: r.txt })
+          })
           yield* observe(domain, result, cached)
           return yield* result
         })

@@ -1,8 +1,14 @@
+import { setFlagsFromString } from "node:v8"
+import { runInNewContext } from "node:vm"
 import { assert, describe, it } from "@effect/vitest"
 import { Domain } from "@tlsrpt/core"
 import { Effect, Fiber, HashMap, Layer, List, Logger, Metric, Ref, TestClock } from "effect"
 import { Dns, type TestAnswer } from "../src/Dns.js"
 import { cacheHitsTotal, lookupsTotal, recordName, TlsrptLookup } from "../src/TlsrptLookup.js"
+
+// A full collection on demand (a context made after the flag sees `gc`), to see what a cache keeps alive.
+setFlagsFromString("--expose-gc")
+const gc: () => void = runInNewContext("gc")
 
 const VALID = "v=TLSRPTv1; rua=mailto:tlsrpt@a.example"
 const VALID2 = "v=TLSRPTv1; rua=https://a.example/tlsrpt"
@@ -332,6 +338,36 @@ describe("TlsrptLookup.layerCached (TestClock)", () => {
       const found = yield* t.look("\u263a.example")
       assert.strictEqual(found._tag === "Right" && found.right.domain.unicode, "\u263a.example")
       assert.strictEqual(yield* t.queries, 1)
+    })
+  )
+
+  it.live("a cached answer or \"no record\" keeps nothing of the lookup that made it alive", () =>
+    Effect.gen(function* () {
+      const service = yield* Effect.provide(
+        TlsrptLookup,
+        TlsrptLookup.layerCached().pipe(Layer.provide(Dns.layerTest({ "_smtp._tls.a.example": [VALID] })))
+      )
+      // Each lookup in a fiber of its own; only a weak reference to the fiber is kept.
+      const lookedUpIn = (domain: string) =>
+        Effect.gen(function* () {
+          const fiber = yield* Effect.fork(Effect.either(service.lookup(Domain.unsafeMake(domain))))
+          yield* Fiber.join(fiber)
+          return new WeakRef(fiber)
+        })
+      const refs = [yield* lookedUpIn("a.example"), yield* lookedUpIn("none.example")]
+      // after this job (a WeakRef holds its target until the job ends), a full collection
+      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 0)))
+      gc()
+      assert.deepStrictEqual(
+        refs.map((r) => r.deref() === undefined),
+        [true, true]
+      )
+      // both entries are still there: the next lookups are cache hits
+      const hitsBefore = (yield* Metric.value(cacheHitsTotal)).count
+      assert.strictEqual((yield* Effect.either(service.lookup(Domain.unsafeMake("a.example"))))._tag, "Right")
+      const none = yield* Effect.flip(service.lookup(Domain.unsafeMake("none.example")))
+      assert.deepStrictEqual([none._tag, none.domain], ["NoTlsrptRecord", "none.example"])
+      assert.strictEqual((yield* Metric.value(cacheHitsTotal)).count - hitsBefore, 2)
     })
   )
 })
