@@ -165,12 +165,15 @@ export class Dns extends Context.Tag("@tlsrpt/dns/Dns")<
   }
 >() {
   /**
-   * Live TXT lookups through a `node:dns` `Resolver` (c-ares: UDP, TCP after truncation). A fresh
-   * resolver per query, so interrupting one lookup cancels only its own query. The whole lookup is
-   * bounded by timeoutMs × tries on the Clock, whatever c-ares' internal back-off does.
+   * Live TXT lookups through ONE `node:dns` `Resolver` for the layer (one c-ares channel: its socket
+   * serves every lookup in flight, its server list is set once). The whole lookup is bounded by
+   * timeoutMs × tries on the Clock, whatever c-ares' internal back-off does. An interrupted (or timed
+   * out) lookup leaves its query to end on c-ares' own timeout and tries, its answer dropped:
+   * `Resolver.cancel()` would end every query on the channel, other lookups' too. Closing the layer
+   * cancels what is still in flight.
    */
   static readonly layer = (options: LiveOptions = {}): Layer.Layer<Dns, DnsConfigError> =>
-    Layer.effect(
+    Layer.scoped(
       Dns,
       Effect.gen(function* () {
         const timeout = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
@@ -180,29 +183,29 @@ export class Dns extends Context.Tag("@tlsrpt/dns/Dns")<
           options.servers === undefined || options.servers.length === 0
             ? undefined
             : options.servers.map((s) => (typeof s === "string" ? s : HostPort.format(s)))
-        const makeResolver = (): Resolver => {
-          const resolver = new Resolver({ timeout, tries })
-          if (servers !== undefined) resolver.setServers([...servers])
-          return resolver
-        }
         // Invalid server addresses are the caller's configuration: a typed error, once, at construction.
-        yield* Effect.try({
-          try: makeResolver,
-          catch: (cause) =>
-            new DnsConfigError({
-              servers: servers ?? [],
-              reason: cause instanceof Error ? cause.message : String(cause)
-            })
-        })
+        const resolver = yield* Effect.acquireRelease(
+          Effect.try({
+            try: () => {
+              const resolver = new Resolver({ timeout, tries })
+              if (servers !== undefined) resolver.setServers([...servers])
+              return resolver
+            },
+            catch: (cause) =>
+              new DnsConfigError({
+                servers: servers ?? [],
+                reason: cause instanceof Error ? cause.message : String(cause)
+              })
+          }),
+          (resolver) => Effect.sync(() => resolver.cancel())
+        )
         const deadline = Duration.millis(timeout * tries)
         const txt = Effect.fn("Dns.txt")(function* (name: string) {
           return yield* Effect.async<ReadonlyArray<TxtAnswer>, DnsNoRecords | DnsTemporary>((resume) => {
-            const resolver = makeResolver()
             resolver.resolveTxt(name, (err, records) => {
               if (err) resume(Effect.fail(fromCode(name, err.code ?? "EUNKNOWN")))
               else resume(Effect.succeed(records.map((chunks) => decodeTxt(chunks, ttl))))
             })
-            return Effect.sync(() => resolver.cancel())
           }).pipe(
             Effect.timeoutFail({ duration: deadline, onTimeout: () => new DnsTemporary({ name, code: "ETIMEOUT" }) })
           )

@@ -198,17 +198,54 @@ describe("Dns.layer (live, loopback server)", () => {
     })
   )
 
-  it.scopedLive("interrupting a lookup cancels the query", () =>
+  it.scopedLive("interrupting a lookup leaves the other lookups in flight to their answers", () =>
     Effect.gen(function* () {
-      const server = yield* DnsServer.make({ "_smtp._tls.silent.example": { noAnswer: true } })
-      const fiber = yield* lookup("silent.example").pipe(
-        Effect.provide(live(server, { timeoutMs: 10_000, tries: 3 })),
-        Effect.fork
+      const server = yield* DnsServer.make({
+        "_smtp._tls.silent.example": { noAnswer: true },
+        "_smtp._tls.late.example": { noAnswer: true }
+      })
+      yield* Effect.gen(function* () {
+        const silent = yield* Effect.fork(lookup("silent.example"))
+        const late = yield* Effect.fork(lookup("late.example"))
+        // Both queries reached the server; one lookup is interrupted, then the other name answers
+        // (at c-ares' next try): cancelling the channel would have failed it as ECANCELLED.
+        yield* server.queries.pipe(
+          Effect.repeat({ until: (q) => q.length >= 2, schedule: Schedule.spaced("5 millis") })
+        )
+        assert.isTrue(Exit.isInterrupted(yield* Fiber.interrupt(silent)))
+        yield* server.set("_smtp._tls.late.example", [VALID])
+        assert.strictEqual((yield* Fiber.join(late)).txt, VALID)
+      }).pipe(Effect.provide(live(server, { timeoutMs: 200, tries: 4 })))
+    })
+  )
+
+  it.scopedLive("a layer's lookups share one resolver: queries in flight leave from one socket", () =>
+    Effect.gen(function* () {
+      const names = Array.from({ length: 8 }, (_, i) => `d${i}.example`)
+      const server = yield* DnsServer.make(Object.fromEntries(names.map((d) => [`_smtp._tls.${d}`, [VALID]])))
+      const found = yield* Effect.forEach(names, lookup, { concurrency: "unbounded" }).pipe(
+        Effect.provide(live(server))
       )
-      // Wait until the query reached the server, then interrupt.
-      yield* server.queries.pipe(Effect.repeat({ until: (q) => q.length > 0, schedule: Schedule.spaced("5 millis") }))
-      const exit = yield* Fiber.interrupt(fiber)
-      assert.isTrue(Exit.isInterrupted(exit))
+      assert.deepStrictEqual(
+        found.map((f) => f.txt),
+        names.map(() => VALID)
+      )
+      const queries = yield* server.queries
+      assert.strictEqual(queries.length, names.length)
+      // a resolver per lookup: a socket (and a c-ares channel) each, 8 ports
+      assert.strictEqual(new Set(queries.map((q) => q.clientPort)).size, 1)
+    })
+  )
+
+  it.scopedLive("the resolver keeps no answers: a changed record is seen by the next lookup", () =>
+    Effect.gen(function* () {
+      const server = yield* DnsServer.make({ "_smtp._tls.a.example": [VALID] })
+      yield* Effect.gen(function* () {
+        assert.strictEqual((yield* lookup("a.example")).txt, VALID)
+        const other = "v=TLSRPTv1; rua=mailto:other@a.example"
+        yield* server.set("_smtp._tls.a.example", [other])
+        assert.strictEqual((yield* lookup("a.example")).txt, other)
+      }).pipe(Effect.provide(live(server)))
     })
   )
 

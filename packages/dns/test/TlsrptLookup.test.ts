@@ -341,7 +341,7 @@ describe("TlsrptLookup.layerCached (TestClock)", () => {
     })
   )
 
-  it.live("a cached answer or \"no record\" keeps nothing of the lookup that made it alive", () =>
+  it.live('a cached answer or "no record" keeps nothing of the lookup that made it alive', () =>
     Effect.gen(function* () {
       const service = yield* Effect.provide(
         TlsrptLookup,
@@ -368,6 +368,6 @@ describe("TlsrptLookup.layerCached (TestClock)", () => {
       const none = yield* Effect.flip(service.lookup(Domain.unsafeMake("none.example")))
       assert.deepStrictEqual([none._tag, none.domain], ["NoTlsrptRecord", "none.example"])
       assert.strictEqual((yield* Metric.value(cacheHitsTotal)).count - hitsBefore, 2)
-    })
+    }).pipe(Effect.provide(Logger.remove(Logger.defaultLogger)))
   )
 })

@@ -30,6 +30,8 @@ export interface DnsQuery {
   readonly name: string
   readonly type: string
   readonly transport: "udp" | "tcp"
+  /** The client's source port: one resolver socket serving many queries shows as one port. */
+  readonly clientPort: number
 }
 
 export interface DnsServer {
@@ -151,14 +153,14 @@ const listenTcp = (tcp: net.Server, port: number): Promise<void> =>
   })
 
 const start = async (zone: Map<string, DnsAnswer>, log: Array<DnsQuery>): Promise<Sockets> => {
-  const handle = (msg: Buffer, transport: "udp" | "tcp"): Reply => {
+  const handle = (msg: Buffer, transport: "udp" | "tcp", clientPort: number): Reply => {
     let query: packet.DecodedPacket
     try {
       query = packet.decode(msg)
     } catch {
       return undefined
     }
-    for (const q of query.questions ?? []) log.push({ name: q.name, type: q.type, transport })
+    for (const q of query.questions ?? []) log.push({ name: q.name, type: q.type, transport, clientPort })
     return respond(zone, query, transport)
   }
   // UDP first on an ephemeral port, then TCP on the same number; another process may hold that
@@ -175,7 +177,7 @@ const start = async (zone: Map<string, DnsAnswer>, log: Array<DnsQuery>): Promis
         // RFC 1035 §4.2.2: each message is prefixed by its two-octet length.
         while (buffered.length >= 2 && buffered.length >= 2 + buffered.readUInt16BE(0)) {
           const length = buffered.readUInt16BE(0)
-          const reply = handle(buffered.subarray(2, 2 + length), "tcp")
+          const reply = handle(buffered.subarray(2, 2 + length), "tcp", socket.remotePort ?? 0)
           buffered = buffered.subarray(2 + length)
           if (reply !== undefined) {
             const prefix = Buffer.alloc(2)
@@ -196,7 +198,7 @@ const start = async (zone: Map<string, DnsAnswer>, log: Array<DnsQuery>): Promis
       continue
     }
     udp.on("message", (msg, rinfo) => {
-      const reply = handle(msg, "udp")
+      const reply = handle(msg, "udp", rinfo.port)
       if (reply !== undefined) udp.send(reply, rinfo.port, rinfo.address)
     })
     udp.on("error", () => {})

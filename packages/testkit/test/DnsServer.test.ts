@@ -148,15 +148,20 @@ describe("DnsServer", () => {
     })
   )
 
-  it.scoped("logs every query with its name as sent, type and transport", () =>
+  it.scoped("logs every query with its name as sent, type, transport and the client's port", () =>
     Effect.gen(function* () {
       const server = yield* DnsServer.make()
       yield* udpExchange(server, query("_smtp._tls.XN--74H.example", "TXT"))
       yield* tcpExchange(server, query("mx.example", "MX"))
-      assert.deepStrictEqual(yield* server.queries, [
-        { name: "_smtp._tls.XN--74H.example", type: "TXT", transport: "udp" },
-        { name: "mx.example", type: "MX", transport: "tcp" }
-      ])
+      const queries = yield* server.queries
+      assert.deepStrictEqual(
+        queries.map(({ clientPort: _, ...q }) => q),
+        [
+          { name: "_smtp._tls.XN--74H.example", type: "TXT", transport: "udp" },
+          { name: "mx.example", type: "MX", transport: "tcp" }
+        ]
+      )
+      for (const q of queries) assert.isTrue(q.clientPort > 0 && q.clientPort !== server.port, String(q.clientPort))
     })
   )
 
