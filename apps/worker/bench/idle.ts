@@ -19,7 +19,9 @@
  * Then it waits REST seconds of real time (65) with no traffic and prints the RSS at rest: the
  * threads' idle periods (writer thread 60 s, compose pool 30 s) run on real time, which a TestClock
  * month compresses into minutes, so only then are they retired as on a real quiet host.
- * Knobs: HEAP_SNAPSHOT (a file: the main thread's heap at rest), DAYS (30; a fraction runs part of a day), OUTCOMES (a day, 50,000), DOMAINS (2,000), REST (65).
+ * Each of these lines also gives the process's threads and, on Linux, its RSS by kind (anonymous:
+ * heaps and malloc; file: mapped code). Knobs: HEAP_SNAPSHOT (a file: the main thread's heap at rest;
+ * `<file>.start` also gets it at start, which costs the run some RSS), DAYS (30; a fraction runs part of a day), OUTCOMES (a day, 50,000), DOMAINS (2,000), REST (65).
  * `pnpm bench` runs the compiled build (dist/, as the systemd unit runs it), `pnpm bench:source`
  * the TypeScript sources through tsx, whose loader alone holds some 100 MB more.
  */
@@ -48,6 +50,18 @@ const ROUND_HOURS = 5
 const START = Date.UTC(2025, 0, 1)
 
 const mb = (bytes: number) => Math.round((bytes / 2 ** 20) * 10) / 10
+
+/** Threads and the RSS by kind from /proc/self/status (Linux; empty elsewhere). */
+const procStatus = (): string => {
+  try {
+    const status = readFileSync("/proc/self/status", "utf8")
+    const field = (name: string) => status.match(new RegExp(`^${name}:\\s+(\\d+)`, "m"))?.[1]
+    const kb = (name: string) => `${mb(Number(field(name) ?? 0) * 1024)} MB`
+    return `; ${field("Threads")} threads, RSS anonymous ${kb("RssAnon")}, file ${kb("RssFile")}`
+  } catch {
+    return ""
+  }
+}
 
 const outcomeAt = (n: number, failed: boolean, at: Date): SessionOutcome.SessionOutcome => {
   const recipient = `d${n}.example`
@@ -135,8 +149,10 @@ const program = Effect.gen(function* () {
   const heap = process.memoryUsage()
   console.log(
     `start (layers built): RSS ${mb(startRss)} MB, of which V8 heap ${mb(heap.heapUsed)} MB used of ${mb(heap.heapTotal)} MB, ` +
-      `external ${mb(heap.external)} MB`
+      `external ${mb(heap.external)} MB${procStatus()}`
   )
+  if (process.env.HEAP_SNAPSHOT)
+    console.log(`heap snapshot: ${writeHeapSnapshot(`${process.env.HEAP_SNAPSHOT}.start`)}`)
   const perHour = Math.floor(OUTCOMES / 24)
   let i = 0
   for (let day = 0; day < DAYS; day++) {
@@ -166,7 +182,7 @@ const program = Effect.gen(function* () {
       const m = process.memoryUsage()
       console.log(
         `day ${day + 1}: RSS ${mb(m.rss)} MB, heap used ${mb(m.heapUsed)} of ${mb(m.heapTotal)} MB, external ${mb(m.external)} MB, ` +
-          `${s.recorded.toLocaleString("en")} recorded, ${s.flushed.toLocaleString("en")} rows flushed in ${s.flushes} flushes`
+          `${s.recorded.toLocaleString("en")} recorded, ${s.flushed.toLocaleString("en")} rows flushed in ${s.flushes} flushes${procStatus()}`
       )
     }
   }
@@ -183,7 +199,8 @@ const program = Effect.gen(function* () {
   const reports = countFiles(dir, ".eml")
   const h = process.memoryUsage()
   console.log(
-    `${reports.toLocaleString("en")} reports written by the rounds; at rest heap used ${mb(h.heapUsed)} of ${mb(h.heapTotal)} MB`
+    `${reports.toLocaleString("en")} reports written by the rounds; at rest heap used ${mb(h.heapUsed)} of ${mb(h.heapTotal)} MB, ` +
+      `external ${mb(h.external)} MB${procStatus()}`
   )
   console.log(
     `start ${mb(startRss)} MB, peak ${mb(peakRss)} MB, end ${mb(endRss)} MB, at rest (${REST} s later) ${mb(restRss)} MB; ` +

@@ -4,7 +4,7 @@
  * stick).
  */
 import { type Domain, TlsrptRecord } from "@tlsrpt/core"
-import { Cache, Context, Data, Duration, Effect, Either, Exit, Layer, Metric } from "effect"
+import { Clock, Context, Data, Deferred, Effect, Either, Layer, Metric } from "effect"
 import { Dns, type TxtAnswer } from "./Dns.js"
 
 export interface TlsrptLookupResult {
@@ -165,11 +165,13 @@ const observe = (
 /**
  * What `layerCached` keeps for a name without a record: a marker, not the NoTlsrptRecord. An Error
  * keeps V8's structured stack trace, whose call sites hold the fiber that made it (its spans, its
- * context, its DNS query) for as long as the entry stays, and Effect's Cache drops an expired entry
- * only when the name is asked again or capacity evicts it: after a round, thousands of them.
+ * context, its DNS query) for as long as the entry stays: after a round, thousands of them.
  */
 const NO_RECORD = "no-record"
 type Cached = Either.Either<Resolved, TlsrptLookupError | typeof NO_RECORD>
+
+/** How often, at most, `layerCached` drops its expired entries (Clock time). */
+const SWEEP_EVERY_MS = 60_000
 
 export interface CacheOptions {
   /** Upper bound on how long any answer is kept, seconds (default 3600). */
@@ -203,10 +205,15 @@ export class TlsrptLookup extends Context.Tag("@tlsrpt/dns/TlsrptLookup")<
   )
 
   /**
-   * Like `layer`, keeping answers up to their TTL (bounded by `maxTtlSeconds`) on the Clock, in an
-   * Effect `Cache`: concurrent lookups of one name share one query, the least recently used entry
-   * goes first. Only positive answers and "no record" are kept; temporary errors never are, and
-   * neither are syntax errors or multiple records, so a fixed record is seen at the next lookup.
+   * Like `layer`, keeping answers up to their TTL (bounded by `maxTtlSeconds`) on the Clock:
+   * concurrent lookups of one name share one query, the least recently used entry goes first. Only
+   * positive answers and "no record" are kept; temporary errors never are, and neither are syntax
+   * errors or multiple records, so a fixed record is seen at the next lookup.
+   *
+   * Hand-written rather than Effect's `Cache`, which keeps an LRU node for every miss that outlives
+   * its entry (only capacity pressure drops them) and expired entries until the name is asked
+   * again: a worker asking a few thousand names a day would grow all month. Here expired entries
+   * are swept at most once a minute, at a miss.
    */
   static readonly layerCached = (options: CacheOptions = {}): Layer.Layer<TlsrptLookup, never, Dns> =>
     Layer.effect(
@@ -216,35 +223,83 @@ export class TlsrptLookup extends Context.Tag("@tlsrpt/dns/TlsrptLookup")<
         const maxTtl = options.maxTtlSeconds ?? 3600
         const negativeTtl = Math.min(options.negativeTtlSeconds ?? 300, maxTtl)
         const capacity = Math.max(0, options.capacity ?? 10_000)
-        // The cache keeps the outcome (never fails), so a hit can be told from a miss for errors too.
         const ttlSeconds = (resolved: Cached): number =>
           Either.isRight(resolved)
             ? Math.min(resolved.right.ttl, maxTtl)
             : resolved.left === NO_RECORD
               ? negativeTtl
               : 0
-        const cache = yield* Cache.makeWith({
-          capacity,
-          lookup: (ascii: string) =>
-            Effect.map(
-              Effect.either(resolveName(dns, ascii)),
-              Either.mapLeft((e) => (e._tag === "NoTlsrptRecord" ? NO_RECORD : e))
-            ),
-          // Cache keeps an entry while now <= expiry; one millisecond less makes a TTL of n seconds end at n.
-          timeToLive: (exit) =>
-            Exit.isSuccess(exit) ? Duration.millis(Math.max(0, ttlSeconds(exit.value) * 1000 - 1)) : Duration.zero
-        })
+        // By A-label, least recently used first (a Map iterates in insertion order).
+        const entries = new Map<string, { readonly value: Cached; readonly until: number }>()
+        const inFlight = new Map<string, Deferred.Deferred<Cached>>()
+        let sweptAt = Number.NEGATIVE_INFINITY
+
+        const store = (key: string, value: Cached, now: number) => {
+          const ttl = ttlSeconds(value)
+          if (ttl <= 0 || capacity === 0) return
+          entries.set(key, { value, until: now + ttl * 1000 })
+          for (const oldest of entries.keys()) {
+            if (entries.size <= capacity) break
+            entries.delete(oldest)
+          }
+        }
+
+        // The answer for `key` and whether it came from the cache (or another lookup's query).
+        const resolve = (key: string): Effect.Effect<readonly [Cached, boolean]> =>
+          Effect.gen(function* () {
+            const now = yield* Clock.currentTimeMillis
+            const hit = entries.get(key)
+            if (hit !== undefined) {
+              entries.delete(key)
+              // An entry holds while now < until: a TTL of n seconds ends at n.
+              if (now < hit.until) {
+                entries.set(key, hit)
+                return [hit.value, true] as const
+              }
+            }
+            const pending = inFlight.get(key)
+            if (pending !== undefined) {
+              // Sharing another lookup's query; if that lookup was interrupted, ask ourselves.
+              return yield* Deferred.await(pending).pipe(
+                Effect.map((value) => [value, true] as const),
+                Effect.catchAllCause(() => resolve(key))
+              )
+            }
+            if (now - sweptAt >= SWEEP_EVERY_MS) {
+              sweptAt = now
+              for (const [k, e] of entries) if (now >= e.until) entries.delete(k)
+            }
+            // Registered and released with no interruption in between: a stale entry would hold every
+            // later lookup of the name.
+            const value = yield* Effect.uninterruptibleMask((restore) =>
+              Effect.flatMap(Deferred.make<Cached>(), (deferred) => {
+                inFlight.set(key, deferred)
+                return restore(
+                  Effect.map(
+                    Effect.either(resolveName(dns, key)),
+                    Either.mapLeft((e): TlsrptLookupError | typeof NO_RECORD =>
+                      e._tag === "NoTlsrptRecord" ? NO_RECORD : e
+                    )
+                  )
+                ).pipe(
+                  Effect.onExit((exit) =>
+                    Effect.suspend(() => {
+                      inFlight.delete(key)
+                      return Deferred.done(deferred, exit)
+                    })
+                  )
+                )
+              })
+            )
+            store(key, value, yield* Clock.currentTimeMillis)
+            return [value, false] as const
+          })
 
         const lookup = Effect.fn("TlsrptLookup.lookup")(function* (domain: Domain.Domain) {
-          const key = domain.ascii
-          const entry = yield* cache.getEither(key)
-          const cached = Either.isLeft(entry)
-          const resolved = Either.merge(entry)
-          // A zero TTL still holds for the rest of the current millisecond; drop it at once.
-          if (capacity === 0 || ttlSeconds(resolved) <= 0) yield* cache.invalidate(key)
+          const [resolved, cached] = yield* resolve(domain.ascii)
           if (cached) yield* Metric.increment(cacheHitsTotal)
           const result = Either.mapBoth(resolved, {
-            onLeft: (e) => (e === NO_RECORD ? new NoTlsrptRecord({ domain: key }) : e),
+            onLeft: (e) => (e === NO_RECORD ? new NoTlsrptRecord({ domain: domain.ascii }) : e),
             onRight: (r) => ({ domain, record: r.record, txt: r.txt })
           })
           yield* observe(domain, result, cached)

@@ -330,6 +330,32 @@ describe("TlsrptLookup.layerCached (TestClock)", () => {
     })
   )
 
+  it.effect("a lookup sharing an interrupted lookup's query asks again itself", () =>
+    Effect.gen(function* () {
+      const answers = yield* Ref.make<ReadonlyMap<string, TestAnswer>>(new Map([["_smtp._tls.a.example", [VALID]]]))
+      const asked = yield* Ref.make(0)
+      const slowDns = Layer.effect(
+        Dns,
+        Effect.map(Dns, (inner) => ({
+          txt: (name: string) =>
+            Ref.update(asked, (n) => n + 1).pipe(
+              Effect.zipRight(Effect.sleep("1 second")),
+              Effect.zipRight(inner.txt(name))
+            )
+        }))
+      ).pipe(Layer.provide(Dns.layerTestRef(answers)))
+      const service = yield* Effect.provide(TlsrptLookup, TlsrptLookup.layerCached().pipe(Layer.provide(slowDns)))
+      const first = yield* Effect.fork(service.lookup(Domain.unsafeMake("a.example")))
+      yield* TestClock.adjust("500 millis")
+      const second = yield* Effect.fork(service.lookup(Domain.unsafeMake("a.example")))
+      yield* TestClock.adjust("100 millis")
+      yield* Fiber.interrupt(first)
+      yield* TestClock.adjust("1 second")
+      assert.strictEqual((yield* Fiber.join(second)).txt, VALID)
+      assert.strictEqual(yield* Ref.get(asked), 2)
+    })
+  )
+
   it.effect("a cached answer carries the caller's domain", () =>
     Effect.gen(function* () {
       const t = yield* setup()
@@ -368,6 +394,29 @@ describe("TlsrptLookup.layerCached (TestClock)", () => {
       const none = yield* Effect.flip(service.lookup(Domain.unsafeMake("none.example")))
       assert.deepStrictEqual([none._tag, none.domain], ["NoTlsrptRecord", "none.example"])
       assert.strictEqual((yield* Metric.value(cacheHitsTotal)).count - hitsBefore, 2)
+    }).pipe(Effect.provide(Logger.remove(Logger.defaultLogger)))
+  )
+
+  it.effect("an expired entry is let go at a miss a minute later, though its name is never asked again", () =>
+    Effect.gen(function* () {
+      const t = yield* setup({ maxTtlSeconds: 10 })
+      yield* t.set("a.example", [VALID])
+      // only a weak reference to what the answer holds
+      const record = yield* Effect.map(t.look("a.example"), (r) =>
+        r._tag === "Right" ? new WeakRef(r.right.record) : undefined
+      )
+      const collected = Effect.gen(function* () {
+        // after this job (a WeakRef holds its target until the job ends), a full collection
+        yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 0)))
+        gc()
+        return record?.deref() === undefined
+      })
+      assert.isFalse(yield* collected, "cached for its TTL")
+      // past the TTL; a miss on another name sweeps (the first miss of the layer swept, so a minute on)
+      yield* TestClock.adjust("60 seconds")
+      yield* t.look("b.example")
+      assert.isTrue(yield* collected)
+      assert.strictEqual(yield* t.queries, 2)
     }).pipe(Effect.provide(Logger.remove(Logger.defaultLogger)))
   )
 })
