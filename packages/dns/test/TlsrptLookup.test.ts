@@ -301,22 +301,28 @@ describe("TlsrptLookup.layerCached (TestClock)", () => {
     })
   )
 
+  /** layerCached over a DNS that takes a second to answer a.example, counting the queries. */
+  const slowService = Effect.gen(function* () {
+    const answers = yield* Ref.make<ReadonlyMap<string, TestAnswer>>(new Map([["_smtp._tls.a.example", [VALID]]]))
+    const asked = yield* Ref.make(0)
+    const slowDns = Layer.effect(
+      Dns,
+      Effect.map(Dns, (inner) => ({
+        txt: (name: string) =>
+          Ref.update(asked, (n) => n + 1).pipe(
+            Effect.zipRight(Effect.sleep("1 second")),
+            Effect.zipRight(inner.txt(name))
+          )
+      }))
+    ).pipe(Layer.provide(Dns.layerTestRef(answers)))
+    const service = yield* Effect.provide(TlsrptLookup, TlsrptLookup.layerCached().pipe(Layer.provide(slowDns)))
+    return { service, asked: Ref.get(asked) }
+  })
+
   it.effect("concurrent lookups of one name share one query", () =>
     Effect.gen(function* () {
-      const answers = yield* Ref.make<ReadonlyMap<string, TestAnswer>>(new Map([["_smtp._tls.a.example", [VALID]]]))
-      const asked = yield* Ref.make(0)
       // A server that takes a second to answer: both lookups are in flight at once.
-      const slowDns = Layer.effect(
-        Dns,
-        Effect.map(Dns, (inner) => ({
-          txt: (name: string) =>
-            Ref.update(asked, (n) => n + 1).pipe(
-              Effect.zipRight(Effect.sleep("1 second")),
-              Effect.zipRight(inner.txt(name))
-            )
-        }))
-      ).pipe(Layer.provide(Dns.layerTestRef(answers)))
-      const service = yield* Effect.provide(TlsrptLookup, TlsrptLookup.layerCached().pipe(Layer.provide(slowDns)))
+      const { service, asked } = yield* slowService
       const both = yield* Effect.fork(
         Effect.all([service.lookup(Domain.unsafeMake("a.example")), service.lookup(Domain.unsafeMake("a.example"))], {
           concurrency: "unbounded"
@@ -326,25 +332,13 @@ describe("TlsrptLookup.layerCached (TestClock)", () => {
       const [first, second] = yield* Fiber.join(both)
       assert.strictEqual(first.txt, VALID)
       assert.strictEqual(second.txt, VALID)
-      assert.strictEqual(yield* Ref.get(asked), 1)
+      assert.strictEqual(yield* asked, 1)
     })
   )
 
   it.effect("a lookup sharing an interrupted lookup's query asks again itself", () =>
     Effect.gen(function* () {
-      const answers = yield* Ref.make<ReadonlyMap<string, TestAnswer>>(new Map([["_smtp._tls.a.example", [VALID]]]))
-      const asked = yield* Ref.make(0)
-      const slowDns = Layer.effect(
-        Dns,
-        Effect.map(Dns, (inner) => ({
-          txt: (name: string) =>
-            Ref.update(asked, (n) => n + 1).pipe(
-              Effect.zipRight(Effect.sleep("1 second")),
-              Effect.zipRight(inner.txt(name))
-            )
-        }))
-      ).pipe(Layer.provide(Dns.layerTestRef(answers)))
-      const service = yield* Effect.provide(TlsrptLookup, TlsrptLookup.layerCached().pipe(Layer.provide(slowDns)))
+      const { service, asked } = yield* slowService
       const first = yield* Effect.fork(service.lookup(Domain.unsafeMake("a.example")))
       yield* TestClock.adjust("500 millis")
       const second = yield* Effect.fork(service.lookup(Domain.unsafeMake("a.example")))
@@ -352,7 +346,7 @@ describe("TlsrptLookup.layerCached (TestClock)", () => {
       yield* Fiber.interrupt(first)
       yield* TestClock.adjust("1 second")
       assert.strictEqual((yield* Fiber.join(second)).txt, VALID)
-      assert.strictEqual(yield* Ref.get(asked), 2)
+      assert.strictEqual(yield* asked, 2)
     })
   )
 
