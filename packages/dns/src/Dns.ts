@@ -170,7 +170,7 @@ export class Dns extends Context.Tag("@tlsrpt/dns/Dns")<
    * timeoutMs × tries on the Clock, whatever c-ares' internal back-off does. An interrupted (or timed
    * out) lookup leaves its query to end on c-ares' own timeout and tries, its answer dropped:
    * `Resolver.cancel()` would end every query on the channel, other lookups' too. Closing the layer
-   * cancels what is still in flight.
+   * cancels what is still in flight (docs/design.md#lookup-memory).
    */
   static readonly layer = (options: LiveOptions = {}): Layer.Layer<Dns, DnsConfigError> =>
     Layer.scoped(

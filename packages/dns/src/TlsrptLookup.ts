@@ -213,7 +213,7 @@ export class TlsrptLookup extends Context.Tag("@tlsrpt/dns/TlsrptLookup")<
    * Hand-written rather than Effect's `Cache`, which keeps an LRU node for every miss that outlives
    * its entry (only capacity pressure drops them) and expired entries until the name is asked
    * again: a worker asking a few thousand names a day would grow all month. Here expired entries
-   * are swept at most once a minute, at a miss.
+   * are swept at most once a minute, at a miss (docs/design.md#lookup-memory).
    */
   static readonly layerCached = (options: CacheOptions = {}): Layer.Layer<TlsrptLookup, never, Dns> =>
     Layer.effect(
