@@ -20,7 +20,7 @@
  * threads' idle periods (writer thread 60 s, compose pool 30 s) run on real time, which a TestClock
  * month compresses into minutes, so only then are they retired as on a real quiet host.
  * Each of these lines also gives the process's threads and, on Linux, its RSS by kind (anonymous:
- * heaps and malloc; file: mapped code). Knobs: HEAP_SNAPSHOT (a file: the main thread's heap at rest;
+ * heaps and malloc, glibc's main arena apart; file: mapped code). Knobs: HEAP_SNAPSHOT (a file: the main thread's heap at rest;
  * `<file>.start` also gets it at start, which costs the run some RSS), DAYS (30; a fraction runs part of a day), OUTCOMES (a day, 50,000), DOMAINS (2,000), REST (65).
  * `pnpm bench` runs the compiled build (dist/, as the systemd unit runs it), `pnpm bench:source`
  * the TypeScript sources through tsx, whose loader alone holds some 100 MB more.
@@ -51,13 +51,20 @@ const START = Date.UTC(2025, 0, 1)
 
 const mb = (bytes: number) => Math.round((bytes / 2 ** 20) * 10) / 10
 
-/** Threads and the RSS by kind from /proc/self/status (Linux; empty elsewhere). */
+/**
+ * Threads and the RSS by kind from /proc/self/status, and of the anonymous part glibc's main arena
+ * (the `[heap]` mapping in /proc/self/smaps): Linux; empty elsewhere.
+ */
 const procStatus = (): string => {
   try {
     const status = readFileSync("/proc/self/status", "utf8")
     const field = (name: string) => status.match(new RegExp(`^${name}:\\s+(\\d+)`, "m"))?.[1]
     const kb = (name: string) => `${mb(Number(field(name) ?? 0) * 1024)} MB`
-    return `; ${field("Threads")} threads, RSS anonymous ${kb("RssAnon")}, file ${kb("RssFile")}`
+    const arena = readFileSync("/proc/self/smaps", "utf8").match(/ \[heap\]\n(?:.*\n)*?Rss:\s+(\d+) kB/)?.[1]
+    return (
+      `; ${field("Threads")} threads, RSS anonymous ${kb("RssAnon")} ` +
+      `(glibc main arena ${mb(Number(arena ?? 0) * 1024)} MB), file ${kb("RssFile")}`
+    )
   } catch {
     return ""
   }
