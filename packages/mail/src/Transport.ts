@@ -128,8 +128,19 @@ const attemptsTotal = Metric.counter("tlsrpt_delivery_attempts_total", {
   incremental: true
 })
 
-const attemptCounter = (kind: OutboxMessage["kind"], outcome: "delivered" | "temporary" | "permanent") =>
-  attemptsTotal.pipe(Metric.tagged("kind", kind), Metric.tagged("outcome", outcome))
+type AttemptOutcome = "delivered" | "temporary" | "permanent"
+
+// Tagged once per kind and outcome, not per attempt (each `Metric.tagged` makes a metric key to hash).
+const attemptCounters = Object.fromEntries(
+  (["mailto", "https"] as const).flatMap((kind) =>
+    (["delivered", "temporary", "permanent"] as const).map((outcome) => [
+      `${kind} ${outcome}`,
+      attemptsTotal.pipe(Metric.tagged("kind", kind), Metric.tagged("outcome", outcome))
+    ])
+  )
+) as Record<`${OutboxMessage["kind"]} ${AttemptOutcome}`, typeof attemptsTotal>
+
+const attemptCounter = (kind: OutboxMessage["kind"], outcome: AttemptOutcome) => attemptCounters[`${kind} ${outcome}`]
 
 /** Counts each attempt by kind and outcome. */
 const counted = (
