@@ -106,15 +106,12 @@ export const reportsComposed = Metric.counter("tlsrpt_reports_composed_total", {
 export const gzipReport = (report: Report.Report): Uint8Array =>
   gzipSync(Buffer.from(Report.encodeJsonString(report), "utf8"))
 
-// The Random service looked up once, not per byte (the same numbers in the same order), and one
-// loop rather than `Effect.all` over an array of effects (a round draws 28 bytes per report).
+// The Random service looked up once, not per byte (the same numbers in the same order).
 const randomBytes = (n: number): Effect.Effect<Buffer> =>
   Effect.randomWith((random) =>
-    Effect.gen(function* () {
-      const bytes = Buffer.allocUnsafe(n)
-      for (let i = 0; i < n; i++) bytes[i] = yield* random.nextIntBetween(0, 256)
-      return bytes
-    })
+    Effect.map(Effect.all(Array.from({ length: n }, () => random.nextIntBetween(0, 256))), (bytes) =>
+      Buffer.from(bytes)
+    )
   )
 
 /**
