@@ -5,15 +5,17 @@
  * SMTP 5xx is permanent, 4xx / connection errors / timeouts are temporary; for https every non-2xx
  * status and every timeout is temporary ("retried like mail").
  */
+import { randomBytes } from "node:crypto"
 import { type LookupAddress, lookup as dnsLookup } from "node:dns"
+import * as fs from "node:fs"
 import * as Http from "node:http"
 import * as Https from "node:https"
 import { BlockList, isIP } from "node:net"
+import { join } from "node:path"
 import { ReportNaming } from "@tlsrpt/core"
 import type { OutboxMessage } from "@tlsrpt/store"
 import { Context, Data, Effect, Layer, Metric, Ref, Schema } from "effect"
 import { createTransport } from "nodemailer"
-import { type DirWriter, makeDirWriter } from "./DirWriter.js"
 
 export class TransportError extends Data.TaggedError("TransportError")<{
   /** The address or URL the attempt went to. */
@@ -358,6 +360,40 @@ const httpsDisabled = (message: OutboxMessage): TransportError =>
 /** A file-name-safe form of an address or URL. */
 const sanitize = (destination: string): string => destination.replace(/[^A-Za-z0-9@._-]/g, "_").slice(0, 120)
 
+/**
+ * A prefix for this process's temporary names, drawn once: with a counter it keeps them unique
+ * without a random draw per file (two processes on one folder get different prefixes).
+ */
+const tmpPrefix = randomBytes(6).toString("hex")
+let tmpCounter = 0
+
+/**
+ * Write to a temporary name, then rename: a reader never sees half a file. The node:fs callback
+ * API, not fs/promises: open, write, close and rename each go to the libuv pool either way, and the
+ * promise API's FileHandle objects and promises per step cost the main thread about twice as much
+ * per message (the `round` bench's delivery, README "The round's main thread").
+ */
+const writeAtomic = (dir: string, name: string, data: Uint8Array, done: (error: Error | null) => void): void => {
+  const tmp = join(dir, `.${name}.${tmpPrefix}${(tmpCounter++).toString(36)}.tmp`)
+  const fail = (error: Error) => fs.rm(tmp, { force: true }, () => done(error))
+  fs.open(tmp, "w", 0o666, (error, fd) => {
+    if (error) return done(error)
+    const written = (error: Error | null) =>
+      fs.close(fd, (closeError) => {
+        const e = error ?? closeError
+        if (e) return fail(e)
+        fs.rename(tmp, join(dir, name), (error) => (error ? fail(error) : done(null)))
+      })
+    const write = (at: number): void =>
+      fs.write(fd, data, at, data.byteLength - at, null, (error, n) => {
+        if (error) return written(error)
+        if (at + n < data.byteLength) return write(at + n)
+        written(null)
+      })
+    write(0)
+  })
+}
+
 /** The names `layerDir` writes for a message: the payload file and its `.json` envelope beside it. */
 export const dirFileNames = (
   message: Pick<OutboxMessage, "id" | "kind" | "destination">
@@ -366,38 +402,57 @@ export const dirFileNames = (
   return { payload: message.kind === "mailto" ? `${base}.eml` : `${base}.json.gz`, envelope: `${base}.json` }
 }
 
-const writeToDir = (writer: DirWriter, dir: string, message: OutboxMessage): Effect.Effect<void, TransportError> => {
-  const names = dirFileNames(message)
-  const envelope = {
-    id: message.id,
-    kind: message.kind,
-    from: message.envelopeFrom,
-    to: [message.destination],
-    reportId: message.reportId,
-    policyDomain: message.policyDomain,
-    day: message.day,
-    file: names.payload,
-    ...(message.kind === "https" ? { contentType: ReportNaming.MEDIA_TYPE_GZIP } : {})
-  }
-  // each file to a temporary name and renamed (a reader never sees half a file); payload first: the
-  // envelope's appearance means the pair is complete (DirWriterThread.ts)
-  return writer
-    .write(dir, [
-      { name: names.payload, data: message.payload },
-      { name: names.envelope, data: `${JSON.stringify(envelope, null, 2)}\n` }
-    ])
-    .pipe(
-      // a full disk or a missing mount may heal: temporary
-      Effect.mapError(
-        (reason) =>
-          new TransportError({
-            destination: message.destination,
-            permanent: false,
-            reason: `writing to ${dir}: ${reason}`
-          })
+/**
+ * The folders `layerDir` has made (or found) in this process: one `mkdir` per folder, not per
+ * message. A folder removed while the worker runs is made again when a write finds it missing.
+ */
+const madeDirs = new Set<string>()
+
+const writeToDir = (dir: string, message: OutboxMessage): Effect.Effect<void, TransportError> =>
+  Effect.async<void, TransportError>((resume) => {
+    const names = dirFileNames(message)
+    const envelope = {
+      id: message.id,
+      kind: message.kind,
+      from: message.envelopeFrom,
+      to: [message.destination],
+      reportId: message.reportId,
+      policyDomain: message.policyDomain,
+      day: message.day,
+      file: names.payload,
+      ...(message.kind === "https" ? { contentType: ReportNaming.MEDIA_TYPE_GZIP } : {})
+    }
+    const envelopeBytes = Buffer.from(`${JSON.stringify(envelope, null, 2)}\n`, "utf8")
+    // a full disk or a missing mount may heal: temporary
+    const finish = (error: Error | null) =>
+      resume(
+        error === null
+          ? Effect.void
+          : Effect.fail(
+              new TransportError({
+                destination: message.destination,
+                permanent: false,
+                reason: `writing to ${dir}: ${errorText(error)}`
+              })
+            )
       )
-    )
-}
+    // payload first: the envelope's appearance means the pair is complete
+    const write = (done: (error: Error | null) => void) =>
+      writeAtomic(dir, names.payload, message.payload, (error) =>
+        error ? done(error) : writeAtomic(dir, names.envelope, envelopeBytes, done)
+      )
+    const makeDirThenWrite = () =>
+      fs.mkdir(dir, { recursive: true }, (error) => {
+        if (error) return finish(error)
+        madeDirs.add(dir)
+        write(finish)
+      })
+    if (!madeDirs.has(dir)) return makeDirThenWrite()
+    write((error) => {
+      if (error !== null && (error as NodeJS.ErrnoException).code === "ENOENT") return makeDirThenWrite()
+      finish(error)
+    })
+  })
 
 interface SmtpTarget {
   readonly host: string
@@ -518,18 +573,16 @@ export class Transport extends Context.Tag("@tlsrpt/mail/Transport")<
   static readonly layerDir = (options: DirOptions): Layer.Layer<Transport> => {
     const https = options.https ?? true
     const httpsOptions = httpsSettings(options)
-    return Layer.scoped(
+    return Layer.succeed(
       Transport,
-      Effect.map(makeDirWriter(), (writer) =>
-        make((message) =>
-          message.kind === "mailto"
-            ? writeToDir(writer, options.dir, message)
-            : !https
-              ? Effect.fail(httpsDisabled(message))
-              : options.httpsMode === "post"
-                ? postHttps(message, httpsOptions)
-                : writeToDir(writer, options.dir, message)
-        )
+      make((message) =>
+        message.kind === "mailto"
+          ? writeToDir(options.dir, message)
+          : !https
+            ? Effect.fail(httpsDisabled(message))
+            : options.httpsMode === "post"
+              ? postHttps(message, httpsOptions)
+              : writeToDir(options.dir, message)
       )
     )
   }
