@@ -46,6 +46,12 @@ const composeAll = (service: ReportMailService) =>
     { concurrency: "unbounded" }
   ).pipe(Effect.withRandom(Random.make(7)))
 
+/** A pool's keys and signing options: the test key, From and Subject signed. */
+const poolInit = (privateKeyPem: string) => ({
+  keys: [{ domain: "mox.example", selector: "pool", algorithm: "rsa-sha256" as const, privateKeyPem }],
+  options: { headers: ["From", "Subject"], oversign: [] }
+})
+
 /** Job `i` of a batch: its own recipient, subject, Message-ID, text length and report id. */
 const numberedJob = (i: number): ReportJob => ({
   hostname: "mox.example",
@@ -152,17 +158,7 @@ describe("ComposePool", () => {
   it.scoped("jobs given in one turn go as one batch: each gets its own mail, a bad one fails alone", () =>
     Effect.gen(function* () {
       const { key } = yield* fixture
-      const init = {
-        keys: [
-          {
-            domain: "mox.example",
-            selector: "pool",
-            algorithm: "rsa-sha256" as const,
-            privateKeyPem: key.privateKeyPem
-          }
-        ],
-        options: { headers: ["From", "Subject"], oversign: [] }
-      }
+      const init = poolInit(key.privateKeyPem)
       const signer = makeDkimSigner(init.keys, init.options)
       const pool = yield* makeComposePool(1, init)
       const job = (i: number) =>
@@ -188,17 +184,7 @@ describe("ComposePool", () => {
   it.scoped("runAll: a batch spread over the threads, each job's mail in job order, a bad one fails alone", () =>
     Effect.gen(function* () {
       const { key } = yield* fixture
-      const init = {
-        keys: [
-          {
-            domain: "mox.example",
-            selector: "pool",
-            algorithm: "rsa-sha256" as const,
-            privateKeyPem: key.privateKeyPem
-          }
-        ],
-        options: { headers: ["From", "Subject"], oversign: [] }
-      }
+      const init = poolInit(key.privateKeyPem)
       const signer = makeDkimSigner(init.keys, init.options)
       const pool = yield* makeComposePool(2, init)
       const jobs = Array.from({ length: 9 }, (_, i) =>
