@@ -409,9 +409,15 @@ describe("failures inside a round", () => {
           )
           yield* Fiber.interrupt(fiber)
         }),
+      // a defect for b.example, alone or in a batch (which the round then composes mail by mail)
       (mail) => ({
         ...mail,
-        compose: (input) => (input.policyDomain.ascii === "b.example" ? Effect.dieMessage("boom") : mail.compose(input))
+        compose: (input) =>
+          input.policyDomain.ascii === "b.example" ? Effect.dieMessage("boom") : mail.compose(input),
+        composeAll: (inputs) =>
+          inputs.some((input) => input.policyDomain.ascii === "b.example")
+            ? Effect.dieMessage("boom")
+            : mail.composeAll(inputs)
       })
     )
   )

@@ -25,6 +25,11 @@ export class ComposeWorkerError extends Data.TaggedError("ComposeWorkerError")<{
 export interface ComposePool {
   readonly size: number
   readonly run: (job: ReportJob) => Effect.Effect<Uint8Array, ComposeWorkerError>
+  /**
+   * A batch of jobs in one call (one wait for the caller, however many jobs): each job's mail or
+   * error, in job order. The jobs are spread over the threads as `run` would spread them one by one.
+   */
+  readonly runAll: (jobs: ReadonlyArray<ReportJob>) => Effect.Effect<ReadonlyArray<Uint8Array | ComposeWorkerError>>
   /** Threads running now: 0 before the first job and after `idle` without one. */
   readonly threads: () => number
 }
@@ -152,26 +157,43 @@ export const makeComposePool = (
       slot.worker.postMessage(jobs)
     }
 
-    const run = (job: ReportJob) =>
-      Effect.async<Uint8Array, ComposeWorkerError>((resume) => {
+    const runAll = (jobs: ReadonlyArray<ReportJob>) =>
+      Effect.async<ReadonlyArray<Uint8Array | ComposeWorkerError>>((resume) => {
         clearTimeout(idleTimer)
-        // the least busy thread that has not given up; a retired one starts again
-        const usable = slots.filter((s) => s.failures <= MAX_RESTARTS)
-        if (closed || usable.length === 0) {
-          return resume(Effect.fail(new ComposeWorkerError({ reason: "no compose thread left" })))
+        const results: Array<Uint8Array | ComposeWorkerError> = new Array(jobs.length)
+        const given: Array<readonly [Slot, number]> = []
+        let left = jobs.length
+        for (const [i, job] of jobs.entries()) {
+          // the least busy thread that has not given up; a retired one starts again
+          const usable = slots.filter((s) => s.failures <= MAX_RESTARTS)
+          if (closed || usable.length === 0) {
+            results[i] = new ComposeWorkerError({ reason: "no compose thread left" })
+            left--
+            continue
+          }
+          const slot = usable.reduce((a, b) => (b.pending.size < a.pending.size ? b : a))
+          const id = nextId++
+          given.push([slot, id])
+          slot.pending.set(id, (r) => {
+            results[i] = r
+            if (--left === 0) resume(Effect.succeed(results))
+          })
+          if (slot.queue.push({ id, job }) === 1) setImmediate(() => flush(slot))
         }
-        const slot = usable.reduce((a, b) => (b.pending.size < a.pending.size ? b : a))
-        const id = nextId++
-        slot.pending.set(id, (r) => resume(r instanceof ComposeWorkerError ? Effect.fail(r) : Effect.succeed(r)))
-        if (slot.queue.push({ id, job }) === 1) setImmediate(() => flush(slot))
+        if (left === 0) return resume(Effect.succeed(results))
         return Effect.sync(() => {
-          slot.pending.delete(id)
-          slot.queue = slot.queue.filter((q) => q.id !== id)
+          for (const [slot, id] of given) {
+            slot.pending.delete(id)
+            slot.queue = slot.queue.filter((q) => q.id !== id)
+          }
           whenIdle()
         })
       })
 
+    const run = (job: ReportJob) =>
+      Effect.flatMap(runAll([job]), ([r]) => (r instanceof ComposeWorkerError ? Effect.fail(r) : Effect.succeed(r!)))
+
     const threads = () => slots.filter((s) => s.worker !== undefined).length
 
-    return { size: slots.length, run, threads }
+    return { size: slots.length, run, runAll, threads }
   })

@@ -7,7 +7,7 @@
  */
 import { gzipSync } from "node:zlib"
 import { type Day, Domain, type EmailAddress, Report, ReportNaming } from "@tlsrpt/core"
-import { Clock, Context, Data, Effect, Layer, Metric, type Scope } from "effect"
+import { Clock, Context, Data, Effect, Either, Layer, Metric, type Scope } from "effect"
 import { type DkimKey, type DkimKeyError, dkimKeyFromPem } from "./DkimKeys.js"
 import { makeComposePool } from "./ComposePool.js"
 import { type DkimSignerKey, type DkimSignerOptions, makeDkimSigner } from "./DkimSigner.js"
@@ -143,10 +143,19 @@ const textPart = (
 export interface ReportMailService {
   readonly submitter: Submitter
   readonly compose: (input: ComposeInput) => Effect.Effect<ComposedMail, ComposeError>
+  /**
+   * A batch of reports in one call: each one's mail or error, in input order, the same bytes as
+   * `compose` one by one (the same Clock, the same Random draws in input order). A round composes a
+   * batch of keys this way: one wait on the compose pool per batch instead of a fiber, a span and a
+   * wait per report (README "The round's main thread").
+   */
+  readonly composeAll: (
+    inputs: ReadonlyArray<ComposeInput>
+  ) => Effect.Effect<ReadonlyArray<Either.Either<ComposedMail, ComposeError>>>
 }
 
-/** Renders and signs one job: in-thread, or on the compose pool (ComposePool.ts). */
-type Render = (job: ReportJob) => Effect.Effect<Uint8Array, unknown>
+/** Renders and signs a batch of jobs, each to its mail or its error: in-thread, or on the compose pool (ComposePool.ts). */
+type Render = (jobs: ReadonlyArray<ReportJob>) => Effect.Effect<ReadonlyArray<Either.Either<Uint8Array, unknown>>>
 
 const make = <R>(
   config: ReportMailConfig,
@@ -181,45 +190,73 @@ const make = <R>(
       return period.text
     }
 
-    const compose = Effect.fn("ReportMail.compose")(function* (input: ComposeInput) {
-      const policy = input.policyDomain
-      yield* Effect.annotateCurrentSpan({ policyDomain: policy.ascii, recipients: input.to.length })
-      const fail = (reason: string, cause?: unknown) =>
-        new ComposeError(
-          cause === undefined ? { policyDomain: policy.ascii, reason } : { policyDomain: policy.ascii, reason, cause }
+    const composeAll = (inputs: ReadonlyArray<ComposeInput>) =>
+      Effect.gen(function* () {
+        const fail = (input: ComposeInput, reason: string, cause?: unknown) => {
+          const policyDomain = input.policyDomain.ascii
+          return new ComposeError(cause === undefined ? { policyDomain, reason } : { policyDomain, reason, cause })
+        }
+        // One To entry per mailbox, first spelling, in record order (a record may list one twice).
+        const tos = inputs.map((input) =>
+          input.to.filter((a, i) => input.to.findIndex((b) => b.normalized === a.normalized) === i)
         )
-      // One To entry per mailbox, first spelling, in record order (a record may list one twice).
-      const to = input.to.filter((a, i) => input.to.findIndex((b) => b.normalized === a.normalized) === i)
-      if (to.length === 0) return yield* fail("no recipients")
+        const now = new Date(yield* Clock.currentTimeMillis)
+        // 28 draws per mail, mail after mail: the bytes `compose` one by one draws
+        const random = yield* randomBytes(28 * tos.filter((to) => to.length > 0).length)
+        let drawn = 0
+        const jobs: Array<ReportJob> = []
+        const results: Array<Either.Either<ComposedMail, ComposeError>> = new Array(inputs.length)
+        const pending: Array<readonly [number, ComposedMail]> = []
+        for (const [i, input] of inputs.entries()) {
+          const to = tos[i]!
+          if (to.length === 0) {
+            results[i] = Either.left(fail(input, "no recipients"))
+            continue
+          }
+          const policy = input.policyDomain
+          const mine = random.subarray(drawn, drawn + 28)
+          drawn += 28
+          const messageId = `<${mine.subarray(0, 16).toString("base64url")}@${hostname.ascii}>`
+          const boundary = `tlsrpt-${mine.subarray(16).toString("hex")}`
+          const subject = ReportNaming.subject(policy, submitter.domain, input.report.reportId)
+          jobs.push({
+            hostname: hostname.ascii,
+            from,
+            to: to.map((a) => `${a.localPart}@${a.domain.ascii}`),
+            subject,
+            reportHeaders: Object.entries(ReportNaming.headers(policy, submitter.domain)),
+            messageId,
+            date: now.getTime(),
+            boundary,
+            text: textPart(submitter, policy, input.report.reportId, periodOf(input.day)),
+            filename: ReportNaming.filename(input.day, policy, submitter.domain),
+            mediaType: ReportNaming.MEDIA_TYPE_GZIP,
+            report: input.report
+          })
+          pending.push([i, { raw: new Uint8Array(0), messageId, subject, envelopeFrom: from }])
+        }
+        const raws = jobs.length === 0 ? [] : yield* render(jobs)
+        let composed = 0
+        for (const [j, [i, mail]] of pending.entries()) {
+          const raw = raws[j]!
+          if (Either.isLeft(raw)) {
+            results[i] = Either.left(fail(inputs[i]!, "cannot encode, build or DKIM-sign the message", raw.left))
+            continue
+          }
+          results[i] = Either.right({ ...mail, raw: raw.right })
+          composed++
+        }
+        yield* Metric.incrementBy(reportsComposed, composed)
+        return results
+      })
 
-      const now = new Date(yield* Clock.currentTimeMillis)
-      // one draw for both, in the order they were drawn one after the other (the same bytes)
-      const random = yield* randomBytes(28)
-      const messageId = `<${random.subarray(0, 16).toString("base64url")}@${hostname.ascii}>`
-      const boundary = `tlsrpt-${random.subarray(16).toString("hex")}`
-      const subject = ReportNaming.subject(policy, submitter.domain, input.report.reportId)
-      const job: ReportJob = {
-        hostname: hostname.ascii,
-        from,
-        to: to.map((a) => `${a.localPart}@${a.domain.ascii}`),
-        subject,
-        reportHeaders: Object.entries(ReportNaming.headers(policy, submitter.domain)),
-        messageId,
-        date: now.getTime(),
-        boundary,
-        text: textPart(submitter, policy, input.report.reportId, periodOf(input.day)),
-        filename: ReportNaming.filename(input.day, policy, submitter.domain),
-        mediaType: ReportNaming.MEDIA_TYPE_GZIP,
-        report: input.report
-      }
-      const raw = yield* render(job).pipe(
-        Effect.mapError((e) => fail("cannot encode, build or DKIM-sign the message", e))
-      )
-      yield* Metric.increment(reportsComposed)
-      return { raw, messageId, subject, envelopeFrom: from } satisfies ComposedMail
+    const compose = Effect.fn("ReportMail.compose")(function* (input: ComposeInput) {
+      yield* Effect.annotateCurrentSpan({ policyDomain: input.policyDomain.ascii, recipients: input.to.length })
+      const [result] = yield* composeAll([input])
+      return yield* result!
     })
 
-    return { submitter, compose } satisfies ReportMailService
+    return { submitter, compose, composeAll } satisfies ReportMailService
   })
 
 /**
@@ -233,7 +270,8 @@ export const makeReportMail = (
   make(config, (init) =>
     Effect.sync(() => {
       const signer = makeDkimSigner(init.keys, init.options)
-      return (job: ReportJob) => Effect.try(() => renderReportAndSign(job, signer))
+      return (jobs: ReadonlyArray<ReportJob>) =>
+        Effect.sync(() => jobs.map((job) => Either.try(() => renderReportAndSign(job, signer))))
     })
   )
 
@@ -242,7 +280,15 @@ export const makeReportMailPooled = (
   config: ReportMailConfig,
   size: number
 ): Effect.Effect<ReportMailService, NoDkimKey | DkimKeyError | Domain.DomainError, Scope.Scope> =>
-  make(config, (init) => Effect.map(makeComposePool(size, init), (pool) => pool.run))
+  make(config, (init) =>
+    Effect.map(
+      makeComposePool(size, init),
+      (pool) => (jobs: ReadonlyArray<ReportJob>) =>
+        Effect.map(pool.runAll(jobs), (raws) =>
+          raws.map((raw) => (raw instanceof Uint8Array ? Either.right(raw) : Either.left(raw)))
+        )
+    )
+  )
 
 export class ReportMail extends Context.Tag("@tlsrpt/mail/ReportMail")<ReportMail, ReportMailService>() {
   static readonly layer = (

@@ -7,7 +7,7 @@
  */
 import { randomBytes } from "node:crypto"
 import { type LookupAddress, lookup as dnsLookup } from "node:dns"
-import { mkdir, rename, rm, writeFile } from "node:fs/promises"
+import * as fs from "node:fs"
 import * as Http from "node:http"
 import * as Https from "node:https"
 import { BlockList, isIP } from "node:net"
@@ -128,8 +128,19 @@ const attemptsTotal = Metric.counter("tlsrpt_delivery_attempts_total", {
   incremental: true
 })
 
-const attemptCounter = (kind: OutboxMessage["kind"], outcome: "delivered" | "temporary" | "permanent") =>
-  attemptsTotal.pipe(Metric.tagged("kind", kind), Metric.tagged("outcome", outcome))
+type AttemptOutcome = "delivered" | "temporary" | "permanent"
+
+// Tagged once per kind and outcome, not per attempt (each `Metric.tagged` makes a metric key to hash).
+const attemptCounters = Object.fromEntries(
+  (["mailto", "https"] as const).flatMap((kind) =>
+    (["delivered", "temporary", "permanent"] as const).map((outcome) => [
+      `${kind} ${outcome}`,
+      attemptsTotal.pipe(Metric.tagged("kind", kind), Metric.tagged("outcome", outcome))
+    ])
+  )
+) as Record<`${OutboxMessage["kind"]} ${AttemptOutcome}`, typeof attemptsTotal>
+
+const attemptCounter = (kind: OutboxMessage["kind"], outcome: AttemptOutcome) => attemptCounters[`${kind} ${outcome}`]
 
 /** Counts each attempt by kind and outcome. */
 const counted = (
@@ -349,16 +360,38 @@ const httpsDisabled = (message: OutboxMessage): TransportError =>
 /** A file-name-safe form of an address or URL. */
 const sanitize = (destination: string): string => destination.replace(/[^A-Za-z0-9@._-]/g, "_").slice(0, 120)
 
-/** Write to a temporary name, then rename: a reader never sees half a file. */
-const writeAtomic = async (dir: string, name: string, data: Uint8Array | string): Promise<void> => {
-  const tmp = join(dir, `.${name}.${randomBytes(6).toString("hex")}.tmp`)
-  try {
-    await writeFile(tmp, data)
-    await rename(tmp, join(dir, name))
-  } catch (error) {
-    await rm(tmp, { force: true })
-    throw error
-  }
+/**
+ * A prefix for this process's temporary names, drawn once: with a counter it keeps them unique
+ * without a random draw per file (two processes on one folder get different prefixes).
+ */
+const tmpPrefix = randomBytes(6).toString("hex")
+let tmpCounter = 0
+
+/**
+ * Write to a temporary name, then rename: a reader never sees half a file. The node:fs callback
+ * API, not fs/promises: open, write, close and rename each go to the libuv pool either way, and the
+ * promise API's FileHandle objects and promises per step cost the main thread about twice as much
+ * per message (the `round` bench's delivery, README "The round's main thread").
+ */
+const writeAtomic = (dir: string, name: string, data: Uint8Array, done: (error: Error | null) => void): void => {
+  const tmp = join(dir, `.${name}.${tmpPrefix}${(tmpCounter++).toString(36)}.tmp`)
+  const fail = (error: Error) => fs.rm(tmp, { force: true }, () => done(error))
+  fs.open(tmp, "w", 0o666, (error, fd) => {
+    if (error) return done(error)
+    const written = (error: Error | null) =>
+      fs.close(fd, (closeError) => {
+        const e = error ?? closeError
+        if (e) return fail(e)
+        fs.rename(tmp, join(dir, name), (error) => (error ? fail(error) : done(null)))
+      })
+    const write = (at: number): void =>
+      fs.write(fd, data, at, data.byteLength - at, null, (error, n) => {
+        if (error) return written(error)
+        if (at + n < data.byteLength) return write(at + n)
+        written(null)
+      })
+    write(0)
+  })
 }
 
 /** The names `layerDir` writes for a message: the payload file and its `.json` envelope beside it. */
@@ -376,43 +409,49 @@ export const dirFileNames = (
 const madeDirs = new Set<string>()
 
 const writeToDir = (dir: string, message: OutboxMessage): Effect.Effect<void, TransportError> =>
-  Effect.tryPromise({
-    try: async () => {
-      const names = dirFileNames(message)
-      const envelope = {
-        id: message.id,
-        kind: message.kind,
-        from: message.envelopeFrom,
-        to: [message.destination],
-        reportId: message.reportId,
-        policyDomain: message.policyDomain,
-        day: message.day,
-        file: names.payload,
-        ...(message.kind === "https" ? { contentType: ReportNaming.MEDIA_TYPE_GZIP } : {})
-      }
-      const write = async () => {
-        // payload first: the envelope's appearance means the pair is complete
-        await writeAtomic(dir, names.payload, message.payload)
-        await writeAtomic(dir, names.envelope, `${JSON.stringify(envelope, null, 2)}\n`)
-      }
-      if (madeDirs.has(dir)) {
-        try {
-          return await write()
-        } catch (error) {
-          if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error
-        }
-      }
-      await mkdir(dir, { recursive: true })
-      madeDirs.add(dir)
-      await write()
-    },
+  Effect.async<void, TransportError>((resume) => {
+    const names = dirFileNames(message)
+    const envelope = {
+      id: message.id,
+      kind: message.kind,
+      from: message.envelopeFrom,
+      to: [message.destination],
+      reportId: message.reportId,
+      policyDomain: message.policyDomain,
+      day: message.day,
+      file: names.payload,
+      ...(message.kind === "https" ? { contentType: ReportNaming.MEDIA_TYPE_GZIP } : {})
+    }
+    const envelopeBytes = Buffer.from(`${JSON.stringify(envelope, null, 2)}\n`, "utf8")
     // a full disk or a missing mount may heal: temporary
-    catch: (cause) =>
-      new TransportError({
-        destination: message.destination,
-        permanent: false,
-        reason: `writing to ${dir}: ${errorText(cause)}`
+    const finish = (error: Error | null) =>
+      resume(
+        error === null
+          ? Effect.void
+          : Effect.fail(
+              new TransportError({
+                destination: message.destination,
+                permanent: false,
+                reason: `writing to ${dir}: ${errorText(error)}`
+              })
+            )
+      )
+    // payload first: the envelope's appearance means the pair is complete
+    const write = (done: (error: Error | null) => void) =>
+      writeAtomic(dir, names.payload, message.payload, (error) =>
+        error ? done(error) : writeAtomic(dir, names.envelope, envelopeBytes, done)
+      )
+    const makeDirThenWrite = () =>
+      fs.mkdir(dir, { recursive: true }, (error) => {
+        if (error) return finish(error)
+        madeDirs.add(dir)
+        write(finish)
       })
+    if (!madeDirs.has(dir)) return makeDirThenWrite()
+    write((error) => {
+      if (error !== null && (error as NodeJS.ErrnoException).code === "ENOENT") return makeDirThenWrite()
+      finish(error)
+    })
   })
 
 interface SmtpTarget {

@@ -46,6 +46,12 @@ const composeAll = (service: ReportMailService) =>
     { concurrency: "unbounded" }
   ).pipe(Effect.withRandom(Random.make(7)))
 
+/** A pool's keys and signing options: the test key, From and Subject signed. */
+const poolInit = (privateKeyPem: string) => ({
+  keys: [{ domain: "mox.example", selector: "pool", algorithm: "rsa-sha256" as const, privateKeyPem }],
+  options: { headers: ["From", "Subject"], oversign: [] }
+})
+
 /** Job `i` of a batch: its own recipient, subject, Message-ID, text length and report id. */
 const numberedJob = (i: number): ReportJob => ({
   hostname: "mox.example",
@@ -152,17 +158,7 @@ describe("ComposePool", () => {
   it.scoped("jobs given in one turn go as one batch: each gets its own mail, a bad one fails alone", () =>
     Effect.gen(function* () {
       const { key } = yield* fixture
-      const init = {
-        keys: [
-          {
-            domain: "mox.example",
-            selector: "pool",
-            algorithm: "rsa-sha256" as const,
-            privateKeyPem: key.privateKeyPem
-          }
-        ],
-        options: { headers: ["From", "Subject"], oversign: [] }
-      }
+      const init = poolInit(key.privateKeyPem)
       const signer = makeDkimSigner(init.keys, init.options)
       const pool = yield* makeComposePool(1, init)
       const job = (i: number) =>
@@ -183,5 +179,64 @@ describe("ComposePool", () => {
         )
       }
     })
+  )
+
+  it.scoped("runAll: a batch spread over the threads, each job's mail in job order, a bad one fails alone", () =>
+    Effect.gen(function* () {
+      const { key } = yield* fixture
+      const init = poolInit(key.privateKeyPem)
+      const signer = makeDkimSigner(init.keys, init.options)
+      const pool = yield* makeComposePool(2, init)
+      const jobs = Array.from({ length: 9 }, (_, i) =>
+        i === 4 ? { ...numberedJob(i), report: undefined as unknown as Report.Report } : numberedJob(i)
+      )
+      const results = yield* pool.runAll(jobs)
+      assert.strictEqual(pool.threads(), 2)
+      for (const [i, r] of results.entries()) {
+        if (i === 4) {
+          assert.instanceOf(r, Error)
+          continue
+        }
+        assert.instanceOf(r, Uint8Array)
+        assert.strictEqual(
+          Buffer.from(r as Uint8Array).toString("latin1"),
+          renderReportAndSign(jobs[i]!, signer).toString("latin1")
+        )
+      }
+      assert.deepStrictEqual(yield* pool.runAll([]), [])
+    })
+  )
+})
+
+describe("ReportMail.composeAll", () => {
+  const inputs = Array.from({ length: 7 }, (_, i) => ({
+    report: report1,
+    policyDomain: Domain.unsafeMake(`d${i}.example`),
+    day: Either.getOrThrow(Day.parse("2024-01-09")),
+    to: i === 3 ? [] : [Either.getOrThrow(EmailAddress.parse(`tlsrpt@d${i}.example`))]
+  }))
+  const oneByOne = (service: ReportMailService) =>
+    Effect.forEach(inputs, (input) => Effect.either(service.compose(input))).pipe(Effect.withRandom(Random.make(7)))
+  const batch = (service: ReportMailService) => service.composeAll(inputs).pipe(Effect.withRandom(Random.make(7)))
+  const text = (results: ReadonlyArray<Either.Either<{ readonly raw: Uint8Array }, { readonly reason: string }>>) =>
+    results.map((r) =>
+      Either.match(r, { onLeft: (e) => `error: ${e.reason}`, onRight: (m) => Buffer.from(m.raw).toString("latin1") })
+    )
+
+  it.scoped(
+    "gives compose's bytes one by one, in input order, in-thread and pooled; an input without recipients fails alone",
+    () =>
+      Effect.gen(function* () {
+        yield* TestClock.setTime(NOW)
+        const { key } = yield* fixture
+        const inThread = yield* makeReportMail({ submitter, dkim: [key] })
+        const pooled = yield* makeReportMailPooled({ submitter, dkim: [key] }, 2)
+        const expected = text(yield* oneByOne(inThread))
+        assert.strictEqual(expected[3], "error: no recipients")
+        assert.notStrictEqual(expected[0], expected[1])
+        assert.deepStrictEqual(text(yield* batch(inThread)), expected)
+        assert.deepStrictEqual(text(yield* batch(pooled)), expected)
+        assert.deepStrictEqual(text(yield* oneByOne(pooled)), expected)
+      })
   )
 })

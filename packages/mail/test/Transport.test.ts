@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises"
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { assert, describe, it } from "@effect/vitest"
@@ -322,6 +322,19 @@ describe("Transport.layerDir", () => {
 
       const disabled = failure(yield* Effect.exit(send(Transport.layerDir({ dir, https: false }), message)))
       assert.isTrue(disabled.permanent)
+    })
+  )
+
+  it.scoped("a write that fails at its rename leaves no temporary file and no envelope", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      const message = outboxMessage()
+      const names = dirFileNames(message)
+      // a folder where the payload goes: the temporary file is written, its rename fails
+      yield* Effect.promise(() => mkdir(join(dir, names.payload)))
+      const error = failure(yield* Effect.exit(send(Transport.layerDir({ dir }), message)))
+      assert.isFalse(error.permanent)
+      assert.deepStrictEqual(yield* Effect.promise(() => readdir(dir)), [names.payload])
     })
   )
 

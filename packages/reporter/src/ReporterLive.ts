@@ -6,7 +6,7 @@
  */
 import { type Day, Domain, PolicyResult, SuppressionTarget, TlsrptRecord } from "@tlsrpt/core"
 import { TlsrptLookup, type TlsrptLookupError, type TlsrptLookupResult } from "@tlsrpt/dns"
-import { gzipReport, ReportMail } from "@tlsrpt/mail"
+import { type ComposedMail, type ComposeError, type ComposeInput, gzipReport, ReportMail } from "@tlsrpt/mail"
 import {
   type MarkSent,
   type MarkSentReport,
@@ -15,7 +15,7 @@ import {
   type ResultRow,
   SuppressionList
 } from "@tlsrpt/store"
-import { Cause, Clock, Deferred, Duration, Effect, Either, Layer, Metric } from "effect"
+import { Cause, Clock, Deferred, Duration, Effect, Either, Exit, Layer, Metric } from "effect"
 import * as Destinations from "./Destinations.js"
 import { type KeyOutcome, type KeyReport, Reporter, type ReporterConfig, ReporterError } from "./Reporter.js"
 import * as RoundPlan from "./RoundPlan.js"
@@ -140,6 +140,15 @@ export const makeBatchSender = (config: ReporterConfig) =>
       readonly key: RoundPlan.PlannedKey
       readonly reportId: string
     }
+    /** A key's report before its mail is composed: the batch composes all its mails in one call. */
+    interface Prepared {
+      readonly key: RoundPlan.PlannedKey
+      readonly reportId: string
+      readonly mark: MarkSent
+      /** The mail to compose, to these addresses (docs/design.md#to-lists-only-the-recipients). */
+      readonly mail: ComposeInput | undefined
+      readonly https: ReadonlyArray<NewOutboxMessage>
+    }
 
     // Put on each log line of a key, not around the key's whole work: setting the annotations (a
     // HashMap in a FiberRef) compares the old and new maps by hash, and per key, in and out of each
@@ -260,31 +269,20 @@ export const makeBatchSender = (config: ReporterConfig) =>
           ).pipe(keyLogs(phase, key))
         }
 
-        const messages: Array<NewOutboxMessage> = []
         let reportId = ""
+        let mailInput: ComposeInput | undefined
         if (sendMail && to.length > 0) {
           const report = reportOf(mailPolicies)
           reportId = report.reportId
-          const composed = yield* mail.compose({ report, policyDomain, day, to })
-          for (const address of to) {
-            messages.push({
-              kind: "mailto",
-              // RFC 5321 §2.4: delivered to the address as published; compared only in normal form.
-              destination: address.mailbox,
-              envelopeFrom: composed.envelopeFrom,
-              payload: composed.raw,
-              reportId: report.reportId,
-              policyDomain: policyDomain.ascii,
-              day
-            })
-          }
+          mailInput = { report, policyDomain, day, to }
         }
+        const https: Array<NewOutboxMessage> = []
         if (sendHttps && urls.length > 0) {
           const report = reportOf(httpsPolicies)
           reportId = report.reportId
           const body = gzipReport(report)
           for (const url of urls) {
-            messages.push({
+            https.push({
               kind: "https",
               destination: url,
               envelopeFrom: "",
@@ -299,8 +297,52 @@ export const makeBatchSender = (config: ReporterConfig) =>
           phase === "recipient-domain"
             ? { phase, recipientDomain: policyDomain.ascii, day, reportingAddresses: [...mailtoUris, ...httpsUris] }
             : { phase, policyDomain: policyDomain.ascii, day }
-        return { key, reportId, mark, messages } satisfies Ready
+        return { key, reportId, mark, mail: mailInput, https } satisfies Prepared
       }).pipe(keyOnError(phase, looked.key))
+
+    /**
+     * The batch's mails in one `composeAll` (one wait on the compose pool for the batch, no fiber per
+     * key); each key's messages, mailto before https, or its failure. If the batch call itself fails
+     * (a defect), each mail is composed alone, so one bad report keeps only its own key.
+     */
+    const composeKeys = (prepared: ReadonlyArray<Prepared>) =>
+      Effect.gen(function* () {
+        const inputs = prepared.flatMap((p) => (p.mail === undefined ? [] : [p.mail]))
+        const composed: ReadonlyArray<Exit.Exit<ComposedMail, ComposeError>> =
+          inputs.length === 0
+            ? []
+            : yield* mail.composeAll(inputs).pipe(
+                Effect.map((rs) => rs.map((r) => (Either.isRight(r) ? Exit.succeed(r.right) : Exit.fail(r.left)))),
+                Effect.catchAllCause((cause) =>
+                  Cause.isInterruptedOnly(cause)
+                    ? Effect.failCause(cause)
+                    : Effect.forEach(inputs, (input) => Effect.exit(mail.compose(input)))
+                )
+              )
+        let j = 0
+        return prepared.map((p): Ready | Cause.Cause<unknown> => {
+          const messages: Array<NewOutboxMessage> = []
+          if (p.mail !== undefined) {
+            const exit = composed[j++]!
+            if (Exit.isFailure(exit)) return exit.cause
+            const { policyDomain, day, to, report } = p.mail
+            for (const address of to) {
+              messages.push({
+                kind: "mailto",
+                // RFC 5321 §2.4: delivered to the address as published; compared only in normal form.
+                destination: address.mailbox,
+                envelopeFrom: exit.value.envelopeFrom,
+                payload: exit.value.raw,
+                reportId: report.reportId,
+                policyDomain: policyDomain.ascii,
+                day
+              })
+            }
+          }
+          messages.push(...p.https)
+          return { key: p.key, reportId: p.reportId, mark: p.mark, messages }
+        })
+      })
 
     const isReport = (r: object): r is KeyReport => "outcome" in r
 
@@ -367,13 +409,19 @@ export const makeBatchSender = (config: ReporterConfig) =>
           const isSuppressed = (target: string) =>
             active.size > 0 &&
             Either.match(SuppressionTarget.normalize(target), { onLeft: () => false, onRight: (n) => active.has(n) })
-          const prepared = yield* Effect.forEach(toRead, ([, l], j) => prepareKey(phase, l, rows[j]!, isSuppressed), {
-            concurrency: "unbounded"
-          })
+          // one key after the other in this fiber: nothing here waits (the mails are composed below)
+          const prepared = yield* Effect.forEach(toRead, ([, l], j) => prepareKey(phase, l, rows[j]!, isSuppressed))
+          const toCompose: Array<readonly [number, Prepared]> = []
           for (const [j, p] of prepared.entries()) {
             const i = toRead[j]![0]
             if (isReport(p)) outcomes[i] = p
-            else ready.push([i, p])
+            else toCompose.push([i, p])
+          }
+          const composed = yield* composeKeys(toCompose.map(([, p]) => p))
+          for (const [j, c] of composed.entries()) {
+            const [i, p] = toCompose[j]!
+            if (Cause.isCause(c)) outcomes[i] = (yield* keptOnError(phase, [p.key], c))[0]!
+            else ready.push([i, c])
           }
         }
 

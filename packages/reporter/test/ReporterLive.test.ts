@@ -226,10 +226,17 @@ describe("ReporterLive: cleanup matrix (docs/design.md#cleanup-matrix)", () => {
         )
       )
     })
-  /** The real composer, dying for boom.example: a defect in one key. */
+  /**
+   * The real composer, dying for boom.example: a defect in one key. A batch holding it dies whole, so
+   * the round composes that batch's mails one by one and keeps only boom.example.
+   */
   const boomMail = (mail: ReportMailService): ReportMailService => ({
     ...mail,
-    compose: (input) => (input.policyDomain.ascii === "boom.example" ? Effect.dieMessage("boom") : mail.compose(input))
+    compose: (input) => (input.policyDomain.ascii === "boom.example" ? Effect.dieMessage("boom") : mail.compose(input)),
+    composeAll: (inputs) =>
+      inputs.some((input) => input.policyDomain.ascii === "boom.example")
+        ? Effect.dieMessage("boom")
+        : mail.composeAll(inputs)
   })
 
   it.effect("each outcome deletes or keeps its rows as the matrix says, batched in one round", () =>

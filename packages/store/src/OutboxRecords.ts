@@ -79,6 +79,19 @@ export const insert = (sql: SqlClient.SqlClient, messages: ReadonlyArray<NewOutb
     })
   )
 
-/** As `insert`, without reading the ids back (the batched round does not need them). */
+/** Rows per multi-row INSERT: 12 parameters each, well under SQLite's and PostgreSQL's limits. */
+const INSERT_ROWS = 256
+
+/**
+ * As `insert`, without reading the ids back (the batched round does not need them): one multi-row
+ * INSERT per INSERT_ROWS messages rather than one statement each; ids follow the input order.
+ */
 export const insertAll = (sql: SqlClient.SqlClient, messages: ReadonlyArray<NewOutboxMessage>, now: number) =>
-  Effect.forEach(messages, (m) => insertOne(sql, m, now), { discard: true })
+  Effect.forEach(
+    Array.from({ length: Math.ceil(messages.length / INSERT_ROWS) }, (_, i) =>
+      messages.slice(i * INSERT_ROWS, (i + 1) * INSERT_ROWS)
+    ),
+    (chunk) =>
+      sql`INSERT INTO outbox ${sql.insert(chunk.map((m) => record(m, now)))} ON CONFLICT (report_id, destination) DO NOTHING`,
+    { discard: true }
+  )

@@ -439,10 +439,14 @@ export const make = (dialect: Dialect): Effect.Effect<Service, never, SqlClient.
       if (reports.length === 0) return
       const now = yield* Clock.currentTimeMillis
       yield* sql.withTransaction(
-        Effect.forEach(
-          reports,
-          ({ mark, messages }) => Effect.zipRight(markSent(mark), OutboxRecords.insertAll(sql, messages, now)),
-          { discard: true }
+        Effect.zipRight(
+          Effect.forEach(reports, ({ mark }) => markSent(mark), { discard: true }),
+          // every message of the batch in one multi-row INSERT, in report order
+          OutboxRecords.insertAll(
+            sql,
+            reports.flatMap((r) => r.messages),
+            now
+          )
         )
       )
       // after the commit: the delivery loop wakes to messages it can see (docs/design.md#delivery-loop)

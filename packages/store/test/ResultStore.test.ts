@@ -550,6 +550,25 @@ for (const db of dialects) {
         }).pipe(Effect.provide(db.layer))
       )
 
+      it.effect("a batch of more messages than one INSERT takes stores every one, ids in report order", () =>
+        Effect.gen(function* () {
+          const store = yield* ResultStore
+          yield* store.addResults(seedRows)
+          const mark = { phase: "policy-domain", policyDomain: "mailhost.xn--74h.example", day: seedDay } as const
+          // 300 reports of 2 messages: more rows than one multi-row INSERT (OutboxRecords.INSERT_ROWS)
+          const reports = Array.from({ length: 300 }, (_, r) => ({
+            mark,
+            messages: [0, 1].map((k) => message(`m${k}@d${r}.example`, { reportId: `r${r}` }))
+          }))
+          yield* store.markSentAndEnqueueAll(reports)
+          const outbox = yield* (yield* Outbox).list()
+          assert.deepStrictEqual(
+            outbox.map((m) => [m.id, m.reportId, m.destination]),
+            reports.flatMap((r, i) => r.messages.map((m, k) => [2 * i + k + 1, m.reportId, m.destination]))
+          )
+        }).pipe(Effect.provide(db.layer))
+      )
+
       it.effect("a failing outbox insert rolls back the mark and the messages before it", () =>
         Effect.gen(function* () {
           const store = yield* ResultStore
