@@ -56,15 +56,27 @@ export type ReceiverCommand = "stop"
 /** Bytes a record of a datagram of `n` bytes takes (header, bytes, padding to the next word). */
 export const recordBytes = (n: number): number => HEADER + ((n + 3) & ~3)
 
+/** Bytes of one block of the interner's copies (a datagram it keeps is at most `maxDatagram` ≤ this). */
+const BLOCK_BYTES = 1024 * 1024
+
 /**
- * The writer's table of datagrams seen, by their exact bytes (a latin1 string: one character per
- * byte, so bytes that are not UTF-8 stay apart). Bounded in entries and bytes, and only datagrams up
- * to `maxDatagram` bytes are kept; when a new one finds it full it is cleared, and the reader told
- * (`FORGET`).
+ * The writer's table of datagrams seen, by their exact bytes (bytes that are not UTF-8 stay apart):
+ * a hash over the datagram's words into an open-addressed table, each entry's bytes copied into
+ * blocks outside the V8 heap and compared whole on a hash match. Written out rather than a
+ * `Map<string, number>` because the string key (a latin1 copy of every datagram, then hashed) cost
+ * this thread more than the read itself, and allocated for every datagram.
+ * Bounded in entries and bytes, and only datagrams up to `maxDatagram` bytes are kept; when a new
+ * one finds it full it is cleared, and the reader told (`FORGET`).
  */
 export class DatagramInterner {
-  private readonly numbers = new Map<string, number>()
-  private bytes = 0
+  private readonly slots: Int32Array
+  private readonly hashes: Int32Array
+  private readonly lengths: Int32Array
+  /** Where an entry's copy is: block index × BLOCK_BYTES + byte offset (word-aligned). */
+  private readonly places: Float64Array
+  private readonly blocks: Array<{ readonly bytes: Uint8Array; readonly words: Int32Array }> = []
+  private entries = 0
+  private used = 0
   /** Whether the last `intern` found the bytes already known. */
   seen = false
   /** Whether the last `intern` cleared the table to make room (numbers start again from 0). */
@@ -74,31 +86,78 @@ export class DatagramInterner {
     private readonly maxEntries = 32_768,
     private readonly maxBytes = 16 * 1024 * 1024,
     private readonly maxDatagram = 8192
-  ) {}
+  ) {
+    this.maxDatagram = Math.min(maxDatagram, BLOCK_BYTES)
+    this.slots = new Int32Array(2 ** Math.ceil(Math.log2(2 * maxEntries + 2)))
+    this.hashes = new Int32Array(maxEntries)
+    this.lengths = new Int32Array(maxEntries)
+    this.places = new Float64Array(maxEntries)
+  }
 
   /**
-   * The number of the `n` bytes at `start` of `buf` (`seen` tells whether they came before), or
-   * NOT_INTERNED for a datagram too large to keep.
+   * The number of the `n` bytes at byte `start` (a multiple of 4) of `bytes` (`words`: the same
+   * memory as Int32s; `seen` tells whether they came before), or NOT_INTERNED for a datagram too
+   * large to keep.
    */
-  intern(buf: Buffer, start: number, n: number): number {
+  intern(bytes: Uint8Array, words: Int32Array, start: number, n: number): number {
     this.seen = false
     this.cleared = false
     if (n > this.maxDatagram) return NOT_INTERNED
-    const key = buf.toString("latin1", start, start + n)
-    const known = this.numbers.get(key)
-    if (known !== undefined) {
-      this.seen = true
-      return known
+    const w0 = start >> 2
+    const whole = n >> 2
+    let h = n
+    for (let i = 0; i < whole; i++) h = Math.imul(h ^ words[w0 + i]!, 0x9e3779b1) ^ (h >>> 15)
+    for (let i = whole << 2; i < n; i++) h = Math.imul(h ^ bytes[start + i]!, 0x9e3779b1) ^ (h >>> 15)
+    h ^= h >>> 16
+    const mask = this.slots.length - 1
+    let slot = h & mask
+    for (let e = this.slots[slot]! - 1; e >= 0; e = this.slots[slot]! - 1) {
+      if (this.hashes[e] === h && this.lengths[e] === n && this.same(e, bytes, words, start, n)) {
+        this.seen = true
+        return e
+      }
+      slot = (slot + 1) & mask
     }
-    if (this.numbers.size >= this.maxEntries || this.bytes >= this.maxBytes) {
-      this.numbers.clear()
-      this.bytes = 0
+    if (this.entries >= this.maxEntries || this.used + n > this.maxBytes) {
+      this.slots.fill(0)
+      this.entries = 0
+      this.used = 0
       this.cleared = true
+      slot = h & mask
     }
-    const id = this.numbers.size
-    this.numbers.set(key, id)
-    this.bytes += n
-    return id
+    // The copy: in the current block, or at the start of the next one.
+    let block = Math.floor(this.used / BLOCK_BYTES)
+    let at = this.used - block * BLOCK_BYTES
+    if (at + n > BLOCK_BYTES) {
+      block++
+      at = 0
+    }
+    if (block === this.blocks.length) {
+      const b = new ArrayBuffer(BLOCK_BYTES)
+      this.blocks.push({ bytes: new Uint8Array(b), words: new Int32Array(b) })
+    }
+    this.blocks[block]!.bytes.set(bytes.subarray(start, start + n), at)
+    const e = this.entries++
+    this.hashes[e] = h
+    this.lengths[e] = n
+    this.places[e] = block * BLOCK_BYTES + at
+    this.used = block * BLOCK_BYTES + at + ((n + 3) & ~3)
+    this.slots[slot] = e + 1
+    return e
+  }
+
+  private same(e: number, bytes: Uint8Array, words: Int32Array, start: number, n: number): boolean {
+    const place = this.places[e]!
+    const block = this.blocks[Math.floor(place / BLOCK_BYTES)]!
+    const at = place % BLOCK_BYTES
+    const cw = block.words
+    const c0 = at >> 2
+    const w0 = start >> 2
+    const whole = n >> 2
+    for (let i = 0; i < whole; i++) if (cw[c0 + i] !== words[w0 + i]) return false
+    const cb = block.bytes
+    for (let i = whole << 2; i < n; i++) if (cb[at + i] !== bytes[start + i]) return false
+    return true
   }
 }
 
@@ -113,8 +172,6 @@ export class RingWriter {
   /** The read position `reserve` last saw. */
   private seen = 0
 
-  private readonly view: Buffer
-
   constructor(
     init: Pick<ReceiverInit, "ctrl" | "ring">,
     private readonly interner: DatagramInterner = new DatagramInterner()
@@ -122,7 +179,6 @@ export class RingWriter {
     this.ctrl = new Int32Array(init.ctrl)
     this.bytes = new Uint8Array(init.ring)
     this.words = new Int32Array(init.ring)
-    this.view = Buffer.from(init.ring)
     this.size = this.bytes.length
   }
 
@@ -155,7 +211,7 @@ export class RingWriter {
    * first time, its number alone (REPEAT) when the same bytes came before.
    */
   commit(n: number): void {
-    const id = this.interner.intern(this.view, (this.write & (this.size - 1)) + HEADER, n)
+    const id = this.interner.intern(this.bytes, this.words, (this.write & (this.size - 1)) + HEADER, n)
     if (this.interner.seen) this.put(REPEAT, id, HEADER)
     else this.put(n, this.interner.cleared ? id | FORGET : id, recordBytes(n))
   }
