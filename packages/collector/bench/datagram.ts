@@ -205,12 +205,23 @@ const threadCpuMs = (): Map<string, number> => {
     } catch {}
   return out
 }
+const printThreads = (before: Map<string, number>, atEnd: Map<string, number>) => {
+  const after = new Map([...atEnd, ...threadCpuMs()])
+  console.log(
+    `threads' CPU ms (tid: ms): ${[...after]
+      .map(([t, ms]) => [t, ms - (before.get(t) ?? 0)] as const)
+      .filter(([, ms]) => ms >= 30)
+      .sort((a, b) => b[1] - a[1])
+      .map(([t, ms]) => `${t === String(process.pid) ? "main" : t}: ${ms} (system ${systemMs.get(t)})`)
+      .join(", ")}`
+  )
+}
 const processCpuMs = (): number => {
   const u = process.cpuUsage()
   return (u.user + u.system) / 1000
 }
 
-const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN
 
 const program = Effect.gen(function* () {
   const qlen = readFileSync("/proc/sys/net/unix/max_dgram_qlen", "utf8").trim()
@@ -247,17 +258,7 @@ const program = Effect.gen(function* () {
     const seconds = (performance.now() - t0) / 1000
     const main1 = mainCpuMs()
     const process1 = processCpuMs()
-    if (process.env.THREADS === "1") {
-      const t1 = new Map([...threadsAtEnd, ...threadCpuMs()])
-      console.log(
-        `threads' CPU ms (tid: ms): ${[...t1]
-          .map(([t, ms]) => [t, ms - (threads0.get(t) ?? 0)] as const)
-          .filter(([, ms]) => ms >= 30)
-          .sort((a, b) => b[1] - a[1])
-          .map(([t, ms]) => `${t === String(process.pid) ? "main" : t}: ${ms} (system ${systemMs.get(t)})`)
-          .join(", ")}`
-      )
-    }
+    if (process.env.THREADS === "1") printThreads(threads0, threadsAtEnd)
     const stored = yield* countRows(filename).pipe(Effect.orDie)
     if (stats.stored !== DATAGRAMS || stored.sessions !== DATAGRAMS || stored.rows !== DOMAINS)
       throw new Error(
@@ -274,9 +275,16 @@ const program = Effect.gen(function* () {
   }
   const drops: Record<number, number> = {}
   for (const load of [10_000, 50_000, 100_000]) {
+    const threads0 = threadCpuMs()
+    let threadsAtEnd = threads0
     const { a: sent, stats } = yield* withSource(`load${load}`, (socket) =>
-      runSender(socket, load * LOAD_SECONDS, load)
+      runSender(socket, load * LOAD_SECONDS, load).pipe(
+        Effect.tap(() => {
+          threadsAtEnd = threadCpuMs()
+        })
+      )
     )
+    if (process.env.THREADS === "1") printThreads(threads0, threadsAtEnd)
     drops[load] = sent.drops
     console.log(
       `offered ${load}/s for ${LOAD_SECONDS} s (non-blocking, ${STEP_US} µs steps): ${sent.drops} dropped (EAGAIN) of ${load * LOAD_SECONDS}, ${stats.stored} stored, achieved ${Math.round((load * LOAD_SECONDS) / sent.seconds)}/s offered`
