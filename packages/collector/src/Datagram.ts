@@ -203,43 +203,23 @@ export const domainOf = (d: string): Either.Either<Domain.Domain, InvalidDatagra
 
 const EMPTY: ReadonlyArray<string> = []
 const NO_DETAILS: ReadonlyArray<PolicyResult.FailureDetails> = []
-const same = (s: string): string => s
 
-/** One copy of each string: the rows a `makeTable` keeps share what their datagrams repeat. */
-const makeStrings = (capacity = 65_536) => {
-  const strings = new Map<string, string>()
-  return (s: string): string => {
-    const known = strings.get(s)
-    if (known !== undefined) return known
-    if (strings.size >= capacity) strings.clear()
-    strings.set(s, s)
-    return s
-  }
-}
-
-const detailOf = (fd: typeof DatagramFailure.Type, share: (s: string) => string): PolicyResult.FailureDetails => {
+const detailOf = (fd: typeof DatagramFailure.Type): PolicyResult.FailureDetails => {
   const out: { -readonly [K in keyof PolicyResult.FailureDetails]: PolicyResult.FailureDetails[K] } = {
     resultType: RESULT_CODES[fd.c],
     failedSessionCount: 1
   }
-  if (fd.s !== undefined) out.sendingMtaIp = share(fd.s)
-  if (fd.n !== undefined) out.receivingMxHostname = share(fd.n)
-  if (fd.h !== undefined) out.receivingMxHelo = share(fd.h)
-  if (fd.r !== undefined) out.receivingIp = share(fd.r)
-  if (fd.a !== undefined) out.additionalInformation = share(fd.a)
-  if (fd.f !== undefined) out.failureReasonCode = share(fd.f)
+  if (fd.s !== undefined) out.sendingMtaIp = fd.s
+  if (fd.n !== undefined) out.receivingMxHostname = fd.n
+  if (fd.h !== undefined) out.receivingMxHelo = fd.h
+  if (fd.r !== undefined) out.receivingIp = fd.r
+  if (fd.a !== undefined) out.additionalInformation = fd.a
+  if (fd.f !== undefined) out.failureReasonCode = fd.f
   return out
 }
 
-/**
- * The row of one datagram received on `day` (see the module comment). `share` gives the one copy of
- * a string kept (`makeTable`'s rows are held for every repeat).
- */
-export const toRow = (
-  datagram: Datagram,
-  day: Day.Day,
-  share: (s: string) => string = same
-): Either.Either<NewResultRow, InvalidDatagram> =>
+/** The row of one datagram received on `day` (see the module comment). */
+export const toRow = (datagram: Datagram, day: Day.Day): Either.Either<NewResultRow, InvalidDatagram> =>
   Either.map(domainOf(datagram.d), (domain) => {
     const results: Array<PolicyResult.PolicyResult> = []
     for (const p of datagram.policies) {
@@ -248,12 +228,12 @@ export const toRow = (
       results.push({
         policy: {
           policyType: POLICY_TYPES[p["policy-type"]],
-          policyString: p["policy-string"]?.map(share) ?? EMPTY,
-          policyDomain: share(p["policy-domain"] ?? datagram.d),
-          mxHost: p["mx-host"]?.map(share) ?? EMPTY
+          policyString: p["policy-string"] ?? EMPTY,
+          policyDomain: p["policy-domain"] ?? datagram.d,
+          mxHost: p["mx-host"] ?? EMPTY
         },
         summary: { totalSuccessfulSessionCount: failed ? 0 : 1, totalFailureSessionCount: failed ? 1 : 0 },
-        failureDetails: details === undefined ? NO_DETAILS : details.map((fd) => detailOf(fd, share))
+        failureDetails: details === undefined ? NO_DETAILS : details.map(detailOf)
       })
     }
     return { policyDomain: domain, day, recipientDomain: domain, isHost: false, sendReport: true, results }
@@ -280,20 +260,16 @@ export interface Received {
 }
 
 /** `decode` then `toRow`: a valid datagram's row and facts, or why it is refused. */
-export const receive = (
-  bytes: Uint8Array,
-  day: Day.Day,
-  share: (s: string) => string = same
-): Either.Either<Received, InvalidDatagram> => {
+export const receive = (bytes: Uint8Array, day: Day.Day): Either.Either<Received, InvalidDatagram> => {
   const { text, repaired } = textOf(bytes)
   const decoded = decodeText(text, repaired)
   if (Either.isLeft(decoded)) return Either.left(decoded.left)
   const { datagram } = decoded.right
-  return Either.map(toRow(datagram, day, share), (row) => ({
+  return Either.map(toRow(datagram, day), (row) => ({
     row,
     repaired,
-    d: share(datagram.d),
-    dpv: datagram.dpv === undefined ? undefined : share(datagram.dpv),
+    d: datagram.d,
+    dpv: datagram.dpv,
     countMismatch: countMismatches(datagram).length > 0
   }))
 }
@@ -311,11 +287,10 @@ const NOT_DEFINED = Either.left(
  */
 export const makeTable = () => {
   let entries: Array<Either.Either<Received, InvalidDatagram> | undefined> = []
-  let share = makeStrings()
   return {
     /** The first sight of datagram `id` (NOT_INTERNED, negative: a datagram that is not kept). */
     define: (id: number, bytes: Uint8Array, day: Day.Day): Either.Either<Received, InvalidDatagram> => {
-      const r = receive(bytes, day, share)
+      const r = receive(bytes, day)
       if (id >= 0) entries[id] = r
       return r
     },
@@ -331,7 +306,6 @@ export const makeTable = () => {
     /** Every number is void (the thread's table was cleared). */
     forget: (): void => {
       entries = []
-      share = makeStrings()
     }
   }
 }
