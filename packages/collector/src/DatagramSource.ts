@@ -4,8 +4,9 @@
  *
  * - Drains fast: libtlsrpt sends with MSG_DONTWAIT, so a full kernel queue (net.unix.max_dgram_qlen,
  *   10 by default) loses the datagram at the sender. The socket is read on a thread of its own
- *   (DatagramReceiver.ts) into a shared ring; this thread decodes from the ring and merges each row
- *   synchronously, no await per datagram.
+ *   (DatagramReceiver.ts) into a shared ring, a repeat of bytes seen before as their number; this
+ *   thread decodes each distinct datagram once and merges its row for each repeat synchronously,
+ *   no await per datagram.
  * - Back-pressure: when the Collector's buffer is full, decoding waits for its space; the ring fills,
  *   the receiver thread stops reading and the datagrams wait in the kernel. Memory stays bounded.
  * - Bad input never crashes nor stores part of a datagram: invalid UTF-8 is repaired (U+FFFD) and
