@@ -56,15 +56,15 @@ export type ReceiverCommand = "stop"
 /** Bytes a record of a datagram of `n` bytes takes (header, bytes, padding to the next word). */
 export const recordBytes = (n: number): number => HEADER + ((n + 3) & ~3)
 
-/** Bytes of one block of the interner's copies (a datagram it keeps is at most `maxDatagram` ≤ this). */
-const BLOCK_BYTES = 1024 * 1024
-
 /**
  * The writer's table of datagrams seen, by their exact bytes (bytes that are not UTF-8 stay apart):
- * a hash over the datagram's words into an open-addressed table, each entry's bytes copied into
- * blocks outside the V8 heap and compared whole on a hash match. Written out rather than a
+ * a hash over the datagram's words into an open-addressed table, each entry's bytes copied into one
+ * buffer outside the V8 heap and compared whole on a hash match. Written out rather than a
  * `Map<string, number>` because the string key (a latin1 copy of every datagram, then hashed) cost
- * this thread more than the read itself, and allocated for every datagram.
+ * this thread more than the read itself, and allocated for every datagram. The copies' buffer is
+ * allocated whole (`maxBytes`) once: a large allocation is mapped by the system and only the pages
+ * written become resident, and it goes back whole when the thread ends (blocks of 1 MiB came from
+ * malloc's heap, where they stayed after the thread ended).
  * Bounded in entries and bytes, and only datagrams up to `maxDatagram` bytes are kept; when a new
  * one finds it full it is cleared, and the reader told (`FORGET`).
  */
@@ -72,9 +72,10 @@ export class DatagramInterner {
   private readonly slots: Int32Array
   private readonly hashes: Int32Array
   private readonly lengths: Int32Array
-  /** Where an entry's copy is: block index × BLOCK_BYTES + byte offset (word-aligned). */
-  private readonly places: Float64Array
-  private readonly blocks: Array<{ readonly bytes: Uint8Array; readonly words: Int32Array }> = []
+  /** Byte offset of an entry's copy in `copies` (word-aligned). */
+  private readonly places: Int32Array
+  private copyBytes: Uint8Array | undefined
+  private copyWords: Int32Array | undefined
   private entries = 0
   private used = 0
   /** Whether the last `intern` found the bytes already known. */
@@ -87,11 +88,10 @@ export class DatagramInterner {
     private readonly maxBytes = 16 * 1024 * 1024,
     private readonly maxDatagram = 8192
   ) {
-    this.maxDatagram = Math.min(maxDatagram, BLOCK_BYTES)
     this.slots = new Int32Array(2 ** Math.ceil(Math.log2(2 * maxEntries + 2)))
     this.hashes = new Int32Array(maxEntries)
     this.lengths = new Int32Array(maxEntries)
-    this.places = new Float64Array(maxEntries)
+    this.places = new Int32Array(maxEntries)
   }
 
   /**
@@ -102,7 +102,7 @@ export class DatagramInterner {
   intern(bytes: Uint8Array, words: Int32Array, start: number, n: number): number {
     this.seen = false
     this.cleared = false
-    if (n > this.maxDatagram) return NOT_INTERNED
+    if (n > this.maxDatagram || n > this.maxBytes) return NOT_INTERNED
     const w0 = start >> 2
     const whole = n >> 2
     let h = n
@@ -125,37 +125,29 @@ export class DatagramInterner {
       this.cleared = true
       slot = h & mask
     }
-    // The copy: in the current block, or at the start of the next one.
-    let block = Math.floor(this.used / BLOCK_BYTES)
-    let at = this.used - block * BLOCK_BYTES
-    if (at + n > BLOCK_BYTES) {
-      block++
-      at = 0
+    if (this.copyBytes === undefined) {
+      const buffer = new ArrayBuffer((this.maxBytes + 3) & ~3)
+      this.copyBytes = new Uint8Array(buffer)
+      this.copyWords = new Int32Array(buffer)
     }
-    if (block === this.blocks.length) {
-      const b = new ArrayBuffer(BLOCK_BYTES)
-      this.blocks.push({ bytes: new Uint8Array(b), words: new Int32Array(b) })
-    }
-    this.blocks[block]!.bytes.set(bytes.subarray(start, start + n), at)
+    this.copyBytes.set(bytes.subarray(start, start + n), this.used)
     const e = this.entries++
     this.hashes[e] = h
     this.lengths[e] = n
-    this.places[e] = block * BLOCK_BYTES + at
-    this.used = block * BLOCK_BYTES + at + ((n + 3) & ~3)
+    this.places[e] = this.used
+    this.used += (n + 3) & ~3
     this.slots[slot] = e + 1
     return e
   }
 
   private same(e: number, bytes: Uint8Array, words: Int32Array, start: number, n: number): boolean {
-    const place = this.places[e]!
-    const block = this.blocks[Math.floor(place / BLOCK_BYTES)]!
-    const at = place % BLOCK_BYTES
-    const cw = block.words
+    const at = this.places[e]!
+    const cw = this.copyWords!
     const c0 = at >> 2
     const w0 = start >> 2
     const whole = n >> 2
     for (let i = 0; i < whole; i++) if (cw[c0 + i] !== words[w0 + i]) return false
-    const cb = block.bytes
+    const cb = this.copyBytes!
     for (let i = whole << 2; i < n; i++) if (cb[at + i] !== bytes[start + i]) return false
     return true
   }
