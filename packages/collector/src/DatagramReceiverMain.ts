@@ -16,6 +16,7 @@ import { readdirSync, readFileSync, readlinkSync, readSync } from "node:fs"
 import { parentPort, workerData } from "node:worker_threads"
 import { DgramSocket } from "node-unix-socket"
 import {
+  DatagramInterner,
   MAX_DATAGRAM,
   type ReceiverCommand,
   type ReceiverInit,
@@ -28,7 +29,7 @@ import {
 Error.stackTraceLimit = 0
 
 const init = workerData as ReceiverInit
-const ring = new RingWriter(init)
+const ring = new RingWriter(init, new DatagramInterner(undefined, undefined, undefined, init.copies))
 const bytes = ring.buffer
 const post = (m: ReceiverMessage) => parentPort?.postMessage(m)
 let received = 0

@@ -37,11 +37,16 @@ export const RING_BYTES = 4 * 1024 * 1024
 export const ringSize = (bytes: number = RING_BYTES): number =>
   2 ** Math.ceil(Math.log2(Math.max(bytes, 4 * (HEADER + MAX_DATAGRAM))))
 
+/** Bytes the interner keeps copies in (`DatagramInterner`). */
+export const COPIES_BYTES = 16 * 1024 * 1024
+
 /** What the thread is started with (`workerData`). */
 export interface ReceiverInit {
   readonly path: string
   readonly ctrl: SharedArrayBuffer
   readonly ring: SharedArrayBuffer
+  /** Where the interner keeps its copies (COPIES_BYTES). */
+  readonly copies: SharedArrayBuffer
 }
 
 /** Messages from the thread. */
@@ -61,10 +66,10 @@ export const recordBytes = (n: number): number => HEADER + ((n + 3) & ~3)
  * a hash over the datagram's words into an open-addressed table, each entry's bytes copied into one
  * buffer outside the V8 heap and compared whole on a hash match. Written out rather than a
  * `Map<string, number>` because the string key (a latin1 copy of every datagram, then hashed) cost
- * this thread more than the read itself, and allocated for every datagram. The copies' buffer is
- * allocated whole (`maxBytes`) once: a large allocation is mapped by the system and only the pages
- * written become resident, and it goes back whole when the thread ends (blocks of 1 MiB came from
- * malloc's heap, where they stayed after the thread ended).
+ * this thread more than the read itself, and allocated for every datagram. The copies are kept in
+ * a buffer the caller gives (DatagramSource reuses it, with the ring, for the next source in the
+ * process: freeing large buffers raises glibc's mmap threshold, and later allocations then stay in
+ * malloc's heap, measured +10–30 MB of RSS in the `datagram` bench), or one allocated on first use.
  * Bounded in entries and bytes, and only datagrams up to `maxDatagram` bytes are kept; when a new
  * one finds it full it is cleared, and the reader told (`FORGET`).
  */
@@ -85,9 +90,15 @@ export class DatagramInterner {
 
   constructor(
     private readonly maxEntries = 32_768,
-    private readonly maxBytes = 16 * 1024 * 1024,
-    private readonly maxDatagram = 8192
+    private readonly maxBytes = COPIES_BYTES,
+    private readonly maxDatagram = 8192,
+    copies?: ArrayBufferLike
   ) {
+    if (copies !== undefined) {
+      this.maxBytes = Math.min(maxBytes, copies.byteLength & ~3)
+      this.copyBytes = new Uint8Array(copies)
+      this.copyWords = new Int32Array(copies, 0, copies.byteLength >> 2)
+    }
     this.slots = new Int32Array(2 ** Math.ceil(Math.log2(2 * maxEntries + 2)))
     this.hashes = new Int32Array(maxEntries)
     this.lengths = new Int32Array(maxEntries)

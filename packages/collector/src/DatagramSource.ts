@@ -141,6 +141,30 @@ const syncOr = <A>(path: string, f: () => A): Effect.Effect<A, SocketError> =>
 
 const ONE_MINUTE = 60_000
 
+type Buffers = Pick<DatagramReceiver.ReceiverInit, "ctrl" | "ring" | "copies">
+
+/**
+ * The shared buffers of stopped sources (ring and interner copies, ~20 MiB of address space, resident
+ * where written), reused by the next source in the process rather than freed: freeing buffers that
+ * large raises glibc's mmap threshold, after which the process's later allocations below it come
+ * from malloc's heap and stay there (a bench or tests that start source after source; the worker
+ * starts one).
+ */
+const spareBuffers: Array<Buffers> = []
+
+const takeBuffers = (ringBytes: number): Buffers => {
+  const i = spareBuffers.findIndex((b) => b.ring.byteLength === ringBytes)
+  if (i === -1)
+    return {
+      ctrl: new SharedArrayBuffer(DatagramReceiver.CTRL_WORDS * 4),
+      ring: new SharedArrayBuffer(ringBytes),
+      copies: new SharedArrayBuffer(DatagramReceiver.COPIES_BYTES)
+    }
+  const { ctrl, ring, copies } = spareBuffers.splice(i, 1)[0]!
+  new Int32Array(ctrl).fill(0)
+  return { ctrl, ring, copies }
+}
+
 const make = (
   config: DatagramSourceConfig
 ): Effect.Effect<Context.Tag.Service<DatagramSource>, SocketInUse | SocketError, Collector | Scope.Scope> =>
@@ -291,11 +315,7 @@ const make = (
     }
 
     // --- the receiver thread and the ring it fills (DatagramReceiver.ts)
-    const init: DatagramReceiver.ReceiverInit = {
-      path,
-      ctrl: new SharedArrayBuffer(DatagramReceiver.CTRL_WORDS * 4),
-      ring: new SharedArrayBuffer(DatagramReceiver.ringSize(config.ringBytes))
-    }
+    const init: DatagramReceiver.ReceiverInit = { path, ...takeBuffers(DatagramReceiver.ringSize(config.ringBytes)) }
     const ring = new DatagramReceiver.RingReader(init)
     const thread = DatagramReceiver.spawn(init)
     let received = 0
@@ -381,6 +401,8 @@ const make = (
           if (full) yield* collector.space
         }
         yield* dumpsWritten
+        // The thread has ended and the ring is empty: the buffers are free for the next source.
+        spareBuffers.push(init)
         yield* Effect.logInfo("datagram socket closed").pipe(
           Effect.annotateLogs({ socket: path, service: "DatagramSource", received, ...stats })
         )
