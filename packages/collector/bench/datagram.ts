@@ -21,7 +21,7 @@
  * CPU per datagram (throughput runs, median): the main thread's own, and all threads' (receiver,
  * writer, GC helpers) together; steadier than datagrams/s on a shared machine.
  * The Collector writes through its writer thread (`WriterThread.layer`), as in the worker.
- * Knobs: DATAGRAMS, DOMAINS, RUNS, LOAD_SECONDS, STEP_US; FLUSH_ROWS, FLUSH_INTERVAL_MS (the Collector's, default as in the worker);
+ * Knobs: DATAGRAMS, DOMAINS, RUNS (0: the offered loads only), LOAD_SECONDS, STEP_US, THREADS=1 (each thread's CPU per run); FLUSH_ROWS, FLUSH_INTERVAL_MS (the Collector's, default as in the worker);
  * STORE=thread|inline (inline: `addResults` on the receiving thread, as before WriterThread).
  */
 import { execFileSync, spawn } from "node:child_process"
