@@ -17,13 +17,15 @@
  * also offered to a bare C receiver that only calls recv(2) (bench/bare-receiver.c): the drops no
  * collector can avoid at that queue on this machine. Peak RSS is the process's maxRSS before
  * the floor (a bare node-unix-socket receiver, whose unbounded drain is what the source avoids) runs.
- *   {"bench":"datagram","datagramsPerSec":N,"dropsAt50k":N,"dropsAt50kBareReceiver":N,"maxDgramQlen":N,"peakRssMb":N,…}
+ *   {"bench":"datagram","datagramsPerSec":N,"mainCpuUsPerDatagram":N,"cpuUsPerDatagram":N,"dropsAt50k":N,…,"peakRssMb":N,…}
+ * CPU per datagram (throughput runs, median): the main thread's own, and all threads' (receiver,
+ * writer, GC helpers) together; steadier than datagrams/s on a shared machine.
  * The Collector writes through its writer thread (`WriterThread.layer`), as in the worker.
- * Knobs: DATAGRAMS, DOMAINS, RUNS, LOAD_SECONDS, STEP_US; FLUSH_ROWS, FLUSH_INTERVAL_MS (the Collector's, default as in the worker);
+ * Knobs: DATAGRAMS, DOMAINS, RUNS (0: the offered loads only), LOAD_SECONDS, STEP_US, THREADS=1 (each thread's CPU per run); FLUSH_ROWS, FLUSH_INTERVAL_MS (the Collector's, default as in the worker);
  * STORE=thread|inline (inline: `addResults` on the receiving thread, as before WriterThread).
  */
 import { execFileSync, spawn } from "node:child_process"
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { loadavg, tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { ResultStore, Store } from "@tlsrpt/store"
@@ -181,7 +183,45 @@ setInterval(() => {
 }, 50).unref()
 const mb = (n: number) => Math.round(n / 1024 / 1024)
 
-const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+/**
+ * CPU time of the main thread alone (ms, /proc/self/task/<pid>/stat utime + stime at 100 ticks/s):
+ * on a shared machine steadier than wall time, and it is the thread that decodes and merges.
+ */
+const mainCpuMs = (): number => {
+  const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, "utf8")
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+  return (Number(fields[11]) + Number(fields[12])) * 10
+}
+/** Every thread's CPU ms by tid, and its system part (THREADS=1 prints the busiest ones per run). */
+const systemMs = new Map<string, number>()
+const threadCpuMs = (): Map<string, number> => {
+  const out = new Map<string, number>()
+  for (const tid of readdirSync("/proc/self/task"))
+    try {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, "utf8")
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+      out.set(tid, (Number(fields[11]) + Number(fields[12])) * 10)
+      systemMs.set(tid, Number(fields[12]) * 10)
+    } catch {}
+  return out
+}
+const printThreads = (before: Map<string, number>, atEnd: Map<string, number>) => {
+  const after = new Map([...atEnd, ...threadCpuMs()])
+  console.log(
+    `threads' CPU ms (tid: ms): ${[...after]
+      .map(([t, ms]) => [t, ms - (before.get(t) ?? 0)] as const)
+      .filter(([, ms]) => ms >= 30)
+      .sort((a, b) => b[1] - a[1])
+      .map(([t, ms]) => `${t === String(process.pid) ? "main" : t}: ${ms} (system ${systemMs.get(t)})`)
+      .join(", ")}`
+  )
+}
+const processCpuMs = (): number => {
+  const u = process.cpuUsage()
+  return (u.user + u.system) / 1000
+}
+
+const median = (xs: ReadonlyArray<number>) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? Number.NaN
 
 const program = Effect.gen(function* () {
   const qlen = readFileSync("/proc/sys/net/unix/max_dgram_qlen", "utf8").trim()
@@ -191,7 +231,13 @@ const program = Effect.gen(function* () {
       .join(" ")}`
   )
   const rates: Array<number> = []
+  const mainUs: Array<number> = []
+  const processUs: Array<number> = []
   for (let run = 0; run < RUNS; run++) {
+    const main0 = mainCpuMs()
+    const process0 = processCpuMs()
+    const threads0 = threadCpuMs()
+    let threadsAtEnd = threads0
     // From the first send (the receiver thread is up), as the issue times it.
     let t0 = 0
     const {
@@ -201,10 +247,18 @@ const program = Effect.gen(function* () {
     } = yield* withSource(`run${run}`, (socket) =>
       Effect.suspend(() => {
         t0 = performance.now()
-        return runSender(socket, DATAGRAMS, 0)
+        return runSender(socket, DATAGRAMS, 0).pipe(
+          Effect.tap(() => {
+            // The receiver and writer threads end with the scope: their CPU is read while they run.
+            threadsAtEnd = threadCpuMs()
+          })
+        )
       })
     )
     const seconds = (performance.now() - t0) / 1000
+    const main1 = mainCpuMs()
+    const process1 = processCpuMs()
+    if (process.env.THREADS === "1") printThreads(threads0, threadsAtEnd)
     const stored = yield* countRows(filename).pipe(Effect.orDie)
     if (stats.stored !== DATAGRAMS || stored.sessions !== DATAGRAMS || stored.rows !== DOMAINS)
       throw new Error(
@@ -212,15 +266,25 @@ const program = Effect.gen(function* () {
       )
     const rate = DATAGRAMS / seconds
     rates.push(rate)
+    // Counted before the rows (countRows) are read back: the source, collector and writer only.
+    mainUs.push(((main1 - main0) * 1000) / DATAGRAMS)
+    processUs.push(((process1 - process0) * 1000) / DATAGRAMS)
     console.log(
-      `run ${run + 1}: ${DATAGRAMS} datagrams in ${seconds.toFixed(2)} s = ${Math.round(rate)}/s to all rows committed (sender alone ${sent.seconds.toFixed(2)} s), ${stored.rows} rows; peak so far: RSS ${mb(peak.rss)} MB, heap ${mb(peak.heapUsed)} MB, external ${mb(peak.external)} MB`
+      `run ${run + 1}: ${DATAGRAMS} datagrams in ${seconds.toFixed(2)} s = ${Math.round(rate)}/s to all rows committed (sender alone ${sent.seconds.toFixed(2)} s), ${stored.rows} rows; CPU per datagram: main thread ${mainUs.at(-1)!.toFixed(2)} µs, all threads ${processUs.at(-1)!.toFixed(2)} µs; peak so far: RSS ${mb(peak.rss)} MB, heap ${mb(peak.heapUsed)} MB, external ${mb(peak.external)} MB`
     )
   }
   const drops: Record<number, number> = {}
   for (const load of [10_000, 50_000, 100_000]) {
+    const threads0 = threadCpuMs()
+    let threadsAtEnd = threads0
     const { a: sent, stats } = yield* withSource(`load${load}`, (socket) =>
-      runSender(socket, load * LOAD_SECONDS, load)
+      runSender(socket, load * LOAD_SECONDS, load).pipe(
+        Effect.tap(() => {
+          threadsAtEnd = threadCpuMs()
+        })
+      )
     )
+    if (process.env.THREADS === "1") printThreads(threads0, threadsAtEnd)
     drops[load] = sent.drops
     console.log(
       `offered ${load}/s for ${LOAD_SECONDS} s (non-blocking, ${STEP_US} µs steps): ${sent.drops} dropped (EAGAIN) of ${load * LOAD_SECONDS}, ${stats.stored} stored, achieved ${Math.round((load * LOAD_SECONDS) / sent.seconds)}/s offered`
@@ -246,6 +310,8 @@ const program = Effect.gen(function* () {
     JSON.stringify({
       bench: "datagram",
       datagramsPerSec,
+      mainCpuUsPerDatagram: Number(median(mainUs).toFixed(2)),
+      cpuUsPerDatagram: Number(median(processUs).toFixed(2)),
       dropsAt50k: drops[50_000],
       dropsAt50kBareReceiver: floorDrops.drops,
       maxDgramQlen: Number(qlen),

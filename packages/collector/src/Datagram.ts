@@ -202,6 +202,7 @@ export const domainOf = (d: string): Either.Either<Domain.Domain, InvalidDatagra
 }
 
 const EMPTY: ReadonlyArray<string> = []
+const NO_DETAILS: ReadonlyArray<PolicyResult.FailureDetails> = []
 
 const detailOf = (fd: typeof DatagramFailure.Type): PolicyResult.FailureDetails => {
   const out: { -readonly [K in keyof PolicyResult.FailureDetails]: PolicyResult.FailureDetails[K] } = {
@@ -223,6 +224,7 @@ export const toRow = (datagram: Datagram, day: Day.Day): Either.Either<NewResult
     const results: Array<PolicyResult.PolicyResult> = []
     for (const p of datagram.policies) {
       const failed = p.f === 1
+      const details = p["failure-details"]
       results.push({
         policy: {
           policyType: POLICY_TYPES[p["policy-type"]],
@@ -231,7 +233,7 @@ export const toRow = (datagram: Datagram, day: Day.Day): Either.Either<NewResult
           mxHost: p["mx-host"] ?? EMPTY
         },
         summary: { totalSuccessfulSessionCount: failed ? 0 : 1, totalFailureSessionCount: failed ? 1 : 0 },
-        failureDetails: p["failure-details"]?.map(detailOf) ?? []
+        failureDetails: details === undefined ? NO_DETAILS : details.map(detailOf)
       })
     }
     return { policyDomain: domain, day, recipientDomain: domain, isHost: false, sendReport: true, results }
@@ -257,38 +259,53 @@ export interface Received {
   readonly countMismatch: boolean
 }
 
+/** `decode` then `toRow`: a valid datagram's row and facts, or why it is refused. */
+export const receive = (bytes: Uint8Array, day: Day.Day): Either.Either<Received, InvalidDatagram> => {
+  const { text, repaired } = textOf(bytes)
+  const decoded = decodeText(text, repaired)
+  if (Either.isLeft(decoded)) return Either.left(decoded.left)
+  const { datagram } = decoded.right
+  return Either.map(toRow(datagram, day), (row) => ({
+    row,
+    repaired,
+    d: datagram.d,
+    dpv: datagram.dpv,
+    countMismatch: countMismatches(datagram).length > 0
+  }))
+}
+
+const NOT_DEFINED = Either.left(
+  new InvalidDatagram({ reason: "invalid", field: "", message: "repeat of a datagram number never given" })
+)
+
 /**
- * `decode` then `toRow`, remembering the result by the datagram's text: libtlsrpt sends the same
- * bytes for every delivery with the same outcome to a domain (same `d`, record and policy; a failure,
- * the same MX and addresses), so most datagrams are parsed once a day and the rest cost a string and
- * a lookup. The remembered row is given again for each: the Collector copies what it keeps and changes
- * nothing it is given. Bounded: forgotten when `capacity` texts are held, and when the day changes.
+ * The datagrams the receiver thread numbered (DatagramRing.ts `DatagramInterner`: libtlsrpt sends
+ * the same bytes for every delivery with the same outcome to a domain), each decoded once: `define`
+ * decodes the first sight of a number, `repeat` gives its result again (no text, no parse), the row's
+ * day set to the given one (rebuilt once per number and day). The one row serves every repeat: the
+ * Collector copies what it keeps and changes nothing it is given.
  */
-export const makeReceiver = (capacity = 32_768) => {
-  const known = new Map<string, Received>()
-  let knownDay: Day.Day | undefined
-  return (bytes: Uint8Array, day: Day.Day): Either.Either<Received, InvalidDatagram> => {
-    if (day !== knownDay || known.size >= capacity) {
-      known.clear()
-      knownDay = day
+export const makeTable = () => {
+  let entries: Array<Either.Either<Received, InvalidDatagram> | undefined> = []
+  return {
+    /** The first sight of datagram `id` (NOT_INTERNED, negative: a datagram that is not kept). */
+    define: (id: number, bytes: Uint8Array, day: Day.Day): Either.Either<Received, InvalidDatagram> => {
+      const r = receive(bytes, day)
+      if (id >= 0) entries[id] = r
+      return r
+    },
+    /** Datagram `id` again. */
+    repeat: (id: number, day: Day.Day): Either.Either<Received, InvalidDatagram> => {
+      const r = entries[id]
+      if (r === undefined) return NOT_DEFINED
+      if (Either.isLeft(r) || r.right.row.day === day) return r
+      const moved = Either.right({ ...r.right, row: { ...r.right.row, day } })
+      entries[id] = moved
+      return moved
+    },
+    /** Every number is void (the thread's table was cleared). */
+    forget: (): void => {
+      entries = []
     }
-    const { text, repaired } = textOf(bytes)
-    const hit = known.get(text)
-    // Different bytes can give the same text only through U+FFFD, which the flag tells apart.
-    if (hit !== undefined) return Either.right(hit.repaired === repaired ? hit : { ...hit, repaired })
-    const decoded = decodeText(text, repaired)
-    if (Either.isLeft(decoded)) return Either.left(decoded.left)
-    const { datagram } = decoded.right
-    return Either.map(toRow(datagram, day), (row) => {
-      const received: Received = {
-        row,
-        repaired,
-        d: datagram.d,
-        dpv: datagram.dpv,
-        countMismatch: countMismatches(datagram).length > 0
-      }
-      known.set(text, received)
-      return received
-    })
   }
 }

@@ -1,6 +1,7 @@
 /**
  * Entry of the datagram receiver thread (DatagramReceiver.ts): binds the socket and copies every
- * datagram into the shared ring, nothing else.
+ * datagram into the shared ring, a repeat of bytes seen before as their number only
+ * (DatagramRing.ts `DatagramInterner`): the main thread then decodes each distinct datagram once.
  *
  * node-unix-socket creates and binds the socket (Node cannot) and tells when it is readable, but its
  * own read path allocates (and zeroes) 64 KiB per datagram and keeps every datagram of a drain alive
@@ -15,6 +16,7 @@ import { readdirSync, readFileSync, readlinkSync, readSync } from "node:fs"
 import { parentPort, workerData } from "node:worker_threads"
 import { DgramSocket } from "node-unix-socket"
 import {
+  DatagramInterner,
   MAX_DATAGRAM,
   type ReceiverCommand,
   type ReceiverInit,
@@ -27,7 +29,7 @@ import {
 Error.stackTraceLimit = 0
 
 const init = workerData as ReceiverInit
-const ring = new RingWriter(init)
+const ring = new RingWriter(init, new DatagramInterner(undefined, undefined, undefined, init.copies))
 const bytes = ring.buffer
 const post = (m: ReceiverMessage) => parentPort?.postMessage(m)
 let received = 0
@@ -41,12 +43,17 @@ const reserve = (): number => {
   }
 }
 
+/** The datagram of `n` bytes read at `reserve`'s offset: whole the first time, its number when seen before. */
+const finish = (n: number) => {
+  ring.commit(n)
+  received++
+}
+
 const copy = (datagram: Buffer) => {
   const off = reserve()
   const n = Math.min(datagram.length, MAX_DATAGRAM)
   bytes.set(datagram.subarray(0, n), off)
-  ring.commit(n)
-  received++
+  finish(n)
 }
 
 /**
@@ -85,8 +92,7 @@ const drain = () => {
       if ((e as NodeJS.ErrnoException).code !== "EAGAIN") post({ type: "error", reason: (e as Error).message })
       break
     }
-    ring.commit(n)
-    received++
+    finish(n)
   }
   ring.publish()
 }

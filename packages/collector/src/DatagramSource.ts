@@ -4,8 +4,9 @@
  *
  * - Drains fast: libtlsrpt sends with MSG_DONTWAIT, so a full kernel queue (net.unix.max_dgram_qlen,
  *   10 by default) loses the datagram at the sender. The socket is read on a thread of its own
- *   (DatagramReceiver.ts) into a shared ring; this thread decodes from the ring and merges each row
- *   synchronously, no await per datagram.
+ *   (DatagramReceiver.ts) into a shared ring, a repeat of bytes seen before as their number; this
+ *   thread decodes each distinct datagram once and merges its row for each repeat synchronously,
+ *   no await per datagram.
  * - Back-pressure: when the Collector's buffer is full, decoding waits for its space; the ring fills,
  *   the receiver thread stops reading and the datagrams wait in the kernel. Memory stays bounded.
  * - Bad input never crashes nor stores part of a datagram: invalid UTF-8 is repaired (U+FFFD) and
@@ -32,6 +33,7 @@ import {
 import { createConnection } from "node:net"
 import { dirname, join } from "node:path"
 import { Day } from "@tlsrpt/core"
+import type { NewResultRow } from "@tlsrpt/store"
 import { Context, Data, Deferred, Effect, Either, Exit, Layer, Metric, Runtime, type Scope } from "effect"
 import { Collector } from "./Collector.js"
 import * as Datagram from "./Datagram.js"
@@ -139,6 +141,30 @@ const syncOr = <A>(path: string, f: () => A): Effect.Effect<A, SocketError> =>
 
 const ONE_MINUTE = 60_000
 
+type Buffers = Pick<DatagramReceiver.ReceiverInit, "ctrl" | "ring" | "copies">
+
+/**
+ * The shared buffers of stopped sources (ring and interner copies, ~20 MiB of address space, resident
+ * where written), reused by the next source in the process rather than freed: freeing buffers that
+ * large raises glibc's mmap threshold, after which the process's later allocations below it come
+ * from malloc's heap and stay there (a bench or tests that start source after source; the worker
+ * starts one).
+ */
+const spareBuffers: Array<Buffers> = []
+
+const takeBuffers = (ringBytes: number): Buffers => {
+  const i = spareBuffers.findIndex((b) => b.ring.byteLength === ringBytes)
+  if (i === -1)
+    return {
+      ctrl: new SharedArrayBuffer(DatagramReceiver.CTRL_WORDS * 4),
+      ring: new SharedArrayBuffer(ringBytes),
+      copies: new SharedArrayBuffer(DatagramReceiver.COPIES_BYTES)
+    }
+  const { ctrl, ring, copies } = spareBuffers.splice(i, 1)[0]!
+  new Int32Array(ctrl).fill(0)
+  return { ctrl, ring, copies }
+}
+
 const make = (
   config: DatagramSourceConfig
 ): Effect.Effect<Context.Tag.Service<DatagramSource>, SocketInUse | SocketError, Collector | Scope.Scope> =>
@@ -200,17 +226,20 @@ const make = (
       })
     }
     let dumpSeq = 0
-    const dump = (bytes: Uint8Array) => {
-      if (dumpDir === undefined || dumpFiles >= maxFiles || dumpBytes + bytes.length > maxBytes) return
+    /** Writes a copy of `bytes` out (within the bounds); the copy, or undefined when nothing was written. */
+    const dump = (bytes: Uint8Array): Buffer | undefined => {
+      if (dumpDir === undefined || dumpFiles >= maxFiles || dumpBytes + bytes.length > maxBytes) return undefined
       dumpFiles++
       dumpBytes += bytes.length
       const name = `${new Date(clock.unsafeCurrentTimeMillis()).toISOString().replace(/[:.]/g, "")}-${process.pid}-${dumpSeq++}.datagram`
       // A copy: `bytes` is a view into the receiver's ring, reused once taken.
+      const copy = Buffer.from(bytes)
       writesPending++
-      writeFile(join(dumpDir, name), Buffer.from(bytes), { mode: 0o600 }, (e) => {
+      writeFile(join(dumpDir, name), copy, { mode: 0o600 }, (e) => {
         if (e !== null) logLimited("dump", "could not write an invalid datagram", { error: e.message })
         if (--writesPending === 0) writesDone?.()
       })
+      return copy
     }
     // Stop waits for the writes in progress: a stopped source has written what it refused.
     let writesPending = 0
@@ -224,25 +253,43 @@ const make = (
     const dayOfMillis = Day.makeFromMillisCached()
     const today = (): Day.Day => dayOfMillis(clock.unsafeCurrentTimeMillis())
 
-    const receive = Datagram.makeReceiver()
+    // Each distinct datagram is decoded once: the receiver thread sends a repeat as its number.
+    const table = Datagram.makeTable()
+    // The bytes of numbered invalid datagrams that were written out, to write out their repeats too
+    // (bounded by the directory's bytes: only what was written is kept).
+    let invalidCopies = new Map<number, Uint8Array>()
+    // The receive day, taken once per slice of the ring.
+    let day = today()
+    const one: Array<NewResultRow> = []
 
-    /** Decodes and offers one datagram; false (nothing counted) when the collector is full. */
-    const onDatagram = (bytes: Uint8Array): boolean => {
-      const received = receive(bytes, today())
+    /** Offers a datagram's row (false, nothing counted, when the collector is full) or refuses it. */
+    const onReceived = (
+      received: Either.Either<Datagram.Received, Datagram.InvalidDatagram>,
+      id: number,
+      bytes: Uint8Array | undefined
+    ): boolean => {
       if (Either.isLeft(received)) {
         const e = received.left
         count(e.reason)
-        dump(bytes)
+        const raw = bytes ?? invalidCopies.get(id)
+        if (raw !== undefined) {
+          const copy = dump(raw)
+          if (copy !== undefined && bytes !== undefined && id >= 0) invalidCopies.set(id, copy)
+        }
         logLimited(e.reason, "invalid datagram; not stored", {
           reason: e.reason,
           field: e.field,
           error: e.message,
-          bytes: bytes.length
+          bytes: raw?.length
         })
         return true
       }
       const r = received.right
-      if (!collector.offerRows([r.row])) return false
+      one[0] = r.row
+      if (!collector.offerRows(one)) {
+        full = true
+        return false
+      }
       count(r.repaired ? "repaired" : "stored")
       if (r.repaired) logLimited("repaired", "datagram was not UTF-8; stored with U+FFFD", { domain: r.d })
       if (r.dpv !== "1")
@@ -251,12 +298,24 @@ const make = (
       return true
     }
 
-    // --- the receiver thread and the ring it fills (DatagramReceiver.ts)
-    const init: DatagramReceiver.ReceiverInit = {
-      path,
-      ctrl: new SharedArrayBuffer(DatagramReceiver.CTRL_WORDS * 4),
-      ring: new SharedArrayBuffer(DatagramReceiver.ringSize(config.ringBytes))
+    const consumer: DatagramReceiver.RingConsumer = {
+      datagram: (id, bytes) => onReceived(table.define(id, bytes, day), id, bytes),
+      repeat: (id) => onReceived(table.repeat(id, day), id, undefined),
+      forget: () => {
+        table.forget()
+        invalidCopies = new Map()
+      }
     }
+    /** Takes up to `max` datagrams from the ring; `full` when the collector refused one. */
+    let full = false
+    const takeFromRing = (max: number): number => {
+      day = today()
+      full = false
+      return ring.take(max, consumer)
+    }
+
+    // --- the receiver thread and the ring it fills (DatagramReceiver.ts)
+    const init: DatagramReceiver.ReceiverInit = { path, ...takeBuffers(DatagramReceiver.ringSize(config.ringBytes)) }
     const ring = new DatagramReceiver.RingReader(init)
     const thread = DatagramReceiver.spawn(init)
     let received = 0
@@ -297,12 +356,7 @@ const make = (
     const SLICE = 1024
     const pump = (): void => {
       if (stopping) return
-      let full = false
-      const taken = ring.take(SLICE, (bytes) => {
-        if (onDatagram(bytes)) return true
-        full = true
-        return false
-      })
+      const taken = takeFromRing(SLICE)
       if (full) runFork(Effect.andThen(collector.space, Effect.sync(pump)))
       else if (ring.pending) setImmediate(pump)
       // A stream: look again in 1 ms and take what came meanwhile, rather than be woken for each
@@ -343,15 +397,12 @@ const make = (
         Atomics.notify(ring.ctrl, DatagramReceiver.WRITE)
         // Whatever is left in the ring, waiting for the collector's space as needed.
         while (ring.pending) {
-          let full = false
-          ring.take(Number.MAX_SAFE_INTEGER, (bytes) => {
-            if (onDatagram(bytes)) return true
-            full = true
-            return false
-          })
+          takeFromRing(Number.MAX_SAFE_INTEGER)
           if (full) yield* collector.space
         }
         yield* dumpsWritten
+        // The thread has ended and the ring is empty: the buffers are free for the next source.
+        spareBuffers.push(init)
         yield* Effect.logInfo("datagram socket closed").pipe(
           Effect.annotateLogs({ socket: path, service: "DatagramSource", received, ...stats })
         )

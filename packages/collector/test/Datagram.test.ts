@@ -2,6 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import type { Day } from "@tlsrpt/core"
 import { Arbitrary, Either, FastCheck as fc, Schema } from "effect"
 import * as Datagram from "../src/Datagram.js"
+import { CTRL_WORDS, DatagramInterner, RingReader, RingWriter, ringSize } from "../src/DatagramRing.js"
 
 const DAY = "2026-01-15" as Day.Day
 const validate = Schema.decodeUnknownEither(Datagram.Datagram)
@@ -72,7 +73,7 @@ describe("Datagram", () => {
   })
 
   it.prop(
-    "the remembering receiver gives what decode and toRow give, for repeated datagrams, across days and when full",
+    "through the ring (repeats as numbers, the interner cleared when full), the table gives what decode and toRow give, across days",
     {
       // Few distinct datagrams, repeated; some not valid, some with bytes that are not UTF-8.
       pool: fc.array(
@@ -88,10 +89,28 @@ describe("Datagram", () => {
       picks: fc.array(fc.tuple(fc.nat(), fc.constantFrom("2026-01-15", "2026-01-16")), { minLength: 1, maxLength: 40 })
     },
     ({ pool, picks }) => {
-      const receive = Datagram.makeReceiver(3)
+      const init = { ctrl: new SharedArrayBuffer(CTRL_WORDS * 4), ring: new SharedArrayBuffer(ringSize(0)) }
+      const writer = new RingWriter(init, new DatagramInterner(3))
+      const reader = new RingReader(init)
+      const table = Datagram.makeTable()
       for (const [i, day] of picks) {
         const bytes = pool[i % pool.length]!
-        const got = receive(bytes, day as Day.Day)
+        writer.buffer.set(bytes, writer.reserve()!)
+        writer.commit(bytes.length)
+        writer.publish()
+        let got: Either.Either<Datagram.Received, Datagram.InvalidDatagram> | undefined
+        reader.take(1, {
+          datagram: (id, b) => {
+            got = table.define(id, b, day as Day.Day)
+            return true
+          },
+          repeat: (id) => {
+            got = table.repeat(id, day as Day.Day)
+            return true
+          },
+          forget: table.forget
+        })
+        if (got === undefined) return assert.fail("nothing taken")
         const want = Either.flatMap(Datagram.decode(bytes), (d) =>
           Either.map(Datagram.toRow(d.datagram, day as Day.Day), (row) => ({ row, ...d }))
         )

@@ -176,6 +176,28 @@ describe("DatagramSource", () => {
       })
   )
 
+  it.scoped("counts and writes out every repeat of an invalid datagram (repeats cross the ring as a number)", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      const invalidDir = join(dir, "invalid")
+      // Valid JSON of the right shape whose `d` is not a domain name: refused when decoded, not before.
+      const badDomain = '{"dpv": "1","d": "not a domain","policies":[{"policy-type":9,"f":0}]}'
+      const { rows, stats } = yield* run(
+        dir,
+        ["junk", badDomain, "junk", EXAMPLES[0]!, badDomain, "junk", EXAMPLES[0]!],
+        {
+          invalidDatagramDir: invalidDir
+        }
+      )
+      assert.deepStrictEqual(stats, { stored: 2, repaired: 0, "invalid-json": 3, invalid: 2 })
+      assert.strictEqual(byDomain(rows, "example.com").results[0]!.summary.totalSuccessfulSessionCount, 2)
+      const sizes = readdirSync(invalidDir)
+        .map((f) => statSync(join(invalidDir, f)).size)
+        .sort((a, b) => a - b)
+      assert.deepStrictEqual(sizes, [4, 4, 4, badDomain.length, badDomain.length])
+    })
+  )
+
   it.scoped("replaces a stale socket file and refuses a socket another collector holds", () =>
     Effect.gen(function* () {
       const dir = yield* tempDir
