@@ -26,6 +26,8 @@ class DetailEntry {
 }
 
 class PolicyEntry {
+  /** The batch it was last counted in: it is one of its key's `counted` policies iff this is the current batch. */
+  batch = -1
   success = 0
   failure = 0
   details: Array<DetailEntry> | undefined = undefined
@@ -50,15 +52,21 @@ class KeyEntry {
    */
   readonly policies: Array<PolicyEntry> = []
   counted = 0
+  /** The policy a row was last added to: a session's next row for the key is most often the same policy. */
+  last: PolicyEntry | undefined = undefined
   /** The start of its JSON row, the key's fields (`drainJson`), made once. */
   json: string | undefined = undefined
+  /** `recipientDomain.ascii`, compared without reaching into the Domain. */
+  readonly recipient: string
   constructor(
     readonly policyDomain: Domain.Domain,
     readonly day: Day.Day,
     readonly recipientDomain: Domain.Domain,
     public isHost: boolean,
     public sendReport: boolean
-  ) {}
+  ) {
+    this.recipient = recipientDomain.ascii
+  }
 }
 
 /** A day's keys: policy domain → the entry, or recipient domain → entry once a policy domain has several. */
@@ -218,13 +226,13 @@ export class ResultBuffer {
         entry = new KeyEntry(policyDomain, day, recipientDomain, isHost, sendReport)
         found.set(recipient, entry)
       }
-    } else if (found.recipientDomain.ascii === recipient) entry = found
+    } else if (found.recipient === recipient) entry = found
     else {
       entry = new KeyEntry(policyDomain, day, recipientDomain, isHost, sendReport)
       byPolicy.set(
         policyDomain.ascii,
         new Map([
-          [found.recipientDomain.ascii, found],
+          [found.recipient, found],
           [recipient, entry]
         ])
       )
@@ -258,10 +266,17 @@ export class ResultBuffer {
     failure: number,
     details: ReadonlyArray<PolicyResult.FailureDetails>
   ): void {
+    let p = entry.last
+    // The hot path: the policy this key's last row went to, already counted in this batch.
+    if (p !== undefined && p.batch === this.batch && samePolicy(p, policyType, policyString, policyDomain, mxHost)) {
+      for (let i = 0; i < details.length; i++) this.addDetail(p, details[i]!)
+      p.success = Math.min(PolicyResult.MAX_COUNT, p.success + success)
+      p.failure = Math.min(PolicyResult.MAX_COUNT, p.failure + failure)
+      return
+    }
     const list = entry.policies
     const counted = entry.counted
     let at = findPolicy(list, 0, counted, policyType, policyString, policyDomain, mxHost)
-    let p: PolicyEntry
     if (at === -1) {
       // New in this batch: an earlier batch's entry is reused with its counts zeroed, moved up to
       // the end of this batch's policies (first-seen order).
@@ -279,6 +294,7 @@ export class ResultBuffer {
       list[at] = list[counted]!
       list[counted] = p
       entry.counted = counted + 1
+      p.batch = this.batch
       // docs/design.md#policy-merge: a new policy is appended unchanged; its own details are not merged among themselves.
       if (details.length > 0) {
         p.details = details.map((d) => new DetailEntry({ ...d }, d.failedSessionCount))
@@ -289,6 +305,7 @@ export class ResultBuffer {
       p = list[at]!
       for (let i = 0; i < details.length; i++) this.addDetail(p, details[i]!)
     }
+    entry.last = p
     // Saturate at the top only: a negative pending sum must reach the stored row (docs/design.md#session-failure-details, `add`).
     p.success = Math.min(PolicyResult.MAX_COUNT, p.success + success)
     p.failure = Math.min(PolicyResult.MAX_COUNT, p.failure + failure)
