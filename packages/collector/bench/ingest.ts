@@ -313,7 +313,8 @@ const main = Effect.gen(function* () {
         `${res.flushMs.length} flushes (${res.flushedRows.toLocaleString("en")} rows written), flush median ` +
         `${round(median(res.flushMs))} ms p99 ${round(percentile(res.flushMs, 99))} ms max ${round(Math.max(...res.flushMs))} ms, ` +
         `store ${Math.round(res.flushedRows / (res.flushMs.reduce((a, b) => a + b, 0) / 1000)).toLocaleString("en")} rows/s while flushing; ` +
-        `${res.rows.toLocaleString("en")} rows in the file, ${round(res.dbBytes / 2 ** 20)} MB with WAL, ${round(res.closedBytes / 2 ** 20)} MB closed`
+        `${res.rows.toLocaleString("en")} rows in the file, ${round(res.dbBytes / 2 ** 20)} MB with WAL, ${round(res.closedBytes / 2 ** 20)} MB closed; ` +
+        `RSS ${round(process.memoryUsage.rss() / 2 ** 20)} MB, peak so far ${round(process.resourceUsage().maxRSS / 1024)} MB`
     )
   // `record` and `recordAll` runs interleaved, so both see the same machine.
   const results: Array<RunResult> = []

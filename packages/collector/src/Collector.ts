@@ -468,8 +468,14 @@ const make = (config: CollectorConfig = {}): Effect.Effect<Service, never, Resul
             Effect.annotateLogs({ lostKeys: (inflight?.rows ?? 0) + buffer.size })
           )
         ),
-        // Wakes recorders still waiting for space: they see `closed` and stop.
-        Effect.ensuring(Effect.sync(() => space.unsafeOpen()))
+        // Wakes recorders still waiting for space: they see `closed` and stop. Every write is over
+        // (the final flush held the lock), so the encoder's buffer can go to the next collector.
+        Effect.ensuring(
+          Effect.sync(() => {
+            space.unsafeOpen()
+            encoder.release()
+          })
+        )
       )
     )
 
