@@ -13,7 +13,10 @@
  *   keys (and as many distinct failure details); when it is full, `record` waits until a flush has
  *   taken it (back-pressure).
  * - The interval also holds when a caller records in a tight loop that starves the event loop of
- *   timer turns: `record` itself checks the clock every 1,024 outcomes.
+ *   timer turns: `record` itself checks the clock every 1,024 outcomes. And while a flush is wanted or
+ *   being written, such a caller gives the event loop a turn every 4,096 outcomes, so that the writer
+ *   thread's answer (and any other I/O) does not wait for the loop's end.
+ * - `recordAll` records many outcomes with one Effect, all or nothing (docs/design.md#batching-and-back-pressure).
  * - One flush at a time. The store yields while it writes (SqlResultStore: about half of the CPU), so
  *   recording goes on into a fresh buffer meanwhile; under load a result can thus wait the interval plus
  *   the flush before it, and the next flush covers everything recorded during this one.
