@@ -5,7 +5,10 @@
  * Three runs, each on a fresh file in a temp directory (deleted afterwards). Prints outcomes/s
  * (median), flush latency (one `addResults` transaction, p99 over all runs), peak RSS and the database
  * size (with WAL), then one JSON line:
- *   {"bench":"ingest","outcomesPerSec":N,"recordAllPerSec":N,"peakRssMb":N,"dbMb":N,"flushP99Ms":N}
+ *   {"bench":"ingest","outcomesPerSec":N,"recordAllPerSec":N,"mainCpuUsPerOutcome":N,
+ *    "recordAllMainCpuUsPerOutcome":N,"peakRssMb":N,"dbMb":N,"flushP99Ms":N}
+ * `mainCpuUsPerOutcome`: the main thread's own CPU time in the record loop per outcome (median),
+ * steadier than wall time on a shared machine.
  * `recordAllPerSec`: the same outcomes through `Collector.recordAll` in slices of BATCH (1,000), a
  * run of it after each `record` run (interleaved, so both see the same machine).
  *
@@ -28,7 +31,7 @@
  * "collector alone" discards the batches after the collector has made them: encoded for the writer
  * thread (`BatchWriter`), or as rows with STORE=inline.
  */
-import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs"
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs"
 import { cpus, loadavg, tmpdir } from "node:os"
 import { join } from "node:path"
 import { Day, Domain } from "@tlsrpt/core"
@@ -141,6 +144,8 @@ interface RunResult {
   readonly seconds: number
   /** The record loop alone; the rest of `seconds` is the final flush (closing the collector's scope). */
   readonly recordSeconds: number
+  /** CPU seconds of the main thread in the record loop (NaN off Linux). */
+  readonly recordCpuSeconds: number
   readonly flushMs: ReadonlyArray<number>
   readonly flushedRows: number
   /** The file with its WAL, right after the final flush. */
@@ -148,6 +153,20 @@ interface RunResult {
   /** After the database was closed (WAL checkpointed). */
   readonly closedBytes: number
   readonly rows: number
+}
+
+/**
+ * CPU seconds of the main thread alone (Linux: /proc/self/task/<pid>/stat, utime + stime in clock
+ * ticks of 1/100 s), NaN elsewhere: the recording's own cost, steadier than wall time when the machine
+ * is shared (as the reporter's `round` bench).
+ */
+const mainThreadCpu = (): number => {
+  try {
+    const fields = readFileSync(`/proc/self/task/${process.pid}/stat`, "utf8").split(") ")[1]!.split(" ")
+    return (Number(fields[11]) + Number(fields[12])) / 100
+  } catch {
+    return Number.NaN
+  }
 }
 
 const dirBytes = (dir: string): number => readdirSync(dir).reduce((n, f) => n + statSync(join(dir, f)).size, 0)
@@ -203,7 +222,7 @@ const run = (templates: ReadonlyArray<SessionOutcome.SessionOutcome>, seq: Int32
     )
     const filename = join(dir, "results.db")
     const flushMs: Array<number> = []
-    const { seconds, recordSeconds, collector, dbBytes } = yield* Effect.scoped(
+    const { seconds, recordSeconds, recordCpuSeconds, collector, dbBytes } = yield* Effect.scoped(
       Effect.gen(function* () {
         // The store is opened (and migrated) before the clock starts.
         const file = Store.layer({ filename })
@@ -221,19 +240,28 @@ const run = (templates: ReadonlyArray<SessionOutcome.SessionOutcome>, seq: Int32
         })
         const store = timed(built, flushMs)
         const t = performance.now()
+        const cpu = mainThreadCpu()
         let recorded = t
+        let recordCpu = cpu
         // Closing the collector's scope does the final flush: inside the timed part.
         const collector = yield* Effect.scoped(
           Effect.gen(function* () {
             const collector = Context.get(yield* Layer.build(Collector.layer(config)), Collector)
             yield* recordLoop(collector, templates, seq, batch)
             recorded = performance.now()
+            recordCpu = mainThreadCpu()
             return collector
           })
         ).pipe(Effect.provide(store))
         const end = performance.now()
         // Still open: the main file plus its -wal and -shm.
-        return { seconds: (end - t) / 1000, recordSeconds: (recorded - t) / 1000, collector, dbBytes: dirBytes(dir) }
+        return {
+          seconds: (end - t) / 1000,
+          recordSeconds: (recorded - t) / 1000,
+          recordCpuSeconds: recordCpu - cpu,
+          collector,
+          dbBytes: dirBytes(dir)
+        }
       })
     )
     const closedBytes = dirBytes(dir)
@@ -248,6 +276,7 @@ const run = (templates: ReadonlyArray<SessionOutcome.SessionOutcome>, seq: Int32
     return {
       seconds,
       recordSeconds,
+      recordCpuSeconds,
       flushMs,
       flushedRows: stats.flushed,
       dbBytes,
@@ -314,7 +343,8 @@ const main = Effect.gen(function* () {
   const report = (label: string, res: RunResult) =>
     console.log(
       `${label}: ${Math.round(OUTCOMES / res.seconds).toLocaleString("en")} outcomes/s (${round(res.seconds, 2)} s: ` +
-        `recording ${round(res.recordSeconds, 2)} s, final flush ${round(res.seconds - res.recordSeconds, 2)} s), ` +
+        `recording ${round(res.recordSeconds, 2)} s, final flush ${round(res.seconds - res.recordSeconds, 2)} s; ` +
+        `main thread CPU while recording ${round((res.recordCpuSeconds / OUTCOMES) * 1e6, 2)} µs an outcome), ` +
         `${res.flushMs.length} flushes (${res.flushedRows.toLocaleString("en")} rows written), flush median ` +
         `${round(median(res.flushMs))} ms p99 ${round(percentile(res.flushMs, 99))} ms max ${round(Math.max(...res.flushMs))} ms, ` +
         `store ${Math.round(res.flushedRows / (res.flushMs.reduce((a, b) => a + b, 0) / 1000)).toLocaleString("en")} rows/s while flushing; ` +
@@ -350,10 +380,25 @@ const main = Effect.gen(function* () {
       .map((l) => l.toFixed(1))
       .join(" ")}`
   )
+  // Steadier than wall time on a shared machine: what the main thread itself spent per outcome.
+  const cpuUs = (rs: ReadonlyArray<RunResult>) => round((median(rs.map((r) => r.recordCpuSeconds)) / OUTCOMES) * 1e6, 2)
+  const mainCpuUsPerOutcome = cpuUs(results)
+  const recordAllMainCpuUsPerOutcome = BATCH > 0 ? cpuUs(batched) : undefined
   const recordAllPerSec = BATCH > 0 ? Math.round(OUTCOMES / median(batched.map((r) => r.seconds))) : undefined
   if (recordAllPerSec !== undefined)
     console.log(`recordAll in slices of ${BATCH}: median ${recordAllPerSec.toLocaleString("en")} outcomes/s`)
-  console.log(JSON.stringify({ bench: "ingest", outcomesPerSec, recordAllPerSec, peakRssMb, dbMb, flushP99Ms }))
+  console.log(
+    JSON.stringify({
+      bench: "ingest",
+      outcomesPerSec,
+      recordAllPerSec,
+      mainCpuUsPerOutcome,
+      recordAllMainCpuUsPerOutcome,
+      peakRssMb,
+      dbMb,
+      flushP99Ms
+    })
+  )
 })
 
 Effect.runPromise(main).catch((e) => {
