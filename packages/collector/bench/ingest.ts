@@ -6,11 +6,12 @@
  * (median), flush latency (one `addResults` transaction, p99 over all runs), peak RSS and the database
  * size (with WAL), then one JSON line:
  *   {"bench":"ingest","outcomesPerSec":N,"recordAllPerSec":N,"mainCpuUsPerOutcome":N,
- *    "recordAllMainCpuUsPerOutcome":N,"peakRssMb":N,"dbMb":N,"flushP99Ms":N}
+ *    "recordAllMainCpuUsPerOutcome":N,"peakRssMb":N,"recordAllPeakRssMb":N,"dbMb":N,"flushP99Ms":N}
  * `mainCpuUsPerOutcome`: the main thread's own CPU time in the record loop per outcome (median),
  * steadier than wall time on a shared machine.
- * `recordAllPerSec`: the same outcomes through `Collector.recordAll` in slices of BATCH (1,000), a
- * run of it after each `record` run (interleaved, so both see the same machine).
+ * `recordAllPerSec`: the same outcomes through `Collector.recordAll` in slices of BATCH (1,000), as
+ * many runs after the `record` runs; `peakRssMb` is the peak before them (the `record` runs'),
+ * `recordAllPeakRssMb` the process's peak at the end.
  *
  * The timed part is from the first `record` to the end of the final flush (scope closed); each run
  * prints how much of it was the record loop and how much the final flush. The writer thread is
@@ -351,19 +352,21 @@ const main = Effect.gen(function* () {
         `${res.rows.toLocaleString("en")} rows in the file, ${round(res.dbBytes / 2 ** 20)} MB with WAL, ${round(res.closedBytes / 2 ** 20)} MB closed; ` +
         `RSS ${round(process.memoryUsage.rss() / 2 ** 20)} MB, peak so far ${round(process.resourceUsage().maxRSS / 1024)} MB`
     )
-  // `record` and `recordAll` runs interleaved, so both see the same machine.
   const results: Array<RunResult> = []
-  const batched: Array<RunResult> = []
   for (let r = 1; r <= RUNS; r++) {
     const res = yield* run(templates, seq)
     results.push(res)
     report(`run ${r}, record`, res)
-    if (BATCH > 0) {
-      const b = yield* run(templates, seq, BATCH)
-      batched.push(b)
-      report(`run ${r}, recordAll of ${BATCH}`, b)
-    }
   }
+  // The peak of the `record` runs, as before `recordAll` was measured (more runs raise a process's peak).
+  const peakRssMb = round(process.resourceUsage().maxRSS / 1024)
+  const batched: Array<RunResult> = []
+  if (BATCH > 0)
+    for (let r = 1; r <= RUNS; r++) {
+      const res = yield* run(templates, seq, BATCH)
+      batched.push(res)
+      report(`run ${r}, recordAll of ${BATCH}`, res)
+    }
   const outcomesPerSec = Math.round(OUTCOMES / median(results.map((r) => r.seconds)))
   const flushP99Ms = round(
     percentile(
@@ -372,8 +375,8 @@ const main = Effect.gen(function* () {
     )
   )
   // The kernel's high-water mark of the whole process (a sampling timer would starve: the record loop
-  // gives the event loop few turns).
-  const peakRssMb = round(process.resourceUsage().maxRSS / 1024)
+  // gives the event loop few turns), with the recordAll runs.
+  const recordAllPeakRssMb = BATCH > 0 ? round(process.resourceUsage().maxRSS / 1024) : undefined
   const dbMb = round(median(results.map((r) => r.dbBytes)) / 2 ** 20)
   console.log(
     `median ${outcomesPerSec.toLocaleString("en")} outcomes/s; flush p99 ${flushP99Ms} ms; peak RSS ${peakRssMb} MB; database ${dbMb} MB; load average ${loadavg()
@@ -395,6 +398,7 @@ const main = Effect.gen(function* () {
       mainCpuUsPerOutcome,
       recordAllMainCpuUsPerOutcome,
       peakRssMb,
+      recordAllPeakRssMb,
       dbMb,
       flushP99Ms
     })
