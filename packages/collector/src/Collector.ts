@@ -13,9 +13,7 @@
  *   keys (and as many distinct failure details); when it is full, `record` waits until a flush has
  *   taken it (back-pressure).
  * - The interval also holds when a caller records in a tight loop that starves the event loop of
- *   timer turns: `record` itself checks the clock every 1,024 outcomes. And while a flush is wanted or
- *   being written, such a caller gives the event loop a turn every 4,096 outcomes, so that the writer
- *   thread's answer (and any other I/O) does not wait for the loop's end.
+ *   timer turns: `record` itself checks the clock every 1,024 outcomes.
  * - `recordAll` records many outcomes with one Effect, all or nothing (docs/design.md#batching-and-back-pressure).
  * - One flush at a time. The store yields while it writes (SqlResultStore: about half of the CPU), so
  *   recording goes on into a fresh buffer meanwhile; under load a result can thus wait the interval plus
@@ -100,15 +98,6 @@ export const metrics = {
 }
 
 type Service = Context.Tag.Service<Collector>
-
-/** Outcomes (or rows) recorded between two event-loop turns while a flush is wanted or written. */
-const TURN_EVERY = 4096
-
-/** One turn of the event loop (its I/O and timers), as `setImmediate` gives it. */
-const loopTurn: Effect.Effect<void> = Effect.async<void>((resume) => {
-  const handle = setImmediate(() => resume(Effect.void))
-  return Effect.sync(() => clearImmediate(handle))
-})
 
 /** A drained batch: its row count and its write (run again to retry). */
 interface Batch {
@@ -301,29 +290,10 @@ const make = (config: CollectorConfig = {}): Effect.Effect<Service, never, Resul
 
     const addRow = (v: RowView): void => buffer.addView(v)
 
-    // A caller recording in a tight loop gives the event loop no turn (Effect's scheduler takes a
-    // macrotask only every ~2,048 of its own yields), so the writer thread's answer to a flush waited
-    // for the loop's end (ingest bench: a 10,000-key flush answered after the last of 1M outcomes),
-    // and so would timers and sockets. So while a flush is wanted or being written, a recorder gives
-    // the event loop one turn every TURN_EVERY outcomes, before it merges (interrupted there, it has
-    // recorded nothing).
-    let sinceTurn = 0
-    const turnDue = (outcomes: number): boolean => {
-      sinceTurn += outcomes
-      if (sinceTurn < TURN_EVERY || (!wakeRequested && inflight === undefined)) return false
-      sinceTurn = 0
-      return true
-    }
-
     /** Merges a checked outcome into the buffer, waiting while it is full. */
     const admit = (o: SessionOutcome): Effect.Effect<void> => {
       if (closed) return Effect.dieMessage("Collector used after its scope was closed")
       if (isFull()) return whenSpace(() => admit(o))
-      if (turnDue(1))
-        return Effect.zipRight(
-          loopTurn,
-          Effect.suspend(() => admit(o))
-        )
       added(forEachRow(o, addRow))
       // Counted once in the buffer: a recorder interrupted while waiting has recorded nothing.
       accepted(counters)
@@ -334,11 +304,6 @@ const make = (config: CollectorConfig = {}): Effect.Effect<Service, never, Resul
     const admitAll = (outcomes: ReadonlyArray<SessionOutcome>): Effect.Effect<void> => {
       if (closed) return Effect.dieMessage("Collector used after its scope was closed")
       if (isFull()) return whenSpace(() => admitAll(outcomes))
-      if (turnDue(outcomes.length))
-        return Effect.zipRight(
-          loopTurn,
-          Effect.suspend(() => admitAll(outcomes))
-        )
       let rows = 0
       for (let i = 0; i < outcomes.length; i++) {
         const o = outcomes[i]!
@@ -354,11 +319,6 @@ const make = (config: CollectorConfig = {}): Effect.Effect<Service, never, Resul
     const admitRows = (rows: ReadonlyArray<NewResultRow>): Effect.Effect<void> => {
       if (closed) return Effect.dieMessage("Collector used after its scope was closed")
       if (isFull()) return whenSpace(() => admitRows(rows))
-      if (turnDue(rows.length))
-        return Effect.zipRight(
-          loopTurn,
-          Effect.suspend(() => admitRows(rows))
-        )
       for (let i = 0; i < rows.length; i++) buffer.add(rows[i]!)
       added(rows.length)
       return Effect.void

@@ -375,36 +375,6 @@ describe("Collector", () => {
     })
   )
 
-  it.scoped("a caller recording in a tight loop gives the event loop turns while a flush is in flight", () =>
-    Effect.gen(function* () {
-      const fake = yield* makeFakeStore
-      yield* fake.gate.close
-      const collector = yield* start(fake, { flushInterval: "1 hour", flushRows: 1 })
-      yield* collector.record(outcome("a.example"))
-      // The flush took the key and waits in addResults (as a batch waits for the writer thread's answer).
-      yield* Queue.take(fake.attempts)
-      let recorded = 0
-      let seenAt = -1
-      setImmediate(() => {
-        seenAt = recorded
-      })
-      const n = 20_000
-      for (let i = 0; i < n; i++) {
-        yield* collector.record(outcome("a.example"))
-        recorded++
-      }
-      for (let i = 0; i < n; i += 1000) {
-        yield* collector.recordAll(Array.from({ length: 1000 }, () => outcome("b.example")))
-        recorded += 1000
-      }
-      assert.isTrue(seenAt >= 0 && seenAt < n, `the event loop had a turn during the loop (at ${seenAt})`)
-      yield* fake.gate.open
-      yield* collector.flush
-      assert.deepStrictEqual(sts(fake, "a.example"), [n + 1])
-      assert.deepStrictEqual(sts(fake, "b.example"), [n])
-    })
-  )
-
   it.scoped("collect = false records nothing", () =>
     Effect.gen(function* () {
       const fake = yield* makeFakeStore
