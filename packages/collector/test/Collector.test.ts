@@ -381,13 +381,18 @@ describe("Collector", () => {
       const collector = yield* start(fake, { collect: false, flushInterval: "1 second" })
       yield* collector.record(outcome("a.example"))
       yield* collector.recordUnknown(json("b.example"))
+      yield* collector.recordAll([outcome("c.example"), outcome("d.example")])
       yield* TestClock.adjust("5 seconds")
       yield* collector.flush
       assert.strictEqual(fake.calls, 0)
       // Input is still checked.
       yield* Effect.flip(collector.recordUnknown(json("ex ample")))
+      const e = yield* Effect.flip(
+        collector.recordAll([outcome("e.example"), { ...outcome("f.example"), mxGreeting: "\n" }])
+      )
+      assert.strictEqual(e.field, "[1].mxGreeting")
       const stats = yield* collector.stats
-      assert.deepStrictEqual([stats.recorded, stats.skipped, stats.refused, stats.rows], [2, 2, 1, 0])
+      assert.deepStrictEqual([stats.recorded, stats.skipped, stats.refused, stats.rows], [4, 4, 2, 0])
     })
   )
 
