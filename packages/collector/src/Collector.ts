@@ -117,7 +117,8 @@ export class Collector extends Context.Tag("@tlsrpt/collector/Collector")<
      * Records many sessions at once (an MTA that reports in batches): all or nothing, like
      * `recordRows`. The first invalid outcome refuses the whole batch (its field prefixed with the
      * outcome's index, `[3].policies[0].result`); waits once when the buffer is full, then merges
-     * them all. One Effect for the batch instead of one a session.
+     * them all. One Effect for the batch instead of one a session. Not traced with a span per call,
+     * as `record` (a caller may hand over a few outcomes at a time).
      */
     readonly recordAll: (outcomes: ReadonlyArray<SessionOutcome>) => Effect.Effect<void, InvalidOutcome>
     /** Decodes untrusted input (a parsed JSON line) with the `SessionOutcome` Schema, then records it. */
