@@ -5,9 +5,18 @@
  * Three runs, each on a fresh file in a temp directory (deleted afterwards). Prints outcomes/s
  * (median), flush latency (one `addResults` transaction, p99 over all runs), peak RSS and the database
  * size (with WAL), then one JSON line:
- *   {"bench":"ingest","outcomesPerSec":N,"peakRssMb":N,"dbMb":N,"flushP99Ms":N}
+ *   {"bench":"ingest","outcomesPerSec":N,"recordAllPerSec":N,"mainCpuUsPerOutcome":N,
+ *    "recordAllMainCpuUsPerOutcome":N,"peakRssMb":N,"recordAllPeakRssMb":N,"dbMb":N,"flushP99Ms":N}
+ * `mainCpuUsPerOutcome`: the main thread's own CPU time in the record loop per outcome (median),
+ * steadier than wall time on a shared machine.
+ * `recordAllPerSec`: the same outcomes through `Collector.recordAll` in slices of BATCH (1,000), as
+ * many runs after the `record` runs; `peakRssMb` is the peak before them (the `record` runs'),
+ * `recordAllPeakRssMb` the process's peak at the end.
  *
- * The timed part is from the first `record` to the end of the final flush (scope closed). Outcomes
+ * The timed part is from the first `record` to the end of the final flush (scope closed); each run
+ * prints how much of it was the record loop and how much the final flush. The writer thread is
+ * started before the clock (as the store is opened and migrated before it): it starts with its first
+ * batch and then stays while batches come, so a sustained ingest does not pay for its start. Outcomes
  * are drawn uniformly at random (seeded) from 60,000 prebuilt ones (domain × MX host × success or
  * failure), so the figure measures the collector and the store, not the generator. One UTC day:
  * 40,000 distinct keys (each session touches the recipient-domain row and the MX-host row).
@@ -16,14 +25,14 @@
  * and a flush lasts about twice its own work. The peak RSS includes the tsx loader (~35 MB) and the
  * 60,000 prebuilt outcomes (~45 MB of live heap, which V8 multiplies when sizing the old space).
  *
- * Knobs (environment, for exploring): OUTCOMES, DOMAINS, RUNS, FLUSH_ROWS, FLUSH_INTERVAL_MS,
+ * Knobs (environment, for exploring): OUTCOMES, DOMAINS, RUNS, ALONE_RUNS, BATCH, FLUSH_ROWS, FLUSH_INTERVAL_MS,
  * MAX_PENDING_KEYS, ORDER=random|grouped (grouped: a domain's sessions come in runs of 100),
  * STORE=thread|inline (inline: `addResults` on the recording thread, as before WriterThread).
  *
  * "collector alone" discards the batches after the collector has made them: encoded for the writer
  * thread (`BatchWriter`), or as rows with STORE=inline.
  */
-import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs"
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs"
 import { cpus, loadavg, tmpdir } from "node:os"
 import { join } from "node:path"
 import { Day, Domain } from "@tlsrpt/core"
@@ -38,6 +47,10 @@ const env = (name: string): number | undefined =>
 const OUTCOMES = env("OUTCOMES") ?? 1_000_000
 const DOMAINS = env("DOMAINS") ?? 10_000
 const RUNS = env("RUNS") ?? 3
+/** Runs of "collector alone" (0: none). */
+const ALONE_RUNS = env("ALONE_RUNS") ?? 3
+/** Outcomes per `recordAll` call in the second figure (0: no `recordAll` runs). */
+const BATCH = env("BATCH") ?? 1000
 const MX_PER_DOMAIN = 3
 const FAILURE_RATE = 0.05
 const ORDER = process.env.ORDER ?? "random"
@@ -130,6 +143,10 @@ const buildSequence = (): Int32Array => {
 // --- one run ------------------------------------------------------------------------------------
 interface RunResult {
   readonly seconds: number
+  /** The record loop alone; the rest of `seconds` is the final flush (closing the collector's scope). */
+  readonly recordSeconds: number
+  /** CPU seconds of the main thread in the record loop (NaN off Linux). */
+  readonly recordCpuSeconds: number
   readonly flushMs: ReadonlyArray<number>
   readonly flushedRows: number
   /** The file with its WAL, right after the final flush. */
@@ -137,6 +154,20 @@ interface RunResult {
   /** After the database was closed (WAL checkpointed). */
   readonly closedBytes: number
   readonly rows: number
+}
+
+/**
+ * CPU seconds of the main thread alone (Linux: /proc/self/task/<pid>/stat, utime + stime in clock
+ * ticks of 1/100 s), NaN elsewhere: the recording's own cost, steadier than wall time when the machine
+ * is shared (as the reporter's `round` bench).
+ */
+const mainThreadCpu = (): number => {
+  try {
+    const fields = readFileSync(`/proc/self/task/${process.pid}/stat`, "utf8").split(") ")[1]!.split(" ")
+    return (Number(fields[11]) + Number(fields[12])) / 100
+  } catch {
+    return Number.NaN
+  }
 }
 
 const dirBytes = (dir: string): number => readdirSync(dir).reduce((n, f) => n + statSync(join(dir, f)).size, 0)
@@ -163,7 +194,28 @@ const timed = (ctx: Context.Context<ResultStore>, flushMs: Array<number>) => {
   })
 }
 
-const run = (templates: ReadonlyArray<SessionOutcome.SessionOutcome>, seq: Int32Array) =>
+/** Records the outcomes one `record` at a time, or in slices of `BATCH` through `recordAll`. */
+const recordLoop = (
+  collector: Context.Tag.Service<Collector>,
+  templates: ReadonlyArray<SessionOutcome.SessionOutcome>,
+  seq: Int32Array,
+  batch: number
+) =>
+  Effect.gen(function* () {
+    if (batch === 0) {
+      for (let i = 0; i < seq.length; i++) yield* collector.record(templates[seq[i]!]!)
+      return
+    }
+    const slice: Array<SessionOutcome.SessionOutcome> = new Array(batch)
+    for (let i = 0; i < seq.length; i += batch) {
+      const n = Math.min(batch, seq.length - i)
+      slice.length = n
+      for (let j = 0; j < n; j++) slice[j] = templates[seq[i + j]!]!
+      yield* collector.recordAll(slice)
+    }
+  })
+
+const run = (templates: ReadonlyArray<SessionOutcome.SessionOutcome>, seq: Int32Array, batch = 0) =>
   Effect.gen(function* () {
     const dir = yield* Effect.acquireRelease(
       Effect.sync(() => mkdtempSync(join(tmpdir(), "tlsrpt-ingest-"))),
@@ -171,7 +223,7 @@ const run = (templates: ReadonlyArray<SessionOutcome.SessionOutcome>, seq: Int32
     )
     const filename = join(dir, "results.db")
     const flushMs: Array<number> = []
-    const { seconds, collector, dbBytes } = yield* Effect.scoped(
+    const { seconds, recordSeconds, recordCpuSeconds, collector, dbBytes } = yield* Effect.scoped(
       Effect.gen(function* () {
         // The store is opened (and migrated) before the clock starts.
         const file = Store.layer({ filename })
@@ -180,19 +232,37 @@ const run = (templates: ReadonlyArray<SessionOutcome.SessionOutcome>, seq: Int32
           STORE === "inline"
             ? yield* Layer.build(file)
             : yield* Layer.build(WriterThread.layer({ filename }).pipe(Layer.provide(file)))
+        // The writer thread is started (and its connection opened) before the clock too, with an
+        // empty batch: it starts with the first batch and then stays while batches come
+        // (WriterThread.ts), so a sustained ingest does not pay its start.
+        yield* Option.match(Context.getOption(built, WriterThread.BatchWriter), {
+          onNone: () => Effect.void,
+          onSome: (writer) => writer.write(WriterThread.encodeBatch([]))
+        })
         const store = timed(built, flushMs)
         const t = performance.now()
+        const cpu = mainThreadCpu()
+        let recorded = t
+        let recordCpu = cpu
         // Closing the collector's scope does the final flush: inside the timed part.
         const collector = yield* Effect.scoped(
           Effect.gen(function* () {
             const collector = Context.get(yield* Layer.build(Collector.layer(config)), Collector)
-            for (let i = 0; i < seq.length; i++) yield* collector.record(templates[seq[i]!]!)
+            yield* recordLoop(collector, templates, seq, batch)
+            recorded = performance.now()
+            recordCpu = mainThreadCpu()
             return collector
           })
         ).pipe(Effect.provide(store))
-        const seconds = (performance.now() - t) / 1000
+        const end = performance.now()
         // Still open: the main file plus its -wal and -shm.
-        return { seconds, collector, dbBytes: dirBytes(dir) }
+        return {
+          seconds: (end - t) / 1000,
+          recordSeconds: (recorded - t) / 1000,
+          recordCpuSeconds: recordCpu - cpu,
+          collector,
+          dbBytes: dirBytes(dir)
+        }
       })
     )
     const closedBytes = dirBytes(dir)
@@ -204,7 +274,16 @@ const run = (templates: ReadonlyArray<SessionOutcome.SessionOutcome>, seq: Int32
         Effect.map((rs) => rs.length)
       )
     )
-    return { seconds, flushMs, flushedRows: stats.flushed, dbBytes, closedBytes, rows } satisfies RunResult
+    return {
+      seconds,
+      recordSeconds,
+      recordCpuSeconds,
+      flushMs,
+      flushedRows: stats.flushed,
+      dbBytes,
+      closedBytes,
+      rows
+    } satisfies RunResult
   }).pipe(Effect.scoped)
 
 /** The same loop on a store that discards every batch: what the collector itself costs. */
@@ -254,27 +333,40 @@ const main = Effect.gen(function* () {
   console.log(
     `RSS before the runs (node + tsx + modules + 60,000 prebuilt outcomes): ${round(process.memoryUsage.rss() / 2 ** 20)} MB`
   )
-  const alone = median([
-    yield* collectorOnly(templates, seq),
-    yield* collectorOnly(templates, seq),
-    yield* collectorOnly(templates, seq)
-  ])
-  console.log(
-    `collector alone (a store that discards the batches): ${Math.round(OUTCOMES / alone).toLocaleString("en")} outcomes/s ` +
-      `(median of 3), peak RSS so far ${round(process.resourceUsage().maxRSS / 1024)} MB`
-  )
+  if (ALONE_RUNS > 0) {
+    const alone: Array<number> = []
+    for (let r = 0; r < ALONE_RUNS; r++) alone.push(yield* collectorOnly(templates, seq))
+    console.log(
+      `collector alone (a store that discards the batches): ${Math.round(OUTCOMES / median(alone)).toLocaleString("en")} outcomes/s ` +
+        `(median of ${ALONE_RUNS}), peak RSS so far ${round(process.resourceUsage().maxRSS / 1024)} MB`
+    )
+  }
+  const report = (label: string, res: RunResult) =>
+    console.log(
+      `${label}: ${Math.round(OUTCOMES / res.seconds).toLocaleString("en")} outcomes/s (${round(res.seconds, 2)} s: ` +
+        `recording ${round(res.recordSeconds, 2)} s, final flush ${round(res.seconds - res.recordSeconds, 2)} s; ` +
+        `main thread CPU while recording ${round((res.recordCpuSeconds / OUTCOMES) * 1e6, 2)} µs an outcome), ` +
+        `${res.flushMs.length} flushes (${res.flushedRows.toLocaleString("en")} rows written), flush median ` +
+        `${round(median(res.flushMs))} ms p99 ${round(percentile(res.flushMs, 99))} ms max ${round(Math.max(...res.flushMs))} ms, ` +
+        `store ${Math.round(res.flushedRows / (res.flushMs.reduce((a, b) => a + b, 0) / 1000)).toLocaleString("en")} rows/s while flushing; ` +
+        `${res.rows.toLocaleString("en")} rows in the file, ${round(res.dbBytes / 2 ** 20)} MB with WAL, ${round(res.closedBytes / 2 ** 20)} MB closed; ` +
+        `RSS ${round(process.memoryUsage.rss() / 2 ** 20)} MB, peak so far ${round(process.resourceUsage().maxRSS / 1024)} MB`
+    )
   const results: Array<RunResult> = []
   for (let r = 1; r <= RUNS; r++) {
     const res = yield* run(templates, seq)
     results.push(res)
-    console.log(
-      `run ${r}: ${Math.round(OUTCOMES / res.seconds).toLocaleString("en")} outcomes/s (${round(res.seconds, 2)} s), ` +
-        `${res.flushMs.length} flushes (${res.flushedRows.toLocaleString("en")} rows written), flush median ` +
-        `${round(median(res.flushMs))} ms p99 ${round(percentile(res.flushMs, 99))} ms max ${round(Math.max(...res.flushMs))} ms, ` +
-        `store ${Math.round(res.flushedRows / (res.flushMs.reduce((a, b) => a + b, 0) / 1000)).toLocaleString("en")} rows/s while flushing; ` +
-        `${res.rows.toLocaleString("en")} rows in the file, ${round(res.dbBytes / 2 ** 20)} MB with WAL, ${round(res.closedBytes / 2 ** 20)} MB closed`
-    )
+    report(`run ${r}, record`, res)
   }
+  // The peak of the `record` runs, as before `recordAll` was measured (more runs raise a process's peak).
+  const peakRssMb = round(process.resourceUsage().maxRSS / 1024)
+  const batched: Array<RunResult> = []
+  if (BATCH > 0)
+    for (let r = 1; r <= RUNS; r++) {
+      const res = yield* run(templates, seq, BATCH)
+      batched.push(res)
+      report(`run ${r}, recordAll of ${BATCH}`, res)
+    }
   const outcomesPerSec = Math.round(OUTCOMES / median(results.map((r) => r.seconds)))
   const flushP99Ms = round(
     percentile(
@@ -283,15 +375,34 @@ const main = Effect.gen(function* () {
     )
   )
   // The kernel's high-water mark of the whole process (a sampling timer would starve: the record loop
-  // gives the event loop few turns).
-  const peakRssMb = round(process.resourceUsage().maxRSS / 1024)
+  // gives the event loop few turns), with the recordAll runs.
+  const recordAllPeakRssMb = BATCH > 0 ? round(process.resourceUsage().maxRSS / 1024) : undefined
   const dbMb = round(median(results.map((r) => r.dbBytes)) / 2 ** 20)
   console.log(
     `median ${outcomesPerSec.toLocaleString("en")} outcomes/s; flush p99 ${flushP99Ms} ms; peak RSS ${peakRssMb} MB; database ${dbMb} MB; load average ${loadavg()
       .map((l) => l.toFixed(1))
       .join(" ")}`
   )
-  console.log(JSON.stringify({ bench: "ingest", outcomesPerSec, peakRssMb, dbMb, flushP99Ms }))
+  // Steadier than wall time on a shared machine: what the main thread itself spent per outcome.
+  const cpuUs = (rs: ReadonlyArray<RunResult>) => round((median(rs.map((r) => r.recordCpuSeconds)) / OUTCOMES) * 1e6, 2)
+  const mainCpuUsPerOutcome = cpuUs(results)
+  const recordAllMainCpuUsPerOutcome = BATCH > 0 ? cpuUs(batched) : undefined
+  const recordAllPerSec = BATCH > 0 ? Math.round(OUTCOMES / median(batched.map((r) => r.seconds))) : undefined
+  if (recordAllPerSec !== undefined)
+    console.log(`recordAll in slices of ${BATCH}: median ${recordAllPerSec.toLocaleString("en")} outcomes/s`)
+  console.log(
+    JSON.stringify({
+      bench: "ingest",
+      outcomesPerSec,
+      recordAllPerSec,
+      mainCpuUsPerOutcome,
+      recordAllMainCpuUsPerOutcome,
+      peakRssMb,
+      recordAllPeakRssMb,
+      dbMb,
+      flushP99Ms
+    })
+  )
 })
 
 Effect.runPromise(main).catch((e) => {

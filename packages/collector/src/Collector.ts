@@ -14,6 +14,7 @@
  *   taken it (back-pressure).
  * - The interval also holds when a caller records in a tight loop that starves the event loop of
  *   timer turns: `record` itself checks the clock every 1,024 outcomes.
+ * - `recordAll` records many outcomes with one Effect, all or nothing (docs/design.md#batching-and-back-pressure).
  * - One flush at a time. The store yields while it writes (SqlResultStore: about half of the CPU), so
  *   recording goes on into a fresh buffer meanwhile; under load a result can thus wait the interval plus
  *   the flush before it, and the next flush covers everything recorded during this one.
@@ -37,7 +38,7 @@ import {
   Schedule,
   type Scope
 } from "effect"
-import type { InvalidOutcome } from "./InvalidOutcome.js"
+import { InvalidOutcome } from "./InvalidOutcome.js"
 import { checkRow } from "./internal/OutcomeCheck.js"
 import { ResultBuffer } from "./ResultBuffer.js"
 import { BatchEncoder, BatchWriter } from "./WriterThread.js"
@@ -112,6 +113,14 @@ export class Collector extends Context.Tag("@tlsrpt/collector/Collector")<
      * per call, it runs for every session.
      */
     readonly record: (outcome: SessionOutcome) => Effect.Effect<void, InvalidOutcome>
+    /**
+     * Records many sessions at once (an MTA that reports in batches): all or nothing, like
+     * `recordRows`. The first invalid outcome refuses the whole batch (its field prefixed with the
+     * outcome's index, `[3].policies[0].result`); waits once when the buffer is full, then merges
+     * them all. One Effect for the batch instead of one a session. Not traced with a span per call,
+     * as `record` (a caller may hand over a few outcomes at a time).
+     */
+    readonly recordAll: (outcomes: ReadonlyArray<SessionOutcome>) => Effect.Effect<void, InvalidOutcome>
     /** Decodes untrusted input (a parsed JSON line) with the `SessionOutcome` Schema, then records it. */
     readonly recordUnknown: (input: unknown) => Effect.Effect<void, InvalidOutcome>
     /** Records rows built elsewhere (mox-style accounting); all or nothing. */
@@ -168,6 +177,17 @@ const accepted = (counters: Counters): void => {
   metrics.recorded.unsafeUpdate(1, [])
 }
 
+/** `check` of each outcome; the first refusal with the outcome's index in its field (`recordAll`). */
+const checkAll = (outcomes: ReadonlyArray<SessionOutcome>): InvalidOutcome | undefined => {
+  if (!Array.isArray(outcomes)) return new InvalidOutcome({ reason: "expected an array", field: "" })
+  for (let i = 0; i < outcomes.length; i++) {
+    const e = check(outcomes[i])
+    if (e !== undefined)
+      return new InvalidOutcome({ reason: e.reason, field: e.field === "" ? `[${i}]` : `[${i}].${e.field}` })
+  }
+  return undefined
+}
+
 const makeNoop = (): Service => {
   const counters = newCounters()
   const record = (o: SessionOutcome) =>
@@ -180,6 +200,14 @@ const makeNoop = (): Service => {
     })
   return {
     record,
+    recordAll: (outcomes) =>
+      Effect.suspend(() => {
+        const e = checkAll(outcomes)
+        if (e !== undefined) return refuse(counters, e)
+        for (let i = 0; i < outcomes.length; i++) accepted(counters)
+        counters.skipped += outcomes.length
+        return Effect.void
+      }),
     recordUnknown: (input) =>
       Effect.suspend(() => Either.match(decodeOutcome(input), { onLeft: (e) => refuse(counters, e), onRight: record })),
     recordRows: (rows) =>
@@ -270,6 +298,22 @@ const make = (config: CollectorConfig = {}): Effect.Effect<Service, never, Resul
       added(forEachRow(o, addRow))
       // Counted once in the buffer: a recorder interrupted while waiting has recorded nothing.
       accepted(counters)
+      return Effect.void
+    }
+
+    /** Merges checked outcomes into the buffer, all of them, waiting once while it is full. */
+    const admitAll = (outcomes: ReadonlyArray<SessionOutcome>): Effect.Effect<void> => {
+      if (closed) return Effect.dieMessage("Collector used after its scope was closed")
+      if (isFull()) return whenSpace(() => admitAll(outcomes))
+      let rows = 0
+      for (let i = 0; i < outcomes.length; i++) {
+        const o = outcomes[i]!
+        // docs/design.md#rows-of-an-outcome: deliveries to IP literals record nothing.
+        if (typeof o.recipientDomain === "string") counters.skipped++
+        else rows += forEachRow(o, addRow)
+        accepted(counters)
+      }
+      added(rows)
       return Effect.void
     }
 
@@ -388,13 +432,24 @@ const make = (config: CollectorConfig = {}): Effect.Effect<Service, never, Resul
             Effect.annotateLogs({ lostKeys: (inflight?.rows ?? 0) + buffer.size })
           )
         ),
-        // Wakes recorders still waiting for space: they see `closed` and stop.
-        Effect.ensuring(Effect.sync(() => space.unsafeOpen()))
+        // Wakes recorders still waiting for space: they see `closed` and stop. Every write is over
+        // (the final flush held the lock), so the encoder's buffer can go to the next collector.
+        Effect.ensuring(
+          Effect.sync(() => {
+            space.unsafeOpen()
+            encoder.release()
+          })
+        )
       )
     )
 
     const service: Service = {
       record,
+      recordAll: (outcomes) =>
+        Effect.suspend(() => {
+          const e = checkAll(outcomes)
+          return e === undefined ? admitAll(outcomes) : refuse(counters, e)
+        }),
       recordUnknown: Effect.fn("Collector.recordUnknown")((input: unknown) =>
         Either.match(decodeOutcome(input), { onLeft: (e) => refuse(counters, e), onRight: record })
       ),

@@ -304,19 +304,95 @@ describe("Collector", () => {
     })
   )
 
+  it.scoped("recordAll stores what record does, one outcome at a time", () =>
+    Effect.gen(function* () {
+      const outcomes = [
+        outcome("a.example"),
+        outcome("b.example", { isDmarcReport: true }),
+        outcome("a.example", {
+          policies: [
+            { type: "sts", result: "failure", failureDetails: [{ resultType: "certificate-expired" }] },
+            { type: "no-policy-found", scope: "mx-host", result: "success" }
+          ]
+        }),
+        // An IP literal: accepted, no rows (docs/design.md#rows-of-an-outcome).
+        outcome("a.example", { recipientDomain: "[192.0.2.7]" as never }),
+        outcome("b.example")
+      ]
+      const one = yield* makeFakeStore
+      const byOne = yield* start(one, { flushInterval: "1 hour" })
+      for (const o of outcomes) yield* byOne.record(o)
+      yield* byOne.flush
+      const all = yield* makeFakeStore
+      const byAll = yield* start(all, { flushInterval: "1 hour" })
+      yield* byAll.recordAll(outcomes)
+      yield* byAll.flush
+      assert.strictEqual(all.rows.size, 4)
+      assert.deepStrictEqual([...all.rows.entries()], [...one.rows.entries()])
+      const [a, b] = [yield* byOne.stats, yield* byAll.stats]
+      assert.deepStrictEqual([b.recorded, b.skipped, b.rows], [a.recorded, a.skipped, a.rows])
+      assert.deepStrictEqual([b.recorded, b.skipped, b.rows], [5, 1, 8])
+    })
+  )
+
+  it.scoped("recordAll is all or nothing: the first invalid outcome refuses the batch, named by its index", () =>
+    Effect.gen(function* () {
+      const fake = yield* makeFakeStore
+      const collector = yield* start(fake, { flushInterval: "1 hour" })
+      const bad = { ...outcome("b.example"), mxGreeting: "evil\r\n" }
+      const e = yield* Effect.flip(collector.recordAll([outcome("a.example"), bad, outcome("c.example")]))
+      assert.strictEqual(e.field, "[1].mxGreeting")
+      const notObject = yield* Effect.flip(collector.recordAll([outcome("a.example"), null as never]))
+      assert.strictEqual(notObject.field, "[1]")
+      yield* collector.flush
+      assert.strictEqual(fake.calls, 0)
+      const stats = yield* collector.stats
+      assert.deepStrictEqual([stats.refused, stats.recorded, stats.pendingKeys], [2, 0, 0])
+      yield* collector.recordAll([])
+      assert.strictEqual((yield* collector.stats).recorded, 0)
+    })
+  )
+
+  it.scoped("back-pressure: recordAll waits while the store is blocked and the buffer full, then records all", () =>
+    Effect.gen(function* () {
+      const fake = yield* makeFakeStore
+      yield* fake.gate.close
+      const collector = yield* start(fake, { flushInterval: "1 hour", flushRows: 2, maxPendingKeys: 4 })
+      yield* collector.recordAll([outcome("a.example")])
+      assert.strictEqual(yield* Queue.take(fake.attempts), 2)
+      yield* collector.recordAll([outcome("b.example"), outcome("c.example")])
+      const waiting = yield* Effect.fork(collector.recordAll([outcome("d.example"), outcome("e.example")]))
+      yield* settle
+      assert.isTrue(Option.isNone(yield* Fiber.poll(waiting)), "recordAll waits instead of dropping")
+      assert.strictEqual((yield* collector.stats).recorded, 3, "nothing of the waiting batch is recorded yet")
+      yield* fake.gate.open
+      yield* Fiber.join(waiting)
+      yield* collector.flush
+      for (const domain of ["a.example", "b.example", "c.example", "d.example", "e.example"])
+        assert.deepStrictEqual(sts(fake, domain), [1], domain)
+      const stats = yield* collector.stats
+      assert.deepStrictEqual([stats.recorded, stats.flushed, stats.pendingKeys], [5, 10, 0])
+    })
+  )
+
   it.scoped("collect = false records nothing", () =>
     Effect.gen(function* () {
       const fake = yield* makeFakeStore
       const collector = yield* start(fake, { collect: false, flushInterval: "1 second" })
       yield* collector.record(outcome("a.example"))
       yield* collector.recordUnknown(json("b.example"))
+      yield* collector.recordAll([outcome("c.example"), outcome("d.example")])
       yield* TestClock.adjust("5 seconds")
       yield* collector.flush
       assert.strictEqual(fake.calls, 0)
       // Input is still checked.
       yield* Effect.flip(collector.recordUnknown(json("ex ample")))
+      const e = yield* Effect.flip(
+        collector.recordAll([outcome("e.example"), { ...outcome("f.example"), mxGreeting: "\n" }])
+      )
+      assert.strictEqual(e.field, "[1].mxGreeting")
       const stats = yield* collector.stats
-      assert.deepStrictEqual([stats.recorded, stats.skipped, stats.refused, stats.rows], [2, 2, 1, 0])
+      assert.deepStrictEqual([stats.recorded, stats.skipped, stats.refused, stats.rows], [4, 4, 2, 0])
     })
   )
 

@@ -4,6 +4,7 @@ import { Either, FastCheck as fc } from "effect"
 import { ResultBuffer } from "../src/ResultBuffer.js"
 import { decodeOutcome, forEachRow, toRows } from "../src/SessionOutcome.js"
 import { collidingJsonOutcome } from "./Arbitraries.js"
+import { json } from "./Outcomes.js"
 
 /** docs/design.md#row-merge, row by row through the store's one rule: the reference the buffer must match. */
 const addAll = (
@@ -100,6 +101,48 @@ describe("ResultBuffer", () => {
       assert.strictEqual(viaView.size, viaRows.size)
       assert.strictEqual(viaView.details, viaRows.details)
       assert.deepStrictEqual(viaView.drain(), viaRows.drain())
+    },
+    { fastCheck: { numRuns: 200 } }
+  )
+
+  it.prop(
+    "MX hosts shared by recipients (a policy domain with several keys) over two days, drained again and again, equals adding every row",
+    {
+      sessions: fc.array(
+        fc.record({
+          mx: fc.integer({ min: 0, max: 11 }),
+          recipient: fc.constantFrom("a.example", "b.example"),
+          day: fc.constantFrom("2024-01-09T10:00:00Z", "2024-01-10T10:00:00Z"),
+          failed: fc.boolean()
+        }),
+        { maxLength: 80 }
+      ),
+      cuts: fc.array(fc.nat(), { maxLength: 3 })
+    },
+    ({ sessions, cuts }) => {
+      const rows = rowsOf(
+        sessions.map(({ mx, recipient, day, failed }) =>
+          json(recipient, {
+            timestamp: day,
+            mxHost: `mx${mx}.shared.example`,
+            policies: [
+              { type: "no-policy-found", scope: "recipient-domain", result: failed ? "failure" : "success" },
+              { type: "no-policy-found", scope: "mx-host", result: "success" }
+            ]
+          })
+        )
+      )
+      const at = [...new Set(cuts.map((c) => (rows.length === 0 ? 0 : c % rows.length)))].sort((a, b) => a - b)
+      const buffer = new ResultBuffer()
+      let state = new Map<string, RowMerge.RowState>()
+      let from = 0
+      for (const to of [...at, rows.length]) {
+        state = addAll(state, through(rows.slice(from, to), buffer))
+        from = to
+      }
+      const expected = addAll(new Map(), rows)
+      assert.deepStrictEqual([...state.keys()], [...expected.keys()])
+      assert.deepStrictEqual(state, expected)
     },
     { fastCheck: { numRuns: 200 } }
   )

@@ -240,6 +240,23 @@ describe("BatchEncoder", () => {
     { fastCheck: { numRuns: 40 } }
   )
 
+  it("a released encoder's buffer goes to the next encoder only: two live encoders never share one", () => {
+    const a = new WriterThread.BatchEncoder()
+    a.add(JSON.stringify(newRow))
+    const first = a.finish()
+    a.release()
+    const b = new WriterThread.BatchEncoder()
+    const c = new WriterThread.BatchEncoder()
+    b.add(JSON.stringify(newRow))
+    c.add(JSON.stringify({ ...newRow, policyDomain: d("c.example") }))
+    const batchB = b.finish()
+    const batchC = c.finish()
+    assert.strictEqual(batchB.buffer, first.buffer, "b took the released buffer")
+    assert.notStrictEqual(batchC.buffer, batchB.buffer)
+    assert.deepStrictEqual(JSON.parse(new TextDecoder().decode(batchB)), JSON.parse(JSON.stringify([newRow])))
+    assert.strictEqual(JSON.parse(new TextDecoder().decode(batchC))[0].policyDomain.ascii, "c.example")
+  })
+
   it("a batch without newlines (JSON.stringify of the rows) is one piece", () => {
     const rows = [newRow, { ...newRow, policyDomain: d("b.example") }]
     const pieces = Array.from(WriterThread.pieces(new TextEncoder().encode(JSON.stringify(rows))))
