@@ -157,6 +157,11 @@ export class DnsConfigError extends Data.TaggedError("DnsConfigError")<{
   }
 }
 
+/**
+ * `txt` has no span of its own: its only caller, `TlsrptLookup.lookup`, has one per lookup, and a
+ * second span per lookup was a visible share of a report round's main thread (README "The round's
+ * main thread").
+ */
 export class Dns extends Context.Tag("@tlsrpt/dns/Dns")<
   Dns,
   {
@@ -200,7 +205,7 @@ export class Dns extends Context.Tag("@tlsrpt/dns/Dns")<
           (resolver) => Effect.sync(() => resolver.cancel())
         )
         const deadline = Duration.millis(timeout * tries)
-        const txt = Effect.fn("Dns.txt")(function* (name: string) {
+        const txt = Effect.fnUntraced(function* (name: string) {
           return yield* Effect.async<ReadonlyArray<TxtAnswer>, DnsNoRecords | DnsTemporary>((resume) => {
             resolver.resolveTxt(name, (err, records) => {
               if (err) resume(Effect.fail(fromCode(name, err.code ?? "EUNKNOWN")))
@@ -217,7 +222,7 @@ export class Dns extends Context.Tag("@tlsrpt/dns/Dns")<
   /** Fixed in-memory answers; names not listed are NXDOMAIN. */
   static readonly layerTest = (answers: TestAnswers): Layer.Layer<Dns> =>
     Layer.succeed(Dns, {
-      txt: Effect.fn("Dns.txt")(function* (name: string) {
+      txt: Effect.fnUntraced(function* (name: string) {
         return yield* fromTestAnswer(name, findAnswer(answers, name))
       })
     })
@@ -225,7 +230,7 @@ export class Dns extends Context.Tag("@tlsrpt/dns/Dns")<
   /** In-memory answers read from a Ref at each query, so a test can change DNS between scenarios. */
   static readonly layerTestRef = (ref: Ref.Ref<ReadonlyMap<string, TestAnswer>>): Layer.Layer<Dns> =>
     Layer.succeed(Dns, {
-      txt: Effect.fn("Dns.txt")(function* (name: string) {
+      txt: Effect.fnUntraced(function* (name: string) {
         const answers = yield* Ref.get(ref)
         return yield* fromTestAnswer(name, findAnswer(answers, name))
       })

@@ -137,6 +137,16 @@ const resolveName = (dns: Dns["Type"], ascii: string): Effect.Effect<Resolved, T
     Effect.flatMap((answers) => selectRecord(ascii, answers))
   )
 
+// Tagged once per outcome: `Metric.tagged` per lookup made a new metric key to hash and look up
+// each time, on the round's main thread.
+const lookupCounters: Record<LookupOutcome, typeof lookupsTotal> = {
+  ok: Metric.tagged(lookupsTotal, "outcome", "ok"),
+  no_record: Metric.tagged(lookupsTotal, "outcome", "no_record"),
+  multiple: Metric.tagged(lookupsTotal, "outcome", "multiple"),
+  syntax: Metric.tagged(lookupsTotal, "outcome", "syntax"),
+  temporary: Metric.tagged(lookupsTotal, "outcome", "temporary")
+}
+
 // One metric increment and, for errors, one log line per lookup.
 const observe = (
   domain: Domain.Domain,
@@ -144,7 +154,7 @@ const observe = (
   cached: boolean
 ): Effect.Effect<void> => {
   const outcome = outcomeOf(result)
-  const count = Metric.increment(Metric.tagged(lookupsTotal, "outcome", outcome))
+  const count = Metric.increment(lookupCounters[outcome])
   if (Either.isRight(result)) return count
   const e = result.left
   const log =

@@ -20,7 +20,7 @@ import { randomUUID } from "node:crypto"
 import { hostname } from "node:os"
 import { Supervise } from "@tlsrpt/core"
 import { Outbox, type OutboxMessage, OutboxSignal, type StoreError } from "@tlsrpt/store"
-import { Clock, Context, Duration, Effect, Layer, Metric } from "effect"
+import { Clock, Context, Duration, Effect, Layer, LogLevel, Metric } from "effect"
 import { Transport, type TransportError } from "./Transport.js"
 
 /** How often and how long a message is tried. */
@@ -155,35 +155,59 @@ export class Delivery extends Context.Tag("@tlsrpt/mail/Delivery")<
       const lock = yield* Effect.makeSemaphore(1)
 
       /**
+       * A log line about `message`, annotated only when its level is logged: the annotations (a
+       * HashMap in a FiberRef, set and restored) cost the main thread per message even when the line
+       * is then dropped by the minimum log level.
+       */
+      const logAbout = (message: OutboxMessage, level: LogLevel.LogLevel, text: string) =>
+        Effect.whenLogLevel(
+          Effect.logWithLevel(level, text).pipe(
+            Effect.annotateLogs({
+              outboxId: message.id,
+              destination: message.destination,
+              reportId: message.reportId,
+              attempt: message.attempts + 1
+            })
+          ),
+          level
+        )
+
+      /**
        * Records an attempt's outcome before the slot takes the next message: never more than
        * `concurrency` messages sent but unrecorded, the duplicates a crash can cause
-       * (docs/design.md#fleet-faults).
+       * (docs/design.md#fleet-faults). One statement per message, no generator: the delivered case is
+       * what every message takes.
        */
-      const record = (message: OutboxMessage, result: TransportError | undefined) =>
-        Effect.gen(function* () {
-          const attempt = message.attempts + 1
-          const at = new Date(yield* Clock.currentTimeMillis)
-          const log = Effect.annotateLogs({
-            outboxId: message.id,
-            destination: message.destination,
-            reportId: message.reportId,
-            attempt
-          })
+      const record = (
+        message: OutboxMessage,
+        result: TransportError | undefined
+      ): Effect.Effect<Exclude<Outcome, "unrecorded">, StoreError> =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) => {
+          const at = new Date(now)
           if (result === undefined) {
-            yield* store.markDelivered(message.id, at)
-            yield* Effect.logInfo("report delivered").pipe(log)
-            return "delivered" as const
+            return store
+              .markDelivered(message.id, at)
+              .pipe(
+                Effect.zipRight(logAbout(message, LogLevel.Info, "report delivered")),
+                Effect.as("delivered" as const)
+              )
           }
-          const next = result.permanent ? undefined : nextAttemptAfter(attempt, at, schedule)
-          yield* store.markAttemptFailed(message.id, { error: result.message, at, nextAttemptAt: next })
-          if (next === undefined) {
-            yield* Effect.logError(`report delivery failed for good: ${result.message}`).pipe(log)
-            return "failed" as const
-          }
-          yield* Effect.logWarning(`report delivery failed, retry at ${next.toISOString()}: ${result.message}`).pipe(
-            log
-          )
-          return "retried" as const
+          const next = result.permanent ? undefined : nextAttemptAfter(message.attempts + 1, at, schedule)
+          return store
+            .markAttemptFailed(message.id, { error: result.message, at, nextAttemptAt: next })
+            .pipe(
+              Effect.zipRight(
+                next === undefined
+                  ? logAbout(message, LogLevel.Error, `report delivery failed for good: ${result.message}`).pipe(
+                      Effect.as("failed" as const)
+                    )
+                  : logAbout(
+                      message,
+                      LogLevel.Warning,
+                      `report delivery failed, retry at ${next.toISOString()}: ${result.message}`
+                    ).pipe(Effect.as("retried" as const))
+              )
+            )
         })
 
       const deliver = (message: OutboxMessage): Effect.Effect<Outcome> =>

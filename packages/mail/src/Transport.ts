@@ -368,21 +368,26 @@ const tmpPrefix = randomBytes(6).toString("hex")
 let tmpCounter = 0
 
 /**
- * Write to a temporary name, then rename: a reader never sees half a file. The node:fs callback
- * API, not fs/promises: open, write, close and rename each go to the libuv pool either way, and the
- * promise API's FileHandle objects and promises per step cost the main thread about twice as much
- * per message (the `round` bench's delivery, README "The round's main thread").
+ * Writes `data` to a new temporary file in `dir` and hands back its name (removed again on error);
+ * the caller renames it, so a reader never sees half a file. The node:fs callback API, not
+ * fs/promises: open, write, close and rename each go to the libuv pool either way, and the promise
+ * API's FileHandle objects and promises per step cost the main thread about twice as much per
+ * message (the `round` bench's delivery, README "The round's main thread").
  */
-const writeAtomic = (dir: string, name: string, data: Uint8Array, done: (error: Error | null) => void): void => {
+const writeTemp = (
+  dir: string,
+  name: string,
+  data: Uint8Array,
+  done: (error: Error | null, tmp: string) => void
+): void => {
   const tmp = join(dir, `.${name}.${tmpPrefix}${(tmpCounter++).toString(36)}.tmp`)
-  const fail = (error: Error) => fs.rm(tmp, { force: true }, () => done(error))
   fs.open(tmp, "w", 0o666, (error, fd) => {
-    if (error) return done(error)
+    if (error) return done(error, tmp)
     const written = (error: Error | null) =>
       fs.close(fd, (closeError) => {
         const e = error ?? closeError
-        if (e) return fail(e)
-        fs.rename(tmp, join(dir, name), (error) => (error ? fail(error) : done(null)))
+        if (e) return fs.rm(tmp, { force: true }, () => done(e, tmp))
+        done(null, tmp)
       })
     const write = (at: number): void =>
       fs.write(fd, data, at, data.byteLength - at, null, (error, n) => {
@@ -392,6 +397,43 @@ const writeAtomic = (dir: string, name: string, data: Uint8Array, done: (error: 
       })
     write(0)
   })
+}
+
+/**
+ * The payload and its envelope: both temporary files written at once, then the payload renamed, then
+ * the envelope, so the envelope's appearance still means the pair is complete, in five steps through
+ * the libuv pool one after the other rather than eight (each waits for a turn of the main thread's
+ * event loop, which a round keeps busy).
+ */
+const writePair = (
+  dir: string,
+  payload: readonly [string, Uint8Array],
+  envelope: readonly [string, Uint8Array],
+  done: (error: Error | null) => void
+): void => {
+  // the temporary names written so far, by slot (0 the payload, 1 the envelope)
+  const tmps: Array<string | undefined> = [undefined, undefined]
+  let failed: Error | null = null
+  let pending = 2
+  const cleanUp = (error: Error) => {
+    const left = tmps.filter((t) => t !== undefined)
+    let n = left.length
+    if (n === 0) return done(error)
+    for (const tmp of left) fs.rm(tmp, { force: true }, () => --n === 0 && done(error))
+  }
+  const written = (slot: 0 | 1) => (error: Error | null, tmp: string) => {
+    if (error) failed ??= error
+    else tmps[slot] = tmp
+    if (--pending > 0) return
+    if (failed) return cleanUp(failed)
+    fs.rename(tmps[0]!, join(dir, payload[0]), (error) => {
+      if (error) return cleanUp(error)
+      tmps[0] = undefined
+      fs.rename(tmps[1]!, join(dir, envelope[0]), (error) => (error ? cleanUp(error) : done(null)))
+    })
+  }
+  writeTemp(dir, payload[0], payload[1], written(0))
+  writeTemp(dir, envelope[0], envelope[1], written(1))
 }
 
 /** The names `layerDir` writes for a message: the payload file and its `.json` envelope beside it. */
@@ -436,11 +478,8 @@ const writeToDir = (dir: string, message: OutboxMessage): Effect.Effect<void, Tr
               })
             )
       )
-    // payload first: the envelope's appearance means the pair is complete
     const write = (done: (error: Error | null) => void) =>
-      writeAtomic(dir, names.payload, message.payload, (error) =>
-        error ? done(error) : writeAtomic(dir, names.envelope, envelopeBytes, done)
-      )
+      writePair(dir, [names.payload, message.payload], [names.envelope, envelopeBytes], done)
     const makeDirThenWrite = () =>
       fs.mkdir(dir, { recursive: true }, (error) => {
         if (error) return finish(error)

@@ -4,7 +4,21 @@ import { HttpSink, SmtpSink } from "@tlsrpt/testkit"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { Chunk, Clock, Deferred, Duration, Effect, FastCheck, Fiber, Layer, TestClock } from "effect"
+import {
+  Chunk,
+  Clock,
+  Deferred,
+  Duration,
+  Effect,
+  FastCheck,
+  Fiber,
+  HashMap,
+  Layer,
+  Logger,
+  LogLevel,
+  Option,
+  TestClock
+} from "effect"
 import {
   Delivery,
   type DeliveryPass,
@@ -323,6 +337,54 @@ describe("Delivery.runOnce", () => {
           Delivery.layerManual().pipe(Layer.provideMerge(Transport.layerTest()), Layer.provideMerge(Store.layerMemory))
         )
       )
+    })
+  )
+})
+
+describe("Delivery: log lines", () => {
+  // Annotated only when the level is logged (Delivery.ts logAbout): each outcome's line with the
+  // message's facts at its level, and nothing below the minimum level.
+  const lines = (level: LogLevel.LogLevel) => {
+    const logged: Array<string> = []
+    const capture = Logger.make(({ annotations, logLevel, message }) => {
+      const text = (Array.isArray(message) ? message : [message]).join(" ")
+      const at = (k: string) => Option.getOrElse(HashMap.get(annotations, k), () => "?")
+      logged.push(`${logLevel.label} ${at("outboxId")} ${at("destination")} ${at("attempt")}: ${text.split(":")[0]}`)
+    })
+    return Effect.gen(function* () {
+      yield* TestClock.setTime(T0)
+      const test = yield* TestTransport
+      yield* test.script([{ permanent: true, code: 554, reason: "no such user" }], "gone@rcpt.example")
+      yield* test.script([{ permanent: false, code: 451, reason: "later" }], "later@rcpt.example")
+      yield* enqueue(
+        newMessage({ destination: "ok@rcpt.example" }),
+        newMessage({ destination: "gone@rcpt.example" }),
+        newMessage({ destination: "later@rcpt.example" })
+      )
+      assert.deepStrictEqual(yield* runOnce, pass(1, 1, 1))
+      return logged
+    }).pipe(
+      Effect.provide(
+        Delivery.layerManual({ concurrency: 1 }).pipe(
+          Layer.provideMerge(Transport.layerTest()),
+          Layer.provideMerge(Store.layerMemory)
+        )
+      ),
+      Effect.provide(Logger.replace(Logger.defaultLogger, capture)),
+      Logger.withMinimumLogLevel(level)
+    )
+  }
+
+  it.effect("each outcome is logged at its level with the message's id, destination and attempt", () =>
+    Effect.gen(function* () {
+      assert.deepStrictEqual(yield* lines(LogLevel.Info), [
+        "INFO 1 ok@rcpt.example 1: report delivered",
+        "ERROR 2 gone@rcpt.example 1: report delivery failed for good",
+        "WARN 3 later@rcpt.example 1: report delivery failed, retry at 2024-01-10T00"
+      ])
+      assert.deepStrictEqual(yield* lines(LogLevel.Error), [
+        "ERROR 2 gone@rcpt.example 1: report delivery failed for good"
+      ])
     })
   )
 })

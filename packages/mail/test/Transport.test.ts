@@ -338,6 +338,24 @@ describe("Transport.layerDir", () => {
     })
   )
 
+  it.scoped("the two files are written at once but renamed payload first: a failed envelope leaves no temporary", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      const message = outboxMessage()
+      const names = dirFileNames(message)
+      // a folder where the envelope goes: both temporary files are written, the payload's rename
+      // succeeds, the envelope's fails
+      yield* Effect.promise(() => mkdir(join(dir, names.envelope)))
+      const error = failure(yield* Effect.exit(send(Transport.layerDir({ dir }), message)))
+      assert.isFalse(error.permanent)
+      assert.deepStrictEqual((yield* Effect.promise(() => readdir(dir))).sort(), [names.payload, names.envelope].sort())
+      assert.deepStrictEqual(
+        new Uint8Array(yield* Effect.promise(() => readFile(join(dir, names.payload)))),
+        message.payload
+      )
+    })
+  )
+
   it.scoped("a folder that cannot be written is a temporary failure", () =>
     Effect.gen(function* () {
       const dir = yield* tempDir

@@ -92,19 +92,35 @@ const mainThreadCpu = (): number => {
 
 /**
  * `ROUND_PROFILE=path`: a CPU profile of the main thread from the round's start until all is delivered
- * (round and delivery loop), written to `path.N.cpuprofile`.
+ * (round and delivery loop), written to `path.N.cpuprofile`; with `ROUND_HEAP_PROFILE=1`, a sampled
+ * allocation profile of the same span instead (`path.N.heapprofile`: where the main thread allocates).
  */
+const heapProfile = process.env.ROUND_HEAP_PROFILE === "1"
 const startProfile = Effect.promise(async () => {
   const session = new Session()
   session.connect()
-  await session.post("Profiler.enable")
-  await session.post("Profiler.start")
+  if (heapProfile) {
+    await session.post("HeapProfiler.enable")
+    await session.post("HeapProfiler.startSampling", {
+      samplingInterval: 16384,
+      includeObjectsCollectedByMajorGC: true,
+      includeObjectsCollectedByMinorGC: true
+    })
+  } else {
+    await session.post("Profiler.enable")
+    await session.post("Profiler.start")
+  }
   return session
 })
 const stopProfile = (session: Session, file: string) =>
   Effect.promise(async () => {
-    const { profile } = await session.post("Profiler.stop")
-    writeFileSync(file, JSON.stringify(profile))
+    if (heapProfile) {
+      const { profile } = await session.post("HeapProfiler.stopSampling")
+      writeFileSync(`${file}.heapprofile`, JSON.stringify(profile))
+    } else {
+      const { profile } = await session.post("Profiler.stop")
+      writeFileSync(`${file}.cpuprofile`, JSON.stringify(profile))
+    }
     session.disconnect()
   })
 
@@ -161,7 +177,7 @@ const run = (n: number, privateKeyPem: string) =>
       const seconds = (performance.now() - t0) / 1000
       const cpu = process.cpuUsage(cpu0)
       const mainCpu = mainThreadCpu() - main0
-      if (session !== undefined && profile !== undefined) yield* stopProfile(session, `${profile}.${n}.cpuprofile`)
+      if (session !== undefined && profile !== undefined) yield* stopProfile(session, `${profile}.${n}`)
       const files = readdirSync(outbox).filter((f) => f.endsWith(".eml")).length
       if (summary.reports !== n || delivered !== n || files !== n) {
         throw new Error(

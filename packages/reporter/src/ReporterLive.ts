@@ -15,7 +15,7 @@ import {
   type ResultRow,
   SuppressionList
 } from "@tlsrpt/store"
-import { Cause, Clock, Deferred, Duration, Effect, Either, Exit, Layer, Metric } from "effect"
+import { Cause, Clock, Deferred, Duration, Effect, Either, Exit, FiberRef, Layer, LogLevel, Metric } from "effect"
 import * as Destinations from "./Destinations.js"
 import { type KeyOutcome, type KeyReport, Reporter, type ReporterConfig, ReporterError } from "./Reporter.js"
 import * as RoundPlan from "./RoundPlan.js"
@@ -444,6 +444,9 @@ export const makeBatchSender = (config: ReporterConfig) =>
           // the counters once per batch, not three updates per report
           let reports = 0
           let messages = 0
+          // Whether the per-report line is logged, asked once per batch: a dropped line still cost its
+          // annotations (a HashMap in a FiberRef) and a step per report.
+          const logQueued = LogLevel.lessThanEqual(yield* FiberRef.get(FiberRef.currentMinimumLogLevel), LogLevel.Info)
           for (const [i, r] of ready) {
             const n = r.messages.length
             if (n === 0) {
@@ -452,7 +455,8 @@ export const makeBatchSender = (config: ReporterConfig) =>
             }
             reports++
             messages += n
-            yield* Effect.logInfo(`report ${r.reportId} queued for ${n} destination(s)`).pipe(keyLogs(phase, r.key))
+            if (logQueued)
+              yield* Effect.logInfo(`report ${r.reportId} queued for ${n} destination(s)`).pipe(keyLogs(phase, r.key))
             outcomes[i] = {
               phase,
               policyDomain: r.key.policyDomain,

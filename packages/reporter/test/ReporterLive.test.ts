@@ -10,7 +10,7 @@ import type { TestAnswer } from "@tlsrpt/dns"
 import type { ReportMailService } from "@tlsrpt/mail"
 import { Outbox, ResultStore, SuppressionList } from "@tlsrpt/store"
 import { deliverAndParse, makeEnv, nextRound, record, resultRow, startSchedule } from "@tlsrpt/testkit/simulation"
-import { Effect, Fiber, HashMap, Logger, Option, Ref, TestClock } from "effect"
+import { Effect, Fiber, HashMap, Logger, LogLevel, Option, Ref, TestClock } from "effect"
 import { defaultConfig, type KeyReport, type ReporterConfig, ReporterLive } from "../src/index.js"
 
 const START = Date.parse("2024-01-10T00:05:00Z")
@@ -36,6 +36,38 @@ const outcomes = (keys: ReadonlyArray<KeyReport>) => keys.map((k) => `${k.phase}
 const remaining = Effect.flatMap(ResultStore, (s) => s.listResults()).pipe(
   Effect.map((rows) => rows.map((r) => `${r.policyDomain}/${r.recipientDomain}`))
 )
+
+describe("ReporterLive: log lines", () => {
+  const queuedLines = (level: LogLevel.LogLevel) => {
+    const logged: Array<string> = []
+    const capture = Logger.make(({ annotations, message }) => {
+      const text = (Array.isArray(message) ? message : [message]).join(" ")
+      const at = (k: string) => Option.getOrElse(HashMap.get(annotations, k), () => "?")
+      if (text.includes("queued for")) logged.push(`${at("phase")} ${at("policyDomain")} ${at("day")}: ${text}`)
+    })
+    return withEnv(
+      { "_smtp._tls.a.example.": record("mailto:tlsrpt@a.example") },
+      Effect.gen(function* () {
+        yield* (yield* ResultStore).addResults([
+          resultRow({ policyDomain: "a.example", recipientDomain: "a.example", day: DAY, failure: 1 })
+        ])
+        yield* runUnpaced()
+        return logged
+      }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, capture)), Logger.withMinimumLogLevel(level))
+    )
+  }
+
+  // The batch asks once whether Info is logged (the round's main thread): logged with the key's
+  // annotations when it is, not at all when it is not.
+  it.effect("a queued report is logged at Info with its key, and not below the minimum level", () =>
+    Effect.gen(function* () {
+      assert.deepStrictEqual(yield* queuedLines(LogLevel.Info), [
+        "recipient-domain a.example 2024-01-09: report 20240109.a.example@reports.example queued for 1 destination(s)"
+      ])
+      assert.deepStrictEqual(yield* queuedLines(LogLevel.Warning), [])
+    })
+  )
+})
 
 describe("ReporterLive: phases (docs/design.md#key-gathering, docs/design.md#two-phases)", () => {
   it.effect("the split is on domain equality; a domain in both phases gets a +mx report-id", () =>

@@ -88,38 +88,49 @@ const keyOf = (policyDomain: string, day: string, recipientDomain: string) =>
 
 const flag = (b: boolean): number => (b ? 1 : 0)
 
-const decodeStrings = (operation: string, text: string): Effect.Effect<ReadonlyArray<string>, StoreError> => {
+// Decoding is synchronous, so an Either rather than an Effect: a round decodes every row it reads,
+// and an Effect per row was a run-loop step per row on the main thread.
+const decodeStrings = (operation: string, text: string): Either.Either<ReadonlyArray<string>, StoreError> => {
   try {
     const json: unknown = JSON.parse(text)
-    if (Array.isArray(json) && json.every((s) => typeof s === "string")) return Effect.succeed(json)
-    return Effect.fail(new StoreError({ operation, cause: new Error(`expected a JSON list of strings: ${text}`) }))
+    if (Array.isArray(json) && json.every((s) => typeof s === "string")) return Either.right(json)
+    return Either.left(new StoreError({ operation, cause: new Error(`expected a JSON list of strings: ${text}`) }))
   } catch (cause) {
-    return Effect.fail(new StoreError({ operation, cause }))
+    return Either.left(new StoreError({ operation, cause }))
   }
 }
 
-const toResultRow = (operation: string, r: ResultRecord): Effect.Effect<ResultRow, StoreError> =>
-  Either.match(StoredResults.decode(r.results), {
-    onLeft: (cause) => Effect.fail(new StoreError({ operation, cause })),
-    onRight: (results) =>
-      Effect.map(decodeStrings(operation, r.recipient_domain_reporting_addresses), (addresses) => ({
-        id: r.id,
-        policyDomain: r.policy_domain,
-        day: r.day as Day.Day,
-        recipientDomain: r.recipient_domain,
-        isHost: r.is_host === 1,
-        sendReport: r.send_report === 1,
-        sentToRecipientDomain: r.sent_to_recipient_domain === 1,
-        sentToPolicyDomain: r.sent_to_policy_domain === 1,
-        recipientDomainReportingAddresses: addresses,
-        results,
-        created: new Date(r.created),
-        updated: new Date(r.updated)
-      }))
-  })
+const toResultRow = (operation: string, r: ResultRecord): Either.Either<ResultRow, StoreError> => {
+  const results = StoredResults.decode(r.results)
+  if (Either.isLeft(results)) return Either.left(new StoreError({ operation, cause: results.left }))
+  return Either.map(decodeStrings(operation, r.recipient_domain_reporting_addresses), (addresses) => ({
+    id: r.id,
+    policyDomain: r.policy_domain,
+    day: r.day as Day.Day,
+    recipientDomain: r.recipient_domain,
+    isHost: r.is_host === 1,
+    sendReport: r.send_report === 1,
+    sentToRecipientDomain: r.sent_to_recipient_domain === 1,
+    sentToPolicyDomain: r.sent_to_policy_domain === 1,
+    recipientDomainReportingAddresses: addresses,
+    results: results.right,
+    created: new Date(r.created),
+    updated: new Date(r.updated)
+  }))
+}
 
-const toResultRows = (operation: string, records: ReadonlyArray<ResultRecord>) =>
-  Effect.forEach(records, (r) => toResultRow(operation, r))
+const toResultRows = (
+  operation: string,
+  records: ReadonlyArray<ResultRecord>
+): Either.Either<Array<ResultRow>, StoreError> => {
+  const rows: Array<ResultRow> = []
+  for (const r of records) {
+    const row = toResultRow(operation, r)
+    if (Either.isLeft(row)) return Either.left(row.left)
+    rows.push(row.right)
+  }
+  return Either.right(rows)
+}
 
 /** The rows of one key in one `addResults` call, in call order. */
 interface Pending {
@@ -400,9 +411,10 @@ export const make = (dialect: Dialect): Effect.Effect<Service, never, SqlClient.
           ? sql<ResultRecord>`${selectResults} WHERE (recipient_domain, day) IN (VALUES ${pairs}) ORDER BY id`
           : sql<ResultRecord>`${selectResults} WHERE (policy_domain, day) IN (VALUES ${pairs})
             ORDER BY recipient_domain, id`
-        for (const r of records) {
+        const rows = yield* toResultRows("rowsOfKeys", records)
+        for (const [j, r] of records.entries()) {
           const domain = phase === "recipient-domain" ? r.recipient_domain : r.policy_domain
-          byKey.get(keyOf(domain, r.day, ""))?.rows.push(yield* toResultRow("rowsOfKeys", r))
+          byKey.get(keyOf(domain, r.day, ""))?.rows.push(rows[j]!)
         }
       }
       return keys.map((k) => byKey.get(keyOf(k.domain, k.day, ""))!.rows)
@@ -423,13 +435,40 @@ export const make = (dialect: Dialect): Effect.Effect<Service, never, SqlClient.
       return yield* toResultRows("listResults", records)
     }, fromSqlError("ResultStore.listResults"))
 
-    const markSent = (mark: MarkSent) =>
-      mark.phase === "recipient-domain"
-        ? sql`UPDATE results SET sent_to_recipient_domain = 1,
-            recipient_domain_reporting_addresses = ${JSON.stringify(mark.reportingAddresses)}
-          WHERE recipient_domain = ${mark.recipientDomain} AND day = ${mark.day}`
-        : sql`UPDATE results SET sent_to_policy_domain = 1
-          WHERE policy_domain = ${mark.policyDomain} AND day = ${mark.day}`
+    /**
+     * The marks of a batch of reports: one UPDATE per phase and ROWS_KEYS keys rather than one per
+     * report (each statement is a compile, a prepared-statement lookup and a span on the round's main
+     * thread). A key marked twice keeps its last mark, as one UPDATE after the other would.
+     */
+    const markSentAll = (marks: ReadonlyArray<MarkSent>) => {
+      const byRecipient = new Map<string, Extract<MarkSent, { readonly phase: "recipient-domain" }>>()
+      const byPolicyDomain = new Map<string, Extract<MarkSent, { readonly phase: "policy-domain" }>>()
+      for (const m of marks) {
+        if (m.phase === "recipient-domain") byRecipient.set(keyOf(m.recipientDomain, m.day, ""), m)
+        else byPolicyDomain.set(keyOf(m.policyDomain, m.day, ""), m)
+      }
+      const chunks = <A>(all: ReadonlyArray<A>) =>
+        Array.from({ length: Math.ceil(all.length / ROWS_KEYS) }, (_, i) =>
+          all.slice(i * ROWS_KEYS, (i + 1) * ROWS_KEYS)
+        )
+      const statements = [
+        ...chunks([...byRecipient.values()]).map(
+          (ms) =>
+            // each key with its own addresses: a VALUES table joined in (UPDATE … FROM: SQLite ≥ 3.33,
+            // PostgreSQL; both name the columns of a VALUES list column1, column2, …)
+            sql`UPDATE results SET sent_to_recipient_domain = 1, recipient_domain_reporting_addresses = v.column3
+              FROM (VALUES ${sql.csv(
+                ms.map((m) => sql`(${m.recipientDomain}, ${m.day}, ${JSON.stringify(m.reportingAddresses)})`)
+              )}) AS v
+              WHERE results.recipient_domain = v.column1 AND results.day = v.column2`
+        ),
+        ...chunks([...byPolicyDomain.values()]).map(
+          (ms) => sql`UPDATE results SET sent_to_policy_domain = 1
+            WHERE (policy_domain, day) IN (VALUES ${sql.csv(ms.map((m) => sql`(${m.policyDomain}, ${m.day})`))})`
+        )
+      ]
+      return Effect.forEach(statements, (s) => s, { discard: true })
+    }
 
     // docs/design.md#one-transaction-for-mark-and-outbox: the marks and the messages of a batch of
     // reports commit together or not at all; no ids are read back.
@@ -440,7 +479,7 @@ export const make = (dialect: Dialect): Effect.Effect<Service, never, SqlClient.
       const now = yield* Clock.currentTimeMillis
       yield* sql.withTransaction(
         Effect.zipRight(
-          Effect.forEach(reports, ({ mark }) => markSent(mark), { discard: true }),
+          markSentAll(reports.map((r) => r.mark)),
           // every message of the batch in one multi-row INSERT, in report order
           OutboxRecords.insertAll(
             sql,

@@ -569,6 +569,69 @@ for (const db of dialects) {
         }).pipe(Effect.provide(db.layer))
       )
 
+      it.effect(
+        "a batch of more keys than one statement takes marks each key with its own addresses, and no other day",
+        () =>
+          Effect.gen(function* () {
+            const store = yield* ResultStore
+            const other = Day.addDays(day, -1)
+            // 300 keys of each phase (more than ROWS_KEYS per UPDATE), each also on another day
+            const keys = Array.from({ length: 300 }, (_, i) => i)
+            yield* store.addResults(
+              keys.flatMap((i) =>
+                [day, other].flatMap((d) => [
+                  row({ policyDomain: D(`p${i}.example`), recipientDomain: D(`p${i}.example`), day: d, results: [] }),
+                  row({
+                    policyDomain: D(`p${i}.example`),
+                    recipientDomain: D(`mx${i}.host.example`),
+                    isHost: true,
+                    day: d,
+                    results: []
+                  })
+                ])
+              )
+            )
+            const addresses = (i: number) => [`mailto:r${i}@p${i}.example`, `https://r${i}.example/tlsrpt`]
+            yield* store.markSentAndEnqueueAll([
+              // marked twice in one batch: the last mark's addresses stay, as with one UPDATE after the other
+              {
+                mark: { phase: "recipient-domain", recipientDomain: "p0.example", day, reportingAddresses: ["x"] },
+                messages: []
+              },
+              ...keys.map((i) => ({
+                mark: {
+                  phase: "recipient-domain" as const,
+                  recipientDomain: `p${i}.example`,
+                  day,
+                  reportingAddresses: addresses(i)
+                },
+                messages: [message(`r${i}@p${i}.example`, { reportId: `r${i}` })]
+              }))
+            ])
+            yield* store.markSentAndEnqueueAll(
+              keys
+                .filter((i) => i % 2 === 0)
+                .map((i) => ({
+                  mark: { phase: "policy-domain" as const, policyDomain: `p${i}.example`, day },
+                  messages: []
+                }))
+            )
+            const rows = yield* store.listResults()
+            assert.strictEqual(rows.length, 1200)
+            for (const r of rows) {
+              const i = Number(/^p(\d+)\./.exec(r.policyDomain)![1])
+              const direct = r.recipientDomain === r.policyDomain
+              const today = r.day === day
+              assert.deepStrictEqual(
+                [r.sentToRecipientDomain, r.recipientDomainReportingAddresses, r.sentToPolicyDomain],
+                [today && direct, today && direct ? addresses(i) : [], today && i % 2 === 0],
+                `${r.policyDomain} ${r.recipientDomain} ${r.day}`
+              )
+            }
+            assert.strictEqual((yield* (yield* Outbox).list()).length, 300)
+          }).pipe(Effect.provide(db.layer))
+      )
+
       it.effect("a failing outbox insert rolls back the mark and the messages before it", () =>
         Effect.gen(function* () {
           const store = yield* ResultStore
