@@ -21,7 +21,7 @@
  * CPU per datagram (throughput runs, median): the main thread's own, and all threads' (receiver,
  * writer, GC helpers) together; steadier than datagrams/s on a shared machine.
  * The Collector writes through its writer thread (`WriterThread.layer`), as in the worker.
- * Knobs: DATAGRAMS, DOMAINS, RUNS (0: the offered loads only), LOAD_SECONDS, STEP_US, THREADS=1 (each thread's CPU per run); FLUSH_ROWS, FLUSH_INTERVAL_MS (the Collector's, default as in the worker);
+ * Knobs: DATAGRAMS, DOMAINS, RUNS (0: the offered loads only), LOAD_SECONDS, STEP_US, THREADS=1 (each thread's CPU per run); WARM=1 (the writer thread started before the clock, as in the ingest bench); FLUSH_ROWS, FLUSH_INTERVAL_MS (the Collector's, default as in the worker);
  * STORE=thread|inline (inline: `addResults` on the receiving thread, as before WriterThread).
  */
 import { execFileSync, spawn } from "node:child_process"
@@ -90,14 +90,24 @@ const withSource = <A>(name: string, use: (socket: string) => Effect.Effect<A>) 
     const socket = join(work, `${name}.sock`)
     const filename = join(work, `${name}.db`)
     const scope = yield* Scope.make()
+    const file = yield* Layer.buildWithScope(Store.layer({ filename }), scope).pipe(Effect.orDie)
+    const writer =
+      STORE === "inline"
+        ? undefined
+        : yield* Layer.buildWithScope(
+            WriterThread.layer({ filename }).pipe(Layer.provide(Layer.succeedContext(file))),
+            scope
+          )
+    // WARM=1: as in the ingest bench, the writer thread is started before the clock (it starts with
+    // its first batch and then stays while batches come, so a sustained stream does not pay its start:
+    // loading effect and the store is ~0.45 s of CPU and its GC, a fifth of a run's CPU). Off by
+    // default: peak RSS was ~9 MB higher with it (204-205 MB against 194-196, load 9-12).
+    if (writer !== undefined && process.env.WARM === "1")
+      yield* Context.get(writer, WriterThread.BatchWriter).write(WriterThread.encodeBatch([])).pipe(Effect.orDie)
     const ctx = yield* Layer.buildWithScope(
       DatagramSource.layer({ socket }).pipe(
-        Layer.provideMerge(
-          STORE === "inline"
-            ? Collector.layer(collectorConfig)
-            : Collector.layer(collectorConfig).pipe(Layer.provide(WriterThread.layer({ filename })))
-        ),
-        Layer.provideMerge(Store.layer({ filename }))
+        Layer.provideMerge(Collector.layer(collectorConfig)),
+        Layer.provideMerge(Layer.succeedContext(writer === undefined ? file : Context.merge(file, writer)))
       ),
       scope
     ).pipe(Effect.orDie)
@@ -234,11 +244,12 @@ const program = Effect.gen(function* () {
   const mainUs: Array<number> = []
   const processUs: Array<number> = []
   for (let run = 0; run < RUNS; run++) {
-    const main0 = mainCpuMs()
-    const process0 = processCpuMs()
-    const threads0 = threadCpuMs()
+    // From the first send (the receiver thread is up), as the issue times it; CPU too, so that the
+    // threads' start (WARM) is not counted.
+    let main0 = 0
+    let process0 = 0
+    let threads0 = threadCpuMs()
     let threadsAtEnd = threads0
-    // From the first send (the receiver thread is up), as the issue times it.
     let t0 = 0
     const {
       a: sent,
@@ -246,6 +257,9 @@ const program = Effect.gen(function* () {
       filename
     } = yield* withSource(`run${run}`, (socket) =>
       Effect.suspend(() => {
+        main0 = mainCpuMs()
+        process0 = processCpuMs()
+        threads0 = threadCpuMs()
         t0 = performance.now()
         return runSender(socket, DATAGRAMS, 0).pipe(
           Effect.tap(() => {

@@ -79,6 +79,31 @@ describe("Collector", () => {
     })
   )
 
+  it.scoped(
+    "by default a stream over 12,000 recipient domains aggregates over the interval (one row per key, not per session)",
+    () =>
+      Effect.gen(function* () {
+        const fake = yield* makeFakeStore
+        const collector = yield* start(fake, { flushInterval: "1 hour" })
+        const domains = Array.from({ length: 12_000 }, (_, i) => outcome(`r${i}.example`))
+        // Twice over every domain: a key-count trigger at or below a day's domains would flush mid-stream.
+        yield* collector.recordAll(domains)
+        yield* settle
+        yield* collector.recordAll(domains)
+        yield* settle
+        assert.strictEqual(yield* Queue.size(fake.attempts), 0, "no early flush below flushRows")
+        yield* TestClock.adjust("1 hour")
+        // Two keys an outcome (its recipient domain's and its MX host's, docs/design.md#rows-of-an-outcome).
+        assert.strictEqual(yield* Queue.take(fake.batches), 24_000)
+        assert.deepStrictEqual(sts(fake, "r0.example"), [2])
+        assert.deepStrictEqual(sts(fake, "r11999.example"), [2])
+        assert.deepStrictEqual(
+          yield* collector.stats.pipe(Effect.map((s) => [s.rows, s.flushed, s.flushes])),
+          [48_000, 24_000, 1]
+        )
+      })
+  )
+
   it.scoped("checks the interval itself when timers cannot fire (a caller recording in a tight loop)", () =>
     Effect.gen(function* () {
       const fake = yield* makeFakeStore
