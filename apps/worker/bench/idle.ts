@@ -22,7 +22,8 @@
  * Each of these lines also gives the process's threads and, on Linux, its RSS by kind (anonymous:
  * heaps and malloc, glibc's main arena apart; file: mapped code). Knobs: HEAP_SNAPSHOT (a file: the main thread's heap at rest;
  * `<file>.start` also gets it at start, which costs the run some RSS), DAYS (30; a fraction runs part of a day), OUTCOMES (a day, 50,000), DOMAINS (2,000), REST (65).
- * `pnpm bench` runs the compiled build (dist/, as the systemd unit runs it), `pnpm bench:source`
+ * `pnpm bench` bundles this file with the bin (apps/worker/bundle.mjs) and runs dist/bundle, as the
+ * systemd unit runs the bin; `pnpm bench:source`
  * the TypeScript sources through tsx, whose loader alone holds some 100 MB more.
  */
 import { spawn } from "node:child_process"
