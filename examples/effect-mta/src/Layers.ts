@@ -16,7 +16,7 @@ import { Store } from "@tlsrpt/store"
 
 export const TlsReporting = (submitter: Submitter, dkim: ReadonlyArray<DkimKey>) =>
   Layer.mergeAll(
-    Collector.layer(), // flushes every 1 s or 10,000 keys
+    Collector.layer(), // flushes every 1 s or 25,000 keys
     ReporterSchedule.layer(defaultConfig), // the supervised daily round
     Delivery.layer(), // the outbox delivery loop
     MtaSts.layer() // MTA-STS policies, fetched and cached
