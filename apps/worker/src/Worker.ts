@@ -140,7 +140,7 @@ export const collector = (config: WorkerConfig, options: { readonly writerThread
 
 /**
  * `tlsrpt record`: every outcome is checked before the first is recorded (all or nothing), then they
- * go through the collector, whose final flush writes them in one `addResults` batch per 10,000 keys.
+ * go through the collector, whose final flush writes them in one `addResults` batch per 25,000 keys (`flushRows`).
  */
 export const recordOutcomes = (outcomes: ReadonlyArray<SessionOutcome.SessionOutcome>) =>
   Effect.gen(function* () {
