@@ -46,9 +46,10 @@ export const runner = <E, R>(
   }
   const reporterConfig = Layers.reporterConfig(config, { retries: true })
   const sql = clusterSql(config, storeLayer)
-  return FleetCluster.entities(reporterConfig).pipe(
-    Layer.provide(FleetCluster.runner(cluster)),
-    Layer.merge(ClusterTrim.layer(cluster.retainDays)),
+  const entities = FleetCluster.entities(reporterConfig).pipe(Layer.provide(FleetCluster.runner(cluster)))
+  // the trim is built after the runner, whose storage creates the cluster tables on a fresh database
+  return ClusterTrim.layer(cluster.retainDays).pipe(
+    Layer.provideMerge(entities),
     Layer.provide(sql),
     Layer.provide(Layer.mergeAll(storeLayer, Layers.lookup(config, { cached: true }), Layers.reportMail(config))),
     Layer.tap(() =>
