@@ -26,6 +26,22 @@ const through = (rows: ReadonlyArray<NewResultRow>, buffer = new ResultBuffer())
   return buffer.drain()
 }
 
+/** The rows added through `buffer` and drained at each cut (taken modulo the row count), merged. */
+const drainedAtCuts = (
+  rows: Parameters<typeof through>[0],
+  cuts: ReadonlyArray<number>,
+  buffer: ResultBuffer
+): Map<string, RowMerge.RowState> => {
+  const at = [...new Set(cuts.map((c) => (rows.length === 0 ? 0 : c % rows.length)))].sort((a, b) => a - b)
+  let state = new Map<string, RowMerge.RowState>()
+  let from = 0
+  for (const to of [...at, rows.length]) {
+    state = addAll(state, through(rows.slice(from, to), buffer))
+    from = to
+  }
+  return state
+}
+
 describe("ResultBuffer", () => {
   it.prop(
     "adding drained batches to the store equals adding every row (docs/design.md#row-merge, docs/design.md#merge-rules)",
@@ -50,14 +66,8 @@ describe("ResultBuffer", () => {
     },
     ({ outcomes, cuts, retainKeys }) => {
       const rows = rowsOf(outcomes)
-      const at = [...new Set(cuts.map((c) => (rows.length === 0 ? 0 : c % rows.length)))].sort((a, b) => a - b)
       const buffer = new ResultBuffer(retainKeys)
-      let state = new Map<string, RowMerge.RowState>()
-      let from = 0
-      for (const to of [...at, rows.length]) {
-        state = addAll(state, through(rows.slice(from, to), buffer))
-        from = to
-      }
+      const state = drainedAtCuts(rows, cuts, buffer)
       const expected = addAll(new Map(), rows)
       assert.deepStrictEqual([...state.keys()], [...expected.keys()])
       assert.deepStrictEqual(state, expected)
@@ -132,14 +142,8 @@ describe("ResultBuffer", () => {
           })
         )
       )
-      const at = [...new Set(cuts.map((c) => (rows.length === 0 ? 0 : c % rows.length)))].sort((a, b) => a - b)
       const buffer = new ResultBuffer()
-      let state = new Map<string, RowMerge.RowState>()
-      let from = 0
-      for (const to of [...at, rows.length]) {
-        state = addAll(state, through(rows.slice(from, to), buffer))
-        from = to
-      }
+      const state = drainedAtCuts(rows, cuts, buffer)
       const expected = addAll(new Map(), rows)
       assert.deepStrictEqual([...state.keys()], [...expected.keys()])
       assert.deepStrictEqual(state, expected)
