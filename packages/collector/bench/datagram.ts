@@ -25,10 +25,11 @@
  * STORE=thread|inline (inline: `addResults` on the receiving thread, as before WriterThread).
  */
 import { execFileSync, spawn } from "node:child_process"
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { loadavg, tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { ResultStore, Store } from "@tlsrpt/store"
+import { allThreads, mainThreadMs, type ThreadTimes } from "@tlsrpt/testkit/ThreadCpu"
 import { Context, Effect, Exit, Layer, Scope } from "effect"
 import { DgramSocket } from "node-unix-socket"
 import { Collector, type CollectorConfig } from "../src/Collector.js"
@@ -193,27 +194,12 @@ setInterval(() => {
 }, 50).unref()
 const mb = (n: number) => Math.round(n / 1024 / 1024)
 
-/**
- * CPU time of the main thread alone (ms, /proc/self/task/<pid>/stat utime + stime at 100 ticks/s):
- * on a shared machine steadier than wall time, and it is the thread that decodes and merges.
- */
-const mainCpuMs = (): number => {
-  const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, "utf8")
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-  return (Number(fields[11]) + Number(fields[12])) * 10
-}
-/** Every thread's CPU ms by tid, and its system part (THREADS=1 prints the busiest ones per run). */
-const systemMs = new Map<string, number>()
+/** Every thread's CPU ms by tid (THREADS=1 prints the busiest ones per run, with their system part). */
+const lastTimes = new Map<string, ThreadTimes>() // kept for a thread that has ended since
 const threadCpuMs = (): Map<string, number> => {
-  const out = new Map<string, number>()
-  for (const tid of readdirSync("/proc/self/task"))
-    try {
-      const stat = readFileSync(`/proc/self/task/${tid}/stat`, "utf8")
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-      out.set(tid, (Number(fields[11]) + Number(fields[12])) * 10)
-      systemMs.set(tid, Number(fields[12]) * 10)
-    } catch {}
-  return out
+  const now = allThreads()
+  for (const [tid, t] of now) lastTimes.set(tid, t)
+  return new Map([...now].map(([tid, t]) => [tid, t.ms]))
 }
 const printThreads = (before: Map<string, number>, atEnd: Map<string, number>) => {
   const after = new Map([...atEnd, ...threadCpuMs()])
@@ -222,7 +208,7 @@ const printThreads = (before: Map<string, number>, atEnd: Map<string, number>) =
       .map(([t, ms]) => [t, ms - (before.get(t) ?? 0)] as const)
       .filter(([, ms]) => ms >= 30)
       .sort((a, b) => b[1] - a[1])
-      .map(([t, ms]) => `${t === String(process.pid) ? "main" : t}: ${ms} (system ${systemMs.get(t)})`)
+      .map(([t, ms]) => `${t === String(process.pid) ? "main" : t}: ${ms} (system ${lastTimes.get(t)?.systemMs})`)
       .join(", ")}`
   )
 }
@@ -257,7 +243,7 @@ const program = Effect.gen(function* () {
       filename
     } = yield* withSource(`run${run}`, (socket) =>
       Effect.suspend(() => {
-        main0 = mainCpuMs()
+        main0 = mainThreadMs()
         process0 = processCpuMs()
         threads0 = threadCpuMs()
         t0 = performance.now()
@@ -270,7 +256,7 @@ const program = Effect.gen(function* () {
       })
     )
     const seconds = (performance.now() - t0) / 1000
-    const main1 = mainCpuMs()
+    const main1 = mainThreadMs()
     const process1 = processCpuMs()
     if (process.env.THREADS === "1") printThreads(threads0, threadsAtEnd)
     const stored = yield* countRows(filename).pipe(Effect.orDie)

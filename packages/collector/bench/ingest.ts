@@ -32,11 +32,12 @@
  * "collector alone" discards the batches after the collector has made them: encoded for the writer
  * thread (`BatchWriter`), or as rows with STORE=inline.
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs"
+import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs"
 import { cpus, loadavg, tmpdir } from "node:os"
 import { join } from "node:path"
 import { Day, Domain } from "@tlsrpt/core"
 import { type NewResultRow, ResultStore, Store } from "@tlsrpt/store"
+import { mainThreadMs } from "@tlsrpt/testkit/ThreadCpu"
 import { Context, Effect, Layer, Option } from "effect"
 import { Collector, type CollectorConfig } from "../src/Collector.js"
 import type * as SessionOutcome from "../src/SessionOutcome.js"
@@ -156,20 +157,6 @@ interface RunResult {
   readonly rows: number
 }
 
-/**
- * CPU seconds of the main thread alone (Linux: /proc/self/task/<pid>/stat, utime + stime in clock
- * ticks of 1/100 s), NaN elsewhere: the recording's own cost, steadier than wall time when the machine
- * is shared (as the reporter's `round` bench).
- */
-const mainThreadCpu = (): number => {
-  try {
-    const fields = readFileSync(`/proc/self/task/${process.pid}/stat`, "utf8").split(") ")[1]!.split(" ")
-    return (Number(fields[11]) + Number(fields[12])) / 100
-  } catch {
-    return Number.NaN
-  }
-}
-
 const dirBytes = (dir: string): number => readdirSync(dir).reduce((n, f) => n + statSync(join(dir, f)).size, 0)
 
 /**
@@ -241,7 +228,7 @@ const run = (templates: ReadonlyArray<SessionOutcome.SessionOutcome>, seq: Int32
         })
         const store = timed(built, flushMs)
         const t = performance.now()
-        const cpu = mainThreadCpu()
+        const cpu = mainThreadMs() / 1000
         let recorded = t
         let recordCpu = cpu
         // Closing the collector's scope does the final flush: inside the timed part.
@@ -250,7 +237,7 @@ const run = (templates: ReadonlyArray<SessionOutcome.SessionOutcome>, seq: Int32
             const collector = Context.get(yield* Layer.build(Collector.layer(config)), Collector)
             yield* recordLoop(collector, templates, seq, batch)
             recorded = performance.now()
-            recordCpu = mainThreadCpu()
+            recordCpu = mainThreadMs() / 1000
             return collector
           })
         ).pipe(Effect.provide(store))
