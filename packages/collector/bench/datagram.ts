@@ -65,6 +65,8 @@ interface Sent {
   readonly drops: number
   readonly errors: number
   readonly seconds: number
+  /** the sender process's own CPU (user + system): it shares the machine's cores with the collector */
+  readonly cpuSeconds: number
 }
 
 const runSender = (socket: string, count: number, rate: number, stepUs = STEP_US) =>
@@ -229,6 +231,7 @@ const program = Effect.gen(function* () {
   const rates: Array<number> = []
   const mainUs: Array<number> = []
   const processUs: Array<number> = []
+  const senderUs: Array<number> = []
   for (let run = 0; run < RUNS; run++) {
     // From the first send (the receiver thread is up), as the issue times it; CPU too, so that the
     // threads' start (WARM) is not counted.
@@ -269,8 +272,9 @@ const program = Effect.gen(function* () {
     // Counted before the rows (countRows) are read back: the source, collector and writer only.
     mainUs.push(((main1 - main0) * 1000) / DATAGRAMS)
     processUs.push(((process1 - process0) * 1000) / DATAGRAMS)
+    senderUs.push((sent.cpuSeconds * 1e6) / DATAGRAMS)
     console.log(
-      `run ${run + 1}: ${DATAGRAMS} datagrams in ${seconds.toFixed(2)} s = ${Math.round(rate)}/s to all rows committed (sender alone ${sent.seconds.toFixed(2)} s), ${stored.rows} rows; CPU per datagram: main thread ${mainUs.at(-1)!.toFixed(2)} µs, all threads ${processUs.at(-1)!.toFixed(2)} µs; peak so far: RSS ${mb(peak.rss)} MB, heap ${mb(peak.heapUsed)} MB, external ${mb(peak.external)} MB`
+      `run ${run + 1}: ${DATAGRAMS} datagrams in ${seconds.toFixed(2)} s = ${Math.round(rate)}/s to all rows committed (sender alone ${sent.seconds.toFixed(2)} s), ${stored.rows} rows; CPU per datagram: main thread ${mainUs.at(-1)!.toFixed(2)} µs, all threads ${processUs.at(-1)!.toFixed(2)} µs, the sender ${senderUs.at(-1)!.toFixed(2)} µs; peak so far: RSS ${mb(peak.rss)} MB, heap ${mb(peak.heapUsed)} MB, external ${mb(peak.external)} MB`
     )
   }
   const drops: Record<number, number> = {}
@@ -312,6 +316,7 @@ const program = Effect.gen(function* () {
       datagramsPerSec,
       mainCpuUsPerDatagram: Number(median(mainUs).toFixed(2)),
       cpuUsPerDatagram: Number(median(processUs).toFixed(2)),
+      senderCpuUsPerDatagram: Number(median(senderUs).toFixed(2)),
       dropsAt50k: drops[50_000],
       dropsAt50kBareReceiver: floorDrops.drops,
       maxDgramQlen: Number(qlen),
