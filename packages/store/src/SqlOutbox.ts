@@ -1,5 +1,5 @@
 /**
- * `Outbox` on any `@effect/sql` client, in portable SQL (`Migrations.ts` 3_outbox, 5_outbox_lease);
+ * `Outbox` on any `@effect/sql` client, in portable SQL (`Migrations.ts` 3_outbox, 5_outbox_lease, 6_outbox_due);
  * what differs between databases comes from the `Dialect`.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
