@@ -240,8 +240,21 @@ export class Delivery extends Context.Tag("@tlsrpt/mail/Delivery")<
           const due = (yield* store.claimDue(claimedAt, batch, { owner, until })).filter((m) => !seen.has(m.id))
           if (due.length === 0) break
           for (const m of due) seen.add(m.id)
-          const outcomes = yield* Effect.forEach(due, deliver, { concurrency })
-          for (const outcome of outcomes) if (outcome !== "unrecorded") totals[outcome]++
+          // `concurrency` fibers, each taking the batch's next message once its last one is recorded:
+          // what `Effect.forEach` with that concurrency does, without a fiber of its own per message.
+          let next = 0
+          const slot: Effect.Effect<void> = Effect.suspend(() => {
+            const message = due[next++]
+            if (message === undefined) return Effect.void
+            return Effect.flatMap(deliver(message), (outcome) => {
+              if (outcome !== "unrecorded") totals[outcome]++
+              return slot
+            })
+          })
+          yield* Effect.all(
+            Array.from({ length: Math.min(concurrency, due.length) }, () => slot),
+            { concurrency: "unbounded", discard: true }
+          )
         }
         yield* Metric.set(outboxDepth, yield* store.count("queued"))
         return totals satisfies DeliveryPass

@@ -91,6 +91,24 @@ const mainThreadCpu = (): number => {
 }
 
 /**
+ * Every thread's user and system CPU seconds by tid (as `mainThreadCpu`). The threads there before the
+ * round but main are V8's platform threads (GC helpers, the compiler) and libuv's pool (started by
+ * the module loader); their user time is mostly GC, their system time mostly libuv's file operations
+ * (the `dir` transport's). Threads that appear during the round are the compose pool's.
+ */
+const threadsCpu = (): Map<string, readonly [number, number]> => {
+  const out = new Map<string, readonly [number, number]>()
+  try {
+    for (const tid of readdirSync("/proc/self/task")) {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, "utf8")
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+      out.set(tid, [Number(fields[11]) / 100, Number(fields[12]) / 100])
+    }
+  } catch {}
+  return out
+}
+
+/**
  * `ROUND_PROFILE=path`: a CPU profile of the main thread from the round's start until all is delivered
  * (round and delivery loop), written to `path.N.cpuprofile`; with `ROUND_HEAP_PROFILE=1`, a sampled
  * allocation profile of the same span instead (`path.N.heapprofile`: where the main thread allocates).
@@ -162,6 +180,7 @@ const run = (n: number, privateKeyPem: string) =>
       for (let i = 0; i < n; i += 1000) yield* store.addResults(rows.slice(i, i + 1000))
       const profile = process.env.ROUND_PROFILE
       const session = profile ? yield* startProfile : undefined
+      const threads0 = threadsCpu()
       const cpu0 = process.cpuUsage()
       const main0 = mainThreadCpu()
       const t0 = performance.now()
@@ -177,6 +196,27 @@ const run = (n: number, privateKeyPem: string) =>
       const seconds = (performance.now() - t0) / 1000
       const cpu = process.cpuUsage(cpu0)
       const mainCpu = mainThreadCpu() - main0
+      // CPU ms per report of the main thread, the other threads' user time (V8's GC helpers above all)
+      // and system time (libuv's pool: the `dir` transport's file operations), and the compose pool
+      let otherUser = 0
+      let otherSystem = 0
+      let pool = 0
+      for (const [tid, [user, system]] of threadsCpu()) {
+        if (tid === String(process.pid)) continue
+        const before = threads0.get(tid)
+        if (before === undefined) pool += user + system
+        else {
+          otherUser += user - before[0]
+          otherSystem += system - before[1]
+        }
+      }
+      const perReport = (s: number) => Math.round((s * 1e5) / n) / 100
+      const threadsMs = {
+        main: perReport(mainCpu),
+        otherUser: perReport(otherUser),
+        otherSystem: perReport(otherSystem),
+        pool: perReport(pool)
+      }
       if (session !== undefined && profile !== undefined) yield* stopProfile(session, `${profile}.${n}`)
       const files = readdirSync(outbox).filter((f) => f.endsWith(".eml")).length
       if (summary.reports !== n || delivered !== n || files !== n) {
@@ -224,7 +264,8 @@ const run = (n: number, privateKeyPem: string) =>
         roundCpuSeconds: (roundCpu.user + roundCpu.system) / 1e6,
         // the main thread's CPU per report: until the round's end, and until all is delivered
         roundMainCpuMs: (roundMainCpu * 1000) / n,
-        mainCpuMs: (mainCpu * 1000) / n
+        mainCpuMs: (mainCpu * 1000) / n,
+        threadsMs
       }
     }).pipe(Effect.provide(env))
   })
@@ -278,6 +319,9 @@ const main = Effect.gen(function* () {
       signFloorPerSec: last.signFloorPerSec,
       ratio: Math.round(last.ratio * 100) / 100,
       mainCpuMsPerReport: Math.round(last.mainCpuMs * 100) / 100,
+      // all threads from the round's start until all is delivered, and by kind of thread
+      cpuMsPerReport: Math.round((last.cpuSeconds * 1e5) / last.domains) / 100,
+      threadsMsPerReport: last.threadsMs,
       peakRssMb: last.peakRssMb
     })
   )

@@ -361,9 +361,22 @@ export const makeBatchSender = (config: ReporterConfig) =>
     ): Effect.Effect<ReadonlyArray<KeyReport>> =>
       Effect.gen(function* () {
         const outcomes: Array<KeyReport> = new Array(keys.length)
-        const looked = yield* Effect.forEach(keys, (key) => lookupKey(phase, key, retries), {
-          concurrency: LOOKUPS
+        // LOOKUPS fibers, each taking the batch's next key when its lookup is done: `Effect.forEach`
+        // with that concurrency, without a fiber of its own per key.
+        const looked: Array<Looked | KeyReport> = new Array(keys.length)
+        let next = 0
+        const lookups: Effect.Effect<void> = Effect.suspend(() => {
+          const i = next++
+          if (i >= keys.length) return Effect.void
+          return Effect.flatMap(lookupKey(phase, keys[i]!, retries), (l) => {
+            looked[i] = l
+            return lookups
+          })
         })
+        yield* Effect.all(
+          Array.from({ length: Math.min(LOOKUPS, keys.length) }, () => lookups),
+          { concurrency: "unbounded", discard: true }
+        )
         const toRead: Array<readonly [number, Looked]> = []
         for (const [i, l] of looked.entries()) {
           if (isReport(l)) outcomes[i] = l

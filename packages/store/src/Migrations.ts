@@ -90,6 +90,16 @@ export const migrations = (dialect: Dialect): Migrator.Loader => {
       const sql = yield* SqlClient.SqlClient
       yield* sql`ALTER TABLE outbox ADD COLUMN lease_owner TEXT`
       yield* sql`ALTER TABLE outbox ADD COLUMN lease_until BIGINT`
+    }),
+    // What `claimDue` and `nextDueAt` read of the queued messages, in one index: `lease_until` is the
+    // record's last column, behind the payload, so reading it from the table read each queued
+    // message's payload pages (SQLite keeps a 6 kB payload on overflow pages): `nextDueAt`, run after
+    // every delivery pass, took ~2.4 ms with 10,000 messages queued, ~0.5 ms with this index. It
+    // covers the old index's columns, which goes.
+    "6_outbox_due": Effect.gen(function* () {
+      const sql = yield* SqlClient.SqlClient
+      yield* sql`CREATE INDEX outbox_due ON outbox (status, next_attempt_at, lease_until)`
+      yield* sql`DROP INDEX outbox_status_next_attempt`
     })
   })
 }

@@ -1,10 +1,11 @@
 /**
- * `Outbox` on any `@effect/sql` client, in portable SQL (`Migrations.ts` 3_outbox, 5_outbox_lease);
+ * `Outbox` on any `@effect/sql` client, in portable SQL (`Migrations.ts` 3_outbox, 5_outbox_lease, 6_outbox_due);
  * what differs between databases comes from the `Dialect`.
  */
 import * as SqlClient from "@effect/sql/SqlClient"
 import { Clock, Effect, Layer } from "effect"
 import type { Dialect } from "./Dialect.js"
+import { DirectStatement } from "./DirectStatement.js"
 import { type NewOutboxMessage, Outbox, type OutboxStatus } from "./Outbox.js"
 import * as OutboxRecords from "./OutboxRecords.js"
 import { OutboxSignal } from "./OutboxSignal.js"
@@ -80,11 +81,21 @@ export const make = (dialect: Dialect) =>
     // statement every delivered message runs: no span and no generator of its own around the
     // statement's (`sql.execute`), which says what ran (the `round` bench, README "The round's main
     // thread").
+    // Where the database has a `DirectStatement` (SQLite), the statement is compiled once and run
+    // through it, without `@effect/sql`'s steps per statement.
     const markDeliveredError = fromSqlError("Outbox.markDelivered")
+    const markDeliveredSql = (id: number, at: number) =>
+      sql`UPDATE outbox SET status = 'delivered', attempts = attempts + 1, updated = ${at},
+        lease_owner = NULL, lease_until = NULL WHERE id = ${id}`
+    const direct = yield* Effect.serviceOption(DirectStatement)
+    const markDeliveredText = markDeliveredSql(0, 0).compile()[0]
     const markDelivered = (id: number, at: Date) =>
       markDeliveredError(
-        Effect.asVoid(sql`UPDATE outbox SET status = 'delivered', attempts = attempts + 1, updated = ${at.getTime()},
-        lease_owner = NULL, lease_until = NULL WHERE id = ${id}`)
+        Effect.asVoid(
+          direct._tag === "Some"
+            ? direct.value.run(markDeliveredText, [at.getTime(), id])
+            : markDeliveredSql(id, at.getTime())
+        )
       )
 
     const markAttemptFailed = Effect.fn("Outbox.markAttemptFailed")(function* (

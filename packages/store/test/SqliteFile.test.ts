@@ -89,7 +89,8 @@ describe("Store.layer (SQLite file)", () => {
             [2, "suppressions"],
             [3, "outbox"],
             [4, "reported_days"],
-            [5, "outbox_lease"]
+            [5, "outbox_lease"],
+            [6, "outbox_due"]
           ]
         )
         assert.deepStrictEqual(yield* Migrations.run(dialect), [])
@@ -369,7 +370,7 @@ describe("Store.layerSql", () => {
       yield* store.addResults(seedRows)
       assert.strictEqual((yield* store.keysUpTo(seedDay)).length, 6)
       const sql = yield* SqlClient.SqlClient
-      assert.strictEqual((yield* sql`SELECT migration_id FROM effect_sql_migrations`).length, 5)
+      assert.strictEqual((yield* sql`SELECT migration_id FROM effect_sql_migrations`).length, 6)
     }).pipe(
       Effect.provide(Store.layerSql(dialect).pipe(Layer.provideMerge(SqliteClient.layer({ filename: ":memory:" }))))
     )

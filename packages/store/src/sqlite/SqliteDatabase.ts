@@ -1,14 +1,15 @@
 /**
- * The SQLite file behind the default `ResultStore` layer: `@effect/sql-sqlite-node` (better-sqlite3,
- * one connection, so one writer), migrated on open.
+ * The SQLite file behind the default `ResultStore` layer: `SqliteConnection` (better-sqlite3, one
+ * connection, so one writer), migrated on open.
  */
 import { mkdir } from "node:fs/promises"
 import { dirname } from "node:path"
 import * as SqlClient from "@effect/sql/SqlClient"
-import * as SqliteClient from "@effect/sql-sqlite-node/SqliteClient"
 import { Cause, Effect, Layer, Option } from "effect"
+import type { DirectStatement } from "../DirectStatement.js"
 import * as Migrations from "../Migrations.js"
 import { StoreError } from "../StoreError.js"
+import * as SqliteConnection from "./SqliteConnection.js"
 import { dialect } from "./SqliteDialect.js"
 
 export interface Options {
@@ -25,7 +26,7 @@ const isMemory = (filename: string) => filename === ":memory:" || filename === "
  * `synchronous = NORMAL` a commit survives a crash of the process (a power loss may lose the last
  * commits, never corrupt the file), at a fraction of the fsyncs of FULL.
  */
-export const layer = (options: Options): Layer.Layer<SqlClient.SqlClient | SqliteClient.SqliteClient, StoreError> => {
+export const layer = (options: Options): Layer.Layer<SqlClient.SqlClient | DirectStatement, StoreError> => {
   const open = Effect.gen(function* () {
     if (!isMemory(options.filename)) {
       yield* Effect.tryPromise({
@@ -33,7 +34,7 @@ export const layer = (options: Options): Layer.Layer<SqlClient.SqlClient | Sqlit
         catch: (cause) => new StoreError({ operation: "open", cause })
       })
     }
-    return SqliteClient.layer({ filename: options.filename })
+    return SqliteConnection.layer({ filename: options.filename })
   })
   const setup = Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
@@ -45,7 +46,7 @@ export const layer = (options: Options): Layer.Layer<SqlClient.SqlClient | Sqlit
   // becomes a StoreError naming the file and the driver's reason rather than a defect.
   const operation = `open ${options.filename}`
   // Transactions begin IMMEDIATE before the first one (the migrations') runs (WriteTransactions.ts).
-  const opened = Layer.effectDiscard(Effect.map(SqliteClient.SqliteClient, dialect.transactions)).pipe(
+  const opened = Layer.effectDiscard(Effect.map(SqlClient.SqlClient, dialect.transactions)).pipe(
     Layer.provideMerge(Layer.unwrapEffect(open))
   )
   return Layer.effectDiscard(setup).pipe(
