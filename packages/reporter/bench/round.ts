@@ -31,6 +31,7 @@ import {
   Transport
 } from "@tlsrpt/mail"
 import { Outbox, ResultStore, Store } from "@tlsrpt/store"
+import { allThreads, mainThreadMs } from "@tlsrpt/testkit/ThreadCpu"
 import { Effect, Either, Layer, Logger, LogLevel } from "effect"
 import { defaultConfig, Reporter, RoundPlan } from "../src/index.js"
 import * as ReporterLive from "../src/ReporterLive.js"
@@ -76,37 +77,17 @@ const rowsFor = (n: number) =>
     }
   })
 
-/**
- * CPU seconds of the main thread alone (Linux: /proc/self/task/<pid>/stat, utime + stime in clock
- * ticks of 1/100 s), NaN elsewhere: the work that cannot move to the compose pool, steadier than wall
- * time when the machine is shared.
- */
-const mainThreadCpu = (): number => {
-  try {
-    const fields = readFileSync(`/proc/self/task/${process.pid}/stat`, "utf8").split(") ")[1]!.split(" ")
-    return (Number(fields[11]) + Number(fields[12])) / 100
-  } catch {
-    return Number.NaN
-  }
-}
+/** CPU seconds of the main thread alone: the work that cannot move to the compose pool. */
+const mainThreadCpu = (): number => mainThreadMs() / 1000
 
 /**
- * Every thread's user and system CPU seconds by tid (as `mainThreadCpu`). The threads there before the
- * round but main are V8's platform threads (GC helpers, the compiler) and libuv's pool (started by
- * the module loader); their user time is mostly GC, their system time mostly libuv's file operations
- * (the `dir` transport's). Threads that appear during the round are the compose pool's.
+ * Every thread's user and system CPU seconds by tid. The threads there before the round but main are
+ * V8's platform threads (GC helpers, the compiler) and libuv's pool (started by the module loader);
+ * their user time is mostly GC, their system time mostly libuv's file operations (the `dir`
+ * transport's). Threads that appear during the round are the compose pool's.
  */
-const threadsCpu = (): Map<string, readonly [number, number]> => {
-  const out = new Map<string, readonly [number, number]>()
-  try {
-    for (const tid of readdirSync("/proc/self/task")) {
-      const stat = readFileSync(`/proc/self/task/${tid}/stat`, "utf8")
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
-      out.set(tid, [Number(fields[11]) / 100, Number(fields[12]) / 100])
-    }
-  } catch {}
-  return out
-}
+const threadsCpu = (): Map<string, readonly [number, number]> =>
+  new Map([...allThreads()].map(([tid, t]) => [tid, [(t.ms - t.systemMs) / 1000, t.systemMs / 1000] as const]))
 
 /**
  * `ROUND_PROFILE=path`: a CPU profile of the main thread from the round's start until all is delivered
