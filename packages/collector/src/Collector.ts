@@ -229,6 +229,9 @@ const makeNoop = (): Service => {
   }
 }
 
+/** Real time without a row after which the collector lets go of its kept keys and buffer. */
+const REST_MS = 30_000
+
 const make = (config: CollectorConfig = {}): Effect.Effect<Service, never, ResultStore | Scope.Scope> =>
   Effect.gen(function* () {
     if (config.collect === false) return makeNoop()
@@ -393,6 +396,20 @@ const make = (config: CollectorConfig = {}): Effect.Effect<Service, never, Resul
     const backoff = (failures: number): Duration.Duration =>
       Duration.min(Duration.times(interval, 2 ** Math.min(failures, 10)), Duration.minutes(1))
 
+    // At rest (no row for REST_MS of real time, as the writer thread's and compose pool's idle
+    // periods) the collector drops what it keeps for a steady stream: the retained keys and the
+    // encoder's grown buffer (docs/design.md#thread-memory). A stream that starts again rebuilds them.
+    const rest = () => {
+      if (buffer.size === 0 && inflight === undefined) {
+        buffer.forget()
+        encoder.shrink()
+      }
+    }
+    const restTimer = Effect.acquireRelease(
+      Effect.sync(() => setTimeout(rest, REST_MS).unref()),
+      (t) => Effect.sync(() => clearTimeout(t))
+    )
+
     const flusher = Effect.gen(function* () {
       let failures = 0
       while (true) {
@@ -400,7 +417,7 @@ const make = (config: CollectorConfig = {}): Effect.Effect<Service, never, Resul
           if (buffer.size === 0 && inflight === undefined) {
             pendingOpen = false
             pending.unsafeClose()
-            yield* pending.await
+            yield* Effect.scoped(Effect.zipRight(restTimer, pending.await))
           }
           yield* Effect.race(wake.await, Effect.sleep(interval))
         } else yield* Effect.sleep(backoff(failures))

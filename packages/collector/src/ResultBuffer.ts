@@ -158,6 +158,18 @@ export class ResultBuffer {
     return this.order.length
   }
 
+  /**
+   * Drops the keys kept from earlier batches (none is pending): a collector at rest keeps nothing for
+   * a stream that has stopped (`Collector`, docs/design.md#thread-memory). Only between batches.
+   */
+  forget(): void {
+    if (this.order.length > 0) return
+    this.byDay = new Map()
+    this.retained = 0
+    this.lastDay = ""
+    this.lastSlot = undefined
+  }
+
   /** Distinct failure details held (the other thing that grows with input). */
   get details(): number {
     return this.detailEntries

@@ -75,7 +75,7 @@ const IDLE_MS = 60_000
  * buffers fragmented the heap). Reusable: the buffer stays grown for the next batch.
  */
 export class BatchEncoder {
-  private bytes = takeSpare() ?? shared(1 << 16)
+  private bytes = takeSpare() ?? shared(SMALL)
   private length = 0
   // Rows are joined into a string of up to CHUNK characters before they are encoded: one
   // `encodeInto` a row costs more than the row's JSON.
@@ -110,6 +110,16 @@ export class BatchEncoder {
   }
 
   /**
+   * Puts back a small buffer for a grown one: a collector at rest keeps no batch-sized shared buffer
+   * (docs/design.md#thread-memory). Only once the last batch is written (none in flight or kept for
+   * a retry: `finish`'s view is of this buffer), which the caller knows.
+   */
+  shrink(): void {
+    if (this.rows > 0 || this.bytes.length <= SMALL) return
+    this.bytes = shared(SMALL)
+  }
+
+  /**
    * Gives the buffer back for the process's next encoder (a collector that stops and another that
    * starts: a restarted worker layer, the benches' runs), which would otherwise grow a buffer of its
    * own while this one waits for a garbage collection: ~50 MB more at the peak. Only once its last
@@ -137,6 +147,9 @@ export class BatchEncoder {
 }
 
 const shared = (bytes: number): Buffer => Buffer.from(new SharedArrayBuffer(bytes))
+
+/** A new encoder's buffer, grown to fit the largest batch. */
+const SMALL = 1 << 16
 
 /** The buffer of the last encoder released, for the next one (`BatchEncoder.release`). */
 let spare: Buffer | undefined

@@ -78,6 +78,32 @@ describe("ResultBuffer", () => {
   )
 
   it.prop(
+    "a buffer that forgets its kept keys between drains (at rest), and one asked to forget while keys are pending, equal adding every row",
+    {
+      outcomes: fc.array(collidingJsonOutcome, { maxLength: 60 }),
+      cut: fc.nat(),
+      pendingCut: fc.nat()
+    },
+    ({ outcomes, cut, pendingCut }) => {
+      const rows = rowsOf(outcomes)
+      const k = rows.length === 0 ? 0 : cut % rows.length
+      const p = rows.length === 0 ? 0 : pendingCut % rows.length
+      const buffer = new ResultBuffer()
+      let state = addAll(new Map(), through(rows.slice(0, k), buffer))
+      buffer.forget()
+      for (const row of rows.slice(k, Math.max(k, p))) buffer.add(row)
+      // keys pending: nothing is dropped
+      buffer.forget()
+      for (const row of rows.slice(Math.max(k, p))) buffer.add(row)
+      state = addAll(state, buffer.drain())
+      const expected = addAll(new Map(), rows)
+      assert.deepStrictEqual([...state.keys()], [...expected.keys()])
+      assert.deepStrictEqual(state, expected)
+    },
+    { fastCheck: { numRuns: 200 } }
+  )
+
+  it.prop(
     "drainJson gives each drained row's JSON, batch after batch (its cached parts stay right)",
     { outcomes: fc.array(collidingJsonOutcome, { maxLength: 60 }), cut: fc.nat() },
     ({ outcomes, cut }) => {

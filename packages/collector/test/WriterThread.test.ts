@@ -257,6 +257,19 @@ describe("BatchEncoder", () => {
     assert.strictEqual(JSON.parse(new TextDecoder().decode(batchC))[0].policyDomain.ascii, "c.example")
   })
 
+  it("a shrunk encoder gives up its grown buffer and encodes the next batch as before", () => {
+    const e = new WriterThread.BatchEncoder()
+    for (let i = 0; i < 400; i++) e.add(JSON.stringify(newRow))
+    const grown = e.finish()
+    assert.isAbove(grown.buffer.byteLength, 1 << 16)
+    e.shrink()
+    e.add(JSON.stringify(newRow))
+    const next = e.finish()
+    assert.notStrictEqual(next.buffer, grown.buffer)
+    assert.strictEqual(next.buffer.byteLength, 1 << 16)
+    assert.deepStrictEqual(JSON.parse(new TextDecoder().decode(next)), JSON.parse(JSON.stringify([newRow])))
+  })
+
   it("a batch without newlines (JSON.stringify of the rows) is one piece", () => {
     const rows = [newRow, { ...newRow, policyDomain: d("b.example") }]
     const pieces = Array.from(WriterThread.pieces(new TextEncoder().encode(JSON.stringify(rows))))
