@@ -1,15 +1,20 @@
 /**
  * The shipped bin is the esbuild bundle (bundle.mjs; deploy/tlsrpt.service runs it): it must start
  * the worker on the embedded default, threads included (ThreadEntry finds their entries beside the
- * chunk that starts them), and stop cleanly on SIGTERM.
+ * chunk that starts them), and stop cleanly on SIGTERM. Its compose thread writes the bytes the
+ * sources do, and loads no Schema (issue 15).
  */
 import { spawn, spawnSync } from "node:child_process"
-import { mkdtempSync, rmSync } from "node:fs"
+import { generateKeyPairSync } from "node:crypto"
+import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as NodePath from "node:path"
 import { fileURLToPath } from "node:url"
+import { Worker } from "node:worker_threads"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Report } from "@tlsrpt/core"
+import { type ComposePool, makeComposePool } from "@tlsrpt/mail"
+import { Effect, Either } from "effect"
 
 const app = NodePath.resolve(NodePath.dirname(fileURLToPath(import.meta.url)), "..")
 
@@ -57,6 +62,67 @@ describe("Bundle", () => {
         assert.strictEqual(result.code, 0, `${result.signal} ${result.stderr} ${result.stdout}`)
         assert.include(result.stdout, "listening for libtlsrpt datagrams")
         assert.include(result.stdout, "tlsrpt worker stopped")
+      }),
+    60_000
+  )
+
+  it.scoped(
+    "the bundled compose thread loads no Schema and signs the bytes the sources' pool signs",
+    () =>
+      Effect.gen(function* () {
+        const built = spawnSync(process.execPath, [NodePath.join(app, "bundle.mjs")], { encoding: "utf8" })
+        assert.strictEqual(built.status, 0, built.stderr)
+        const bundle = NodePath.join(app, "dist/bundle")
+        // the entry and the chunks it imports, statically or not
+        const loaded = new Set<string>()
+        const queue = ["ComposeWorker.js"]
+        for (let file = queue.pop(); file !== undefined; file = queue.pop()) {
+          if (loaded.has(file)) continue
+          loaded.add(file)
+          const code = readFileSync(NodePath.join(bundle, file), "utf8")
+          for (const m of code.matchAll(/(?:from|import)\s*\(?"\.\/([^"]+\.js)"/g)) queue.push(m[1]!)
+          // keepNames: effect's Schema would bring its ParseError class by name
+          assert.notInclude(code, "ParseError", file)
+        }
+        const seed = JSON.parse(
+          readFileSync(new URL("../../../packages/testkit/fixtures/seed.json", import.meta.url), "utf8")
+        ) as { readonly reports: { readonly report1: unknown } }
+        const job: Parameters<ComposePool["run"]>[0] = {
+          hostname: "mox.example",
+          from: "postmaster@mox.example",
+          to: ["tlsrpt@b.example"],
+          subject: "Report Domain: b.example",
+          reportHeaders: [
+            ["TLS-Report-Domain", "b.example"],
+            ["TLS-Report-Submitter", "mox.example"]
+          ],
+          messageId: "<1@mox.example>",
+          date: Date.UTC(2024, 0, 10),
+          boundary: "tlsrpt-1",
+          text: "This is an aggregate TLS report.\r\n",
+          filename: "mox.example!b.example!1704758400!1704844799.json.gz",
+          mediaType: "application/tlsrpt+gzip",
+          report: Either.getOrThrow(Report.fromJson(seed.reports.report1))
+        }
+        const privateKeyPem = generateKeyPairSync("rsa", { modulusLength: 2048 })
+          .privateKey.export({ type: "pkcs8", format: "pem" })
+          .toString()
+        const init = {
+          keys: [{ domain: "mox.example", selector: "s", algorithm: "rsa-sha256" as const, privateKeyPem }],
+          options: { headers: ["From", "Subject"], oversign: [] }
+        }
+        const worker = new Worker(NodePath.join(bundle, "ComposeWorker.js"), { workerData: init })
+        yield* Effect.addFinalizer(() => Effect.promise(() => worker.terminate()))
+        const bundled = yield* Effect.async<Buffer>((resume) => {
+          worker.once("message", ({ buffer }: { readonly buffer: ArrayBuffer }) =>
+            resume(Effect.succeed(Buffer.from(buffer)))
+          )
+          worker.once("error", (e) => resume(Effect.die(e)))
+          worker.postMessage([{ id: 0, job }])
+        })
+        const pool = yield* makeComposePool(1, init)
+        const sources = yield* pool.run(job)
+        assert.strictEqual(bundled.toString("latin1"), Buffer.from(sources).toString("latin1"))
       }),
     60_000
   )

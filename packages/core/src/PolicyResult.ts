@@ -4,32 +4,19 @@
  * (docs/design.md#lenient-decoding, docs/design.md#conservative-json); merge and add follow docs/design.md#merge-rules exactly.
  */
 import { Schema } from "effect"
+import { isCount, MAX_COUNT, POLICY_TYPES, RESULT_TYPES } from "./ReportJson.js"
+
+// The literal lists, count bounds and fast checks are ReportJson's (the Schema-free encoder a compose
+// thread loads, issue 15), so the Schemas and the encoder share them.
+export { isCount, isPolicyType, isResultType, MAX_COUNT } from "./ReportJson.js"
 
 /** RFC 8460 §4.4 policy-type. */
-export const PolicyType = Schema.Literal("tlsa", "sts", "no-policy-found")
+export const PolicyType = Schema.Literal(...POLICY_TYPES)
 export type PolicyType = typeof PolicyType.Type
 
 /** The IANA "STARTTLS Validation Result Types" (RFC 8460 §4.3); never invent one (docs/design.md#result-types). */
-export const ResultType = Schema.Literal(
-  "starttls-not-supported",
-  "certificate-host-mismatch",
-  "certificate-expired",
-  "tlsa-invalid",
-  "dnssec-invalid",
-  "dane-required",
-  "certificate-not-trusted",
-  "sts-policy-invalid",
-  "sts-webpki-invalid",
-  "validation-failure",
-  "sts-policy-fetch-error"
-)
+export const ResultType = Schema.Literal(...RESULT_TYPES)
 export type ResultType = typeof ResultType.Type
-
-/**
- * The largest count a sum reaches: sums saturate here instead of leaving the safe-integer range,
- * where JSON numbers stop being exact and the encoder would refuse them.
- */
-export const MAX_COUNT = Number.MAX_SAFE_INTEGER
 
 /**
  * The largest count accepted on input for one row or one session (`import`, `record`, the collector):
@@ -37,17 +24,6 @@ export const MAX_COUNT = Number.MAX_SAFE_INTEGER
  * an attack, refused before it is summed.
  */
 export const MAX_INPUT_COUNT = 1_000_000_000
-
-/** `u` is one of `PolicyType`'s literals: the fast form of `Schema.is(PolicyType)` for hot paths. */
-export const isPolicyType = (u: unknown): u is PolicyType => POLICY_TYPES.has(u)
-const POLICY_TYPES: ReadonlySet<unknown> = new Set(PolicyType.literals)
-
-/** `u` is one of `ResultType`'s (IANA) literals: the fast form of `Schema.is(ResultType)`. */
-export const isResultType = (u: unknown): u is ResultType => RESULT_TYPES.has(u)
-const RESULT_TYPES: ReadonlySet<unknown> = new Set(ResultType.literals)
-
-/** A count as read (lenient): any non-negative integer; the Schema clamps it to `MAX_COUNT`. */
-export const isCount = (u: unknown): u is number => typeof u === "number" && Number.isInteger(u) && u >= 0
 
 /** A count as accepted on input (`MAX_INPUT_COUNT`), so sums stay exact. */
 export const isInputCount = (u: unknown): u is number =>

@@ -6,6 +6,9 @@
 import { Data, Either, ParseResult, Schema } from "effect"
 import * as Day from "./Day.js"
 import * as PolicyResult from "./PolicyResult.js"
+import { formatDateTime, MAX_DATE, toJson as toJsonByHand } from "./ReportJson.js"
+
+export { formatDateTime } from "./ReportJson.js"
 
 // RFC 3339 date-time; the zone may be missing (Microsoft's reports, docs/design.md#lenient-decoding) and then means UTC.
 const RFC3339 = /^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-](\d{2}):(\d{2}))?$/
@@ -22,11 +25,6 @@ const parseDateTime = (s: string): Date | undefined => {
   const d = new Date(`${day}T${hh}:${mm}:${ss}${frac}${tz}`)
   return Number.isNaN(d.getTime()) ? undefined : d
 }
-
-/** `2024-01-09T00:00:00Z`; milliseconds only when non-zero. */
-export const formatDateTime = (d: Date): string => d.toISOString().replace(".000Z", "Z")
-
-const MAX_DATE = Date.UTC(9999, 11, 31, 23, 59, 59, 999)
 
 const DateValue = Schema.ValidDateFromSelf.pipe(
   Schema.filter((d) => d.getTime() >= 0 && d.getTime() <= MAX_DATE, { message: () => "date out of range" })
@@ -87,72 +85,13 @@ export class ReportDecodeError extends Data.TaggedError("ReportDecodeError")<{
 /** The conservative JSON object for a report. */
 export const toJson = (report: Report): ReportJson => Schema.encodeSync(Report)(report)
 
-const validDate = (d: Date): boolean => {
-  const t = d instanceof Date ? d.getTime() : Number.NaN
-  return t >= 0 && t <= MAX_DATE
-}
-const count = (n: number): number | undefined =>
-  PolicyResult.isCount(n) && n <= PolicyResult.MAX_COUNT ? n : undefined
-const isStrings = (a: ReadonlyArray<string>): boolean => Array.isArray(a) && a.every((s) => typeof s === "string")
-const isText = (s: string | undefined): boolean => s === undefined || typeof s === "string"
-
 /**
- * `toJson` for a valid report, written out by hand: the Schema encode walks the AST per value and was
- * the largest cost of composing a report mail after the RSA signature (issue 15). Same keys, same
- * order, same values; `undefined` when a value is outside what `Report` admits, so that report takes
- * the Schema path and fails as it does (a property test holds the two equal).
+ * Compact JSON text of a report, as put in the gzip attachment or the https body: ReportJson's
+ * hand-written encoding (the Schema encode walks the AST per value and was the largest cost of
+ * composing a report mail after the RSA signature, issue 15); a report it refuses takes the Schema
+ * encode, so it fails with the Schema's parse error.
  */
-export const toJsonFast = (report: Report): object | undefined => {
-  const { startDatetime, endDatetime } = report.dateRange
-  if (!validDate(startDatetime) || !validDate(endDatetime)) return undefined
-  if (!isText(report.organizationName) || !isText(report.contactInfo) || !isText(report.reportId)) return undefined
-  const policies: Array<object> = []
-  for (const r of report.policies) {
-    const p = r.policy
-    const success = count(r.summary.totalSuccessfulSessionCount)
-    const failure = count(r.summary.totalFailureSessionCount)
-    if (!PolicyResult.isPolicyType(p.policyType) || success === undefined || failure === undefined) return undefined
-    if (typeof p.policyDomain !== "string" || !isStrings(p.policyString) || !isStrings(p.mxHost)) return undefined
-    const details: Array<object> = []
-    for (const d of r.failureDetails) {
-      const failed = count(d.failedSessionCount)
-      if (!PolicyResult.isResultType(d.resultType) || failed === undefined) return undefined
-      const texts = [d.sendingMtaIp, d.receivingMxHostname, d.receivingMxHelo, d.receivingIp, d.additionalInformation]
-      if (!texts.every(isText) || !isText(d.failureReasonCode)) return undefined
-      // optional strings: written only when present (exact optional keys)
-      details.push({
-        "result-type": d.resultType,
-        ...(d.sendingMtaIp === undefined ? {} : { "sending-mta-ip": d.sendingMtaIp }),
-        ...(d.receivingMxHostname === undefined ? {} : { "receiving-mx-hostname": d.receivingMxHostname }),
-        ...(d.receivingMxHelo === undefined ? {} : { "receiving-mx-helo": d.receivingMxHelo }),
-        ...(d.receivingIp === undefined ? {} : { "receiving-ip": d.receivingIp }),
-        "failed-session-count": failed,
-        ...(d.additionalInformation === undefined ? {} : { "additional-information": d.additionalInformation }),
-        ...(d.failureReasonCode === undefined ? {} : { "failure-reason-code": d.failureReasonCode })
-      })
-    }
-    policies.push({
-      policy: {
-        "policy-type": p.policyType,
-        "policy-string": p.policyString,
-        "policy-domain": p.policyDomain,
-        "mx-host": p.mxHost
-      },
-      summary: { "total-successful-session-count": success, "total-failure-session-count": failure },
-      "failure-details": details
-    })
-  }
-  return {
-    "organization-name": report.organizationName,
-    "date-range": { "start-datetime": formatDateTime(startDatetime), "end-datetime": formatDateTime(endDatetime) },
-    "contact-info": report.contactInfo,
-    "report-id": report.reportId,
-    policies
-  }
-}
-
-/** Compact JSON text of a report, as put in the gzip attachment or the https body. */
-export const encodeJsonString = (report: Report): string => JSON.stringify(toJsonFast(report) ?? toJson(report))
+export const encodeJsonString = (report: Report): string => JSON.stringify(toJsonByHand(report) ?? toJson(report))
 
 const decodeUnknown = Schema.decodeUnknownEither(Report, { errors: "first", onExcessProperty: "ignore" })
 
