@@ -60,7 +60,7 @@ const MAX_RESTARTS = 3
 
 /**
  * Threads start on the first job and stop after this long without one: a worker at rest holds none
- * (each is a V8 isolate of some 10-20 MB RSS). A round's batches follow each other within
+ * (each is a V8 isolate of about 10 MB RSS, loading no Schema). A round's batches follow each other within
  * milliseconds, so 30 s never retires threads mid-round, and a restart costs only a thread's start and
  * its key parse (docs/design.md#compose-pool).
  */
