@@ -18,7 +18,7 @@
  */
 import { randomUUID } from "node:crypto"
 import { hostname } from "node:os"
-import { Supervise } from "@tlsrpt/core"
+import { Slots, Supervise } from "@tlsrpt/core"
 import { Outbox, type OutboxMessage, OutboxSignal, type StoreError } from "@tlsrpt/store"
 import { Clock, Context, Duration, Effect, Layer, LogLevel, Metric } from "effect"
 import { Transport, type TransportError } from "./Transport.js"
@@ -240,20 +240,12 @@ export class Delivery extends Context.Tag("@tlsrpt/mail/Delivery")<
           const due = (yield* store.claimDue(claimedAt, batch, { owner, until })).filter((m) => !seen.has(m.id))
           if (due.length === 0) break
           for (const m of due) seen.add(m.id)
-          // `concurrency` fibers, each taking the batch's next message once its last one is recorded:
-          // what `Effect.forEach` with that concurrency does, without a fiber of its own per message.
-          let next = 0
-          const slot: Effect.Effect<void> = Effect.suspend(() => {
-            const message = due[next++]
-            if (message === undefined) return Effect.void
-            return Effect.flatMap(deliver(message), (outcome) => {
+          // One fiber per slot, not per message (Slots.ts); a message's outcome is recorded before its
+          // slot takes the next.
+          yield* Slots.forEach(due, concurrency, (m) =>
+            Effect.map(deliver(m), (outcome) => {
               if (outcome !== "unrecorded") totals[outcome]++
-              return slot
             })
-          })
-          yield* Effect.all(
-            Array.from({ length: Math.min(concurrency, due.length) }, () => slot),
-            { concurrency: "unbounded", discard: true }
           )
         }
         yield* Metric.set(outboxDepth, yield* store.count("queued"))

@@ -4,7 +4,7 @@
  * syntax / multiple records discard it; mark-sent + outbox in one transaction; https destinations;
  * each report describes its own day).
  */
-import { type Day, Domain, PolicyResult, SuppressionTarget, TlsrptRecord } from "@tlsrpt/core"
+import { type Day, Domain, PolicyResult, Slots, SuppressionTarget, TlsrptRecord } from "@tlsrpt/core"
 import { TlsrptLookup, type TlsrptLookupError, type TlsrptLookupResult } from "@tlsrpt/dns"
 import { type ComposedMail, type ComposeError, type ComposeInput, gzipReport, ReportMail } from "@tlsrpt/mail"
 import {
@@ -361,21 +361,12 @@ export const makeBatchSender = (config: ReporterConfig) =>
     ): Effect.Effect<ReadonlyArray<KeyReport>> =>
       Effect.gen(function* () {
         const outcomes: Array<KeyReport> = new Array(keys.length)
-        // LOOKUPS fibers, each taking the batch's next key when its lookup is done: `Effect.forEach`
-        // with that concurrency, without a fiber of its own per key.
+        // LOOKUPS fibers, not one per key (Slots.ts).
         const looked: Array<Looked | KeyReport> = new Array(keys.length)
-        let next = 0
-        const lookups: Effect.Effect<void> = Effect.suspend(() => {
-          const i = next++
-          if (i >= keys.length) return Effect.void
-          return Effect.flatMap(lookupKey(phase, keys[i]!, retries), (l) => {
+        yield* Slots.forEach(keys, LOOKUPS, (key, i) =>
+          Effect.map(lookupKey(phase, key, retries), (l) => {
             looked[i] = l
-            return lookups
           })
-        })
-        yield* Effect.all(
-          Array.from({ length: Math.min(LOOKUPS, keys.length) }, () => lookups),
-          { concurrency: "unbounded", discard: true }
         )
         const toRead: Array<readonly [number, Looked]> = []
         for (const [i, l] of looked.entries()) {
