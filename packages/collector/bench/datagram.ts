@@ -9,19 +9,24 @@
  *    datagrams/s for 2 s each; a full receive queue (EAGAIN) is a datagram Postfix would lose. The
  *    sender sleeps whenever it is STEP_US (default 50) ahead of schedule, i.e. close to evenly
  *    spaced, as many smtp processes each reporting its own delivery are; 50k/s is also run with
- *    1 ms steps (bursts of 50 back to back, 5 times the kernel's queue) and printed apart.
+ *    1 ms steps (bursts of 50 back to back, 5 times the kernel's queue) and printed apart. The
+ *    datagrams leave from 64 sockets in turn: Postfix sends each report from a socket of its own
+ *    (postfix/src/tls/tlsrpt_wrapper.c opens and closes libtlsrpt's connection per report), so only
+ *    the receiving socket's queue bounds what waits. From one socket, its send buffer
+ *    (net.core.wmem_default, 208 KiB, about 200 of these datagrams) fills after a 4 ms pause of the
+ *    receiver at 50k/s, before the receiving queue (2048 deployed) does.
  *
  * The kernel's queue for a Unix datagram socket is `net.unix.max_dgram_qlen` datagrams (10 by
  * default): the figures depend on it, and it is printed (run again after `sysctl -w
- * net.unix.max_dgram_qlen=512`, deploy/sysctl.d/60-tlsrpt.conf, for the deployed figure). 50k/s is
+ * net.unix.max_dgram_qlen=2048`, deploy/sysctl.d/60-tlsrpt.conf, for the deployed figure). 50k/s is
  * also offered to a bare C receiver that only calls recv(2) (bench/bare-receiver.c): the drops no
  * collector can avoid at that queue on this machine. Peak RSS is the process's maxRSS before
  * the floor (a bare node-unix-socket receiver, whose unbounded drain is what the source avoids) runs.
- *   {"bench":"datagram","datagramsPerSec":N,"mainCpuUsPerDatagram":N,"cpuUsPerDatagram":N,"dropsAt50k":N,…,"peakRssMb":N,…}
+ *   {"bench":"datagram","datagramsPerSec":N,"mainCpuUsPerDatagram":N,"cpuUsPerDatagram":N,"dropsAt50k":N,…,"senderSockets":N,"peakRssMb":N,…}
  * CPU per datagram (throughput runs, median): the main thread's own, and all threads' (receiver,
  * writer, GC helpers) together; steadier than datagrams/s on a shared machine.
  * The Collector writes through its writer thread (`WriterThread.layer`), as in the worker.
- * Knobs: DATAGRAMS, DOMAINS, RUNS (0: the offered loads only), LOAD_SECONDS, STEP_US, THREADS=1 (each thread's CPU per run); WARM=1 (the writer thread started before the clock, as in the ingest bench); FLUSH_ROWS, FLUSH_INTERVAL_MS (the Collector's, default as in the worker);
+ * Knobs: SENDER_SOCKETS (default 64; 1 as before 2026-12-03), DROP_TRACE=FILE (the sender appends its drops per 10 ms), DATAGRAMS, DOMAINS, RUNS (0: the offered loads only), LOAD_SECONDS, STEP_US, THREADS=1 (each thread's CPU per run); WARM=1 (the writer thread started before the clock, as in the ingest bench); FLUSH_ROWS, FLUSH_INTERVAL_MS (the Collector's, default as in the worker);
  * STORE=thread|inline (inline: `addResults` on the receiving thread, as before WriterThread).
  */
 import { execFileSync, spawn } from "node:child_process"
@@ -44,6 +49,8 @@ const LOAD_SECONDS = env("LOAD_SECONDS", 2)
 const STEP_US = env("STEP_US", 50)
 const FAILURE_PERMILLE = 50
 const STORE = process.env.STORE ?? "thread"
+/** Offered loads: the sockets the datagrams leave from in turn (bench/libtlsrpt-sender.c). */
+const SENDER_SOCKETS = env("SENDER_SOCKETS", 64)
 const collectorConfig: CollectorConfig = {
   ...(process.env.FLUSH_ROWS === undefined ? {} : { flushRows: Number(process.env.FLUSH_ROWS) }),
   ...(process.env.FLUSH_INTERVAL_MS === undefined ? {} : { flushInterval: Number(process.env.FLUSH_INTERVAL_MS) })
@@ -77,7 +84,8 @@ const runSender = (socket: string, count: number, rate: number, stepUs = STEP_US
       String(DOMAINS),
       String(FAILURE_PERMILLE),
       String(rate),
-      String(stepUs)
+      String(stepUs),
+      String(SENDER_SOCKETS)
     ])
     let out = ""
     child.stdout.on("data", (d) => {
@@ -320,6 +328,7 @@ const program = Effect.gen(function* () {
       dropsAt50k: drops[50_000],
       dropsAt50kBareReceiver: floorDrops.drops,
       maxDgramQlen: Number(qlen),
+      senderSockets: SENDER_SOCKETS,
       peakRssMb,
       dropsAt50kBursts: burst.drops
     })

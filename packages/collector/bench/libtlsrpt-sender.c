@@ -3,14 +3,22 @@
  * order, a space after the colon before string values, none before integers; no newline, no NUL).
  * Compiled with `cc -O2` by bench/datagram.ts at bench time.
  *
- *   libtlsrpt-sender SOCKET COUNT DOMAINS FAILURE_PERMILLE RATE [STEP_US]
+ *   libtlsrpt-sender SOCKET COUNT DOMAINS FAILURE_PERMILLE RATE [STEP_US [SOCKETS]]
  *
  * RATE 0: blocking sends as fast as the socket takes them (tlsrpt_set_blocking, libtlsrpt's benchmark
  * mode). RATE > 0: that many datagrams per second, non-blocking (MSG_DONTWAIT, as Postfix sends), a
  * full receive queue (EAGAIN) counts as a drop, as Postfix loses it. The sender sleeps whenever it
  * is more than STEP_US ahead of schedule (default 1000): with 1000 it sends 1 ms worth back to back
  * (50 datagrams at 50k/s, more than the kernel's 10-datagram queue), with 50 it is close to evenly
- * spaced, as many Postfix smtp processes each reporting its own delivery are. Prints one JSON line.
+ * spaced, as many Postfix smtp processes each reporting its own delivery are.
+ * SOCKETS (RATE > 0 only, default 64): the datagrams leave from that many sockets in turn. Postfix
+ * sends each report from a socket of its own (postfix/src/tls/tlsrpt_wrapper.c: tlsrpt_open …
+ * tlsrpt_close per report), so no sender's send buffer ever fills and only the receiving socket's
+ * queue (max_dgram_qlen) bounds what waits; 64 sockets in turn queue the same way without a socket()
+ * and close() per datagram, which held this sender to 45k/s on 2 cores. With 1, that socket's send
+ * buffer (net.core.wmem_default, 208 KiB: some 200 of these datagrams) fills after a 4 ms pause of
+ * the receiver at 50k/s, long before a receiving queue of 512 or 2048 does.
+ * Prints one JSON line. DROP_TRACE=FILE: appends the drops per 10 ms to FILE (when in the run they fell).
  */
 #include <errno.h>
 #include <sys/prctl.h>
@@ -21,6 +29,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
+#include <unistd.h>
 
 static double now(void) {
   struct timespec ts;
@@ -50,22 +59,30 @@ static int build(char *buf, size_t cap, long i, long domains, long permille) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 6 && argc != 7) {
-    fprintf(stderr, "usage: %s SOCKET COUNT DOMAINS FAILURE_PERMILLE RATE [STEP_US]\n", argv[0]);
+  if (argc < 6 || argc > 8) {
+    fprintf(stderr, "usage: %s SOCKET COUNT DOMAINS FAILURE_PERMILLE RATE [STEP_US [SOCKETS]]\n", argv[0]);
     return 2;
   }
   long count = atol(argv[2]), domains = atol(argv[3]), permille = atol(argv[4]), rate = atol(argv[5]);
-  double step = (argc == 7 ? atol(argv[6]) : 1000) / 1e6;
+  double step = (argc >= 7 ? atol(argv[6]) : 1000) / 1e6;
+  long sockets = rate > 0 ? (argc == 8 ? atol(argv[7]) : 64) : 1;
+  if (sockets < 1 || sockets > 1024) { fprintf(stderr, "SOCKETS: 1 to 1024\n"); return 2; }
   /* Sleeps shorter than the default 50 µs timer slack would overshoot into bursts. */
   prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
   struct sockaddr_un addr;
   memset(&addr, 0, sizeof addr);
   addr.sun_family = AF_UNIX;
   strncpy(addr.sun_path, argv[1], sizeof addr.sun_path - 1);
-  int fd = socket(AF_UNIX, SOCK_DGRAM, 0);
-  if (fd < 0) { perror("socket"); return 1; }
+  static int fds[1024];
+  for (long k = 0; k < sockets; k++) {
+    fds[k] = socket(AF_UNIX, SOCK_DGRAM, 0);
+    if (fds[k] < 0) { perror("socket"); return 1; }
+  }
   char buf[2048];
   long drops = 0, errors = 0;
+  /* DROP_TRACE: drops per 10 ms bucket of the run (up to 100 s). */
+  static long trace[10000];
+  const char *tracePath = getenv("DROP_TRACE");
   double start = now();
   for (long i = 0; i < count; i++) {
     if (rate > 0) {
@@ -78,15 +95,29 @@ int main(int argc, char **argv) {
       }
     }
     int len = build(buf, sizeof buf, i, domains, permille);
+    int fd = fds[i % sockets];
     ssize_t r;
     do r = sendto(fd, buf, len, rate > 0 ? MSG_DONTWAIT : 0, (struct sockaddr *)&addr, sizeof addr);
     while (r < 0 && errno == EINTR);
     if (r < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) drops++;
-      else errors++;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        drops++;
+        long b = (long)((now() - start) * 100);
+        if (b >= 0 && b < 10000) trace[b]++;
+      } else errors++;
     }
   }
   double secs = now() - start;
+  for (long k = 0; k < sockets; k++) close(fds[k]);
+  if (tracePath != NULL && rate > 0) {
+    FILE *f = fopen(tracePath, "a");
+    if (f != NULL) {
+      fprintf(f, "rate %ld, %ld sockets, drops per 10 ms:", rate, sockets);
+      for (long b = 0; b < 10000 && b <= (long)(secs * 100); b++) fprintf(f, " %ld", trace[b]);
+      fprintf(f, "\n");
+      fclose(f);
+    }
+  }
   /* The sender's own CPU: on a machine of few cores it shares them with the collector. */
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
