@@ -1,7 +1,7 @@
 /**
  * The shipped worker: one tree-shaken, minified ESM bundle per entry (the `tlsrpt` bin, the worker
- * threads' entries, the `idle` bench and its DNS peer) in dist/bundle, built from the TypeScript
- * sources (`source` condition). Why: V8 keeps the source text of every module it loads for lazy
+ * threads' entries, the `idle` bench and its DNS peer, the collector's `datagram` bench) in
+ * dist/bundle, built from the TypeScript sources (`source` condition). Why: V8 keeps the source text of every module it loads for lazy
  * compilation; the tsc build loads ~1,000 modules of effect, @effect/*, undici… whole, a bundle only
  * what is reached, minified (`idle` bench, issue 15: the RSS at start and at rest, docs/design.md#thread-memory).
  * Code shared by entries goes to chunks (splitting), so the embedded default never loads Postgres
@@ -20,6 +20,8 @@ await build({
     DatagramReceiverMain: here("../../packages/collector/src/DatagramReceiverMain.ts"),
     ComposeWorker: here("../../packages/mail/src/ComposeWorker.ts"),
     idle: here("bench/idle.ts"),
+    // the collector's `datagram` bench on the shipped thread entries (README "Benchmarks")
+    datagram: here("../../packages/collector/bench/datagram.ts"),
     IdleDnsPeer: here("bench/IdleDnsPeer.ts")
   },
   outdir: here("dist/bundle"),

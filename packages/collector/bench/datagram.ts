@@ -26,7 +26,7 @@
  * CPU per datagram (throughput runs, median): the main thread's own, and all threads' (receiver,
  * writer, GC helpers) together; steadier than datagrams/s on a shared machine.
  * The Collector writes through its writer thread (`WriterThread.layer`), as in the worker.
- * Knobs: SENDER_SOCKETS (default 64; 1 as before 2026-12-03), DROP_TRACE=FILE (the sender appends its drops per 10 ms), DATAGRAMS, DOMAINS, RUNS (0: the offered loads only), LOAD_SECONDS, STEP_US, THREADS=1 (each thread's CPU per run); WARM=1 (the writer thread started before the clock, as in the ingest bench); FLUSH_ROWS, FLUSH_INTERVAL_MS (the Collector's, default as in the worker);
+ * Knobs: SENDER_SOCKETS (default 64; 1: one socket, as the bench sent before), DROP_TRACE=FILE (the sender appends its drops per 10 ms), DATAGRAMS, DOMAINS, RUNS (0: the offered loads only), LOAD_SECONDS, STEP_US, THREADS=1 (each thread's CPU per run); WARM=1 (the writer thread started before the clock, as in the ingest bench); FLUSH_ROWS, FLUSH_INTERVAL_MS (the Collector's, default as in the worker);
  * STORE=thread|inline (inline: `addResults` on the receiving thread, as before WriterThread).
  */
 import { execFileSync, spawn } from "node:child_process"
@@ -58,10 +58,12 @@ const collectorConfig: CollectorConfig = {
 
 const work = mkdtempSync(join(tmpdir(), "tlsrpt-bench-dgram-"))
 const sender = join(work, "sender")
-// Beside this file when run from source; two levels up from dist/bench when compiled.
+// Beside this file when run from source; two levels up from dist/bench when compiled; from the
+// worker's bundle (apps/worker/dist/bundle), in this package.
 const senderSource = [
   join(import.meta.dirname, "libtlsrpt-sender.c"),
-  join(import.meta.dirname, "../../bench/libtlsrpt-sender.c")
+  join(import.meta.dirname, "../../bench/libtlsrpt-sender.c"),
+  join(import.meta.dirname, "../../../../packages/collector/bench/libtlsrpt-sender.c")
 ].find((p) => existsSync(p))!
 execFileSync("cc", ["-O2", "-o", sender, senderSource])
 const bareReceiver = join(work, "bare-receiver")
