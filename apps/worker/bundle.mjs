@@ -1,8 +1,8 @@
 /**
  * The shipped worker: one tree-shaken, minified ESM bundle per entry (the `tlsrpt` bin, the worker
  * threads' entries, the `idle` bench and its DNS peer, the collector's `datagram` bench) in
- * dist/bundle, built from the TypeScript sources (`source` condition). Why: V8 keeps the source text of every module it loads for lazy
- * compilation; the tsc build loads ~1,000 modules of effect, @effect/*, undici… whole, a bundle only
+ * dist/bundle, built from the TypeScript sources (`source` condition). Why: V8 keeps the source text
+ * of every module it loads for lazy compilation; the tsc build loads ~1,000 modules of effect, @effect/*, undici… whole, a bundle only
  * what is reached, minified (`idle` bench, issue 15: the RSS at start and at rest, docs/design.md#thread-memory).
  * Code shared by entries goes to chunks (splitting), so the embedded default never loads Postgres
  * or the fleet, which are imported dynamically.
