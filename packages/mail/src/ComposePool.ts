@@ -4,9 +4,9 @@
  * thread's state. A job is plain data (ReportMailRender.ts `ReportJob`; Date, Message-ID and
  * boundary are chosen by the caller from Clock and Random), so pool and in-thread give the same bytes.
  *
- * The jobs given to a thread in one turn of the event loop go to it in one message, and come back in
- * one (a transferred buffer): a round hands over its reports a batch at a time, and a message per
- * report cost the main thread more than the report itself.
+ * A batch (`runAll`) goes to each thread in one message at once, and comes back in one (a transferred
+ * buffer): a round hands over its reports a batch at a time, and a message per report cost the main
+ * thread more than the report itself. Single jobs given in one turn of the event loop share a message.
  *
  * Lifecycle (docs/design.md#compose-pool): a thread starts with the first job given to its slot and is
  * retired (terminated) once the whole pool has had no job for `idle` (30 s by default), so a worker at
@@ -178,8 +178,13 @@ export const makeComposePool = (
             results[i] = r
             if (--left === 0) resume(Effect.succeed(results))
           })
-          if (slot.queue.push({ id, job }) === 1) setImmediate(() => flush(slot))
+          if (slot.queue.push({ id, job }) === 1 && jobs.length === 1) setImmediate(() => flush(slot))
         }
+        // A batch goes at once. Left to the end of the turn, it waited while the caller's other fibers
+        // ran (Effect runs them in one turn): a round's pipelined batches reached the threads as one
+        // message, came back together, and main thread and pool took turns instead of overlapping
+        // (docs/design.md#compose-pool).
+        if (jobs.length > 1) for (const [slot] of given) flush(slot)
         if (left === 0) return resume(Effect.succeed(results))
         return Effect.sync(() => {
           for (const [slot, id] of given) {

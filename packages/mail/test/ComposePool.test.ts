@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs"
 import { assert, describe, it } from "@effect/vitest"
 import { Day, Domain, EmailAddress, Report } from "@tlsrpt/core"
-import { Clock, Duration, Effect, Either, Random, TestClock } from "effect"
+import { Clock, Duration, Effect, Either, Fiber, Random, TestClock } from "effect"
 import { makeComposePool } from "../src/ComposePool.js"
 import { makeDkimSigner } from "../src/DkimSigner.js"
 import { dkimDnsName, dkimKeyFromPem, generateDkimKeyPair } from "../src/DkimKeys.js"
@@ -180,6 +180,45 @@ describe("ComposePool", () => {
         )
       }
     })
+  )
+
+  it.scoped(
+    "runAll posts a batch at once, while the caller's turn goes on; a single job waits for the turn's end",
+    () =>
+      Effect.gen(function* () {
+        const { key } = yield* fixture
+        const init = poolInit(key.privateKeyPem)
+        const signer = makeDkimSigner(init.keys, init.options)
+        const pool = yield* makeComposePool(2, init)
+        // Set when this turn of the event loop ends: Effect runs its ready fibers within the turn, so a
+        // batch left for the turn's end waited for the caller's other fibers (the round's convoy).
+        let turnEnded = false
+        setImmediate(() => {
+          turnEnded = true
+        })
+        const single = yield* Effect.fork(pool.run(numberedJob(0)))
+        yield* Effect.yieldNow()
+        assert.isFalse(turnEnded)
+        assert.strictEqual(pool.threads(), 0, "a single job goes at the end of the turn, with the others of that turn")
+        const jobs = [numberedJob(1), numberedJob(2)]
+        const batch = yield* Effect.fork(pool.runAll(jobs))
+        yield* Effect.yieldNow()
+        assert.isFalse(turnEnded)
+        // the batch's message went at once: each thread it was spread over has started
+        assert.strictEqual(pool.threads(), 2)
+        const results = yield* Fiber.join(batch)
+        for (const [i, r] of results.entries()) {
+          assert.strictEqual(
+            Buffer.from(r as Uint8Array).toString("latin1"),
+            renderReportAndSign(jobs[i]!, signer).toString("latin1")
+          )
+        }
+        const one = yield* Fiber.join(single)
+        assert.strictEqual(
+          Buffer.from(one).toString("latin1"),
+          renderReportAndSign(numberedJob(0), signer).toString("latin1")
+        )
+      })
   )
 
   it.scoped("runAll: a batch spread over the threads, each job's mail in job order, a bad one fails alone", () =>
