@@ -19,6 +19,7 @@ await build({
     WriterThreadMain: here("../../packages/collector/src/WriterThreadMain.ts"),
     DatagramReceiverMain: here("../../packages/collector/src/DatagramReceiverMain.ts"),
     ComposeWorker: here("../../packages/mail/src/ComposeWorker.ts"),
+    DirWriterMain: here("../../packages/mail/src/DirWriterMain.ts"),
     idle: here("bench/idle.ts"),
     // the collector's `datagram` bench on the shipped thread entries (README "Benchmarks")
     datagram: here("../../packages/collector/bench/datagram.ts"),

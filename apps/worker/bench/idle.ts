@@ -17,7 +17,7 @@
  * a row before it sleeps its interval (an idle collector sets no timer), so an hour of traffic costs a
  * few wake-ups of it rather than 3,600.
  * Then it waits REST seconds of real time (65) with no traffic and prints the RSS at rest: the
- * threads' idle periods (writer thread 60 s, compose pool 30 s, the collector's kept keys 30 s) run on real time, which a TestClock
+ * threads' idle periods (writer thread 60 s, compose pool and outbox folder writer 30 s, the collector's kept keys 30 s) run on real time, which a TestClock
  * month compresses into minutes, so only then are they retired as on a real quiet host.
  * Each of these lines also gives the process's threads and, on Linux, its RSS by kind (anonymous:
  * heaps and malloc, glibc's main arena apart; file: mapped code). Knobs: HEAP_SNAPSHOT (a file: the main thread's heap at rest;
@@ -44,7 +44,7 @@ const env = (name: string, d: number) => (process.env[name] === undefined ? d : 
 const DAYS = env("DAYS", 30)
 const OUTCOMES = env("OUTCOMES", 50_000)
 const DOMAINS = env("DOMAINS", 2_000)
-// past the writer thread's 60 s and the compose pool's and the collector's 30 s idle periods
+// past the writer thread's 60 s and the compose pool's, the outbox folder writer's and the collector's 30 s idle periods
 const REST = env("REST", 65)
 /** The daily round's hours: paced over `reports.window` (4 h) from 00:04–00:06 UTC. */
 const ROUND_HOURS = 5

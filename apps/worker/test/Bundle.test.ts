@@ -6,7 +6,7 @@
  */
 import { spawn, spawnSync } from "node:child_process"
 import { generateKeyPairSync } from "node:crypto"
-import { mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as NodePath from "node:path"
 import { fileURLToPath } from "node:url"
@@ -18,13 +18,32 @@ import { Effect, Either } from "effect"
 
 const app = NodePath.resolve(NodePath.dirname(fileURLToPath(import.meta.url)), "..")
 
+/** Builds the bundle (bundle.mjs) and gives its folder. */
+const buildBundle = (): string => {
+  const built = spawnSync(process.execPath, [NodePath.join(app, "bundle.mjs")], { encoding: "utf8" })
+  assert.strictEqual(built.status, 0, built.stderr)
+  return NodePath.join(app, "dist/bundle")
+}
+
+/** A bundled entry and the chunks it imports, statically or not: each file's code by name. */
+const loadedBy = (bundle: string, entry: string): Map<string, string> => {
+  const loaded = new Map<string, string>()
+  const queue = [entry]
+  for (let file = queue.pop(); file !== undefined; file = queue.pop()) {
+    if (loaded.has(file)) continue
+    const code = readFileSync(NodePath.join(bundle, file), "utf8")
+    loaded.set(file, code)
+    for (const m of code.matchAll(/(?:from|import)\s*\(?"\.\/([^"]+\.js)"/g)) queue.push(m[1]!)
+  }
+  return loaded
+}
+
 describe("Bundle", () => {
   it.scoped(
     "the bundled bin runs the worker on the embedded default: the datagram thread listens, SIGTERM exits 0",
     () =>
       Effect.gen(function* () {
-        const built = spawnSync(process.execPath, [NodePath.join(app, "bundle.mjs")], { encoding: "utf8" })
-        assert.strictEqual(built.status, 0, built.stderr)
+        buildBundle()
         const dir = mkdtempSync(NodePath.join(tmpdir(), "tlsrpt-bundle-"))
         yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
         const result = yield* Effect.async<{
@@ -70,20 +89,9 @@ describe("Bundle", () => {
     "the bundled compose thread loads no Schema and signs the bytes the sources' pool signs",
     () =>
       Effect.gen(function* () {
-        const built = spawnSync(process.execPath, [NodePath.join(app, "bundle.mjs")], { encoding: "utf8" })
-        assert.strictEqual(built.status, 0, built.stderr)
-        const bundle = NodePath.join(app, "dist/bundle")
-        // the entry and the chunks it imports, statically or not
-        const loaded = new Set<string>()
-        const queue = ["ComposeWorker.js"]
-        for (let file = queue.pop(); file !== undefined; file = queue.pop()) {
-          if (loaded.has(file)) continue
-          loaded.add(file)
-          const code = readFileSync(NodePath.join(bundle, file), "utf8")
-          for (const m of code.matchAll(/(?:from|import)\s*\(?"\.\/([^"]+\.js)"/g)) queue.push(m[1]!)
-          // keepNames: effect's Schema would bring its ParseError class by name
-          assert.notInclude(code, "ParseError", file)
-        }
+        const bundle = buildBundle()
+        // keepNames: effect's Schema would bring its ParseError class by name
+        for (const [file, code] of loadedBy(bundle, "ComposeWorker.js")) assert.notInclude(code, "ParseError", file)
         const seed = JSON.parse(
           readFileSync(new URL("../../../packages/testkit/fixtures/seed.json", import.meta.url), "utf8")
         ) as { readonly reports: { readonly report1: unknown } }
@@ -123,6 +131,44 @@ describe("Bundle", () => {
         const pool = yield* makeComposePool(1, init)
         const sources = yield* pool.run(job)
         assert.strictEqual(bundled.toString("latin1"), Buffer.from(sources).toString("latin1"))
+      }),
+    60_000
+  )
+
+  it.scoped(
+    "the bundled outbox folder writer loads only the writer, and writes a message's pair",
+    () =>
+      Effect.gen(function* () {
+        const bundle = buildBundle()
+        const loaded = loadedBy(bundle, "DirWriterMain.js")
+        // keepNames: effect's runtime would bring its FiberRuntime class by name
+        for (const [file, code] of loaded) assert.notInclude(code, "FiberRuntime", file)
+        // the writer and its file format, a few KB: no effect, no store
+        const bytes = [...loaded.values()].reduce((n, code) => n + code.length, 0)
+        assert.isBelow(bytes, 20_000, [...loaded.keys()].join(", "))
+        const dir = mkdtempSync(NodePath.join(tmpdir(), "tlsrpt-bundle-dir-"))
+        yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
+        const worker = new Worker(NodePath.join(bundle, "DirWriterMain.js"))
+        yield* Effect.addFinalizer(() => Effect.promise(() => worker.terminate()))
+        const message = {
+          id: 1,
+          kind: "mailto",
+          destination: "tlsrpt@b.example",
+          envelopeFrom: "postmaster@mox.example",
+          reportId: "r1",
+          policyDomain: "b.example",
+          day: "2024-01-09",
+          payload: new TextEncoder().encode("mail\r\n")
+        }
+        const errors = yield* Effect.async<ReadonlyArray<string | undefined>>((resume) => {
+          worker.once("message", (m: ReadonlyArray<string | undefined>) => resume(Effect.succeed(m)))
+          worker.postMessage({ dir: NodePath.join(dir, "outbox"), messages: [message] })
+        })
+        assert.deepStrictEqual(errors, [undefined])
+        assert.deepStrictEqual(readdirSync(NodePath.join(dir, "outbox")).sort(), [
+          "1-tlsrpt@b.example.eml",
+          "1-tlsrpt@b.example.json"
+        ])
       }),
     60_000
   )

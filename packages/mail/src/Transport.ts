@@ -5,17 +5,18 @@
  * SMTP 5xx is permanent, 4xx / connection errors / timeouts are temporary; for https every non-2xx
  * status and every timeout is temporary ("retried like mail").
  */
-import { randomBytes } from "node:crypto"
 import { type LookupAddress, lookup as dnsLookup } from "node:dns"
-import * as fs from "node:fs"
 import * as Http from "node:http"
 import * as Https from "node:https"
 import { BlockList, isIP } from "node:net"
-import { join } from "node:path"
 import { ReportNaming } from "@tlsrpt/core"
 import type { OutboxMessage } from "@tlsrpt/store"
 import { Context, Data, Effect, Layer, Metric, Ref, Schema } from "effect"
 import { createTransport } from "nodemailer"
+import type { DirMessage } from "./DirOutbox.js"
+import { makeDirWriter } from "./DirWriter.js"
+
+export { dirFileNames } from "./DirOutbox.js"
 
 export class TransportError extends Data.TaggedError("TransportError")<{
   /** The address or URL the attempt went to. */
@@ -357,141 +358,24 @@ const postHttps = (message: OutboxMessage, settings: HttpsSettings): Effect.Effe
 const httpsDisabled = (message: OutboxMessage): TransportError =>
   new TransportError({ destination: message.destination, permanent: true, reason: "https reporting disabled" })
 
-/** A file-name-safe form of an address or URL. */
-const sanitize = (destination: string): string => destination.replace(/[^A-Za-z0-9@._-]/g, "_").slice(0, 120)
-
 /**
- * A prefix for this process's temporary names, drawn once: with a counter it keeps them unique
- * without a random draw per file (two processes on one folder get different prefixes).
+ * What the folder's writer thread gets of a message: plain data, the payload copied only when it is a
+ * view of a larger buffer (a thread message copies a view's whole buffer).
  */
-const tmpPrefix = randomBytes(6).toString("hex")
-let tmpCounter = 0
-
-/**
- * Writes `data` to a new temporary file in `dir` and hands back its name (removed again on error);
- * the caller renames it, so a reader never sees half a file. The node:fs callback API, not
- * fs/promises: open, write, close and rename each go to the libuv pool either way, and the promise
- * API's FileHandle objects and promises per step cost the main thread about twice as much per
- * message (the `round` bench's delivery, README "The round's main thread").
- */
-const writeTemp = (
-  dir: string,
-  name: string,
-  data: Uint8Array,
-  done: (error: Error | null, tmp: string) => void
-): void => {
-  const tmp = join(dir, `.${name}.${tmpPrefix}${(tmpCounter++).toString(36)}.tmp`)
-  fs.open(tmp, "w", 0o666, (error, fd) => {
-    if (error) return done(error, tmp)
-    const written = (error: Error | null) =>
-      fs.close(fd, (closeError) => {
-        const e = error ?? closeError
-        if (e) return fs.rm(tmp, { force: true }, () => done(e, tmp))
-        done(null, tmp)
-      })
-    const write = (at: number): void =>
-      fs.write(fd, data, at, data.byteLength - at, null, (error, n) => {
-        if (error) return written(error)
-        if (at + n < data.byteLength) return write(at + n)
-        written(null)
-      })
-    write(0)
-  })
-}
-
-/**
- * The payload and its envelope: both temporary files written at once, then the payload renamed, then
- * the envelope, so the envelope's appearance still means the pair is complete, in five steps through
- * the libuv pool one after the other rather than eight (each waits for a turn of the main thread's
- * event loop, which a round keeps busy).
- */
-const writePair = (
-  dir: string,
-  payload: readonly [string, Uint8Array],
-  envelope: readonly [string, Uint8Array],
-  done: (error: Error | null) => void
-): void => {
-  // the temporary names written so far, by slot (0 the payload, 1 the envelope)
-  const tmps: Array<string | undefined> = [undefined, undefined]
-  let failed: Error | null = null
-  let pending = 2
-  const cleanUp = (error: Error) => {
-    const left = tmps.filter((t) => t !== undefined)
-    let n = left.length
-    if (n === 0) return done(error)
-    for (const tmp of left) fs.rm(tmp, { force: true }, () => --n === 0 && done(error))
+const dirMessage = (message: OutboxMessage): DirMessage => {
+  const p = message.payload
+  return {
+    id: message.id,
+    kind: message.kind,
+    destination: message.destination,
+    envelopeFrom: message.envelopeFrom,
+    reportId: message.reportId,
+    policyDomain: message.policyDomain,
+    day: message.day,
+    payload: p.byteOffset === 0 && p.byteLength === p.buffer.byteLength ? p : p.slice(),
+    contentType: message.kind === "https" ? ReportNaming.MEDIA_TYPE_GZIP : undefined
   }
-  const written = (slot: 0 | 1) => (error: Error | null, tmp: string) => {
-    if (error) failed ??= error
-    else tmps[slot] = tmp
-    if (--pending > 0) return
-    if (failed) return cleanUp(failed)
-    fs.rename(tmps[0]!, join(dir, payload[0]), (error) => {
-      if (error) return cleanUp(error)
-      tmps[0] = undefined
-      fs.rename(tmps[1]!, join(dir, envelope[0]), (error) => (error ? cleanUp(error) : done(null)))
-    })
-  }
-  writeTemp(dir, payload[0], payload[1], written(0))
-  writeTemp(dir, envelope[0], envelope[1], written(1))
 }
-
-/** The names `layerDir` writes for a message: the payload file and its `.json` envelope beside it. */
-export const dirFileNames = (
-  message: Pick<OutboxMessage, "id" | "kind" | "destination">
-): { readonly payload: string; readonly envelope: string } => {
-  const base = `${message.id}-${sanitize(message.destination)}`
-  return { payload: message.kind === "mailto" ? `${base}.eml` : `${base}.json.gz`, envelope: `${base}.json` }
-}
-
-/**
- * The folders `layerDir` has made (or found) in this process: one `mkdir` per folder, not per
- * message. A folder removed while the worker runs is made again when a write finds it missing.
- */
-const madeDirs = new Set<string>()
-
-const writeToDir = (dir: string, message: OutboxMessage): Effect.Effect<void, TransportError> =>
-  Effect.async<void, TransportError>((resume) => {
-    const names = dirFileNames(message)
-    const envelope = {
-      id: message.id,
-      kind: message.kind,
-      from: message.envelopeFrom,
-      to: [message.destination],
-      reportId: message.reportId,
-      policyDomain: message.policyDomain,
-      day: message.day,
-      file: names.payload,
-      ...(message.kind === "https" ? { contentType: ReportNaming.MEDIA_TYPE_GZIP } : {})
-    }
-    const envelopeBytes = Buffer.from(`${JSON.stringify(envelope, null, 2)}\n`, "utf8")
-    // a full disk or a missing mount may heal: temporary
-    const finish = (error: Error | null) =>
-      resume(
-        error === null
-          ? Effect.void
-          : Effect.fail(
-              new TransportError({
-                destination: message.destination,
-                permanent: false,
-                reason: `writing to ${dir}: ${errorText(error)}`
-              })
-            )
-      )
-    const write = (done: (error: Error | null) => void) =>
-      writePair(dir, [names.payload, message.payload], [names.envelope, envelopeBytes], done)
-    const makeDirThenWrite = () =>
-      fs.mkdir(dir, { recursive: true }, (error) => {
-        if (error) return finish(error)
-        madeDirs.add(dir)
-        write(finish)
-      })
-    if (!madeDirs.has(dir)) return makeDirThenWrite()
-    write((error) => {
-      if (error !== null && (error as NodeJS.ErrnoException).code === "ENOENT") return makeDirThenWrite()
-      finish(error)
-    })
-  })
 
 interface SmtpTarget {
   readonly host: string
@@ -595,11 +479,6 @@ export class Transport extends Context.Tag("@tlsrpt/mail/Transport")<
       })
     )
 
-  /**
-   * Writes each message into a folder: `<id>-<destination>.eml` (the raw mail) or `.json.gz` (an
-   * https body) plus `<id>-<destination>.json` with the envelope (from, to, reportId, policyDomain,
-   * day, kind). The embedded default without a relay, and an operator's dry run.
-   */
   /** The transport a `TransportConfig` names, with the https settings both kinds take. */
   static readonly layerConfig = (
     config: TransportConfig,
@@ -609,20 +488,39 @@ export class Transport extends Context.Tag("@tlsrpt/mail/Transport")<
       ? Transport.layerSmtp({ url: config.url, ...https })
       : Transport.layerDir({ dir: config.dir, ...https })
 
+  /**
+   * Writes each message into a folder (DirOutbox.ts): `<id>-<destination>.eml` (the raw mail) or
+   * `.json.gz` (an https body) plus `<id>-<destination>.json` with the envelope (from, to, reportId,
+   * policyDomain, day, kind). The embedded default without a relay, and an operator's dry run. The
+   * files are written on a thread of their own (DirWriter.ts), which the layer's scope stops.
+   */
   static readonly layerDir = (options: DirOptions): Layer.Layer<Transport> => {
     const https = options.https ?? true
     const httpsOptions = httpsSettings(options)
-    return Layer.succeed(
+    return Layer.scoped(
       Transport,
-      make((message) =>
-        message.kind === "mailto"
-          ? writeToDir(options.dir, message)
-          : !https
-            ? Effect.fail(httpsDisabled(message))
-            : options.httpsMode === "post"
-              ? postHttps(message, httpsOptions)
-              : writeToDir(options.dir, message)
-      )
+      Effect.map(makeDirWriter(), (writer) => {
+        // a full disk or a missing mount may heal: temporary
+        const toDir = (message: OutboxMessage) =>
+          Effect.mapError(
+            writer.write(options.dir, dirMessage(message)),
+            (reason) =>
+              new TransportError({
+                destination: message.destination,
+                permanent: false,
+                reason: `writing to ${options.dir}: ${reason}`
+              })
+          )
+        return make((message) =>
+          message.kind === "mailto"
+            ? toDir(message)
+            : !https
+              ? Effect.fail(httpsDisabled(message))
+              : options.httpsMode === "post"
+                ? postHttps(message, httpsOptions)
+                : toDir(message)
+        )
+      })
     )
   }
 

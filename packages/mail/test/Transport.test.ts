@@ -294,10 +294,13 @@ describe("Transport.layerDir", () => {
     Effect.gen(function* () {
       const dir = yield* tempDir
       const out = join(dir, "outbox")
-      const transport = Transport.layerDir({ dir: out })
-      yield* send(transport, outboxMessage({ id: 1 }))
-      yield* Effect.promise(() => rm(out, { recursive: true }))
-      yield* send(transport, outboxMessage({ id: 2 }))
+      // one transport (one writer thread, which made the folder once) for both writes
+      yield* Effect.gen(function* () {
+        const transport = yield* Transport
+        yield* transport.send(outboxMessage({ id: 1 }))
+        yield* Effect.promise(() => rm(out, { recursive: true }))
+        yield* transport.send(outboxMessage({ id: 2 }))
+      }).pipe(Effect.provide(Transport.layerDir({ dir: out })))
       const names = dirFileNames(outboxMessage({ id: 2 }))
       assert.deepStrictEqual((yield* Effect.promise(() => readdir(out))).sort(), [names.payload, names.envelope].sort())
     })
@@ -338,13 +341,13 @@ describe("Transport.layerDir", () => {
     })
   )
 
-  it.scoped("the two files are written at once but renamed payload first: a failed envelope leaves no temporary", () =>
+  it.scoped("the payload is renamed first: a failed envelope leaves the payload and no temporary", () =>
     Effect.gen(function* () {
       const dir = yield* tempDir
       const message = outboxMessage()
       const names = dirFileNames(message)
       // a folder where the envelope goes: both temporary files are written, the payload's rename
-      // succeeds, the envelope's fails
+      // succeeds, the envelope's fails (no envelope: the pair is not complete for a reader)
       yield* Effect.promise(() => mkdir(join(dir, names.envelope)))
       const error = failure(yield* Effect.exit(send(Transport.layerDir({ dir }), message)))
       assert.isFalse(error.permanent)

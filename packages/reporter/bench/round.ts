@@ -11,6 +11,10 @@
  * compiled workspace packages, as the worker runs in production; tsx's loader, in every compose
  * thread too, would add some 150 MB of RSS);
  * `pnpm bench:source` runs the sources through tsx.
+ * `ROUND_DIR=folder`: where the SQLite file and the outbox folder go (default the system's temporary
+ * folder). On this project's VM, creating a file on its ext4 disk costs 0.06–0.7 ms of kernel time,
+ * varying by the hour, so the `dir` transport's two files per report can outweigh the round's own
+ * work; `ROUND_DIR=/dev/shm` (tmpfs) measures the round without that.
  */
 import { execFile } from "node:child_process"
 import { createPrivateKey, sign } from "node:crypto"
@@ -125,7 +129,7 @@ const stopProfile = (session: Session, file: string) =>
 
 const run = (n: number, privateKeyPem: string) =>
   Effect.gen(function* () {
-    const dir = mkdtempSync(join(tmpdir(), "tlsrpt-bench-round-"))
+    const dir = mkdtempSync(join(process.env.ROUND_DIR ?? tmpdir(), "tlsrpt-bench-round-"))
     const outbox = join(dir, "outbox")
     const answers = Object.fromEntries(
       Array.from({ length: n }, (_, i) => [
