@@ -492,7 +492,7 @@ export class Transport extends Context.Tag("@tlsrpt/mail/Transport")<
    * Writes each message into a folder (DirOutbox.ts): `<id>-<destination>.eml` (the raw mail) or
    * `.json.gz` (an https body) plus `<id>-<destination>.json` with the envelope (from, to, reportId,
    * policyDomain, day, kind). The embedded default without a relay, and an operator's dry run. The
-   * files are written on a thread of their own (DirWriter.ts), which the layer's scope stops.
+   * files are written on threads of their own (DirWriter.ts), which the layer's scope stops.
    */
   static readonly layerDir = (options: DirOptions): Layer.Layer<Transport> => {
     const https = options.https ?? true

@@ -74,22 +74,34 @@ describe("DirWriter", () => {
     })
   )
 
-  it.scoped(
-    "the thread starts with the first write and is retired after the idle period; a later write starts it",
-    () =>
-      Effect.gen(function* () {
-        const dir = yield* tempDir
-        const writer = yield* makeDirWriter({ idle: "100 millis" })
-        assert.isFalse(writer.running())
-        yield* writer.write(dir, message(1))
-        assert.isTrue(writer.running())
-        // real time: the idle timer frees a real thread
-        yield* Effect.promise(() => new Promise((r) => setTimeout(r, 400)))
-        assert.isFalse(writer.running())
-        yield* writer.write(dir, message(2))
-        assert.isTrue(writer.running())
-        assert.strictEqual((yield* Effect.promise(() => readdir(dir))).length, 4)
+  it.scoped("two batches in flight go to two threads: a slow disk's kernel time spread over the cores", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      const writer = yield* makeDirWriter({ threads: 2 })
+      // one turn, two folders: two batches, each to the thread with fewer in flight
+      yield* Effect.all([writer.write(join(dir, "a"), message(1)), writer.write(join(dir, "b"), message(2))], {
+        concurrency: "unbounded"
       })
+      assert.strictEqual(writer.threads(), 2)
+      assert.strictEqual((yield* Effect.promise(() => readdir(join(dir, "a")))).length, 2)
+      assert.strictEqual((yield* Effect.promise(() => readdir(join(dir, "b")))).length, 2)
+    })
+  )
+
+  it.scoped("a thread starts with the first write and is retired after the idle period; a later write starts it", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      const writer = yield* makeDirWriter({ idle: "100 millis" })
+      assert.strictEqual(writer.threads(), 0)
+      yield* writer.write(dir, message(1))
+      assert.strictEqual(writer.threads(), 1)
+      // real time: the idle timer frees a real thread
+      yield* Effect.promise(() => new Promise((r) => setTimeout(r, 400)))
+      assert.strictEqual(writer.threads(), 0)
+      yield* writer.write(dir, message(2))
+      assert.strictEqual(writer.threads(), 1)
+      assert.strictEqual((yield* Effect.promise(() => readdir(dir))).length, 4)
+    })
   )
 
   it.scoped("a payload that is a view of a larger buffer is written as the view", () =>
