@@ -101,13 +101,7 @@ export const makeDirWriter = (
         // the thread with the fewest batches in flight: on a disk where creating a file is slow,
         // that kernel time is spread over the cores, as libuv's pool spread it
         const slot = slots.reduce((a, b) => (b.inFlight.length < a.inFlight.length ? b : a))
-        try {
-          slot.worker ??= spawn(slot)
-        } catch (e) {
-          // e.g. the thread's entry missing from an install: these writes fail (temporary), not the process
-          for (const d of done) d(`starting the writer thread failed: ${e instanceof Error ? e.message : String(e)}`)
-          continue
-        }
+        slot.worker ??= spawn(slot)
         slot.inFlight.push(done)
         slot.worker.postMessage({ dir, messages } satisfies DirBatch)
       }
