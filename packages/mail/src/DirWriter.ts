@@ -43,6 +43,8 @@ export const makeDirWriter = (
     readonly idle?: Duration.DurationInput | undefined
     /** Threads (default as many as the machine has cores, at most 2). */
     readonly threads?: number | undefined
+    /** The threads' entry module beside this one (default `DirWriterMain`; tests start a failing one). */
+    readonly entry?: string | undefined
   } = {}
 ): Effect.Effect<DirWriter, never, Scope.Scope> =>
   Effect.gen(function* () {
@@ -72,7 +74,7 @@ export const makeDirWriter = (
     }
 
     const spawn = (slot: Slot): Worker => {
-      const w = ThreadEntry.spawn(import.meta.url, "DirWriterMain")
+      const w = ThreadEntry.spawn(import.meta.url, options.entry ?? "DirWriterMain")
       w.on("message", (errors: ReadonlyArray<string | undefined>) => {
         const done = slot.inFlight.shift() ?? []
         for (const [i, d] of done.entries()) d(errors[i])

@@ -104,6 +104,20 @@ describe("DirWriter", () => {
     })
   )
 
+  it.scoped("a thread that dies fails its writes with the reason; the next write starts a thread again", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      // an entry that does not exist: each thread fails as it starts
+      const writer = yield* makeDirWriter({ threads: 1, entry: "NoSuchDirWriterEntry" })
+      const first = yield* Effect.flip(writer.write(dir, message(1)))
+      assert.match(first, /^writer thread (failed|exited)/)
+      assert.strictEqual(writer.threads(), 0)
+      const second = yield* Effect.flip(writer.write(dir, message(2)))
+      assert.match(second, /^writer thread (failed|exited)/)
+      assert.deepStrictEqual(yield* Effect.promise(() => readdir(dir)), [])
+    })
+  )
+
   it.scoped("a payload that is a view of a larger buffer is written as the view", () =>
     Effect.gen(function* () {
       const dir = yield* tempDir
