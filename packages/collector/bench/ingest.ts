@@ -18,14 +18,18 @@
  * started before the clock (as the store is opened and migrated before it): it starts with its first
  * batch and then stays while batches come, so a sustained ingest does not pay for its start. Outcomes
  * are drawn uniformly at random (seeded) from 60,000 prebuilt ones (domain × MX host × success or
- * failure), so the figure measures the collector and the store, not the generator. One UTC day:
+ * failure), so the figure measures the collector and the store, not the generator. `SOURCE=fresh`
+ * builds each outcome in the timed loop instead, as an MTA does: new objects around the domains,
+ * policy lines, addresses and greeting it keeps per destination (the generator's allocation is then
+ * in the figure). Drawn at random over 60,000 prebuilt outcomes, most of the recording thread's time
+ * is waiting for memory (docs/design.md#recording-cost). One UTC day:
  * 40,000 distinct keys (each session touches the recipient-domain row and the MX-host row).
  *
  * The flush latency is wall time: the store yields while it writes, so recording goes on meanwhile
  * and a flush lasts about twice its own work. The peak RSS includes the tsx loader (~35 MB) and the
  * 60,000 prebuilt outcomes (~45 MB of live heap, which V8 multiplies when sizing the old space).
  *
- * Knobs (environment, for exploring): OUTCOMES, DOMAINS, RUNS, ALONE_RUNS, BATCH, FLUSH_ROWS, FLUSH_INTERVAL_MS,
+ * Knobs (environment, for exploring): OUTCOMES, DOMAINS, RUNS, ALONE_RUNS, BATCH, SOURCE=templates|fresh, FLUSH_ROWS, FLUSH_INTERVAL_MS,
  * MAX_PENDING_KEYS, ORDER=random|grouped (grouped: a domain's sessions come in runs of 100),
  * STORE=thread|inline (inline: `addResults` on the recording thread, as before WriterThread).
  *
@@ -56,6 +60,7 @@ const MX_PER_DOMAIN = 3
 const FAILURE_RATE = 0.05
 const ORDER = process.env.ORDER ?? "random"
 const STORE = process.env.STORE ?? "thread"
+const SOURCE = process.env.SOURCE ?? "templates"
 const config: CollectorConfig = {
   ...(env("FLUSH_ROWS") === undefined ? {} : { flushRows: env("FLUSH_ROWS") }),
   ...(env("FLUSH_INTERVAL_MS") === undefined ? {} : { flushInterval: env("FLUSH_INTERVAL_MS")! }),
@@ -73,59 +78,102 @@ const prng = (seed: number) => () => {
   return ((t ^ (t >>> 14)) >>> 0) / 4294967296
 }
 
-const buildTemplates = (): Array<SessionOutcome.SessionOutcome> => {
-  const out: Array<SessionOutcome.SessionOutcome> = []
-  for (let n = 0; n < DOMAINS; n++) {
+/**
+ * What an MTA keeps per destination and reuses for every session: the domains, the MTA-STS policy's
+ * lines and patterns, the MX hosts' addresses and greetings.
+ */
+interface DomainCache {
+  readonly recipientDomain: Domain.Domain
+  readonly policyLines: ReadonlyArray<string>
+  readonly mxPatterns: ReadonlyArray<string>
+  readonly mxHosts: ReadonlyArray<Domain.Domain>
+  readonly receivingIps: ReadonlyArray<string>
+  readonly greetings: ReadonlyArray<string>
+}
+
+const TLSA = ["3 1 1 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"]
+
+const buildCaches = (): Array<DomainCache> =>
+  Array.from({ length: DOMAINS }, (_, n) => {
     const recipient = `d${n}.example`
-    const recipientDomain = Domain.unsafeMake(recipient)
-    const policyLines = ["version: STSv1", "mode: enforce", `mx: *.${recipient}`, "max_age: 604800"]
-    const mxPatterns = [`*.${recipient}`]
-    for (let m = 0; m < MX_PER_DOMAIN; m++) {
-      const mxName = `mx${m}.${recipient}`
-      const mxHost = Domain.unsafeMake(mxName)
-      for (const failed of [false, true]) {
-        const result = failed ? ("failure" as const) : ("success" as const)
-        // 30 % of domains publish MTA-STS, 10 % have DANE on their MX hosts.
-        const recipientPolicy: SessionOutcome.SessionPolicy =
-          n % 10 < 3
-            ? {
-                type: "sts",
-                policyLines,
-                mxPatterns,
-                result,
-                ...(failed ? { failureDetails: [{ resultType: "certificate-host-mismatch" as const }] } : {})
-              }
-            : {
-                type: "no-policy-found",
-                scope: "recipient-domain",
-                result,
-                ...(failed ? { failureDetails: [{ resultType: "certificate-expired" as const }] } : {})
-              }
-        const hostPolicy: SessionOutcome.SessionPolicy =
-          n % 10 === 9
-            ? {
-                type: "tlsa",
-                records: ["3 1 1 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"],
-                baseDomain: mxHost,
-                result,
-                ...(failed
-                  ? { failureDetails: [{ resultType: "validation-failure" as const, reasonCode: "dane-no-match" }] }
-                  : {})
-              }
-            : { type: "no-policy-found", scope: "mx-host", result }
-        out.push({
-          timestamp: T0,
-          recipientDomain,
-          mxHost,
-          sendingIp: "192.0.2.1",
-          receivingIp: `198.51.${n % 256}.${m + 1}`,
-          mxGreeting: `${mxName} ESMTP`,
-          policies: [recipientPolicy, hostPolicy]
-        })
-      }
+    const mxNames = Array.from({ length: MX_PER_DOMAIN }, (_, m) => `mx${m}.${recipient}`)
+    return {
+      recipientDomain: Domain.unsafeMake(recipient),
+      policyLines: ["version: STSv1", "mode: enforce", `mx: *.${recipient}`, "max_age: 604800"],
+      mxPatterns: [`*.${recipient}`],
+      mxHosts: mxNames.map((name) => Domain.unsafeMake(name)),
+      receivingIps: mxNames.map((_, m) => `198.51.${n % 256}.${m + 1}`),
+      greetings: mxNames.map((name) => `${name} ESMTP`)
     }
-  }
+  })
+
+/**
+ * The outcome of a session to MX host `m` of domain `n`, built as an MTA builds it: new objects
+ * around the values it keeps per destination.
+ */
+const outcomeOf = (caches: ReadonlyArray<DomainCache>, n: number, m: number, failed: boolean) => {
+  const c = caches[n]!
+  const mxHost = c.mxHosts[m]!
+  const result = failed ? ("failure" as const) : ("success" as const)
+  // 30 % of domains publish MTA-STS, 10 % have DANE on their MX hosts.
+  const recipientPolicy: SessionOutcome.SessionPolicy =
+    n % 10 < 3
+      ? {
+          type: "sts",
+          policyLines: c.policyLines,
+          mxPatterns: c.mxPatterns,
+          result,
+          ...(failed ? { failureDetails: [{ resultType: "certificate-host-mismatch" as const }] } : {})
+        }
+      : {
+          type: "no-policy-found",
+          scope: "recipient-domain",
+          result,
+          ...(failed ? { failureDetails: [{ resultType: "certificate-expired" as const }] } : {})
+        }
+  const hostPolicy: SessionOutcome.SessionPolicy =
+    n % 10 === 9
+      ? {
+          type: "tlsa",
+          records: TLSA,
+          baseDomain: mxHost,
+          result,
+          ...(failed
+            ? { failureDetails: [{ resultType: "validation-failure" as const, reasonCode: "dane-no-match" }] }
+            : {})
+        }
+      : { type: "no-policy-found", scope: "mx-host", result }
+  return {
+    timestamp: T0,
+    recipientDomain: c.recipientDomain,
+    mxHost,
+    sendingIp: "192.0.2.1",
+    receivingIp: c.receivingIps[m]!,
+    mxGreeting: c.greetings[m]!,
+    policies: [recipientPolicy, hostPolicy]
+  } satisfies SessionOutcome.SessionOutcome
+}
+
+/** Every distinct outcome, prebuilt: index `(n × MX_PER_DOMAIN + m) × 2 + failed` (`buildSequence`). */
+const buildTemplates = (caches: ReadonlyArray<DomainCache>): Array<SessionOutcome.SessionOutcome> => {
+  const out: Array<SessionOutcome.SessionOutcome> = []
+  for (let n = 0; n < DOMAINS; n++)
+    for (let m = 0; m < MX_PER_DOMAIN; m++)
+      for (const failed of [false, true]) out.push(outcomeOf(caches, n, m, failed))
   return out
+}
+
+/**
+ * The outcomes by their index in the sequence: the prebuilt template (`SOURCE=templates`), or a new
+ * outcome built from the per-destination values (`SOURCE=fresh`), inside the timed loop.
+ */
+const source = (caches: ReadonlyArray<DomainCache>): ((k: number) => SessionOutcome.SessionOutcome) => {
+  if (SOURCE === "fresh") {
+    const pairs = MX_PER_DOMAIN * 2
+    return (k) => outcomeOf(caches, Math.floor(k / pairs), (k >> 1) % MX_PER_DOMAIN, (k & 1) === 1)
+  }
+  const templates = buildTemplates(caches)
+  return (k) => templates[k]!
 }
 
 /** Template index of each outcome: domain, MX host and failure drawn at random (seeded). */
@@ -184,25 +232,25 @@ const timed = (ctx: Context.Context<ResultStore>, flushMs: Array<number>) => {
 /** Records the outcomes one `record` at a time, or in slices of `BATCH` through `recordAll`. */
 const recordLoop = (
   collector: Context.Tag.Service<Collector>,
-  templates: ReadonlyArray<SessionOutcome.SessionOutcome>,
+  outcome: (k: number) => SessionOutcome.SessionOutcome,
   seq: Int32Array,
   batch: number
 ) =>
   Effect.gen(function* () {
     if (batch === 0) {
-      for (let i = 0; i < seq.length; i++) yield* collector.record(templates[seq[i]!]!)
+      for (let i = 0; i < seq.length; i++) yield* collector.record(outcome(seq[i]!))
       return
     }
     const slice: Array<SessionOutcome.SessionOutcome> = new Array(batch)
     for (let i = 0; i < seq.length; i += batch) {
       const n = Math.min(batch, seq.length - i)
       slice.length = n
-      for (let j = 0; j < n; j++) slice[j] = templates[seq[i + j]!]!
+      for (let j = 0; j < n; j++) slice[j] = outcome(seq[i + j]!)
       yield* collector.recordAll(slice)
     }
   })
 
-const run = (templates: ReadonlyArray<SessionOutcome.SessionOutcome>, seq: Int32Array, batch = 0) =>
+const run = (outcome: (k: number) => SessionOutcome.SessionOutcome, seq: Int32Array, batch = 0) =>
   Effect.gen(function* () {
     const dir = yield* Effect.acquireRelease(
       Effect.sync(() => mkdtempSync(join(tmpdir(), "tlsrpt-ingest-"))),
@@ -235,7 +283,7 @@ const run = (templates: ReadonlyArray<SessionOutcome.SessionOutcome>, seq: Int32
         const collector = yield* Effect.scoped(
           Effect.gen(function* () {
             const collector = Context.get(yield* Layer.build(Collector.layer(config)), Collector)
-            yield* recordLoop(collector, templates, seq, batch)
+            yield* recordLoop(collector, outcome, seq, batch)
             recorded = performance.now()
             recordCpu = mainThreadMs() / 1000
             return collector
@@ -274,7 +322,7 @@ const run = (templates: ReadonlyArray<SessionOutcome.SessionOutcome>, seq: Int32
   }).pipe(Effect.scoped)
 
 /** The same loop on a store that discards every batch: what the collector itself costs. */
-const collectorOnly = (templates: ReadonlyArray<SessionOutcome.SessionOutcome>, seq: Int32Array) =>
+const collectorOnly = (outcome: (k: number) => SessionOutcome.SessionOutcome, seq: Int32Array) =>
   Effect.gen(function* () {
     // The batches still encoded, as for the writer thread (STORE=inline: handed over as rows).
     const discardRows = Layer.succeed(ResultStore, {
@@ -291,7 +339,7 @@ const collectorOnly = (templates: ReadonlyArray<SessionOutcome.SessionOutcome>, 
           yield* Layer.build(Collector.layer(config).pipe(Layer.provide(discard))),
           Collector
         )
-        for (let i = 0; i < seq.length; i++) yield* collector.record(templates[seq[i]!]!)
+        for (let i = 0; i < seq.length; i++) yield* collector.record(outcome(seq[i]!))
       })
     )
     return (performance.now() - t) / 1000
@@ -310,19 +358,19 @@ const round = (x: number, digits = 1) => Math.round(x * 10 ** digits) / 10 ** di
 const main = Effect.gen(function* () {
   console.log(
     `ingest: ${OUTCOMES.toLocaleString("en")} outcomes, ${DOMAINS.toLocaleString("en")} domains × ${MX_PER_DOMAIN} MX, ` +
-      `${FAILURE_RATE * 100} % failures, order ${ORDER}, store ${STORE}, config ${JSON.stringify(config)}; ` +
+      `${FAILURE_RATE * 100} % failures, order ${ORDER}, source ${SOURCE}, store ${STORE}, config ${JSON.stringify(config)}; ` +
       `node ${process.version}, ${cpus().length} cores, load average ${loadavg()
         .map((l) => l.toFixed(1))
         .join(" ")}`
   )
-  const templates = buildTemplates()
+  const outcome = source(buildCaches())
   const seq = buildSequence()
   console.log(
-    `RSS before the runs (node + tsx + modules + 60,000 prebuilt outcomes): ${round(process.memoryUsage.rss() / 2 ** 20)} MB`
+    `RSS before the runs (node + modules${SOURCE === "fresh" ? " + the per-destination values" : " + 60,000 prebuilt outcomes"}): ${round(process.memoryUsage.rss() / 2 ** 20)} MB`
   )
   if (ALONE_RUNS > 0) {
     const alone: Array<number> = []
-    for (let r = 0; r < ALONE_RUNS; r++) alone.push(yield* collectorOnly(templates, seq))
+    for (let r = 0; r < ALONE_RUNS; r++) alone.push(yield* collectorOnly(outcome, seq))
     console.log(
       `collector alone (a store that discards the batches): ${Math.round(OUTCOMES / median(alone)).toLocaleString("en")} outcomes/s ` +
         `(median of ${ALONE_RUNS}), peak RSS so far ${round(process.resourceUsage().maxRSS / 1024)} MB`
@@ -341,7 +389,7 @@ const main = Effect.gen(function* () {
     )
   const results: Array<RunResult> = []
   for (let r = 1; r <= RUNS; r++) {
-    const res = yield* run(templates, seq)
+    const res = yield* run(outcome, seq)
     results.push(res)
     report(`run ${r}, record`, res)
   }
@@ -350,7 +398,7 @@ const main = Effect.gen(function* () {
   const batched: Array<RunResult> = []
   if (BATCH > 0)
     for (let r = 1; r <= RUNS; r++) {
-      const res = yield* run(templates, seq, BATCH)
+      const res = yield* run(outcome, seq, BATCH)
       batched.push(res)
       report(`run ${r}, recordAll of ${BATCH}`, res)
     }
