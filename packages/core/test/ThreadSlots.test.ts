@@ -15,7 +15,12 @@ interface Log {
 }
 
 /** Slots whose state is the count of messages in flight. */
-const slots = (log: Log, idle: Duration.DurationInput = Duration.millis(40)) =>
+// Long enough that a stalled test machine does not retire a thread between two steps of a test.
+const IDLE = Duration.millis(400)
+/** Longer than IDLE with room to spare: the idle timer has fired by then. */
+const RETIRED = "1200 millis"
+
+const slots = (log: Log, idle: Duration.DurationInput = IDLE) =>
   ThreadSlots.make<{ inFlight: number; readonly index: number }>({
     size: 2,
     idle,
@@ -78,7 +83,7 @@ describe("ThreadSlots", () => {
         assert.deepStrictEqual([pool.threads(), log.started], [2, 2])
         assert.deepStrictEqual(log.messages, ["a", "b", "c"])
         const exits = pool.slots.map((s) => exitOf(s.worker!))
-        yield* Effect.sleep("150 millis")
+        yield* Effect.sleep(RETIRED)
         assert.strictEqual(pool.threads(), 0)
         // Retired threads exit; that is not taken for a failure.
         yield* Effect.promise(() => Promise.all(exits))
@@ -98,13 +103,13 @@ describe("ThreadSlots", () => {
       // Slot 1 has work in flight that never answers: its thread stays.
       pool.slots[1]!.state.inFlight++
       pool.settled()
-      yield* Effect.sleep("150 millis")
+      yield* Effect.sleep(RETIRED)
       assert.isUndefined(pool.slots[0]!.worker)
       assert.isDefined(pool.slots[1]!.worker)
       // Nothing is armed while a slot is busy; once it settles, the idle period retires it too.
       pool.slots[1]!.state.inFlight = 0
       pool.settled()
-      yield* Effect.sleep("150 millis")
+      yield* Effect.sleep(RETIRED)
       assert.strictEqual(pool.threads(), 0)
     })
   )
@@ -115,10 +120,10 @@ describe("ThreadSlots", () => {
       const pool = yield* slots(log)
       yield* ask(pool, 0, "a", log)
       pool.working()
-      yield* Effect.sleep("150 millis")
+      yield* Effect.sleep(RETIRED)
       assert.strictEqual(pool.threads(), 1)
       pool.settled()
-      yield* Effect.sleep("150 millis")
+      yield* Effect.sleep(RETIRED)
       assert.strictEqual(pool.threads(), 0)
     })
   )

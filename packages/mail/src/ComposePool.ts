@@ -8,10 +8,10 @@
  * buffer): a round hands over its reports a batch at a time, and a message per report cost the main
  * thread more than the report itself. Single jobs given in one turn of the event loop share a message.
  *
- * Lifecycle (`ThreadSlots`, docs/design.md#thread-slots): a thread starts with the first job given to its slot and is
- * retired (terminated) once the whole pool has had no job for `idle` (30 s by default), so a worker at
- * rest between daily rounds holds no compose isolate; a thread that dies is not replaced until a job
- * needs it.
+ * Lifecycle (`ThreadSlots`, docs/design.md#thread-slots): a thread starts with the first job given to
+ * its slot and is retired (terminated) once the whole pool has had no job for `idle` (30 s by
+ * default), so a worker at rest between daily rounds holds no compose isolate; a thread that dies is
+ * not replaced until a job needs it.
  */
 import { availableParallelism } from "node:os"
 import type { Worker } from "node:worker_threads"

@@ -8,10 +8,10 @@
  * thread in one message and come back in one; each batch goes to the thread with fewer in flight, so
  * a disk where creating a file is slow has that kernel time spread over two cores.
  *
- * Lifecycle as the compose pool's (`ThreadSlots`, docs/design.md#thread-slots): a thread starts with the first batch given to it, and all are
- * retired after `idle` (30 s) without a write, so a worker at rest holds no isolate for them; a thread
- * that dies fails the writes it had (temporary: delivery tries them again) and the next batch given
- * to it starts a new one.
+ * Lifecycle as the compose pool's (`ThreadSlots`, docs/design.md#thread-slots): a thread starts with
+ * the first batch given to it, and all are retired after `idle` (30 s) without a write, so a worker at
+ * rest holds no isolate for them; a thread that dies fails the writes it had (temporary: delivery
+ * tries them again) and the next batch given to it starts a new one.
  */
 import { availableParallelism } from "node:os"
 import { ThreadEntry, ThreadSlots } from "@tlsrpt/core"
