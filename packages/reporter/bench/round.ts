@@ -12,9 +12,13 @@
  * thread too, would add some 150 MB of RSS);
  * `pnpm bench:source` runs the sources through tsx.
  * `ROUND_DIR=folder`: where the SQLite file and the outbox folder go (default the system's temporary
- * folder). On this project's VM, creating a file on its ext4 disk costs 0.06–0.7 ms of kernel time,
- * varying by the hour, so the `dir` transport's two files per report can outweigh the round's own
- * work; `ROUND_DIR=/dev/shm` (tmpfs) measures the round without that.
+ * folder). On this project's VM, creating a file on its ext4 disk costs about 50 µs of kernel time,
+ * but up to 1 ms for about five minutes after many files near it were deleted: the disk is mounted
+ * without a journal, and then ext4 skips recently deleted inodes one by one when it allocates one.
+ * The tests, the benches and this bench's own clean-up delete thousands of files in the temporary
+ * folder, so there the `dir` transport's two files per report can outweigh the round's own work.
+ * `ROUND_DIR=/dev/shm` (tmpfs) measures the round without that; a folder elsewhere on the disk, five
+ * minutes after any deletion near it, measures the disk in its usual state (docs/design.md#outbox-folder-writer).
  */
 import { execFile } from "node:child_process"
 import { createPrivateKey, sign } from "node:crypto"
