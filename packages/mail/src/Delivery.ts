@@ -82,7 +82,10 @@ export interface DeliveryOptions {
   readonly maxSleep?: Duration.DurationInput | undefined
   /** Messages fetched per store query (default 50). */
   readonly batch?: number | undefined
-  /** Messages in flight at once (default 4). */
+  /**
+   * Messages in flight at once (default: the transport's `concurrency`, else 4). Also the most messages
+   * a crash can leave sent but unrecorded (docs/design.md#fleet-faults).
+   */
   readonly concurrency?: number | undefined
   /** Attempts and backoff (default `defaultRetrySchedule`). */
   readonly schedule?: RetrySchedule | undefined
@@ -147,7 +150,8 @@ export class Delivery extends Context.Tag("@tlsrpt/mail/Delivery")<
       const store = yield* Outbox
       const transport = yield* Transport
       const batch = Math.max(1, options.batch ?? 50)
-      const concurrency = Math.max(1, options.concurrency ?? 4)
+      // The transport's own figure when not told (`dir`: local writes, DIR_CONCURRENCY); 4 for a relay.
+      const concurrency = Math.max(1, options.concurrency ?? transport.concurrency ?? 4)
       const schedule = options.schedule ?? defaultRetrySchedule
       const lease = Duration.toMillis(options.lease ?? Duration.minutes(10))
       // Unique per instance, and says where a claim came from when an operator looks at the table.

@@ -27,7 +27,7 @@ import {
   retrySpan,
   sleepAfterPass
 } from "../src/Delivery.js"
-import { TestTransport, Transport } from "../src/Transport.js"
+import { DIR_CONCURRENCY, TestTransport, Transport } from "../src/Transport.js"
 import { closedPort, gzipBody, newMessage, RAW } from "./Fixtures.js"
 
 const T0 = Date.UTC(2024, 0, 10, 0, 5)
@@ -312,6 +312,49 @@ describe("Delivery.runOnce", () => {
           }
         }).pipe(Effect.provide(Layer.merge(Transport.layerTest(), counting)))
       })
+  )
+
+  it.effect.each([
+    { transport: 16, option: undefined, most: 16 },
+    { transport: 16, option: 2, most: 2 },
+    { transport: undefined, option: undefined, most: 4 },
+    { transport: undefined, option: 6, most: 6 }
+  ])(
+    "messages in flight: delivery's option, else the transport's own figure, else 4 (transport $transport, option $option)",
+    ({ transport: figure, option, most }) =>
+      Effect.gen(function* () {
+        let inFlight = 0
+        let mostInFlight = 0
+        // Each send holds its slot for a few scheduler turns, so every slot has started one before any ends.
+        const holding = Transport.of({
+          send: () =>
+            Effect.gen(function* () {
+              mostInFlight = Math.max(mostInFlight, ++inFlight)
+              for (let i = 0; i < 5; i++) yield* Effect.yieldNow()
+              inFlight--
+            }),
+          concurrency: figure
+        })
+        yield* Effect.gen(function* () {
+          yield* TestClock.setTime(T0)
+          yield* enqueue(
+            ...Array.from({ length: 40 }, (_, i) => newMessage({ destination: `rua${i}@rcpt${i}.example` }))
+          )
+          assert.deepStrictEqual(yield* runOnce, pass(40, 0, 0))
+          assert.strictEqual(mostInFlight, most)
+        }).pipe(provideDelivery(Layer.succeed(Transport, holding), option === undefined ? {} : { concurrency: option }))
+      })
+  )
+
+  it.scoped("the dir transport takes DIR_CONCURRENCY messages at once; the SMTP relay leaves delivery's default", () =>
+    Effect.gen(function* () {
+      const dir = mkdtempSync(join(tmpdir(), "tlsrpt-delivery-dir-"))
+      yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
+      const ofDir = yield* Effect.provide(Transport, Transport.layerDir({ dir }))
+      assert.strictEqual(ofDir.concurrency, DIR_CONCURRENCY)
+      const ofRelay = yield* Effect.provide(Transport, Transport.layerSmtp({ url: "smtp://127.0.0.1:1" }))
+      assert.isUndefined(ofRelay.concurrency)
+    })
   )
 
   it.effect("a permanent transport error fails the message; the test transport sees every attempt", () =>
