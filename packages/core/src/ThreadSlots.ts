@@ -34,7 +34,8 @@ export interface ThreadSlots<S> {
   readonly closed: () => boolean
 }
 
-export interface Options<S> {
+/** `M`: what the owner's threads post back (the owner's protocol; node does not check it). */
+export interface Options<S, M> {
   readonly size: number
   /** How long no slot may be busy before every thread is retired. */
   readonly idle: Duration.DurationInput
@@ -47,7 +48,7 @@ export interface Options<S> {
   /** What the thread is called in failure reasons ("compose thread"). */
   readonly name: string
   /** A message from the slot's thread; `settled` is called after it. */
-  readonly onMessage: (slot: Slot<S>, message: unknown) => void
+  readonly onMessage: (slot: Slot<S>, message: M) => void
   /** The slot's thread failed or exited on its own: fail its work. The slot has no thread any more. */
   readonly onFail: (slot: Slot<S>, reason: string) => void
   /** At scope close, before the threads are terminated: fail the slot's work. */
@@ -59,7 +60,7 @@ interface MutableSlot<S> {
   readonly state: S
 }
 
-export const make = <S>(options: Options<S>): Effect.Effect<ThreadSlots<S>, never, Scope.Scope> =>
+export const make = <S, M>(options: Options<S, M>): Effect.Effect<ThreadSlots<S>, never, Scope.Scope> =>
   Effect.gen(function* () {
     const idleMs = Duration.toMillis(Duration.decode(options.idle))
     const slots: Array<MutableSlot<S>> = Array.from({ length: Math.max(1, options.size) }, () => ({
@@ -89,7 +90,7 @@ export const make = <S>(options: Options<S>): Effect.Effect<ThreadSlots<S>, neve
 
     const start = (slot: MutableSlot<S>): Worker => {
       const w = options.start()
-      w.on("message", (message: unknown) => {
+      w.on("message", (message: M) => {
         options.onMessage(slot, message)
         settled()
       })

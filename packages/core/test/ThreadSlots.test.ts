@@ -14,14 +14,14 @@ interface Log {
   readonly closed: Array<number>
 }
 
-/** Slots whose state is the count of messages in flight. */
 // Long enough that a stalled test machine does not retire a thread between two steps of a test.
 const IDLE = Duration.millis(400)
 /** Longer than IDLE with room to spare: the idle timer has fired by then. */
 const RETIRED = "1200 millis"
 
+/** Slots whose state is the count of messages in flight. */
 const slots = (log: Log, idle: Duration.DurationInput = IDLE) =>
-  ThreadSlots.make<{ inFlight: number; readonly index: number }>({
+  ThreadSlots.make<{ inFlight: number; readonly index: number }, unknown>({
     size: 2,
     idle,
     state: (() => {

@@ -81,15 +81,14 @@ export const makeComposePool = (
 ): Effect.Effect<ComposePool, never, Scope.Scope> =>
   Effect.gen(function* () {
     let nextId = 0
-    const pool = yield* ThreadSlots.make<SlotState>({
+    const pool = yield* ThreadSlots.make<SlotState, Replies>({
       size,
       idle: options.idle ?? defaultComposeIdle,
       state: () => ({ pending: new Map(), queue: [], failures: 0 }),
       busy: (state) => state.pending.size > 0,
       start: () => newWorker(init),
       name: "compose thread",
-      onMessage: ({ state }, message) => {
-        const { replies, buffer } = message as Replies
+      onMessage: ({ state }, { replies, buffer }) => {
         state.failures = 0
         let start = 0
         for (const reply of replies) {

@@ -36,6 +36,11 @@ type InFlight = Array<Array<Done>>
 
 const CLOSED = "the outbox folder's writer is closed"
 
+/** Fails every write a slot's thread had (it died, or the writer is closing). */
+const failAll = (inFlight: InFlight, reason: string) => {
+  for (const done of inFlight.splice(0)) for (const d of done) d(reason)
+}
+
 export const makeDirWriter = (
   options: {
     readonly idle?: Duration.DurationInput | undefined
@@ -46,7 +51,7 @@ export const makeDirWriter = (
   } = {}
 ): Effect.Effect<DirWriter, never, Scope.Scope> =>
   Effect.gen(function* () {
-    const pool = yield* ThreadSlots.make<InFlight>({
+    const pool = yield* ThreadSlots.make<InFlight, ReadonlyArray<string | undefined>>({
       size: options.threads ?? Math.min(2, availableParallelism()),
       idle: options.idle ?? defaultDirWriterIdle,
       state: () => [],
@@ -55,14 +60,10 @@ export const makeDirWriter = (
       name: "writer thread",
       onMessage: ({ state }, errors) => {
         const done = state.shift() ?? []
-        for (const [i, d] of done.entries()) d((errors as ReadonlyArray<string | undefined>)[i])
+        for (const [i, d] of done.entries()) d(errors[i])
       },
-      onFail: ({ state }, reason) => {
-        for (const done of state.splice(0)) for (const d of done) d(reason)
-      },
-      onClose: ({ state }) => {
-        for (const done of state.splice(0)) for (const d of done) d(CLOSED)
-      }
+      onFail: ({ state }, reason) => failAll(state, reason),
+      onClose: ({ state }) => failAll(state, CLOSED)
     })
     /** The messages given in this turn of the event loop, by folder; posted when it ends. */
     let queued = new Map<string, { messages: Array<DirMessage>; done: Array<Done> }>()
