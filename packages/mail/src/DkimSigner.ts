@@ -36,7 +36,10 @@ export interface DkimSigner {
 const CRLF = "\r\n"
 const MAX_LINE = 76
 
-/** RFC 6376 §3.4.4: relaxed body canonicalization. */
+/**
+ * RFC 6376 §3.4.4: relaxed body canonicalization. An unterminated last line loses its trailing white
+ * space like any other: on the wire it ends in CRLF (docs/design.md#body-without-final-crlf).
+ */
 export const canonicalBodyRelaxed = (body: string): string => {
   const s = body
     .replace(/[ \t]+/g, " ")

@@ -78,6 +78,9 @@ describe("DkimSigner", () => {
     })
   )
 
+  /** The message as SMTP delivers it: its data always ends in CRLF (RFC 5321 §4.1.1.4). */
+  const onTheWire = (raw: string) => (raw.endsWith("\r\n") ? raw : `${raw}\r\n`)
+
   // Header values and bodies with runs of spaces and tabs, folds, trailing white space and trailing
   // empty lines: what relaxed canonicalization (RFC 6376 §3.4.2, §3.4.4) has to get right.
   const text = fc.stringMatching(/^[ -~\t]{0,40}$/)
@@ -102,10 +105,37 @@ describe("DkimSigner", () => {
           `From: a@mox.example\r\nSubject:  ${subject} \r\nX-Extra:${extra}\r\nX-Extra: ${extra}\r\n\r\n${body}`,
           "latin1"
         )
-        const raw = signer.sign(message, new Date(NOW)) + message.toString("latin1")
+        // Verified as it travels: SMTP ends the data with CRLF (docs/design.md#body-without-final-crlf).
+        const raw = onTheWire(signer.sign(message, new Date(NOW)) + message.toString("latin1"))
         assert.deepStrictEqual(yield* verifyMailauth(raw, records, NOW), ["pass", "pass"])
       }),
     { fastCheck: { numRuns: 60 } }
+  )
+
+  it.effect("a body without a final CRLF is signed as it arrives, its last line's trailing white space dropped", () =>
+    Effect.gen(function* () {
+      const { keys, records } = yield* fixture
+      const signer = makeDkimSigner(
+        keys.map((k) => ({ ...k, domain: k.domain.ascii })),
+        { headers: ["From", "Subject"], oversign: [] }
+      )
+      // Each tail is one that mailauth or dkimpy canonicalizes differently when given it unterminated.
+      const bodies = [" ", "report ", "report\t", "report  ", "line\r\n \t"]
+      for (const body of bodies) {
+        assert.strictEqual(canonicalBodyRelaxed(body), canonicalBodyRelaxed(`${body}\r\n`), JSON.stringify(body))
+      }
+      const raws = bodies.map((body) => {
+        const message = Buffer.from(`From: a@mox.example\r\nSubject: s\r\n\r\n${body}`, "latin1")
+        return onTheWire(signer.sign(message, new Date(NOW)) + message.toString("latin1"))
+      })
+      for (const [i, raw] of raws.entries()) {
+        assert.deepStrictEqual(yield* verifyMailauth(raw, records, NOW), ["pass", "pass"], JSON.stringify(bodies[i]))
+      }
+      assert.deepStrictEqual(
+        yield* verifyDkimpyAll(raws, records),
+        raws.map(() => ["pass", "pass"])
+      )
+    })
   )
 
   it.prop("relaxed body canonicalization is idempotent and ends in one CRLF or is empty", { body }, ({ body }) => {
